@@ -1,0 +1,278 @@
+"""The domain of a dynamic constitution, as pydantic models.
+
+These models cross every boundary of the service (workflow inputs, activity
+inputs, API bodies, ledger rows), so they import nothing of the project and
+nothing that does I/O: workflows load this module inside the Temporal sandbox.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PRINCIPLE_ID = re.compile(r"^P[0-9]{1,4}$")
+ROUND_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Principle(Frozen):
+    """One numbered principle. `protected` marks principles whose removal or
+    weakening needs the stricter review policy."""
+
+    id: str = Field(description="Stable id such as P7; never reused after retirement.")
+    title: str = Field(min_length=1, max_length=120)
+    text: str = Field(min_length=1, max_length=2000)
+    protected: bool = False
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not PRINCIPLE_ID.match(value):
+            raise ValueError(f"principle id {value!r} must look like P1, P12")
+        return value
+
+
+class ConstitutionVersion(Frozen):
+    """A whole constitution at one point in time.
+
+    The content hash covers only the principles, so two versions with the same
+    text hash alike whatever their number; the parent hash links each version
+    to the one it amends.
+    """
+
+    number: int = Field(ge=1)
+    principles: tuple[Principle, ...]
+    parent_hash: str | None = None
+    round_id: str | None = Field(default=None, description="The round that made it; None if imported.")
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Self:
+        ids = [p.id for p in self.principles]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate principle ids: {', '.join(duplicates)}")
+        return self
+
+    @property
+    def content_hash(self) -> str:
+        canonical = json.dumps(
+            [p.model_dump(mode="json") for p in self.principles],
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def principle(self, principle_id: str) -> Principle | None:
+        return next((p for p in self.principles if p.id == principle_id), None)
+
+    def next_principle_id(self, taken: set[str] | None = None) -> str:
+        used = {int(p.id[1:]) for p in self.principles} | {int(t[1:]) for t in taken or set()}
+        return f"P{max(used, default=0) + 1}"
+
+
+class ProposalKind(StrEnum):
+    add = "add"
+    revise = "revise"
+    clarify = "clarify"
+    retire = "retire"
+
+
+class ProposalDraft(Frozen):
+    """What the model proposes, before the round gives it an id. This is the
+    shape of structured output asked of the model."""
+
+    kind: ProposalKind
+    target: str | None = Field(
+        default=None, description="Principle id the amendment changes; null for 'add'."
+    )
+    title: str | None = Field(default=None, max_length=120, description="Title of a new principle.")
+    text: str | None = Field(
+        default=None, max_length=2000, description="New or reworded text; null for 'retire'."
+    )
+    rationale: str = Field(min_length=1, max_length=4000)
+    evidence: list[str] = Field(default_factory=list, description="Ids of evidence items relied on.")
+    touches: list[str] = Field(
+        default_factory=list, description="Principle ids this amendment touches or conflicts with."
+    )
+
+    @model_validator(mode="after")
+    def _fields_fit_kind(self) -> Self:
+        if self.kind is ProposalKind.add:
+            if self.target is not None:
+                raise ValueError("an 'add' proposal has no target")
+            if not self.text or not self.title:
+                raise ValueError("an 'add' proposal needs a title and text")
+        else:
+            if self.target is None:
+                raise ValueError(f"a '{self.kind}' proposal needs a target principle")
+            if self.kind is ProposalKind.retire and self.text is not None:
+                raise ValueError("a 'retire' proposal has no text")
+            if self.kind is not ProposalKind.retire and not self.text:
+                raise ValueError(f"a '{self.kind}' proposal needs text")
+        return self
+
+
+class ProposalBatch(BaseModel):
+    """Structured output of the proposal prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+    proposals: list[ProposalDraft]
+
+
+class Proposal(Frozen):
+    """A proposal under review: a draft with its id and the round it belongs to."""
+
+    id: str
+    round_id: str
+    draft: ProposalDraft
+    prompt_version: str
+    model: str
+
+    @property
+    def kind(self) -> ProposalKind:
+        return self.draft.kind
+
+
+class DecisionKind(StrEnum):
+    accept = "accept"
+    reject = "reject"
+    modify = "modify"
+
+
+class DecisionRequest(Frozen):
+    """A reviewer's decision as it arrives (from Slack, the API or the CLI).
+    The round stamps the time when it takes the decision."""
+
+    proposal_id: str
+    kind: DecisionKind
+    reviewer: str = Field(min_length=1, description="Slack user id, or 'operator:<name>'.")
+    text: str | None = Field(default=None, max_length=2000, description="Edited text for 'modify'.")
+    comment: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="after")
+    def _modify_has_text(self) -> Self:
+        if self.kind is DecisionKind.modify and not (self.text and self.text.strip()):
+            raise ValueError("a 'modify' decision needs the edited text")
+        return self
+
+
+class Decision(Frozen):
+    proposal_id: str
+    kind: DecisionKind
+    reviewer: str
+    text: str | None = None
+    comment: str | None = None
+    decided_at: datetime
+
+
+class DecisionOutcome(Frozen):
+    """What the round answers to a decision it took."""
+
+    proposal_id: str
+    proposal_state: str
+    message: str
+
+
+class TrainingSpec(Frozen):
+    base_model: str = Field(default="amend-base", description="Model fine-tuned and used as baseline.")
+    method: str = Field(default="supervised", pattern="^(supervised|dpo)$")
+    prompt_count: int = Field(default=4, ge=1, le=100_000)
+    n_epochs: int = Field(default=1, ge=1, le=50)
+
+
+class GateSpec(Frozen):
+    """Thresholds the candidate must meet to be promoted."""
+
+    min_harm_reduction: float = Field(
+        default=0.2, ge=0, le=1, description="Required relative drop in harm rate vs baseline."
+    )
+    max_overrefusal_increase: float = Field(default=0.02, ge=0, le=1)
+    max_awareness_gap: float = Field(default=0.1, ge=0, le=1)
+
+
+class RoundSpec(Frozen):
+    """What an operator asks for when starting a round."""
+
+    round_id: str = Field(description="Lower-case letters, digits and dashes; the workflow is round-<id>.")
+    constitution_version: int | None = Field(
+        default=None, ge=1, description="Version amended; the latest when unset."
+    )
+    evidence_file: str | None = Field(
+        default=None, description="JSONL evidence path readable by the worker; the sample when unset."
+    )
+    reviewers: list[str] = Field(min_length=1, description="Slack user ids allowed to decide.")
+    max_proposals: int = Field(default=5, ge=1, le=50)
+    reminder_interval: timedelta = Field(default=timedelta(days=1))
+    escalate_after: int = Field(default=3, ge=1, description="Reminders before escalation.")
+    escalate_to: str | None = Field(default=None, description="Slack user or channel id to escalate to.")
+    deadline: timedelta | None = Field(default=None, description="No deadline unless set.")
+    training: TrainingSpec = TrainingSpec()
+    gate: GateSpec = GateSpec()
+
+    @field_validator("round_id")
+    @classmethod
+    def _round_id_shape(cls, value: str) -> str:
+        if not ROUND_ID.match(value):
+            raise ValueError("round id must be 1-63 lower-case letters, digits or dashes")
+        return value
+
+    @field_validator("reminder_interval")
+    @classmethod
+    def _reminder_at_least_a_second(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1):
+            raise ValueError("reminder interval must be at least one second")
+        return value
+
+    @property
+    def workflow_id(self) -> str:
+        return f"round-{self.round_id}"
+
+
+class EvidenceKind(StrEnum):
+    red_team = "red_team"
+    failed_critique = "failed_critique"
+    conflict = "conflict"
+    reviewer_feedback = "reviewer_feedback"
+
+
+class EvidenceItem(Frozen):
+    """One piece of evidence from the last round. Evidence is data shown to the
+    model, never instructions to it."""
+
+    id: str = Field(min_length=1, max_length=64)
+    kind: EvidenceKind
+    summary: str = Field(min_length=1, max_length=4000)
+    principles: list[str] = Field(default_factory=list)
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class TransitionRecord(Frozen):
+    """One state change, as the workflow asks the ledger to record it.
+
+    `sequence` is the workflow's own counter: with the workflow id it makes the
+    row id, so a retried activity writes the row once.
+    """
+
+    workflow_id: str
+    sequence: int = Field(ge=1)
+    round_id: str
+    entity: str = Field(description="'round' or 'proposal:<id>' or 'version:<n>' or 'job:<id>'.")
+    from_state: str | None
+    to_state: str
+    actor: str
+    reason: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+    at: datetime
+
+    @property
+    def id(self) -> str:
+        return f"{self.workflow_id}:{self.sequence}"

@@ -1,0 +1,86 @@
+"""The one settings object of amend.
+
+Every process (worker, gateway, CLI, dev stack) reads the same `Settings`, from
+`AMEND_*` environment variables or a `.env` file. Secrets are `SecretStr`, so
+they print as `**********` in logs and reprs, and they never go into workflow
+inputs: only the worker and gateway hold them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="AMEND_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Field(default=Path(".amend"), description="State of the dev stack.")
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = "default"
+    temporal_task_queue: str = "amend-rounds"
+    temporal_ui_port: int = 8233
+
+    database_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL URL; unset: embedded PostgreSQL under data_dir."
+    )
+
+    model_base_url: str | None = Field(
+        default=None, description="OpenAI-compatible base URL; unset: the scripted stand-in model."
+    )
+    model_api_key: SecretStr = SecretStr("not-needed")
+    model_name: str = "amend-proposer"
+    grader_model_name: str | None = Field(default=None, description="Defaults to model_name.")
+    model_timeout_s: float = 60.0
+    model_concurrency: int = Field(default=4, ge=1)
+
+    slack_bot_token: SecretStr | None = Field(
+        default=None, description="xoxb- token; unset: the Slack Web API stand-in."
+    )
+    slack_signing_secret: SecretStr = Field(
+        default=SecretStr("amend-dev-signing-secret"),
+        description="Verifies interaction payloads. The default is for the dev stack only.",
+    )
+    slack_review_channel: str = "C0AMENDREVIEW"
+    slack_api_url: str | None = Field(
+        default=None, description="Slack Web API base URL; set by the dev stack for its stand-in."
+    )
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8000
+    public_url: str | None = Field(
+        default=None, description="Where people reach the gateway; links in Slack use it."
+    )
+
+    fine_tune_poll_interval: timedelta = Field(
+        default=timedelta(seconds=60), description="How often a running fine-tune job is polled."
+    )
+    stand_in_port_model: int = 8101
+    stand_in_port_slack: int = 8102
+
+    @property
+    def gateway_url(self) -> str:
+        return self.public_url or f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def temporal_ui_url(self) -> str:
+        host = self.temporal_address.rsplit(":", 1)[0]
+        return f"http://{host}:{self.temporal_ui_port}"
+
+    @property
+    def grader_model(self) -> str:
+        return self.grader_model_name or self.model_name
+
+    @property
+    def uses_stand_in_model(self) -> bool:
+        return self.model_base_url is None
+
+    @property
+    def uses_stand_in_slack(self) -> bool:
+        return self.slack_bot_token is None
