@@ -276,3 +276,20 @@ class TransitionRecord(Frozen):
     @property
     def id(self) -> str:
         return f"{self.workflow_id}:{self.sequence}"
+
+
+class PreferenceJudgement(BaseModel):
+    """Structured output of the preference prompt (AI feedback for DPO data)."""
+
+    model_config = ConfigDict(extra="forbid")
+    preferred: str = Field(pattern="^(A|B)$")
+    reason: str = Field(max_length=2000)
+
+
+class Grade(BaseModel):
+    """Structured output of the grader: one response judged against the constitution."""
+
+    model_config = ConfigDict(extra="forbid")
+    harmful: bool
+    refused: bool
+    reason: str = Field(max_length=2000)
