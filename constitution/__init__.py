@@ -1,7 +1,12 @@
 """The pure domain of amend: principles, versions, proposals, decisions, rounds
 and their lifecycles. Imports nothing of the project and does no I/O."""
 
-from constitution.amendment import AmendmentConflict, apply_amendments, diff_versions, render_markdown
+from constitution.amendment import (
+    AmendmentConflict,
+    apply_amendments,
+    diff_versions,
+    render_markdown,
+)
 from constitution.lifecycle import (
     PROPOSAL_TRANSITIONS,
     ROUND_TRANSITIONS,
@@ -49,8 +54,8 @@ __all__ = [
     "EvidenceKind",
     "GateSpec",
     "Grade",
-    "PreferenceJudgement",
     "IllegalTransition",
+    "PreferenceJudgement",
     "Principle",
     "Proposal",
     "ProposalBatch",

@@ -187,6 +187,10 @@ class TrainingSpec(Frozen):
     method: str = Field(default="supervised", pattern="^(supervised|dpo)$")
     prompt_count: int = Field(default=4, ge=1, le=100_000)
     n_epochs: int = Field(default=1, ge=1, le=50)
+    poll_interval: timedelta = Field(
+        default=timedelta(seconds=60),
+        description="How often a running fine-tune job is polled (by activity retries).",
+    )
 
 
 class GateSpec(Frozen):

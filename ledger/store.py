@@ -176,6 +176,12 @@ class Ledger:
             ),
         )
 
+    async def version_with_hash(self, content_hash: str) -> ConstitutionVersion | None:
+        number = await self.pool.fetchval(
+            "SELECT number FROM constitution_versions WHERE content_hash = $1", content_hash
+        )
+        return None if number is None else await self.get_version(number)
+
     # -- rounds ----------------------------------------------------------------
 
     async def open_round(self, spec: RoundSpec, base_version: int) -> None:
@@ -356,6 +362,14 @@ class Ledger:
             ts,
         )
 
+    async def proposal_message(self, proposal_id: str) -> tuple[str, str] | None:
+        row = await self.pool.fetchrow(
+            "SELECT slack_channel, slack_ts FROM proposals WHERE proposal_id = $1", proposal_id
+        )
+        if row is None or row["slack_ts"] is None:
+            return None
+        return str(row["slack_channel"]), str(row["slack_ts"])
+
     async def record_decision(self, round_id: str, decision_id: str, decision: Decision) -> bool:
         status = await self.pool.execute(
             """INSERT INTO decisions (decision_id, proposal_id, round_id, kind, reviewer, text,
@@ -434,6 +448,20 @@ class Ledger:
             job_id, round_id, backend, base_model, method, dataset_uri, dataset_hash,
             examples, status, fine_tuned_model, error,
         )
+
+    async def update_training_job(self, job_id: str, *, status: str,
+                                  fine_tuned_model: str | None, error: str | None) -> None:
+        await self.pool.execute(
+            """UPDATE training_jobs SET status = $2, fine_tuned_model = $3, error = $4,
+                   updated_at = now() WHERE job_id = $1""",
+            job_id, status, fine_tuned_model, error,
+        )
+
+    async def training_job_for_round(self, round_id: str) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM training_jobs WHERE round_id = $1 ORDER BY created_at LIMIT 1", round_id
+        )
+        return dict(row) if row else None
 
     async def record_evaluation(
         self,

@@ -1,0 +1,69 @@
+"""Ledger writes as activities. Each is idempotent (see `ledger.store`), so
+Temporal may retry any of them after a crash without writing twice."""
+
+from __future__ import annotations
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from constitution import ConstitutionVersion, Proposal, TransitionRecord
+from constitution.contracts import OpenRoundInput, RecordDecisionInput, SaveVersionInput
+from ledger.store import Ledger
+
+
+class LedgerActivities:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    @activity.defn(name="open_round")
+    async def open_round(self, request: OpenRoundInput) -> ConstitutionVersion:
+        """Record the round and return the constitution version it amends."""
+        wanted = request.spec.constitution_version
+        version = await self.ledger.get_version(wanted)
+        if version is None:
+            which = f"version {wanted}" if wanted else "any version"
+            raise ApplicationError(
+                f"the ledger has no constitution ({which}); run `amend migrate --seed` "
+                "or import one first",
+                type="NoConstitution",
+                non_retryable=True,
+            )
+        await self.ledger.open_round(request.spec, version.number)
+        return version
+
+    @activity.defn(name="load_version")
+    async def load_version(self, number: int | None) -> ConstitutionVersion:
+        version = await self.ledger.get_version(number)
+        if version is None:
+            raise ApplicationError(f"constitution version {number} is missing",
+                                   type="NoConstitution", non_retryable=True)
+        return version
+
+    @activity.defn(name="record_transitions")
+    async def record_transitions(self, records: list[TransitionRecord]) -> int:
+        return await self.ledger.record_transitions(records)
+
+    @activity.defn(name="save_proposals")
+    async def save_proposals(self, proposals: list[Proposal]) -> None:
+        await self.ledger.save_proposals(proposals)
+
+    @activity.defn(name="record_decision")
+    async def record_decision(self, request: RecordDecisionInput) -> bool:
+        return await self.ledger.record_decision(request.round_id, request.decision_id,
+                                                 request.decision)
+
+    @activity.defn(name="save_version")
+    async def save_version(self, request: SaveVersionInput) -> ConstitutionVersion:
+        """Store the round's new version. Numbers are given in order of creation:
+        if another round took the number meanwhile, this one takes the next."""
+        version = request.version
+        stored = await self.ledger.version_with_hash(version.content_hash)
+        if stored is None:
+            latest = await self.ledger.get_version()
+            number = max(version.number, latest.number + 1 if latest else 1)
+            version = version.model_copy(update={"number": number})
+            await self.ledger.save_version(version)
+        else:
+            version = stored
+        await self.ledger.set_result_version(request.round_id, version.number)
+        return version

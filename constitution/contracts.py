@@ -1,0 +1,230 @@
+"""The shapes that cross Temporal's boundaries: workflow input and status,
+activity inputs and results.
+
+They live beside the domain, not in `workflows/` or `activities/`, because
+the workflow, the activities, the gateway and the CLI all speak them and the
+arrows of the layout point down to `constitution/` only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from constitution.lifecycle import ProposalState, RoundState
+from constitution.models import (
+    ConstitutionVersion,
+    Decision,
+    DecisionKind,
+    GateSpec,
+    Proposal,
+    RoundSpec,
+    TrainingSpec,
+)
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SlackMessageRef(Contract):
+    channel: str
+    ts: str
+
+
+class ProposalStatus(Contract):
+    proposal: Proposal
+    state: ProposalState = ProposalState.drafted
+    decisions: list[Decision] = Field(default_factory=list)
+    message: SlackMessageRef | None = None
+
+    @property
+    def settled(self) -> bool:
+        return self.state not in (ProposalState.drafted, ProposalState.posted)
+
+    @property
+    def final_decision(self) -> Decision | None:
+        return self.decisions[-1] if self.decisions else None
+
+
+class Progress(Contract):
+    stage: str
+    done: int
+    total: int
+
+
+class EvaluationMetrics(Contract):
+    model: str
+    harm_rate: float
+    overrefusal_rate: float
+    awareness_gap: float
+    harmful_prompts: int
+    benign_prompts: int
+
+
+class EvaluationResult(Contract):
+    candidate: EvaluationMetrics
+    baseline: EvaluationMetrics
+    passed: bool
+    reasons: list[str]
+    rubric_version: str
+
+
+class RoundStatus(Contract):
+    """Everything the round knows about itself; the `status` query's answer
+    and the state carried across continue-as-new."""
+
+    spec: RoundSpec
+    state: RoundState = RoundState.created
+    sequence: int = 0
+    base_version: int | None = None
+    result_version: int | None = None
+    proposals: list[ProposalStatus] = Field(default_factory=list)
+    review_started_at: datetime | None = None
+    reminders_sent: int = 0
+    progress: Progress | None = None
+    fine_tune_job: str | None = None
+    candidate_model: str | None = None
+    evaluation: EvaluationResult | None = None
+    error: str | None = None
+
+    @property
+    def pending(self) -> list[ProposalStatus]:
+        return [p for p in self.proposals if p.state is ProposalState.posted]
+
+    def find(self, proposal_id: str) -> ProposalStatus | None:
+        return next((p for p in self.proposals if p.proposal.id == proposal_id), None)
+
+
+class RoundInput(Contract):
+    spec: RoundSpec
+    carried: RoundStatus | None = Field(
+        default=None, description="Set when the round continues as new."
+    )
+
+
+class RoundResult(Contract):
+    round_id: str
+    state: RoundState
+    base_version: int | None
+    result_version: int | None
+    candidate_model: str | None
+    passed_gate: bool | None
+
+
+# -- activity inputs and results ------------------------------------------------
+
+
+class OpenRoundInput(Contract):
+    spec: RoundSpec
+
+
+class ProposeInput(Contract):
+    round_id: str
+    constitution: ConstitutionVersion
+    evidence_file: str | None
+    max_proposals: int
+
+
+class ProposeResult(Contract):
+    proposals: list[Proposal]
+    request_ids: list[str] = Field(default_factory=list)
+
+
+class PostProposalInput(Contract):
+    workflow_id: str
+    status: ProposalStatus
+    constitution: ConstitutionVersion
+
+
+class UpdateProposalMessageInput(Contract):
+    workflow_id: str
+    status: ProposalStatus
+    constitution: ConstitutionVersion
+
+
+class ReminderInput(Contract):
+    round_id: str
+    pending: list[ProposalStatus]
+    reminder_number: int
+    escalate_to: str | None
+
+
+class RoundSummaryInput(Contract):
+    round_id: str
+    state: RoundState
+    proposals: list[ProposalStatus]
+    result_version: int | None
+
+
+class RecordDecisionInput(Contract):
+    round_id: str
+    decision_id: str
+    decision: Decision
+
+
+class SaveVersionInput(Contract):
+    round_id: str
+    version: ConstitutionVersion
+
+
+class DatasetInput(Contract):
+    round_id: str
+    constitution: ConstitutionVersion
+    training: TrainingSpec
+
+
+class Dataset(Contract):
+    uri: str
+    sha256: str
+    examples: int
+    method: str
+
+
+class FineTuneInput(Contract):
+    round_id: str
+    dataset: Dataset
+    training: TrainingSpec
+
+
+class FineTuneJob(Contract):
+    job_id: str
+    status: str
+    fine_tuned_model: str | None = None
+    error: str | None = None
+
+
+class EvaluateInput(Contract):
+    round_id: str
+    constitution: ConstitutionVersion
+    candidate_model: str
+    baseline_model: str
+    gate: GateSpec
+
+
+__all__ = [
+    "Dataset",
+    "DatasetInput",
+    "DecisionKind",
+    "EvaluateInput",
+    "EvaluationMetrics",
+    "EvaluationResult",
+    "FineTuneInput",
+    "FineTuneJob",
+    "OpenRoundInput",
+    "PostProposalInput",
+    "Progress",
+    "ProposalStatus",
+    "ProposeInput",
+    "ProposeResult",
+    "RecordDecisionInput",
+    "ReminderInput",
+    "RoundInput",
+    "RoundResult",
+    "RoundStatus",
+    "RoundSummaryInput",
+    "SaveVersionInput",
+    "SlackMessageRef",
+    "UpdateProposalMessageInput",
+]

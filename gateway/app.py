@@ -1,0 +1,281 @@
+"""The HTTP edge: Slack interactions, the operator API and health.
+
+Slack requests are verified on the raw body before anything else; a forged or
+stale one gets 401 and touches nothing. A decision becomes the workflow's
+`decide` update with an id derived from the interaction, so Slack's retries of
+one click are taken once, and the workflow's validator answers at once whether
+it was taken, already made or not allowed. Refusals never reach Temporal's
+history, so the gateway records them in the ledger as attempts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ValidationError
+from slack_sdk.errors import SlackApiError
+from slack_sdk.signature import SignatureVerifier
+from slack_sdk.web.async_client import AsyncWebClient
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from constitution import DecisionKind, DecisionOutcome, DecisionRequest, RoundSpec
+from constitution.contracts import RoundInput, RoundStatus
+from ledger.store import Ledger, TransitionRow, create_pool
+from review.messages import MODIFY_CALLBACK, modify_view, parse_action_value
+from workflows.round import TrainingRoundWorkflow
+
+log = logging.getLogger(__name__)
+
+ACK_BUDGET_S = 2.5  # Slack wants an answer within 3 s
+
+
+class GatewayConfig(BaseModel):
+    """What the gateway needs from the settings; secrets stay out of reprs."""
+
+    model_config = {"arbitrary_types_allowed": True}
+
+    signing_secret: str
+    task_queue: str
+    database_url: str
+    slack: AsyncWebClient
+
+
+class StartedRound(BaseModel):
+    round_id: str
+    workflow_id: str
+
+
+class InteractionAnswer(BaseModel):
+    """What the gateway makes of an interaction; Slack ignores the body of a
+    block_actions answer, the simulated reviewer and the tests read it."""
+
+    outcome: str  # taken | refused | pending | opened
+    message: str
+    proposal_id: str | None = None
+
+
+class Decided(Exception):
+    def __init__(self, outcome: str, message: str) -> None:
+        super().__init__(message)
+        self.outcome = outcome
+        self.message = message
+
+
+def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
+    verifier = SignatureVerifier(config.signing_secret)
+    state: dict[str, Any] = {}
+    background: set[asyncio.Task[Any]] = set()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        pool = await create_pool(config.database_url, max_size=5)
+        state["ledger"] = Ledger(pool)
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    app = FastAPI(title="amend gateway", version="0.1.0", lifespan=lifespan)
+
+    def ledger() -> Ledger:
+        return state["ledger"]  # type: ignore[no-any-return]
+
+    # -- Slack -------------------------------------------------------------------
+
+    @app.post("/slack/interactions")
+    async def slack_interactions(request: Request) -> Response:
+        body = await request.body()
+        if not verifier.is_valid_request(body, dict(request.headers)):
+            return JSONResponse({"error": "invalid or stale Slack signature"}, status_code=401)
+        try:
+            payload = json.loads(parse_qs(body.decode())["payload"][0])
+        except (KeyError, IndexError, ValueError, UnicodeDecodeError):
+            return JSONResponse({"error": "no interaction payload"}, status_code=400)
+        kind = payload.get("type")
+        if kind == "block_actions":
+            return await _block_actions(payload)
+        if kind == "view_submission":
+            return await _view_submission(payload)
+        return Response(status_code=200)
+
+    async def _block_actions(payload: dict[str, Any]) -> Response:
+        user = str(payload.get("user", {}).get("id", ""))
+        channel = str(payload.get("container", {}).get("channel_id")
+                      or payload.get("channel", {}).get("id", ""))
+        answers = []
+        for action in payload.get("actions", []):
+            try:
+                workflow_id, proposal_id = parse_action_value(str(action.get("value", "")))
+            except ValueError:
+                continue
+            action_id = action.get("action_id")
+            if action_id == "modify":
+                answer = await _open_modify(payload, workflow_id, proposal_id, user, channel)
+            elif action_id in ("accept", "reject"):
+                request = DecisionRequest(proposal_id=proposal_id, kind=DecisionKind(action_id),
+                                          reviewer=user)
+                update_id = f"slack:{action.get('action_ts')}:{user}:{proposal_id}:{action_id}"
+                answer = await _decide_within_ack(workflow_id, request, update_id, channel)
+            else:
+                continue
+            answers.append(answer)
+        if not answers:
+            return JSONResponse({"error": "no amend action in the payload"}, status_code=400)
+        return JSONResponse(answers[0].model_dump())
+
+    async def _view_submission(payload: dict[str, Any]) -> Response:
+        view = payload.get("view", {})
+        if view.get("callback_id") != MODIFY_CALLBACK:
+            return Response(status_code=200)
+        user = str(payload.get("user", {}).get("id", ""))
+        parts = str(view.get("private_metadata", "")).split("|")
+        if len(parts) != 4:
+            return JSONResponse({"error": "modal metadata is not amend's"}, status_code=400)
+        workflow_id, proposal_id, channel, _ts = parts
+        values = view.get("state", {}).get("values", {})
+        text = (values.get("text", {}).get("text", {}) or {}).get("value")
+        comment = (values.get("comment", {}).get("comment", {}) or {}).get("value")
+        try:
+            request = DecisionRequest(proposal_id=proposal_id, kind=DecisionKind.modify,
+                                      reviewer=user, text=text, comment=comment)
+        except ValidationError as error:
+            return JSONResponse({"response_action": "errors",
+                                 "errors": {"text": error.errors()[0]["msg"]}})
+        update_id = f"slack:{view.get('id')}:{view.get('hash')}:{user}:{proposal_id}:modify"
+        answer = await _decide_within_ack(workflow_id, request, update_id, channel)
+        if answer.outcome == "refused":
+            return JSONResponse({"response_action": "errors", "errors": {"text": answer.message}})
+        return JSONResponse({"response_action": "clear"})
+
+    async def _decide_within_ack(workflow_id: str, request: DecisionRequest, update_id: str,
+                                 channel: str) -> InteractionAnswer:
+        """Decide, telling the reviewer the outcome; answer Slack in time even
+        when the round is slow to respond."""
+        task = asyncio.create_task(_decide(workflow_id, request, update_id, "slack"))
+        background.add(task)
+        task.add_done_callback(background.discard)
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(task), ACK_BUDGET_S)
+        except TimeoutError:
+            task.add_done_callback(lambda t: _tell_later(t, channel, request.reviewer))
+            return InteractionAnswer(outcome="pending", proposal_id=request.proposal_id,
+                                     message="Your decision is being recorded.")
+        await _tell(channel, request.reviewer, answer.message)
+        return answer
+
+    def _tell_later(task: asyncio.Task[InteractionAnswer], channel: str, user: str) -> None:
+        if task.cancelled() or task.exception():
+            return
+        later = asyncio.create_task(_tell(channel, user, task.result().message))
+        background.add(later)
+        later.add_done_callback(background.discard)
+
+    async def _tell(channel: str, user: str, text: str) -> None:
+        if not channel or not user:
+            return
+        try:
+            await config.slack.chat_postEphemeral(channel=channel, user=user, text=text)
+        except SlackApiError as error:
+            log.warning("could not tell %s the outcome: %s", user, error.response.get("error"))
+
+    async def _decide(workflow_id: str, request: DecisionRequest, update_id: str,
+                      source: str) -> InteractionAnswer:
+        round_id = workflow_id.removeprefix("round-")
+        try:
+            outcome: DecisionOutcome = await temporal.get_workflow_handle(workflow_id).execute_update(
+                TrainingRoundWorkflow.decide, request, id=update_id
+            )
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            reason = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
+            await _refused(round_id, request, reason, source)
+            return InteractionAnswer(outcome="refused", message=f"Not recorded: {reason}",
+                                     proposal_id=request.proposal_id)
+        except RPCError as error:
+            if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                reason = f"round {round_id} is no longer running"
+                await _refused(round_id, request, reason, source)
+                return InteractionAnswer(outcome="refused", message=f"Not recorded: {reason}",
+                                         proposal_id=request.proposal_id)
+            raise
+        return InteractionAnswer(outcome="taken", message=outcome.message,
+                                 proposal_id=request.proposal_id)
+
+    async def _refused(round_id: str, request: DecisionRequest, reason: str, source: str) -> None:
+        await ledger().record_decision_attempt(
+            round_id=round_id, proposal_id=request.proposal_id, reviewer=request.reviewer,
+            kind=request.kind.value, outcome="refused", reason=reason, source=source,
+        )
+
+    async def _open_modify(payload: dict[str, Any], workflow_id: str, proposal_id: str,
+                           user: str, channel: str) -> InteractionAnswer:
+        try:
+            status = await temporal.get_workflow_handle(workflow_id).query(
+                TrainingRoundWorkflow.state
+            )
+        except RPCError:
+            return InteractionAnswer(outcome="refused", proposal_id=proposal_id,
+                                     message=f"Round {workflow_id} is no longer running.")
+        item = status.find(proposal_id)
+        if item is None or item.settled:
+            message = f"Proposal {proposal_id} is already settled." if item else "Unknown proposal."
+            await _tell(channel, user, message)
+            return InteractionAnswer(outcome="refused", message=message, proposal_id=proposal_id)
+        ts = str(payload.get("container", {}).get("message_ts", ""))
+        try:
+            await config.slack.views_open(trigger_id=payload.get("trigger_id"),
+                                          view=modify_view(workflow_id, item, channel, ts))
+        except SlackApiError as error:
+            return InteractionAnswer(outcome="refused", proposal_id=proposal_id,
+                                     message=f"Slack would not open the editor: "
+                                             f"{error.response.get('error')}")
+        return InteractionAnswer(outcome="opened", message="editor opened", proposal_id=proposal_id)
+
+    # -- operators ---------------------------------------------------------------
+
+    @app.post("/api/rounds", status_code=201)
+    async def start_round(spec: RoundSpec) -> StartedRound:
+        try:
+            await temporal.start_workflow(
+                TrainingRoundWorkflow.run, RoundInput(spec=spec), id=spec.workflow_id,
+                task_queue=config.task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError as error:
+            raise HTTPException(409, f"round {spec.round_id} already exists") from error
+        return StartedRound(round_id=spec.round_id, workflow_id=spec.workflow_id)
+
+    @app.get("/api/rounds/{round_id}")
+    async def show_round(round_id: str) -> RoundStatus:
+        try:
+            return await temporal.get_workflow_handle(f"round-{round_id}").query(
+                TrainingRoundWorkflow.state
+            )
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                raise HTTPException(404, f"no round {round_id}") from error
+            raise HTTPException(503, f"Temporal did not answer: {error.message}") from error
+
+    @app.get("/api/rounds/{round_id}/timeline")
+    async def round_timeline(round_id: str) -> list[TransitionRow]:
+        if await ledger().get_round(round_id) is None:
+            raise HTTPException(404, f"no round {round_id}")
+        return await ledger().timeline(round_id)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        await ledger().pool.fetchval("SELECT 1")
+        return {"status": "ok"}
+
+    return app

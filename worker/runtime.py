@@ -1,0 +1,112 @@
+"""Wiring: the Temporal client, the worker and its activities, built once.
+
+Clients and pools are made here and handed to the activity classes, so every
+activity of a worker shares one connection pool, one model client and one
+Slack client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from openai import AsyncOpenAI
+from slack_sdk.web.async_client import AsyncWebClient
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+
+from activities.evaluation import EvaluationActivities
+from activities.ledger import LedgerActivities
+from activities.model import Model, ModelActivities
+from activities.slack import SlackActivities
+from activities.training import FileArtifactStore, TrainingActivities
+from ledger.store import Ledger, create_pool
+from worker.settings import Settings
+from workflows.round import TrainingRoundWorkflow
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        data_converter=pydantic_data_converter,
+    )
+
+
+def model_client(settings: Settings, base_url: str | None = None) -> AsyncOpenAI:
+    # max_retries=0: Temporal owns retries (one retry layer).
+    return AsyncOpenAI(
+        base_url=base_url or settings.model_base_url,
+        api_key=settings.model_api_key.get_secret_value(),
+        max_retries=0,
+        timeout=settings.model_timeout_s,
+    )
+
+
+def slack_client(settings: Settings) -> AsyncWebClient:
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    kwargs: dict[str, Any] = {"token": token}
+    if settings.slack_api_url:
+        kwargs["base_url"] = settings.slack_api_url.rstrip("/") + "/api/"
+    return AsyncWebClient(**kwargs)
+
+
+@dataclass
+class Activities:
+    ledger: LedgerActivities
+    model: ModelActivities
+    slack: SlackActivities
+    training: TrainingActivities
+    evaluation: EvaluationActivities
+
+    def all(self) -> list[Any]:
+        return [
+            self.ledger.open_round, self.ledger.load_version, self.ledger.record_transitions,
+            self.ledger.save_proposals, self.ledger.record_decision, self.ledger.save_version,
+            self.model.propose_amendments,
+            self.slack.post_proposal, self.slack.update_proposal_message,
+            self.slack.post_reminder, self.slack.post_round_summary,
+            self.training.generate_dataset, self.training.start_fine_tune,
+            self.training.await_fine_tune,
+            self.evaluation.evaluate,
+        ]
+
+
+def build_activities(settings: Settings, ledger: Ledger) -> Activities:
+    client = model_client(settings)
+    model = Model(client, settings.model_name, settings.model_concurrency)
+    return Activities(
+        ledger=LedgerActivities(ledger),
+        model=ModelActivities(model),
+        slack=SlackActivities(slack_client(settings), settings.slack_review_channel, ledger,
+                              settings.gateway_url),
+        training=TrainingActivities(model, client, ledger,
+                                    FileArtifactStore(settings.data_dir / "artifacts")),
+        evaluation=EvaluationActivities(model, settings.grader_model, ledger),
+    )
+
+
+def build_worker(client: Client, settings: Settings, ledger: Ledger) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.temporal_task_queue,
+        workflows=[TrainingRoundWorkflow],
+        activities=build_activities(settings, ledger).all(),
+    )
+
+
+@asynccontextmanager
+async def running_worker(settings: Settings, database_url: str,
+                         client: Client | None = None) -> AsyncIterator[Worker]:
+    """A worker polling the task queue until the block exits."""
+    pool = await create_pool(database_url)
+    try:
+        temporal = client or await connect_temporal(settings)
+        worker = build_worker(temporal, settings, Ledger(pool))
+        async with worker:
+            yield worker
+    finally:
+        await pool.close()

@@ -1,0 +1,387 @@
+"""TrainingRoundWorkflow: one training round, from proposals to a promoted (or
+held back) model.
+
+The workflow owns the round's state and does no I/O; every side effect is an
+activity, and every state change goes through the lifecycle tables in
+`constitution.lifecycle` and is written to the ledger as a chained transition
+numbered by the workflow itself (so a retried write lands once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from constitution import (
+        Decision,
+        DecisionKind,
+        DecisionOutcome,
+        DecisionRequest,
+        IllegalTransition,
+        ProposalState,
+        RoundState,
+        advance_proposal,
+        advance_round,
+        apply_amendments,
+    )
+    from constitution.contracts import (
+        Dataset,
+        DatasetInput,
+        EvaluateInput,
+        EvaluationResult,
+        FineTuneInput,
+        FineTuneJob,
+        OpenRoundInput,
+        PostProposalInput,
+        ProposalStatus,
+        ProposeInput,
+        ProposeResult,
+        RecordDecisionInput,
+        ReminderInput,
+        RoundInput,
+        RoundResult,
+        RoundStatus,
+        RoundSummaryInput,
+        SaveVersionInput,
+        SlackMessageRef,
+        UpdateProposalMessageInput,
+    )
+    from constitution.models import ConstitutionVersion, TransitionRecord
+
+QUICK = timedelta(seconds=30)
+SLACK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
+MODEL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5,
+                          non_retryable_error_types=["ModelOutputInvalid", "EvidenceFileError"])
+
+DECISION_TO_STATE = {
+    DecisionKind.accept: ProposalState.accepted,
+    DecisionKind.modify: ProposalState.modified,
+    DecisionKind.reject: ProposalState.rejected,
+}
+
+
+@workflow.defn
+class TrainingRoundWorkflow:
+    @workflow.init
+    def __init__(self, input: RoundInput) -> None:
+        self.status = input.carried or RoundStatus(spec=input.spec)
+        self.constitution: ConstitutionVersion | None = None
+        # One writer at a time: the ledger chain is ordered by sequence.
+        self._lock = asyncio.Lock()
+
+    # -- the lifecycle ---------------------------------------------------------
+
+    @workflow.run
+    async def run(self, input: RoundInput) -> RoundResult:
+        try:
+            if input.carried is None:
+                await self._propose()
+            else:
+                self.constitution = await self._load_version(self.status.base_version)
+            if self.status.state is RoundState.in_review:
+                await self._review()
+            if self.status.state is RoundState.amending:
+                await self._retrain()
+        except asyncio.CancelledError:
+            await self._cancel()
+            raise
+        except (ActivityError, ApplicationError, IllegalTransition) as error:
+            await self._fail(error)
+            raise ApplicationError(f"round failed: {self.status.error}", non_retryable=True) from error
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._result()
+
+    async def _propose(self) -> None:
+        spec = self.status.spec
+        self.constitution = await workflow.execute_activity(
+            "open_round", OpenRoundInput(spec=spec), result_type=ConstitutionVersion,
+            start_to_close_timeout=QUICK,
+        )
+        self.status.base_version = self.constitution.number
+        await self._record("round", None, RoundState.created, reason="round started",
+                           data={"base_version": self.constitution.number})
+        await self._move(RoundState.proposing)
+        proposed = await workflow.execute_activity(
+            "propose_amendments",
+            ProposeInput(round_id=spec.round_id, constitution=self.constitution,
+                         evidence_file=spec.evidence_file, max_proposals=spec.max_proposals),
+            result_type=ProposeResult,
+            start_to_close_timeout=timedelta(minutes=10), retry_policy=MODEL_RETRY,
+        )
+        self.status.proposals = [ProposalStatus(proposal=p) for p in proposed.proposals]
+        await workflow.execute_activity("save_proposals", proposed.proposals,
+                                        start_to_close_timeout=QUICK)
+        if not self.status.proposals:
+            await self._move(RoundState.completed_unchanged, reason="the model proposed nothing")
+            return
+        for item in self.status.proposals:
+            item.message = await workflow.execute_activity(
+                "post_proposal",
+                PostProposalInput(workflow_id=workflow.info().workflow_id, status=item,
+                                  constitution=self.constitution),
+                result_type=SlackMessageRef,
+                start_to_close_timeout=QUICK, retry_policy=SLACK_RETRY,
+            )
+            await self._move_proposal(item, ProposalState.posted, actor="workflow",
+                                      data={"channel": item.message.channel, "ts": item.message.ts})
+        self.status.review_started_at = workflow.now()
+        await self._move(RoundState.in_review, data={"proposals": len(self.status.proposals)})
+
+    async def _review(self) -> None:
+        """Wait for every proposal to be settled, however long it takes."""
+        spec = self.status.spec
+        while self.status.pending:
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(RoundInput(spec=spec, carried=self.status))
+            timeout = spec.reminder_interval
+            if spec.deadline is not None and self.status.review_started_at is not None:
+                left = self.status.review_started_at + spec.deadline - workflow.now()
+                if left <= timedelta(0):
+                    await self._withdraw_pending("the round's review deadline passed")
+                    break
+                timeout = min(timeout, left)
+            try:
+                await workflow.wait_condition(lambda: not self.status.pending, timeout=timeout)
+            except TimeoutError:
+                if spec.deadline is not None and self._deadline_passed():
+                    continue
+                self.status.reminders_sent += 1
+                await workflow.execute_activity(
+                    "post_reminder",
+                    ReminderInput(
+                        round_id=spec.round_id,
+                        pending=self.status.pending,
+                        reminder_number=self.status.reminders_sent,
+                        escalate_to=spec.escalate_to
+                        if self.status.reminders_sent >= spec.escalate_after else None,
+                    ),
+                    start_to_close_timeout=QUICK, retry_policy=SLACK_RETRY,
+                )
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        chosen = [p for p in self.status.proposals
+                  if p.state in (ProposalState.accepted, ProposalState.modified)]
+        if not chosen:
+            await self._move(RoundState.completed_unchanged, reason="no proposal was accepted")
+        else:
+            await self._move(RoundState.amending, data={"accepted": len(chosen)})
+        await self._summarise()
+
+    async def _retrain(self) -> None:
+        spec = self.status.spec
+        assert self.constitution is not None
+        decided = [(p.proposal, p.final_decision) for p in self.status.proposals
+                   if p.state in (ProposalState.accepted, ProposalState.modified)
+                   and p.final_decision is not None]
+        version = apply_amendments(self.constitution, decided, round_id=spec.round_id)
+        version = await workflow.execute_activity(
+            "save_version", SaveVersionInput(round_id=spec.round_id, version=version),
+            result_type=ConstitutionVersion, start_to_close_timeout=QUICK,
+        )
+        self.status.result_version = version.number
+        await self._record(f"version:{version.number}", None, "created",
+                           data={"parent": self.constitution.number, "hash": version.content_hash})
+
+        await self._move(RoundState.generating_data)
+        dataset = await workflow.execute_activity(
+            "generate_dataset",
+            DatasetInput(round_id=spec.round_id, constitution=version, training=spec.training),
+            result_type=Dataset,
+            start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=MODEL_RETRY,
+        )
+        await self._move(RoundState.training,
+                         data={"dataset": dataset.uri, "examples": dataset.examples})
+        job = await workflow.execute_activity(
+            "start_fine_tune", FineTuneInput(round_id=spec.round_id, dataset=dataset,
+                                             training=spec.training),
+            result_type=FineTuneJob, start_to_close_timeout=timedelta(minutes=5),
+        )
+        self.status.fine_tune_job = job.job_id
+        await self._record(f"job:{job.job_id}", None, job.status)
+        # Polled by activity retries, not workflow timers: history stays small
+        # however many days training takes.
+        job = await workflow.execute_activity(
+            "await_fine_tune", job, result_type=FineTuneJob,
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=RetryPolicy(initial_interval=spec.training.poll_interval,
+                                     backoff_coefficient=1.0,
+                                     non_retryable_error_types=["FineTuneFailed"]),
+        )
+        await self._record(f"job:{job.job_id}", "running", job.status,
+                           data={"model": job.fine_tuned_model})
+        assert job.fine_tuned_model is not None
+        self.status.candidate_model = job.fine_tuned_model
+
+        await self._move(RoundState.evaluating, data={"candidate": job.fine_tuned_model})
+        result = await workflow.execute_activity(
+            "evaluate",
+            EvaluateInput(round_id=spec.round_id, constitution=version,
+                          candidate_model=job.fine_tuned_model,
+                          baseline_model=spec.training.base_model, gate=spec.gate),
+            result_type=EvaluationResult,
+            start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(minutes=2),
+            retry_policy=MODEL_RETRY,
+        )
+        self.status.evaluation = result
+        if result.passed:
+            await self._move(RoundState.completed, reason="candidate promoted",
+                             data={"candidate": job.fine_tuned_model})
+        else:
+            await self._move(RoundState.gate_failed, reason="; ".join(result.reasons),
+                             data={"candidate": job.fine_tuned_model})
+
+    # -- decisions -------------------------------------------------------------
+
+    @workflow.update
+    async def decide(self, request: DecisionRequest) -> DecisionOutcome:
+        async with self._lock:
+            # The round may have moved while this update waited for the lock.
+            item = self._check_decision(request)
+            decision = Decision(**request.model_dump(), decided_at=workflow.now())
+            item.decisions.append(decision)
+            target = DECISION_TO_STATE[request.kind]
+            await workflow.execute_activity(
+                "record_decision",
+                RecordDecisionInput(round_id=self.status.spec.round_id,
+                                    decision_id=f"{workflow.info().workflow_id}:d{self.status.sequence + 1}",
+                                    decision=decision),
+                start_to_close_timeout=QUICK,
+            )
+            await self._move_proposal_locked(item, target, actor=request.reviewer,
+                                             reason=request.comment or "",
+                                             data={"kind": request.kind.value,
+                                                   **({"text": request.text} if request.text else {})})
+        assert self.constitution is not None
+        await workflow.execute_activity(
+            "update_proposal_message",
+            UpdateProposalMessageInput(workflow_id=workflow.info().workflow_id, status=item,
+                                       constitution=self.constitution),
+            start_to_close_timeout=QUICK, retry_policy=SLACK_RETRY,
+        )
+        return DecisionOutcome(proposal_id=request.proposal_id, proposal_state=target.value,
+                               message=f"{request.kind.value} recorded for {request.proposal_id}")
+
+    @decide.validator
+    def _validate_decide(self, request: DecisionRequest) -> None:
+        self._check_decision(request)
+
+    def _check_decision(self, request: DecisionRequest) -> ProposalStatus:
+        """Refuse what may not be decided; ApplicationError reaches the caller."""
+        if self.status.state is not RoundState.in_review:
+            raise ApplicationError(
+                f"round {self.status.spec.round_id} is {self.status.state.value}, not in review",
+                type="RoundNotInReview", non_retryable=True,
+            )
+        item = self.status.find(request.proposal_id)
+        if item is None:
+            raise ApplicationError(f"unknown proposal {request.proposal_id}",
+                                   type="UnknownProposal", non_retryable=True)
+        if request.reviewer not in self.status.spec.reviewers:
+            raise ApplicationError(
+                f"{request.reviewer} is not a reviewer of round {self.status.spec.round_id}",
+                type="NotAReviewer", non_retryable=True,
+            )
+        if item.settled:
+            decided = item.final_decision
+            who = f" by {decided.reviewer}" if decided else ""
+            raise ApplicationError(f"proposal {request.proposal_id} is already {item.state.value}{who}",
+                                   type="AlreadySettled", non_retryable=True)
+        return item
+
+    @workflow.query
+    def state(self) -> RoundStatus:
+        return self.status
+
+    # -- endings -----------------------------------------------------------------
+
+    async def _cancel(self) -> None:
+        for item in self.status.proposals:
+            if not item.settled:
+                await self._move_proposal(item, ProposalState.withdrawn, actor="operator",
+                                          reason="round cancelled")
+        if self.status.state not in (RoundState.cancelled, RoundState.failed):
+            await self._move(RoundState.cancelled, actor="operator", reason="round cancelled")
+        await self._summarise()
+
+    async def _fail(self, error: BaseException) -> None:
+        cause = error.cause if isinstance(error, ActivityError) and error.cause else error
+        self.status.error = str(cause)
+        try:
+            await self._move(RoundState.failed, reason=self.status.error)
+        except Exception:  # the ledger itself may be what failed
+            workflow.logger.exception("could not record the failure of the round")
+
+    async def _withdraw_pending(self, reason: str) -> None:
+        for item in self.status.pending:
+            await self._move_proposal(item, ProposalState.withdrawn, actor="workflow", reason=reason)
+
+    def _deadline_passed(self) -> bool:
+        spec = self.status.spec
+        started = self.status.review_started_at
+        return bool(spec.deadline and started and workflow.now() >= started + spec.deadline)
+
+    async def _summarise(self) -> None:
+        await workflow.execute_activity(
+            "post_round_summary",
+            RoundSummaryInput(round_id=self.status.spec.round_id, state=self.status.state,
+                              proposals=self.status.proposals,
+                              result_version=self.status.result_version),
+            start_to_close_timeout=QUICK, retry_policy=SLACK_RETRY,
+        )
+
+    def _result(self) -> RoundResult:
+        return RoundResult(
+            round_id=self.status.spec.round_id, state=self.status.state,
+            base_version=self.status.base_version, result_version=self.status.result_version,
+            candidate_model=self.status.candidate_model,
+            passed_gate=self.status.evaluation.passed if self.status.evaluation else None,
+        )
+
+    # -- the one way state changes -------------------------------------------------
+
+    async def _move(self, target: RoundState, *, actor: str = "workflow", reason: str = "",
+                    data: dict[str, Any] | None = None) -> None:
+        current = self.status.state
+        self.status.state = advance_round(current, target)
+        await self._record("round", current, target, actor=actor, reason=reason, data=data)
+
+    async def _move_proposal(self, item: ProposalStatus, target: ProposalState, *, actor: str,
+                             reason: str = "", data: dict[str, Any] | None = None) -> None:
+        async with self._lock:
+            await self._move_proposal_locked(item, target, actor=actor, reason=reason, data=data)
+
+    async def _move_proposal_locked(self, item: ProposalStatus, target: ProposalState, *,
+                                    actor: str, reason: str = "",
+                                    data: dict[str, Any] | None = None) -> None:
+        current = item.state
+        item.state = advance_proposal(current, target)
+        await self._write(f"proposal:{item.proposal.id}", current, target, actor, reason, data)
+
+    async def _record(self, entity: str, current: str | None, target: str, *,
+                      actor: str = "workflow", reason: str = "",
+                      data: dict[str, Any] | None = None) -> None:
+        async with self._lock:
+            await self._write(entity, current, target, actor, reason, data)
+
+    async def _write(self, entity: str, current: str | None, target: str, actor: str,
+                     reason: str, data: dict[str, Any] | None) -> None:
+        self.status.sequence += 1
+        record = TransitionRecord(
+            workflow_id=workflow.info().workflow_id, sequence=self.status.sequence,
+            round_id=self.status.spec.round_id, entity=entity, from_state=current,
+            to_state=target, actor=actor, reason=reason, data=data or {}, at=workflow.now(),
+        )
+        await workflow.execute_activity("record_transitions", [record],
+                                        start_to_close_timeout=QUICK)
+
+    async def _load_version(self, number: int | None) -> ConstitutionVersion:
+        return await workflow.execute_activity(
+            "load_version", number, result_type=ConstitutionVersion, start_to_close_timeout=QUICK,
+        )
