@@ -67,7 +67,8 @@ class Model:
         """Structured output into `schema`; JSON mode plus validation where the
         server lacks structured outputs. Returns the object and the request id."""
         messages: list[dict[str, str]] = [
-            {"role": "system", "content": f"{system}\nSchema: {schema.__name__}"},
+            {"role": "system",
+             "content": f"{system}\nAnswer in JSON.\nSchema: {schema.__name__}"},
             {"role": "user", "content": user},
         ]
         last_error = ""

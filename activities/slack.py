@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from constitution import ProposalState
 from constitution.contracts import (
     PostProposalInput,
     ReminderInput,
@@ -60,7 +61,7 @@ class SlackActivities:
         known = await self.ledger.proposal_message(status.proposal.id)
         if known is not None:
             return SlackMessageRef(channel=known[0], ts=known[1])
-        posted = status.model_copy(update={"state": "posted"})
+        posted = status.model_copy(update={"state": ProposalState.posted})
         try:
             response = await self.client.chat_postMessage(
                 channel=self.channel,

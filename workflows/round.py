@@ -274,7 +274,9 @@ class TrainingRoundWorkflow:
 
     def _check_decision(self, request: DecisionRequest) -> ProposalStatus:
         """Refuse what may not be decided; ApplicationError reaches the caller."""
-        if self.status.state is not RoundState.in_review:
+        # Proposals are open from the moment they are posted, even while the
+        # rest of the round's proposals are still being posted.
+        if self.status.state not in (RoundState.proposing, RoundState.in_review):
             raise ApplicationError(
                 f"round {self.status.spec.round_id} is {self.status.state.value}, not in review",
                 type="RoundNotInReview", non_retryable=True,
@@ -288,6 +290,9 @@ class TrainingRoundWorkflow:
                 f"{request.reviewer} is not a reviewer of round {self.status.spec.round_id}",
                 type="NotAReviewer", non_retryable=True,
             )
+        if item.state is ProposalState.drafted:
+            raise ApplicationError(f"proposal {request.proposal_id} is not posted yet",
+                                   type="NotPosted", non_retryable=True)
         if item.settled:
             decided = item.final_decision
             who = f" by {decided.reviewer}" if decided else ""

@@ -1,0 +1,168 @@
+"""One training round through the real paths: the Temporal dev server, real
+PostgreSQL, the gateway over HTTP, the Slack Web API stand-in and the scripted
+stand-in model, decided by the simulated reviewer with signed payloads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from constitution import ProposalState, RoundState
+from constitution.contracts import RoundResult
+from constitution.samples import sample_constitution
+from ledger.store import Ledger
+from standins.reviewer import SimulatedReviewer, decide_in_slack
+from worker.settings import Settings
+from worker.stack import Stack, running_stack
+from workflows.round import TrainingRoundWorkflow
+
+REVIEWER = "U0ALICE"
+CHANNEL = "C0AMENDREVIEW"
+
+
+@pytest.fixture
+async def stack(dev_server: WorkflowEnvironment, database_url: str, ledger: Ledger,
+                task_queue: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    await ledger.save_version(sample_constitution())
+    settings = Settings(_env_file=None, data_dir=tmp_path, temporal_task_queue=task_queue,
+                        slack_review_channel=CHANNEL)
+    async with running_stack(settings, database_url, dev_server.client, any_port=True) as running:
+        yield running
+
+
+async def start_round(stack: Stack, round_id: str, **spec: Any) -> None:
+    body = {"round_id": round_id, "reviewers": [REVIEWER], "max_proposals": 3,
+            "training": {"poll_interval": "PT0.2S"}, **spec}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{stack.gateway_url}/api/rounds", json=body)
+    assert response.status_code == 201, response.text
+
+
+async def proposal_messages(stack: Stack, count: int) -> list[dict[str, Any]]:
+    """Wait for the round's proposals to be posted, as a reviewer would."""
+    deadline = time.monotonic() + 30
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            messages = (await http.get(f"{stack.slack_stand_in_url}/_standin/messages")).json()
+            posted = [m for m in messages if _buttons(m)]
+            if len(posted) >= count:
+                return posted
+            await _pause()
+    raise AssertionError(f"fewer than {count} proposal messages were posted")
+
+
+def _buttons(message: dict[str, Any]) -> list[str]:
+    return [e.get("action_id") for b in message.get("blocks", []) if b.get("type") == "actions"
+            for e in b.get("elements", [])]
+
+
+async def _pause() -> None:
+    await asyncio.sleep(0.1)
+
+
+def reviewer(stack: Stack, user: str = REVIEWER) -> SimulatedReviewer:
+    return SimulatedReviewer(stack.gateway_url,
+                             stack.settings.slack_signing_secret.get_secret_value(), user,
+                             slack_api_url=stack.slack_stand_in_url)
+
+
+def handle(env: WorkflowEnvironment, round_id: str) -> WorkflowHandle[Any, Any]:
+    return env.client.get_workflow_handle(f"round-{round_id}", result_type=RoundResult)
+
+
+async def test_a_round_goes_from_proposals_to_a_new_version_and_a_promoted_model(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
+) -> None:
+    await start_round(stack, "e2e")
+    first, second, third = await proposal_messages(stack, 3)
+    alice = reviewer(stack)
+    assert (await decide_in_slack(alice, stack.slack_stand_in_url or "", first, "accept",
+                                  channel_id=CHANNEL)).status_code == 200
+    await decide_in_slack(alice, stack.slack_stand_in_url or "", second, "modify",
+                          channel_id=CHANNEL, text="Reviewers' own wording.", comment="tighter")
+    await decide_in_slack(alice, stack.slack_stand_in_url or "", third, "reject",
+                          channel_id=CHANNEL)
+
+    result: RoundResult = await handle(dev_server, "e2e").result()
+    assert result.state is RoundState.completed
+    assert result.base_version == 1 and result.result_version == 2
+    assert result.candidate_model and result.candidate_model.startswith("ft:")
+
+    new = await ledger.get_version(2)
+    assert new is not None and new.parent_hash == sample_constitution().content_hash
+    assert "Reviewers' own wording." in [p.text for p in new.principles]
+
+    rounds = [t.to_state for t in await ledger.timeline("e2e") if t.entity == "round"]
+    assert rounds == ["created", "proposing", "in_review", "amending", "generating_data",
+                      "training", "evaluating", "completed"]
+    decisions = await ledger.decisions("e2e")
+    assert sorted(d["kind"] for d in decisions) == ["accept", "modify", "reject"]
+    assert await ledger.verify_chain("e2e") == []
+
+    async with httpx.AsyncClient() as http:
+        messages = (await http.get(f"{stack.slack_stand_in_url}/_standin/messages")).json()
+    updated = [m for m in messages if m.get("history")]
+    assert len(updated) == 3 and not any(_buttons(m) for m in updated)
+
+
+async def test_forged_and_stale_slack_requests_get_401_and_change_nothing(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
+) -> None:
+    await start_round(stack, "forged", max_proposals=1)
+    [message] = await proposal_messages(stack, 1)
+    alice = reviewer(stack)
+    body = alice.encode(alice.block_actions_payload(message, "accept", channel_id=CHANNEL))
+    forged = await alice.send_raw(body, signature="v0=" + "0" * 64)
+    stale = await alice.send_raw(body, timestamp=int(time.time()) - 600)
+    assert forged.status_code == 401 and stale.status_code == 401
+    status = await handle(dev_server, "forged").query(TrainingRoundWorkflow.state)
+    assert [p.state for p in status.proposals] == [ProposalState.posted]
+    assert await ledger.decisions("forged") == []
+    await handle(dev_server, "forged").cancel()
+
+
+async def test_a_reviewer_not_on_the_list_is_refused_and_the_attempt_recorded(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
+) -> None:
+    await start_round(stack, "outsider", max_proposals=1)
+    [message] = await proposal_messages(stack, 1)
+    mallory = reviewer(stack, "U0MALLORY")
+    response = await mallory.click(message, "accept", channel_id=CHANNEL)
+    assert response.status_code == 200
+    assert response.json()["outcome"] == "refused"
+    assert "not a reviewer" in response.json()["message"]
+    assert await ledger.decisions("outsider") == []
+    [attempt] = await ledger.decision_attempts("outsider")
+    assert attempt["reviewer"] == "U0MALLORY" and attempt["outcome"] == "refused"
+    await handle(dev_server, "outsider").cancel()
+
+
+async def test_the_same_decision_sent_twice_is_taken_once(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
+) -> None:
+    await start_round(stack, "twice", max_proposals=2)
+    first, _second = await proposal_messages(stack, 2)
+    alice = reviewer(stack)
+    payload = alice.block_actions_payload(first, "accept", channel_id=CHANNEL)
+    body = alice.encode(payload)
+    # Slack's retry of one click carries the same payload (same action_ts).
+    once = await alice.send_raw(body)
+    again = await alice.send_raw(body)
+    assert once.json()["outcome"] == "taken" and again.json()["outcome"] == "taken"
+    # A double click is a second interaction: refused, the proposal is settled.
+    double = await alice.click(first, "accept", channel_id=CHANNEL)
+    assert double.json()["outcome"] == "refused"
+    assert "already accepted" in double.json()["message"]
+    assert len(await ledger.decisions("twice")) == 1
+    proposal_rows = [t for t in await ledger.timeline("twice") if t.entity.startswith("proposal:")
+                     and t.to_state == "accepted"]
+    assert len(proposal_rows) == 1
+    await handle(dev_server, "twice").cancel()

@@ -1,0 +1,144 @@
+"""`amend demo`: one round on the sample constitution, end to end, on the dev
+stack. Without Slack settings, the simulated reviewer (a stand-in for people)
+decides through signed Slack interaction payloads: it accepts the first
+proposal, modifies the second and rejects the third. With a real workspace
+configured, the round waits for real reviewers instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.table import Table
+
+from constitution import RoundState, TERMINAL_ROUND_STATES, diff_versions
+from constitution.contracts import RoundStatus
+from ledger.store import Ledger, create_pool
+from standins.reviewer import SimulatedReviewer, decide_in_slack
+from worker.devstack import dev_stack
+from worker.settings import Settings
+from workflows.round import TrainingRoundWorkflow
+
+SIMULATED_REVIEWER = "U0SIMREVIEW"
+SCRIPT = ("accept", "modify", "reject")
+
+
+async def run_demo(settings: Settings, reviewers: list[str], console: Console) -> int:
+    async with dev_stack(settings) as running:
+        stack = running.stack
+        simulated = stack.slack_stand_in_url is not None
+        round_id = f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        spec = {
+            "round_id": round_id,
+            "reviewers": reviewers or [SIMULATED_REVIEWER],
+            "max_proposals": 3,
+            "reminder_interval": "PT1H",
+            "training": {"prompt_count": 4, "poll_interval": "PT0.5S"},
+        }
+        started = time.monotonic()
+        async with httpx.AsyncClient(timeout=30) as http:
+            response = await http.post(f"{stack.gateway_url}/api/rounds", json=spec)
+        if response.status_code != 201:
+            console.print(f"[red]could not start the round:[/red] {response.text}")
+            return 1
+        workflow_id = f"round-{round_id}"
+        console.print(f"started round [bold]{round_id}[/bold] (workflow {workflow_id})")
+        console.print(f"  Temporal UI: {settings.temporal_ui_url}/namespaces/"
+                      f"{settings.temporal_namespace}/workflows/{workflow_id}")
+        handle = running.temporal.get_workflow_handle(workflow_id)
+
+        if simulated:
+            console.print("reviewing with the [yellow]simulated reviewer[/yellow] (stand-in)")
+            await _simulate_review(stack.slack_stand_in_url or "", stack.gateway_url,
+                                   settings, console)
+        else:
+            console.print("waiting for reviewers in Slack channel "
+                          f"{settings.slack_review_channel}; Ctrl-C to stop waiting")
+
+        status = await _follow(handle, console)
+        console.print(f"round ended [bold]{status.state.value}[/bold] in "
+                      f"{time.monotonic() - started:.1f}s")
+        await _report(running.database_url, status, console)
+        return 0 if status.state in (RoundState.completed, RoundState.gate_failed,
+                                     RoundState.completed_unchanged) else 1
+
+
+async def _simulate_review(slack_url: str, gateway_url: str, settings: Settings,
+                           console: Console) -> None:
+    reviewer = SimulatedReviewer(gateway_url, settings.slack_signing_secret.get_secret_value(),
+                                 SIMULATED_REVIEWER, slack_api_url=slack_url)
+    messages = await _proposal_messages(slack_url)
+    for message, action in zip(messages, SCRIPT, strict=False):
+        text = comment = None
+        if action == "modify":
+            text = "Treat requests near this line case by case: weigh the stated context, and " \
+                   "when unsure, give the safety-relevant part of the answer without the rest."
+            comment = "Simulated reviewer: narrower wording."
+        response = await decide_in_slack(reviewer, slack_url, message, action,  # type: ignore[arg-type]
+                                         channel_id=settings.slack_review_channel,
+                                         text=text, comment=comment)
+        console.print(f"  simulated reviewer: {action} -> HTTP {response.status_code}")
+
+
+async def _proposal_messages(slack_url: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 120
+    async with httpx.AsyncClient() as http:
+        while time.monotonic() < deadline:
+            messages = (await http.get(f"{slack_url}/_standin/messages")).json()
+            posted = [m for m in messages if any(b.get("type") == "actions"
+                                                 for b in m.get("blocks", []))]
+            if len(posted) >= len(SCRIPT):
+                return posted[: len(SCRIPT)]
+            await asyncio.sleep(0.2)
+    raise TimeoutError("the round posted fewer proposals than the demo expects")
+
+
+async def _follow(handle: Any, console: Console) -> RoundStatus:
+    last = None
+    while True:
+        status: RoundStatus = await handle.query(TrainingRoundWorkflow.state)
+        note = status.state.value
+        if status.progress:
+            note += f" ({status.progress.done}/{status.progress.total})"
+        if note != last:
+            console.print(f"  state: {note}")
+            last = note
+        if status.state in TERMINAL_ROUND_STATES:
+            return status
+        await asyncio.sleep(0.3)
+
+
+async def _report(database_url: str, status: RoundStatus, console: Console) -> None:
+    pool = await create_pool(database_url, max_size=2)
+    try:
+        ledger = Ledger(pool)
+        base = await ledger.get_version(status.base_version)
+        result = await ledger.get_version(status.result_version) if status.result_version else None
+        console.rule("constitution diff")
+        if base and result:
+            console.print(Syntax(diff_versions(base, result), "diff", word_wrap=True))
+        else:
+            console.print("no new version (no proposal accepted)")
+        console.rule(f"ledger timeline of round {status.spec.round_id}")
+        table = Table("#", "at", "entity", "from", "to", "actor", "reason")
+        for row in await ledger.timeline(status.spec.round_id):
+            table.add_row(str(row.sequence), f"{row.at:%H:%M:%S.%f}"[:-3], row.entity,
+                          row.from_state or "", row.to_state, row.actor, row.reason[:60])
+        console.print(table)
+        if status.evaluation:
+            e = status.evaluation
+            console.print(f"gate {'passed' if e.passed else 'failed'}: candidate harm "
+                          f"{e.candidate.harm_rate:.0%}, baseline {e.baseline.harm_rate:.0%}; "
+                          f"over-refusal {e.candidate.overrefusal_rate:.0%} vs "
+                          f"{e.baseline.overrefusal_rate:.0%}; awareness gap "
+                          f"{e.candidate.awareness_gap:.0%}")
+        breaks = await ledger.verify_chain(status.spec.round_id)
+        console.print("hash chain: " + ("intact" if not breaks else f"BROKEN at {breaks[0]}"))
+    finally:
+        await pool.close()

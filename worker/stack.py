@@ -1,0 +1,84 @@
+"""The service in one process: stand-ins where no real service is configured,
+the worker and the gateway.
+
+`amend dev`, `amend demo` and the end-to-end tests all run this; they differ
+only in where Temporal and PostgreSQL come from (see `worker.devstack`).
+Stand-ins are used only when the settings name no real model server or Slack
+workspace, and are announced as stand-ins.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from pydantic import SecretStr
+from temporalio.client import Client
+
+from gateway.app import GatewayConfig, create_app
+from standins import model_server, slack_api
+from standins.serving import serve
+from worker.runtime import running_worker, slack_client
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stack:
+    settings: Settings  # as the processes run it: stand-in URLs filled in
+    gateway_url: str
+    model_stand_in_url: str | None
+    slack_stand_in_url: str | None
+
+
+@asynccontextmanager
+async def running_stack(settings: Settings, database_url: str, temporal: Client,
+                        *, any_port: bool = False) -> AsyncIterator[Stack]:
+    """Start stand-ins as needed, the worker and the gateway; stop them on exit.
+
+    `any_port` picks free ports (tests); otherwise the configured ones are used.
+    """
+    async with AsyncExitStack() as stack:
+        model_url = slack_url = None
+        if settings.uses_stand_in_model:
+            served = await stack.enter_async_context(serve(
+                model_server.create_app(model_server.ScriptedModelConfig(
+                    api_key=settings.model_api_key.get_secret_value())),
+                port=0 if any_port else settings.stand_in_port_model,
+            ))
+            model_url = served.url
+            settings = settings.model_copy(update={"model_base_url": f"{served.url}/v1"})
+            log.info("model: the scripted stand-in model server at %s (no AMEND_MODEL_BASE_URL)",
+                     served.url)
+        if settings.uses_stand_in_slack:
+            config = slack_api.SlackStandInConfig(channels=[settings.slack_review_channel])
+            served = await stack.enter_async_context(serve(
+                slack_api.create_app(config),
+                port=0 if any_port else settings.stand_in_port_slack,
+            ))
+            slack_url = served.url
+            settings = settings.model_copy(update={
+                "slack_api_url": served.url, "slack_bot_token": SecretStr(config.bot_token),
+            })
+            log.info("slack: the Slack Web API stand-in at %s (no AMEND_SLACK_BOT_TOKEN)",
+                     served.url)
+        await stack.enter_async_context(running_worker(settings, database_url, temporal))
+        gateway = create_app(
+            GatewayConfig(
+                signing_secret=settings.slack_signing_secret.get_secret_value(),
+                task_queue=settings.temporal_task_queue,
+                database_url=database_url,
+                slack=slack_client(settings),
+            ),
+            temporal,
+        )
+        served = await stack.enter_async_context(
+            serve(gateway, host=settings.gateway_host, port=0 if any_port else settings.gateway_port)
+        )
+        if any_port:
+            settings = settings.model_copy(update={"gateway_port": served.port})
+        yield Stack(settings=settings, gateway_url=served.url, model_stand_in_url=model_url,
+                    slack_stand_in_url=slack_url)
