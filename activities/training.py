@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import openai
 from openai import AsyncOpenAI
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.model import Model, Prompt
 from constitution import ConstitutionVersion, PreferenceJudgement, Principle
@@ -196,4 +196,6 @@ class TrainingActivities:
             reason = job.error.message if job.error else job.status
             raise ApplicationError(f"fine-tune job {job.id} {job.status}: {reason}",
                                    type="FineTuneFailed", non_retryable=True)
-        raise ApplicationError(f"fine-tune job {job.id} is {job.status}", type="FineTuneRunning")
+        # BENIGN: an expected "not yet", logged quietly rather than as a failure.
+        raise ApplicationError(f"fine-tune job {job.id} is {job.status}", type="FineTuneRunning",
+                               category=ApplicationErrorCategory.BENIGN)

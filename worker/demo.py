@@ -30,6 +30,8 @@ SCRIPT = ("accept", "modify", "reject")
 
 
 async def run_demo(settings: Settings, reviewers: list[str], console: Console) -> int:
+    if not console.is_terminal:
+        console.width = max(console.width, 140)
     async with dev_stack(settings) as running:
         stack = running.stack
         simulated = stack.slack_stand_in_url is not None

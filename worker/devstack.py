@@ -64,6 +64,8 @@ async def temporal_server(settings: Settings) -> AsyncIterator[Client]:
     host, _, port = settings.temporal_address.rpartition(":")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.data_dir / "temporal.log"
+    log.info("starting the Temporal dev server on %s (data %s)", settings.temporal_address,
+             settings.data_dir / "temporal.db")
     with log_path.open("ab") as log_file:
         process = subprocess.Popen(
             [str(temporal_binary()), "server", "start-dev",

