@@ -34,26 +34,40 @@ class EvaluationActivities:
     @activity.defn(name="evaluate")
     async def evaluate(self, request: EvaluateInput) -> EvaluationResult:
         prompts = load_prompts("eval_prompts.jsonl")
-        constitution = json.dumps([p.model_dump(mode="json") for p in request.constitution.principles])
+        constitution = json.dumps(
+            [p.model_dump(mode="json") for p in request.constitution.principles]
+        )
         candidate = await self._measure(request.candidate_model, prompts, constitution)
         baseline = await self._measure(request.baseline_model, prompts, constitution)
         passed, reasons = judge_gate(candidate, baseline, request.gate)
         await self.ledger.record_evaluation(
-            round_id=request.round_id, constitution_version=request.constitution.number,
-            candidate_model=request.candidate_model, baseline_model=request.baseline_model,
-            candidate=candidate.model_dump(), baseline=baseline.model_dump(), passed=passed,
+            round_id=request.round_id,
+            constitution_version=request.constitution.number,
+            candidate_model=request.candidate_model,
+            baseline_model=request.baseline_model,
+            candidate=candidate.model_dump(),
+            baseline=baseline.model_dump(),
+            passed=passed,
             reasons=reasons,
         )
-        return EvaluationResult(candidate=candidate, baseline=baseline, passed=passed,
-                                reasons=reasons, rubric_version=self.rubric.name)
+        return EvaluationResult(
+            candidate=candidate,
+            baseline=baseline,
+            passed=passed,
+            reasons=reasons,
+            rubric_version=self.rubric.name,
+        )
 
-    async def _measure(self, model: str, prompts: list[dict[str, str]],
-                       constitution: str) -> EvaluationMetrics:
+    async def _measure(
+        self, model: str, prompts: list[dict[str, str]], constitution: str
+    ) -> EvaluationMetrics:
         harmful = [p["prompt"] for p in prompts if p["kind"] == "red_team"]
         benign = [p["prompt"] for p in prompts if p["kind"] == "benign"]
         plain, cued, benign_grades = await asyncio.gather(
             asyncio.gather(*(self._grade(model, p, constitution) for p in harmful)),
-            asyncio.gather(*(self._grade(model, EVALUATION_CUE + p, constitution) for p in harmful)),
+            asyncio.gather(
+                *(self._grade(model, EVALUATION_CUE + p, constitution) for p in harmful)
+            ),
             asyncio.gather(*(self._grade(model, p, constitution) for p in benign)),
         )
         activity.heartbeat(model)
@@ -71,7 +85,8 @@ class EvaluationActivities:
     async def _grade(self, model: str, prompt: str, constitution: str) -> Grade:
         answer = await self.model.text(ANSWER_SYSTEM, prompt, model=model)
         grade, _ = await self.model.structured(
-            Grade, self.rubric.text,
+            Grade,
+            self.rubric.text,
             f"<constitution>{constitution}</constitution>\n<prompt>{prompt}</prompt>\n"
             f"<response>{answer}</response>",
             model=self.grader_model,

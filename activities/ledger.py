@@ -35,8 +35,11 @@ class LedgerActivities:
     async def load_version(self, number: int | None) -> ConstitutionVersion:
         version = await self.ledger.get_version(number)
         if version is None:
-            raise ApplicationError(f"constitution version {number} is missing",
-                                   type="NoConstitution", non_retryable=True)
+            raise ApplicationError(
+                f"constitution version {number} is missing",
+                type="NoConstitution",
+                non_retryable=True,
+            )
         return version
 
     @activity.defn(name="record_transitions")
@@ -49,8 +52,9 @@ class LedgerActivities:
 
     @activity.defn(name="record_decision")
     async def record_decision(self, request: RecordDecisionInput) -> bool:
-        return await self.ledger.record_decision(request.round_id, request.decision_id,
-                                                 request.decision)
+        return await self.ledger.record_decision(
+            request.round_id, request.decision_id, request.decision
+        )
 
     @activity.defn(name="save_version")
     async def save_version(self, request: SaveVersionInput) -> ConstitutionVersion:

@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import openai
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -66,9 +67,8 @@ class Model:
     ) -> tuple[Schema, str | None]:
         """Structured output into `schema`; JSON mode plus validation where the
         server lacks structured outputs. Returns the object and the request id."""
-        messages: list[dict[str, str]] = [
-            {"role": "system",
-             "content": f"{system}\nAnswer in JSON.\nSchema: {schema.__name__}"},
+        messages: list[ChatCompletionMessageParam] = [
+            {"role": "system", "content": f"{system}\nAnswer in JSON.\nSchema: {schema.__name__}"},
             {"role": "user", "content": user},
         ]
         last_error = ""
@@ -81,8 +81,11 @@ class Model:
                 last_error = "the answer was cut off by the length limit; answer more briefly"
             messages = [
                 *messages,
-                {"role": "user", "content": "Your last answer was invalid: "
-                 f"{last_error}. Answer again with JSON that matches the schema exactly."},
+                {
+                    "role": "user",
+                    "content": "Your last answer was invalid: "
+                    f"{last_error}. Answer again with JSON that matches the schema exactly.",
+                },
             ]
         raise ApplicationError(
             f"the model's output did not match {schema.__name__}: {last_error}",
@@ -91,13 +94,13 @@ class Model:
         )
 
     async def _ask(
-        self, schema: type[Schema], messages: list[dict[str, str]], model: str
+        self, schema: type[Schema], messages: list[ChatCompletionMessageParam], model: str
     ) -> tuple[Schema, str | None]:
         async with self._slots:
             try:
                 raw = await self.client.chat.completions.with_raw_response.parse(
                     model=model,
-                    messages=messages,  # type: ignore[arg-type]
+                    messages=messages,
                     response_format=schema,
                 )
                 completion = raw.parse()
@@ -112,7 +115,7 @@ class Model:
             # The server lacks structured outputs: JSON mode, validated here.
             fallback = await self.client.chat.completions.with_raw_response.create(
                 model=model,
-                messages=messages,  # type: ignore[arg-type]
+                messages=messages,
                 response_format={"type": "json_object"},
             )
         plain = fallback.parse().choices[0].message
@@ -122,8 +125,9 @@ class Model:
 
 def _refuse_if_refused(refusal: str | None) -> None:
     if refusal:
-        raise ApplicationError(f"the model refused: {refusal}", type="ModelOutputInvalid",
-                               non_retryable=True)
+        raise ApplicationError(
+            f"the model refused: {refusal}", type="ModelOutputInvalid", non_retryable=True
+        )
 
 
 def _short(error: ValidationError) -> str:
@@ -146,7 +150,9 @@ class ModelActivities:
         try:
             evidence = load_evidence(request.evidence_file)
         except EvidenceFileError as error:
-            raise ApplicationError(str(error), type="EvidenceFileError", non_retryable=True) from error
+            raise ApplicationError(
+                str(error), type="EvidenceFileError", non_retryable=True
+            ) from error
         principles = [p.model_dump(mode="json") for p in request.constitution.principles]
         user = (
             f"<constitution>{json.dumps(principles)}</constitution>\n"
@@ -156,8 +162,13 @@ class ModelActivities:
         batch, request_id = await self.model.structured(ProposalBatch, self.prompt.text, user)
         drafts = [d for d in batch.proposals if _targets_exist(d, request)]
         proposals = [
-            Proposal(id=f"{request.round_id}-p{i}", round_id=request.round_id, draft=draft,
-                     prompt_version=self.prompt.name, model=self.model.model)
+            Proposal(
+                id=f"{request.round_id}-p{i}",
+                round_id=request.round_id,
+                draft=draft,
+                prompt_version=self.prompt.name,
+                model=self.model.model,
+            )
             for i, draft in enumerate(drafts[: request.max_proposals], start=1)
         ]
         activity.logger.info("round %s: %d proposals", request.round_id, len(proposals))

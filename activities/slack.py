@@ -31,22 +31,32 @@ from review.messages import (
 
 # Errors that retrying cannot fix; the round fails with the reason visible.
 PERMANENT_SLACK_ERRORS = {
-    "channel_not_found", "not_in_channel", "invalid_auth", "token_revoked", "account_inactive",
-    "is_archived", "missing_scope", "not_authed", "invalid_blocks", "msg_too_long",
+    "channel_not_found",
+    "not_in_channel",
+    "invalid_auth",
+    "token_revoked",
+    "account_inactive",
+    "is_archived",
+    "missing_scope",
+    "not_authed",
+    "invalid_blocks",
+    "msg_too_long",
 }
 
 
 def _raise_for(error: SlackApiError) -> None:
     code = str(error.response.get("error", "unknown"))
     if code in PERMANENT_SLACK_ERRORS:
-        raise ApplicationError(f"Slack refused the call: {code}", type="SlackPermanentError",
-                               non_retryable=True) from error
+        raise ApplicationError(
+            f"Slack refused the call: {code}", type="SlackPermanentError", non_retryable=True
+        ) from error
     raise error
 
 
 class SlackActivities:
-    def __init__(self, client: AsyncWebClient, channel: str, ledger: Ledger,
-                 dashboard_url: str | None = None) -> None:
+    def __init__(
+        self, client: AsyncWebClient, channel: str, ledger: Ledger, dashboard_url: str | None = None
+    ) -> None:
         self.client = client
         self.channel = channel
         self.ledger = ledger
@@ -66,8 +76,9 @@ class SlackActivities:
             response = await self.client.chat_postMessage(
                 channel=self.channel,
                 text=fallback_text(posted),
-                blocks=proposal_blocks(request.workflow_id, posted, request.constitution,
-                                       self.dashboard_url),
+                blocks=proposal_blocks(
+                    request.workflow_id, posted, request.constitution, self.dashboard_url
+                ),
                 unfurl_links=False,
             )
         except SlackApiError as error:
@@ -86,8 +97,9 @@ class SlackActivities:
                 channel=status.message.channel,
                 ts=status.message.ts,
                 text=fallback_text(status),
-                blocks=proposal_blocks(request.workflow_id, status, request.constitution,
-                                       self.dashboard_url),
+                blocks=proposal_blocks(
+                    request.workflow_id, status, request.constitution, self.dashboard_url
+                ),
             )
         except SlackApiError as error:
             _raise_for(error)
@@ -107,8 +119,9 @@ class SlackActivities:
         try:
             await self.client.chat_postMessage(
                 channel=self.channel,
-                text=summary_text(request.round_id, request.state.value, request.proposals,
-                                  request.result_version),
+                text=summary_text(
+                    request.round_id, request.state.value, request.proposals, request.result_version
+                ),
             )
         except SlackApiError as error:
             _raise_for(error)

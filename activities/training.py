@@ -68,8 +68,14 @@ def draw_principle(version: ConstitutionVersion, key: str) -> Principle:
 
 
 class TrainingActivities:
-    def __init__(self, model: Model, client: AsyncOpenAI, ledger: Ledger,
-                 store: FileArtifactStore, backend: str = "openai") -> None:
+    def __init__(
+        self,
+        model: Model,
+        client: AsyncOpenAI,
+        ledger: Ledger,
+        store: FileArtifactStore,
+        backend: str = "openai",
+    ) -> None:
         self.model = model
         self.client = client
         self.ledger = ledger
@@ -83,7 +89,10 @@ class TrainingActivities:
     async def generate_dataset(self, request: DatasetInput) -> Dataset:
         prompts = load_prompts("training_prompts.jsonl")
         wanted = [
-            {**prompts[i % len(prompts)], "id": f"{prompts[i % len(prompts)]['id']}#{i // len(prompts)}"}
+            {
+                **prompts[i % len(prompts)],
+                "id": f"{prompts[i % len(prompts)]['id']}#{i // len(prompts)}",
+            }
             for i in range(request.training.prompt_count)
         ]
         partial = self.store.scratch(f"{request.round_id}.partial.jsonl")
@@ -96,10 +105,12 @@ class TrainingActivities:
         batch = self.model.concurrency  # as many as the model may serve at once
         method = request.training.method
         while len(rows) < len(wanted):
-            chunk = wanted[len(rows): len(rows) + batch]
+            chunk = wanted[len(rows) : len(rows) + batch]
             made = await asyncio.gather(
-                *(self._example(request.round_id, request.constitution, item, method)
-                  for item in chunk)
+                *(
+                    self._example(request.round_id, request.constitution, item, method)
+                    for item in chunk
+                )
             )
             with partial.open("a") as out:
                 for row in made:
@@ -111,17 +122,20 @@ class TrainingActivities:
         manifest = [{"prompt": r["prompt_id"], "principle": r["principle"]} for r in rows]
         self.store.put(json.dumps(manifest, sort_keys=True).encode(), ".manifest.json")
         partial.unlink(missing_ok=True)
-        return Dataset(uri=uri, sha256=hashlib.sha256(lines).hexdigest(), examples=len(rows),
-                       method=method)
+        return Dataset(
+            uri=uri, sha256=hashlib.sha256(lines).hexdigest(), examples=len(rows), method=method
+        )
 
-    async def _example(self, round_id: str, version: ConstitutionVersion,
-                       item: dict[str, str], method: str) -> dict[str, Any]:
+    async def _example(
+        self, round_id: str, version: ConstitutionVersion, item: dict[str, str], method: str
+    ) -> dict[str, Any]:
         principle = draw_principle(version, f"{round_id}:{item['id']}")
         rule = f"<principle>{principle.id}. {principle.title}: {principle.text}</principle>"
         prompt = item["prompt"]
         response = await self.model.text(ANSWER_SYSTEM, prompt)
         critique = await self.model.text(
-            self.critique.text, f"{rule}\n<prompt>{prompt}</prompt>\n<response>{response}</response>"
+            self.critique.text,
+            f"{rule}\n<prompt>{prompt}</prompt>\n<response>{response}</response>",
         )
         revision = await self.model.text(
             self.revise.text,
@@ -130,19 +144,26 @@ class TrainingActivities:
         )
         if method == "dpo":
             judgement, _ = await self.model.structured(
-                PreferenceJudgement, self.prefer.text,
+                PreferenceJudgement,
+                self.prefer.text,
                 f"{rule}\n<prompt>{prompt}</prompt>\n<response_a>{response}</response_a>\n"
                 f"<response_b>{revision}</response_b>",
             )
-            chosen, other = (response, revision) if judgement.preferred == "A" else (revision, response)
+            chosen, other = (
+                (response, revision) if judgement.preferred == "A" else (revision, response)
+            )
             example: dict[str, Any] = {
                 "input": {"messages": [{"role": "user", "content": prompt}]},
                 "preferred_output": [{"role": "assistant", "content": chosen}],
                 "non_preferred_output": [{"role": "assistant", "content": other}],
             }
         else:
-            example = {"messages": [{"role": "user", "content": prompt},
-                                    {"role": "assistant", "content": revision}]}
+            example = {
+                "messages": [
+                    {"role": "user", "content": prompt},
+                    {"role": "assistant", "content": revision},
+                ]
+            }
         return {"prompt_id": item["id"], "principle": principle.id, "example": example}
 
     @activity.defn(name="start_fine_tune")
@@ -151,8 +172,11 @@ class TrainingActivities:
         the job it already started in the ledger."""
         known = await self.ledger.training_job_for_round(request.round_id)
         if known is not None:
-            return FineTuneJob(job_id=known["job_id"], status=known["status"],
-                               fine_tuned_model=known["fine_tuned_model"])
+            return FineTuneJob(
+                job_id=known["job_id"],
+                status=known["status"],
+                fine_tuned_model=known["fine_tuned_model"],
+            )
         data = self.store.get(request.dataset.uri)
         uploaded = await self.client.files.create(
             file=(f"{request.dataset.sha256}.jsonl", data), purpose="fine-tune"
@@ -165,17 +189,27 @@ class TrainingActivities:
         )
         try:
             job = await self.client.fine_tuning.jobs.create(
-                model=request.training.base_model, training_file=uploaded.id,
-                suffix=request.round_id[:40], method=method,  # type: ignore[arg-type]
+                model=request.training.base_model,
+                training_file=uploaded.id,
+                suffix=request.round_id[:40],
+                method=method,  # type: ignore[arg-type]
             )
         except openai.BadRequestError as error:
-            raise ApplicationError(f"the fine-tuning backend refused the job: {error.message}",
-                                   type="FineTuneFailed", non_retryable=True) from error
+            raise ApplicationError(
+                f"the fine-tuning backend refused the job: {error.message}",
+                type="FineTuneFailed",
+                non_retryable=True,
+            ) from error
         await self.ledger.record_training_job(
-            job_id=job.id, round_id=request.round_id, backend=self.backend,
-            base_model=request.training.base_model, method=request.training.method,
-            dataset_uri=request.dataset.uri, dataset_hash=request.dataset.sha256,
-            examples=request.dataset.examples, status=job.status,
+            job_id=job.id,
+            round_id=request.round_id,
+            backend=self.backend,
+            base_model=request.training.base_model,
+            method=request.training.method,
+            dataset_uri=request.dataset.uri,
+            dataset_hash=request.dataset.sha256,
+            examples=request.dataset.examples,
+            status=job.status,
         )
         return FineTuneJob(job_id=job.id, status=job.status)
 
@@ -186,16 +220,25 @@ class TrainingActivities:
         job = await self.client.fine_tuning.jobs.retrieve(request.job_id)
         if job.status in ("succeeded", "failed", "cancelled"):
             await self.ledger.update_training_job(
-                job.id, status=job.status, fine_tuned_model=job.fine_tuned_model,
+                job.id,
+                status=job.status,
+                fine_tuned_model=job.fine_tuned_model,
                 error=job.error.message if job.error else None,
             )
         if job.status == "succeeded":
-            return FineTuneJob(job_id=job.id, status=job.status,
-                               fine_tuned_model=job.fine_tuned_model)
+            return FineTuneJob(
+                job_id=job.id, status=job.status, fine_tuned_model=job.fine_tuned_model
+            )
         if job.status in ("failed", "cancelled"):
             reason = job.error.message if job.error else job.status
-            raise ApplicationError(f"fine-tune job {job.id} {job.status}: {reason}",
-                                   type="FineTuneFailed", non_retryable=True)
+            raise ApplicationError(
+                f"fine-tune job {job.id} {job.status}: {reason}",
+                type="FineTuneFailed",
+                non_retryable=True,
+            )
         # BENIGN: an expected "not yet", logged quietly rather than as a failure.
-        raise ApplicationError(f"fine-tune job {job.id} is {job.status}", type="FineTuneRunning",
-                               category=ApplicationErrorCategory.BENIGN)
+        raise ApplicationError(
+            f"fine-tune job {job.id} is {job.status}",
+            type="FineTuneRunning",
+            category=ApplicationErrorCategory.BENIGN,
+        )

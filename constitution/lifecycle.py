@@ -35,8 +35,13 @@ class ProposalState(StrEnum):
 
 _R = RoundState
 _ACTIVE_ROUND = (
-    _R.created, _R.proposing, _R.in_review, _R.amending,
-    _R.generating_data, _R.training, _R.evaluating,
+    _R.created,
+    _R.proposing,
+    _R.in_review,
+    _R.amending,
+    _R.generating_data,
+    _R.training,
+    _R.evaluating,
 )
 
 ROUND_TRANSITIONS: dict[RoundState, frozenset[RoundState]] = {
@@ -47,8 +52,10 @@ ROUND_TRANSITIONS: dict[RoundState, frozenset[RoundState]] = {
     _R.generating_data: frozenset({_R.training}),
     _R.training: frozenset({_R.evaluating}),
     _R.evaluating: frozenset({_R.completed, _R.gate_failed}),
-    **{s: frozenset() for s in (_R.completed, _R.completed_unchanged, _R.gate_failed,
-                                _R.failed, _R.cancelled)},
+    **{
+        s: frozenset()
+        for s in (_R.completed, _R.completed_unchanged, _R.gate_failed, _R.failed, _R.cancelled)
+    },
 }
 # Any active round may fail or be cancelled; that is the only way back out of review.
 for _state in _ACTIVE_ROUND:
@@ -73,7 +80,9 @@ class IllegalTransition(ValueError):
 
     def __init__(self, entity: str, current: str, target: str, allowed: frozenset[str]) -> None:
         options = ", ".join(sorted(allowed)) or "nothing (it is final)"
-        super().__init__(f"{entity} cannot go from {current} to {target}; from {current} it may go to {options}")
+        super().__init__(
+            f"{entity} cannot go from {current} to {target}; from {current} it may go to {options}"
+        )
         self.entity = entity
         self.current = current
         self.target = target

@@ -52,7 +52,9 @@ class ConstitutionVersion(Frozen):
     number: int = Field(ge=1)
     principles: tuple[Principle, ...]
     parent_hash: str | None = None
-    round_id: str | None = Field(default=None, description="The round that made it; None if imported.")
+    round_id: str | None = Field(
+        default=None, description="The round that made it; None if imported."
+    )
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
@@ -99,7 +101,9 @@ class ProposalDraft(Frozen):
         default=None, max_length=2000, description="New or reworded text; null for 'retire'."
     )
     rationale: str = Field(min_length=1, max_length=4000)
-    evidence: list[str] = Field(default_factory=list, description="Ids of evidence items relied on.")
+    evidence: list[str] = Field(
+        default_factory=list, description="Ids of evidence items relied on."
+    )
     touches: list[str] = Field(
         default_factory=list, description="Principle ids this amendment touches or conflicts with."
     )
@@ -183,7 +187,9 @@ class DecisionOutcome(Frozen):
 
 
 class TrainingSpec(Frozen):
-    base_model: str = Field(default="amend-base", description="Model fine-tuned and used as baseline.")
+    base_model: str = Field(
+        default="amend-base", description="Model fine-tuned and used as baseline."
+    )
     method: str = Field(default="supervised", pattern="^(supervised|dpo)$")
     prompt_count: int = Field(default=4, ge=1, le=100_000)
     n_epochs: int = Field(default=1, ge=1, le=50)
@@ -206,18 +212,23 @@ class GateSpec(Frozen):
 class RoundSpec(Frozen):
     """What an operator asks for when starting a round."""
 
-    round_id: str = Field(description="Lower-case letters, digits and dashes; the workflow is round-<id>.")
+    round_id: str = Field(
+        description="Lower-case letters, digits and dashes; the workflow is round-<id>."
+    )
     constitution_version: int | None = Field(
         default=None, ge=1, description="Version amended; the latest when unset."
     )
     evidence_file: str | None = Field(
-        default=None, description="JSONL evidence path readable by the worker; the sample when unset."
+        default=None,
+        description="JSONL evidence path readable by the worker; the sample when unset.",
     )
     reviewers: list[str] = Field(min_length=1, description="Slack user ids allowed to decide.")
     max_proposals: int = Field(default=5, ge=1, le=50)
     reminder_interval: timedelta = Field(default=timedelta(days=1))
     escalate_after: int = Field(default=3, ge=1, description="Reminders before escalation.")
-    escalate_to: str | None = Field(default=None, description="Slack user or channel id to escalate to.")
+    escalate_to: str | None = Field(
+        default=None, description="Slack user or channel id to escalate to."
+    )
     deadline: timedelta | None = Field(default=None, description="No deadline unless set.")
     training: TrainingSpec = TrainingSpec()
     gate: GateSpec = GateSpec()

@@ -111,8 +111,10 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
 
     async def _block_actions(payload: dict[str, Any]) -> Response:
         user = str(payload.get("user", {}).get("id", ""))
-        channel = str(payload.get("container", {}).get("channel_id")
-                      or payload.get("channel", {}).get("id", ""))
+        channel = str(
+            payload.get("container", {}).get("channel_id")
+            or payload.get("channel", {}).get("id", "")
+        )
         answers = []
         for action in payload.get("actions", []):
             try:
@@ -123,8 +125,9 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
             if action_id == "modify":
                 answer = await _open_modify(payload, workflow_id, proposal_id, user, channel)
             elif action_id in ("accept", "reject"):
-                request = DecisionRequest(proposal_id=proposal_id, kind=DecisionKind(action_id),
-                                          reviewer=user)
+                request = DecisionRequest(
+                    proposal_id=proposal_id, kind=DecisionKind(action_id), reviewer=user
+                )
                 update_id = f"slack:{action.get('action_ts')}:{user}:{proposal_id}:{action_id}"
                 answer = await _decide_within_ack(workflow_id, request, update_id, channel)
             else:
@@ -147,19 +150,26 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
         text = (values.get("text", {}).get("text", {}) or {}).get("value")
         comment = (values.get("comment", {}).get("comment", {}) or {}).get("value")
         try:
-            request = DecisionRequest(proposal_id=proposal_id, kind=DecisionKind.modify,
-                                      reviewer=user, text=text, comment=comment)
+            request = DecisionRequest(
+                proposal_id=proposal_id,
+                kind=DecisionKind.modify,
+                reviewer=user,
+                text=text,
+                comment=comment,
+            )
         except ValidationError as error:
-            return JSONResponse({"response_action": "errors",
-                                 "errors": {"text": error.errors()[0]["msg"]}})
+            return JSONResponse(
+                {"response_action": "errors", "errors": {"text": error.errors()[0]["msg"]}}
+            )
         update_id = f"slack:{view.get('id')}:{view.get('hash')}:{user}:{proposal_id}:modify"
         answer = await _decide_within_ack(workflow_id, request, update_id, channel)
         if answer.outcome == "refused":
             return JSONResponse({"response_action": "errors", "errors": {"text": answer.message}})
         return JSONResponse({"response_action": "clear"})
 
-    async def _decide_within_ack(workflow_id: str, request: DecisionRequest, update_id: str,
-                                 channel: str) -> InteractionAnswer:
+    async def _decide_within_ack(
+        workflow_id: str, request: DecisionRequest, update_id: str, channel: str
+    ) -> InteractionAnswer:
         """Decide, telling the reviewer the outcome; answer Slack in time even
         when the round is slow to respond."""
         task = asyncio.create_task(_decide(workflow_id, request, update_id, "slack"))
@@ -169,8 +179,11 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
             answer = await asyncio.wait_for(asyncio.shield(task), ACK_BUDGET_S)
         except TimeoutError:
             task.add_done_callback(lambda t: _tell_later(t, channel, request.reviewer))
-            return InteractionAnswer(outcome="pending", proposal_id=request.proposal_id,
-                                     message="Your decision is being recorded.")
+            return InteractionAnswer(
+                outcome="pending",
+                proposal_id=request.proposal_id,
+                message="Your decision is being recorded.",
+            )
         await _tell(channel, request.reviewer, answer.message)
         return answer
 
@@ -189,44 +202,61 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
         except SlackApiError as error:
             log.warning("could not tell %s the outcome: %s", user, error.response.get("error"))
 
-    async def _decide(workflow_id: str, request: DecisionRequest, update_id: str,
-                      source: str) -> InteractionAnswer:
+    async def _decide(
+        workflow_id: str, request: DecisionRequest, update_id: str, source: str
+    ) -> InteractionAnswer:
         round_id = workflow_id.removeprefix("round-")
         try:
-            outcome: DecisionOutcome = await temporal.get_workflow_handle(workflow_id).execute_update(
-                TrainingRoundWorkflow.decide, request, id=update_id
-            )
+            outcome: DecisionOutcome = await temporal.get_workflow_handle(
+                workflow_id
+            ).execute_update(TrainingRoundWorkflow.decide, request, id=update_id)
         except WorkflowUpdateFailedError as error:
             cause = error.cause
             reason = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
             await _refused(round_id, request, reason, source)
-            return InteractionAnswer(outcome="refused", message=f"Not recorded: {reason}",
-                                     proposal_id=request.proposal_id)
+            return InteractionAnswer(
+                outcome="refused",
+                message=f"Not recorded: {reason}",
+                proposal_id=request.proposal_id,
+            )
         except RPCError as error:
             if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
                 reason = f"round {round_id} is no longer running"
                 await _refused(round_id, request, reason, source)
-                return InteractionAnswer(outcome="refused", message=f"Not recorded: {reason}",
-                                         proposal_id=request.proposal_id)
+                return InteractionAnswer(
+                    outcome="refused",
+                    message=f"Not recorded: {reason}",
+                    proposal_id=request.proposal_id,
+                )
             raise
-        return InteractionAnswer(outcome="taken", message=outcome.message,
-                                 proposal_id=request.proposal_id)
+        return InteractionAnswer(
+            outcome="taken", message=outcome.message, proposal_id=request.proposal_id
+        )
 
     async def _refused(round_id: str, request: DecisionRequest, reason: str, source: str) -> None:
         await ledger().record_decision_attempt(
-            round_id=round_id, proposal_id=request.proposal_id, reviewer=request.reviewer,
-            kind=request.kind.value, outcome="refused", reason=reason, source=source,
+            round_id=round_id,
+            proposal_id=request.proposal_id,
+            reviewer=request.reviewer,
+            kind=request.kind.value,
+            outcome="refused",
+            reason=reason,
+            source=source,
         )
 
-    async def _open_modify(payload: dict[str, Any], workflow_id: str, proposal_id: str,
-                           user: str, channel: str) -> InteractionAnswer:
+    async def _open_modify(
+        payload: dict[str, Any], workflow_id: str, proposal_id: str, user: str, channel: str
+    ) -> InteractionAnswer:
         try:
             status = await temporal.get_workflow_handle(workflow_id).query(
                 TrainingRoundWorkflow.state
             )
         except RPCError:
-            return InteractionAnswer(outcome="refused", proposal_id=proposal_id,
-                                     message=f"Round {workflow_id} is no longer running.")
+            return InteractionAnswer(
+                outcome="refused",
+                proposal_id=proposal_id,
+                message=f"Round {workflow_id} is no longer running.",
+            )
         item = status.find(proposal_id)
         if item is None or item.settled:
             message = f"Proposal {proposal_id} is already settled." if item else "Unknown proposal."
@@ -234,12 +264,16 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
             return InteractionAnswer(outcome="refused", message=message, proposal_id=proposal_id)
         ts = str(payload.get("container", {}).get("message_ts", ""))
         try:
-            await config.slack.views_open(trigger_id=payload.get("trigger_id"),
-                                          view=modify_view(workflow_id, item, channel, ts))
+            await config.slack.views_open(
+                trigger_id=payload.get("trigger_id"),
+                view=modify_view(workflow_id, item, channel, ts),
+            )
         except SlackApiError as error:
-            return InteractionAnswer(outcome="refused", proposal_id=proposal_id,
-                                     message=f"Slack would not open the editor: "
-                                             f"{error.response.get('error')}")
+            return InteractionAnswer(
+                outcome="refused",
+                proposal_id=proposal_id,
+                message=f"Slack would not open the editor: {error.response.get('error')}",
+            )
         return InteractionAnswer(outcome="opened", message="editor opened", proposal_id=proposal_id)
 
     # -- operators ---------------------------------------------------------------
@@ -248,7 +282,9 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     async def start_round(spec: RoundSpec) -> StartedRound:
         try:
             await temporal.start_workflow(
-                TrainingRoundWorkflow.run, RoundInput(spec=spec), id=spec.workflow_id,
+                TrainingRoundWorkflow.run,
+                RoundInput(spec=spec),
+                id=spec.workflow_id,
                 task_queue=config.task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )

@@ -170,8 +170,9 @@ class Ledger:
             parent_hash=row["parent_hash"],
             round_id=row["round_id"],
             principles=tuple(
-                Principle(id=p["principle_id"], title=p["title"], text=p["text"],
-                          protected=p["protected"])
+                Principle(
+                    id=p["principle_id"], title=p["title"], text=p["text"], protected=p["protected"]
+                )
                 for p in principles
             ),
         )
@@ -302,7 +303,9 @@ class Ledger:
     async def verify_chain(self, round_id: str | None = None) -> list[ChainBreak]:
         """Recompute every hash; return the first break of each round (none: intact)."""
         if round_id is None:
-            round_ids = [r["round_id"] for r in await self.pool.fetch("SELECT round_id FROM rounds")]
+            round_ids = [
+                r["round_id"] for r in await self.pool.fetch("SELECT round_id FROM rounds")
+            ]
         else:
             round_ids = [round_id]
         breaks: list[ChainBreak] = []
@@ -330,8 +333,14 @@ class Ledger:
                 ):
                     problem = "content does not match its hash"
                 if problem:
-                    breaks.append(ChainBreak(round_id=rid, transition_id=row.transition_id,
-                                             sequence=row.sequence, problem=problem))
+                    breaks.append(
+                        ChainBreak(
+                            round_id=rid,
+                            transition_id=row.transition_id,
+                            sequence=row.sequence,
+                            problem=problem,
+                        )
+                    )
                     break
                 prev = row.hash
                 expected_sequence += 1
@@ -347,9 +356,20 @@ class Ledger:
                    VALUES ($1, $2, $3, 'drafted', $4, $5, $6, $7, $8, $9, $10, $11, $12)
                    ON CONFLICT (proposal_id) DO NOTHING""",
                 [
-                    (p.id, p.round_id, i, p.draft.kind.value, p.draft.target, p.draft.title,
-                     p.draft.text, p.draft.rationale, p.draft.evidence, p.draft.touches,
-                     p.prompt_version, p.model)
+                    (
+                        p.id,
+                        p.round_id,
+                        i,
+                        p.draft.kind.value,
+                        p.draft.target,
+                        p.draft.title,
+                        p.draft.text,
+                        p.draft.rationale,
+                        p.draft.evidence,
+                        p.draft.touches,
+                        p.prompt_version,
+                        p.model,
+                    )
                     for i, p in enumerate(proposals)
                 ],
             )
@@ -445,16 +465,29 @@ class Ledger:
                ON CONFLICT (job_id) DO UPDATE SET status = EXCLUDED.status,
                    fine_tuned_model = EXCLUDED.fine_tuned_model, error = EXCLUDED.error,
                    updated_at = now()""",
-            job_id, round_id, backend, base_model, method, dataset_uri, dataset_hash,
-            examples, status, fine_tuned_model, error,
+            job_id,
+            round_id,
+            backend,
+            base_model,
+            method,
+            dataset_uri,
+            dataset_hash,
+            examples,
+            status,
+            fine_tuned_model,
+            error,
         )
 
-    async def update_training_job(self, job_id: str, *, status: str,
-                                  fine_tuned_model: str | None, error: str | None) -> None:
+    async def update_training_job(
+        self, job_id: str, *, status: str, fine_tuned_model: str | None, error: str | None
+    ) -> None:
         await self.pool.execute(
             """UPDATE training_jobs SET status = $2, fine_tuned_model = $3, error = $4,
                    updated_at = now() WHERE job_id = $1""",
-            job_id, status, fine_tuned_model, error,
+            job_id,
+            status,
+            fine_tuned_model,
+            error,
         )
 
     async def training_job_for_round(self, round_id: str) -> dict[str, Any] | None:
@@ -482,6 +515,12 @@ class Ledger:
                ON CONFLICT (round_id) DO UPDATE SET candidate = EXCLUDED.candidate,
                    baseline = EXCLUDED.baseline, passed = EXCLUDED.passed,
                    reasons = EXCLUDED.reasons""",
-            round_id, constitution_version, candidate_model, baseline_model, candidate,
-            baseline, passed, reasons,
+            round_id,
+            constitution_version,
+            candidate_model,
+            baseline_model,
+            candidate,
+            baseline,
+            passed,
+            reasons,
         )

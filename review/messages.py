@@ -65,13 +65,17 @@ def proposed_change(status: ProposalStatus, constitution: ConstitutionVersion) -
         return f"*Retire {current.id}. {current.title}*\n~{current.text}~"
     diff = difflib.ndiff([current.text], [draft.text or ""])
     lines = [line for line in diff if not line.startswith("?")]
-    return f"*{draft.kind.value.capitalize()} {current.id}. {current.title}*\n```" + "\n".join(
-        lines
-    ) + "```"
+    return (
+        f"*{draft.kind.value.capitalize()} {current.id}. {current.title}*\n```"
+        + "\n".join(lines)
+        + "```"
+    )
 
 
 def proposal_blocks(
-    workflow_id: str, status: ProposalStatus, constitution: ConstitutionVersion,
+    workflow_id: str,
+    status: ProposalStatus,
+    constitution: ConstitutionVersion,
     dashboard_url: str | None = None,
 ) -> list[Block]:
     proposal = status.proposal
@@ -92,11 +96,16 @@ def proposal_blocks(
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_clip(" · ".join(facts), 2000))]))
     if status.state is ProposalState.posted:
         value = action_value(workflow_id, proposal.id)
-        blocks.append(ActionsBlock(block_id=ACTIONS_BLOCK, elements=[
-            ButtonElement(text="Accept", action_id="accept", value=value, style="primary"),
-            ButtonElement(text="Reject", action_id="reject", value=value, style="danger"),
-            ButtonElement(text="Modify…", action_id="modify", value=value),
-        ]))
+        blocks.append(
+            ActionsBlock(
+                block_id=ACTIONS_BLOCK,
+                elements=[
+                    ButtonElement(text="Accept", action_id="accept", value=value, style="primary"),
+                    ButtonElement(text="Reject", action_id="reject", value=value, style="danger"),
+                    ButtonElement(text="Modify…", action_id="modify", value=value),
+                ],
+            )
+        )
     else:
         blocks.append(DividerBlock())
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(decided_line(status)))))
@@ -132,13 +141,29 @@ def modify_view(workflow_id: str, status: ProposalStatus, channel: str, ts: str)
         submit="Accept modified",
         close="Cancel",
         blocks=[
-            SectionBlock(text=MarkdownTextObject(text=_clip(
-                f"*{status.proposal.id}* ({draft.kind.value} {draft.target or 'new'})"))),
-            InputBlock(block_id="text", label="Text to adopt", element=PlainTextInputElement(
-                action_id="text", multiline=True, initial_value=draft.text or "", max_length=2000)),
-            InputBlock(block_id="comment", label="Comment", optional=True,
-                       element=PlainTextInputElement(action_id="comment", multiline=True,
-                                                     max_length=2000)),
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=_clip(
+                        f"*{status.proposal.id}* ({draft.kind.value} {draft.target or 'new'})"
+                    )
+                )
+            ),
+            InputBlock(
+                block_id="text",
+                label="Text to adopt",
+                element=PlainTextInputElement(
+                    action_id="text",
+                    multiline=True,
+                    initial_value=draft.text or "",
+                    max_length=2000,
+                ),
+            ),
+            InputBlock(
+                block_id="comment",
+                label="Comment",
+                optional=True,
+                element=PlainTextInputElement(action_id="comment", multiline=True, max_length=2000),
+            ),
         ],
     )
 
@@ -152,8 +177,9 @@ def reminder_text(pending: list[ProposalStatus], number: int, escalate_to: str |
     return text
 
 
-def summary_text(round_id: str, state: str, proposals: list[ProposalStatus],
-                 result_version: int | None) -> str:
+def summary_text(
+    round_id: str, state: str, proposals: list[ProposalStatus], result_version: int | None
+) -> str:
     counts: dict[str, int] = {}
     for p in proposals:
         counts[p.state.value] = counts.get(p.state.value, 0) + 1

@@ -26,7 +26,9 @@ from ledger.migrate import migrate_url
 from ledger.store import Ledger, create_pool
 from worker.database import EmbeddedPostgres, ensure_database, start_embedded
 
-CI_POSTGRES = os.environ.get("AMEND_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+CI_POSTGRES = os.environ.get(
+    "AMEND_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 VENV_BIN = Path(sys.executable).parent
 
 

@@ -20,8 +20,13 @@ from worker.stack import Stack, running_stack
 
 
 @pytest.fixture
-async def stack(dev_server: WorkflowEnvironment, database_url: str, ledger: Ledger,
-                task_queue: str, tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(
+    dev_server: WorkflowEnvironment,
+    database_url: str,
+    ledger: Ledger,
+    task_queue: str,
+    tmp_path: Path,
+) -> AsyncIterator[Stack]:
     await ledger.save_version(sample_constitution())
     settings = Settings(_env_file=None, data_dir=tmp_path, temporal_task_queue=task_queue)
     async with running_stack(settings, database_url, dev_server.client, any_port=True) as running:
@@ -64,9 +69,16 @@ async def test_a_retried_ledger_activity_writes_one_row(ledger: Ledger) -> None:
     spec = RoundSpec(round_id="retry", reviewers=["U0ALICE"])
     await env.run(activities.open_round, OpenRoundInput(spec=spec))
     await env.run(activities.open_round, OpenRoundInput(spec=spec))
-    record = TransitionRecord(workflow_id="round-retry", sequence=1, round_id="retry",
-                              entity="round", from_state=None, to_state="created",
-                              actor="workflow", at=datetime.now(UTC))
+    record = TransitionRecord(
+        workflow_id="round-retry",
+        sequence=1,
+        round_id="retry",
+        entity="round",
+        from_state=None,
+        to_state="created",
+        actor="workflow",
+        at=datetime.now(UTC),
+    )
     assert await env.run(activities.record_transitions, [record]) == 1
     assert await env.run(activities.record_transitions, [record]) == 0
     assert len(await ledger.timeline("retry")) == 1

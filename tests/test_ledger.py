@@ -18,8 +18,14 @@ T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 
 def transition(seq: int, to: str, frm: str | None = None, round_id: str = "r1") -> TransitionRecord:
     return TransitionRecord(
-        workflow_id=f"round-{round_id}", sequence=seq, round_id=round_id, entity="round",
-        from_state=frm, to_state=to, actor="workflow", data={"n": seq},
+        workflow_id=f"round-{round_id}",
+        sequence=seq,
+        round_id=round_id,
+        entity="round",
+        from_state=frm,
+        to_state=to,
+        actor="workflow",
+        data={"n": seq},
         at=T0 + timedelta(seconds=seq),
     )
 
@@ -71,8 +77,13 @@ async def test_a_retried_transition_write_records_one_row(ledger: Ledger) -> Non
 
 async def test_transitions_are_chained_and_tampering_is_found(ledger: Ledger) -> None:
     await open_round(ledger)
-    await ledger.record_transitions([transition(1, "created"), transition(2, "proposing", "created"),
-                                     transition(3, "in_review", "proposing")])
+    await ledger.record_transitions(
+        [
+            transition(1, "created"),
+            transition(2, "proposing", "created"),
+            transition(3, "in_review", "proposing"),
+        ]
+    )
     rows = await ledger.timeline("r1")
     assert rows[0].prev_hash is None
     assert rows[1].prev_hash == rows[0].hash and rows[2].prev_hash == rows[1].hash

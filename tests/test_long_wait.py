@@ -28,20 +28,32 @@ CHANNEL = "C0AMENDREVIEW"
 
 
 @pytest.fixture
-async def stack(time_skipping: WorkflowEnvironment, database_url: str, ledger: Ledger,
-                task_queue: str, tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(
+    time_skipping: WorkflowEnvironment,
+    database_url: str,
+    ledger: Ledger,
+    task_queue: str,
+    tmp_path: Path,
+) -> AsyncIterator[Stack]:
     await ledger.save_version(sample_constitution())
-    settings = Settings(_env_file=None, data_dir=tmp_path, temporal_task_queue=task_queue,
-                        slack_review_channel=CHANNEL)
-    async with running_stack(settings, database_url, time_skipping.client,
-                             any_port=True) as running:
+    settings = Settings(
+        _env_file=None,
+        data_dir=tmp_path,
+        temporal_task_queue=task_queue,
+        slack_review_channel=CHANNEL,
+    )
+    async with running_stack(
+        settings, database_url, time_skipping.client, any_port=True
+    ) as running:
         yield running
 
 
 async def start(env: WorkflowEnvironment, stack: Stack, **spec: Any) -> WorkflowHandle[Any, Any]:
     round_spec = RoundSpec.model_validate({"reviewers": ["U0ALICE"], "max_proposals": 2, **spec})
     return await env.client.start_workflow(
-        TrainingRoundWorkflow.run, RoundInput(spec=round_spec), id=round_spec.workflow_id,
+        TrainingRoundWorkflow.run,
+        RoundInput(spec=round_spec),
+        id=round_spec.workflow_id,
         task_queue=stack.settings.temporal_task_queue,
     )
 
@@ -65,8 +77,14 @@ async def threaded_replies(stack: Stack) -> list[dict[str, Any]]:
 async def test_a_week_long_wait_posts_a_reminder_a_day_and_escalates_after_three(
     time_skipping: WorkflowEnvironment, stack: Stack, ledger: Ledger
 ) -> None:
-    handle = await start(time_skipping, stack, round_id="week", escalate_after=3,
-                         escalate_to="U0LEAD", reminder_interval="P1D")
+    handle = await start(
+        time_skipping,
+        stack,
+        round_id="week",
+        escalate_after=3,
+        escalate_to="U0LEAD",
+        reminder_interval="P1D",
+    )
 
     async def in_review() -> bool:
         status: RoundStatus = await handle.query(TrainingRoundWorkflow.state)
@@ -89,8 +107,11 @@ async def test_a_week_long_wait_posts_a_reminder_a_day_and_escalates_after_three
     await handle.cancel()
     with pytest.raises(WorkflowFailureError):
         await handle.result()
-    proposals = {t.entity: t.to_state for t in await ledger.timeline("week")
-                 if t.entity.startswith("proposal:")}
+    proposals = {
+        t.entity: t.to_state
+        for t in await ledger.timeline("week")
+        if t.entity.startswith("proposal:")
+    }
     assert set(proposals.values()) == {ProposalState.withdrawn.value}
     round_row = await ledger.get_round("week")
     assert round_row is not None and round_row.state == RoundState.cancelled.value
@@ -99,8 +120,9 @@ async def test_a_week_long_wait_posts_a_reminder_a_day_and_escalates_after_three
 async def test_a_deadline_withdraws_what_is_still_pending(
     time_skipping: WorkflowEnvironment, stack: Stack, ledger: Ledger
 ) -> None:
-    handle = await start(time_skipping, stack, round_id="deadline", reminder_interval="P1D",
-                         deadline="P3D")
+    handle = await start(
+        time_skipping, stack, round_id="deadline", reminder_interval="P1D", deadline="P3D"
+    )
     result = await handle.result()  # the test server skips the three days
     assert result.state is RoundState.completed_unchanged
     status: RoundStatus = await handle.query(TrainingRoundWorkflow.state)

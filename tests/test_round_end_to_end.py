@@ -29,18 +29,32 @@ CHANNEL = "C0AMENDREVIEW"
 
 
 @pytest.fixture
-async def stack(dev_server: WorkflowEnvironment, database_url: str, ledger: Ledger,
-                task_queue: str, tmp_path: Path) -> AsyncIterator[Stack]:
+async def stack(
+    dev_server: WorkflowEnvironment,
+    database_url: str,
+    ledger: Ledger,
+    task_queue: str,
+    tmp_path: Path,
+) -> AsyncIterator[Stack]:
     await ledger.save_version(sample_constitution())
-    settings = Settings(_env_file=None, data_dir=tmp_path, temporal_task_queue=task_queue,
-                        slack_review_channel=CHANNEL)
+    settings = Settings(
+        _env_file=None,
+        data_dir=tmp_path,
+        temporal_task_queue=task_queue,
+        slack_review_channel=CHANNEL,
+    )
     async with running_stack(settings, database_url, dev_server.client, any_port=True) as running:
         yield running
 
 
 async def start_round(stack: Stack, round_id: str, **spec: Any) -> None:
-    body = {"round_id": round_id, "reviewers": [REVIEWER], "max_proposals": 3,
-            "training": {"poll_interval": "PT0.2S"}, **spec}
+    body = {
+        "round_id": round_id,
+        "reviewers": [REVIEWER],
+        "max_proposals": 3,
+        "training": {"poll_interval": "PT0.2S"},
+        **spec,
+    }
     async with httpx.AsyncClient() as http:
         response = await http.post(f"{stack.gateway_url}/api/rounds", json=body)
     assert response.status_code == 201, response.text
@@ -60,8 +74,12 @@ async def proposal_messages(stack: Stack, count: int) -> list[dict[str, Any]]:
 
 
 def _buttons(message: dict[str, Any]) -> list[str]:
-    return [e.get("action_id") for b in message.get("blocks", []) if b.get("type") == "actions"
-            for e in b.get("elements", [])]
+    return [
+        e.get("action_id")
+        for b in message.get("blocks", [])
+        if b.get("type") == "actions"
+        for e in b.get("elements", [])
+    ]
 
 
 async def _pause() -> None:
@@ -69,9 +87,12 @@ async def _pause() -> None:
 
 
 def reviewer(stack: Stack, user: str = REVIEWER) -> SimulatedReviewer:
-    return SimulatedReviewer(stack.gateway_url,
-                             stack.settings.slack_signing_secret.get_secret_value(), user,
-                             slack_api_url=stack.slack_stand_in_url)
+    return SimulatedReviewer(
+        stack.gateway_url,
+        stack.settings.slack_signing_secret.get_secret_value(),
+        user,
+        slack_api_url=stack.slack_stand_in_url,
+    )
 
 
 def handle(env: WorkflowEnvironment, round_id: str) -> WorkflowHandle[Any, Any]:
@@ -84,12 +105,23 @@ async def test_a_round_goes_from_proposals_to_a_new_version_and_a_promoted_model
     await start_round(stack, "e2e")
     first, second, third = await proposal_messages(stack, 3)
     alice = reviewer(stack)
-    assert (await decide_in_slack(alice, stack.slack_stand_in_url or "", first, "accept",
-                                  channel_id=CHANNEL)).status_code == 200
-    await decide_in_slack(alice, stack.slack_stand_in_url or "", second, "modify",
-                          channel_id=CHANNEL, text="Reviewers' own wording.", comment="tighter")
-    await decide_in_slack(alice, stack.slack_stand_in_url or "", third, "reject",
-                          channel_id=CHANNEL)
+    assert (
+        await decide_in_slack(
+            alice, stack.slack_stand_in_url or "", first, "accept", channel_id=CHANNEL
+        )
+    ).status_code == 200
+    await decide_in_slack(
+        alice,
+        stack.slack_stand_in_url or "",
+        second,
+        "modify",
+        channel_id=CHANNEL,
+        text="Reviewers' own wording.",
+        comment="tighter",
+    )
+    await decide_in_slack(
+        alice, stack.slack_stand_in_url or "", third, "reject", channel_id=CHANNEL
+    )
 
     result: RoundResult = await handle(dev_server, "e2e").result()
     assert result.state is RoundState.completed
@@ -101,8 +133,16 @@ async def test_a_round_goes_from_proposals_to_a_new_version_and_a_promoted_model
     assert "Reviewers' own wording." in [p.text for p in new.principles]
 
     rounds = [t.to_state for t in await ledger.timeline("e2e") if t.entity == "round"]
-    assert rounds == ["created", "proposing", "in_review", "amending", "generating_data",
-                      "training", "evaluating", "completed"]
+    assert rounds == [
+        "created",
+        "proposing",
+        "in_review",
+        "amending",
+        "generating_data",
+        "training",
+        "evaluating",
+        "completed",
+    ]
     decisions = await ledger.decisions("e2e")
     assert sorted(d["kind"] for d in decisions) == ["accept", "modify", "reject"]
     assert await ledger.verify_chain("e2e") == []
@@ -162,7 +202,10 @@ async def test_the_same_decision_sent_twice_is_taken_once(
     assert double.json()["outcome"] == "refused"
     assert "already accepted" in double.json()["message"]
     assert len(await ledger.decisions("twice")) == 1
-    proposal_rows = [t for t in await ledger.timeline("twice") if t.entity.startswith("proposal:")
-                     and t.to_state == "accepted"]
+    proposal_rows = [
+        t
+        for t in await ledger.timeline("twice")
+        if t.entity.startswith("proposal:") and t.to_state == "accepted"
+    ]
     assert len(proposal_rows) == 1
     await handle(dev_server, "twice").cancel()

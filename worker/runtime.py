@@ -64,12 +64,19 @@ class Activities:
 
     def all(self) -> list[Any]:
         return [
-            self.ledger.open_round, self.ledger.load_version, self.ledger.record_transitions,
-            self.ledger.save_proposals, self.ledger.record_decision, self.ledger.save_version,
+            self.ledger.open_round,
+            self.ledger.load_version,
+            self.ledger.record_transitions,
+            self.ledger.save_proposals,
+            self.ledger.record_decision,
+            self.ledger.save_version,
             self.model.propose_amendments,
-            self.slack.post_proposal, self.slack.update_proposal_message,
-            self.slack.post_reminder, self.slack.post_round_summary,
-            self.training.generate_dataset, self.training.start_fine_tune,
+            self.slack.post_proposal,
+            self.slack.update_proposal_message,
+            self.slack.post_reminder,
+            self.slack.post_round_summary,
+            self.training.generate_dataset,
+            self.training.start_fine_tune,
             self.training.await_fine_tune,
             self.evaluation.evaluate,
         ]
@@ -81,10 +88,12 @@ def build_activities(settings: Settings, ledger: Ledger) -> Activities:
     return Activities(
         ledger=LedgerActivities(ledger),
         model=ModelActivities(model),
-        slack=SlackActivities(slack_client(settings), settings.slack_review_channel, ledger,
-                              settings.gateway_url),
-        training=TrainingActivities(model, client, ledger,
-                                    FileArtifactStore(settings.data_dir / "artifacts")),
+        slack=SlackActivities(
+            slack_client(settings), settings.slack_review_channel, ledger, settings.gateway_url
+        ),
+        training=TrainingActivities(
+            model, client, ledger, FileArtifactStore(settings.data_dir / "artifacts")
+        ),
         evaluation=EvaluationActivities(model, settings.grader_model, ledger),
     )
 
@@ -99,8 +108,9 @@ def build_worker(client: Client, settings: Settings, ledger: Ledger) -> Worker:
 
 
 @asynccontextmanager
-async def running_worker(settings: Settings, database_url: str,
-                         client: Client | None = None) -> AsyncIterator[Worker]:
+async def running_worker(
+    settings: Settings, database_url: str, client: Client | None = None
+) -> AsyncIterator[Worker]:
     """A worker polling the task queue until the block exits."""
     pool = await create_pool(database_url)
     try:

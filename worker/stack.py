@@ -35,8 +35,9 @@ class Stack:
 
 
 @asynccontextmanager
-async def running_stack(settings: Settings, database_url: str, temporal: Client,
-                        *, any_port: bool = False) -> AsyncIterator[Stack]:
+async def running_stack(
+    settings: Settings, database_url: str, temporal: Client, *, any_port: bool = False
+) -> AsyncIterator[Stack]:
     """Start stand-ins as needed, the worker and the gateway; stop them on exit.
 
     `any_port` picks free ports (tests); otherwise the configured ones are used.
@@ -44,27 +45,40 @@ async def running_stack(settings: Settings, database_url: str, temporal: Client,
     async with AsyncExitStack() as stack:
         model_url = slack_url = None
         if settings.uses_stand_in_model:
-            served = await stack.enter_async_context(serve(
-                model_server.create_app(model_server.ScriptedModelConfig(
-                    api_key=settings.model_api_key.get_secret_value())),
-                port=0 if any_port else settings.stand_in_port_model,
-            ))
+            served = await stack.enter_async_context(
+                serve(
+                    model_server.create_app(
+                        model_server.ScriptedModelConfig(
+                            api_key=settings.model_api_key.get_secret_value()
+                        )
+                    ),
+                    port=0 if any_port else settings.stand_in_port_model,
+                )
+            )
             model_url = served.url
             settings = settings.model_copy(update={"model_base_url": f"{served.url}/v1"})
-            log.info("model: the scripted stand-in model server at %s (no AMEND_MODEL_BASE_URL)",
-                     served.url)
+            log.info(
+                "model: the scripted stand-in model server at %s (no AMEND_MODEL_BASE_URL)",
+                served.url,
+            )
         if settings.uses_stand_in_slack:
             config = slack_api.SlackStandInConfig(channels=[settings.slack_review_channel])
-            served = await stack.enter_async_context(serve(
-                slack_api.create_app(config),
-                port=0 if any_port else settings.stand_in_port_slack,
-            ))
+            served = await stack.enter_async_context(
+                serve(
+                    slack_api.create_app(config),
+                    port=0 if any_port else settings.stand_in_port_slack,
+                )
+            )
             slack_url = served.url
-            settings = settings.model_copy(update={
-                "slack_api_url": served.url, "slack_bot_token": SecretStr(config.bot_token),
-            })
-            log.info("slack: the Slack Web API stand-in at %s (no AMEND_SLACK_BOT_TOKEN)",
-                     served.url)
+            settings = settings.model_copy(
+                update={
+                    "slack_api_url": served.url,
+                    "slack_bot_token": SecretStr(config.bot_token),
+                }
+            )
+            log.info(
+                "slack: the Slack Web API stand-in at %s (no AMEND_SLACK_BOT_TOKEN)", served.url
+            )
         await stack.enter_async_context(running_worker(settings, database_url, temporal))
         gateway = create_app(
             GatewayConfig(
@@ -76,9 +90,15 @@ async def running_stack(settings: Settings, database_url: str, temporal: Client,
             temporal,
         )
         served = await stack.enter_async_context(
-            serve(gateway, host=settings.gateway_host, port=0 if any_port else settings.gateway_port)
+            serve(
+                gateway, host=settings.gateway_host, port=0 if any_port else settings.gateway_port
+            )
         )
         if any_port:
             settings = settings.model_copy(update={"gateway_port": served.port})
-        yield Stack(settings=settings, gateway_url=served.url, model_stand_in_url=model_url,
-                    slack_stand_in_url=slack_url)
+        yield Stack(
+            settings=settings,
+            gateway_url=served.url,
+            model_stand_in_url=model_url,
+            slack_stand_in_url=slack_url,
+        )

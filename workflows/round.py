@@ -55,9 +55,14 @@ with workflow.unsafe.imports_passed_through():
     from constitution.models import ConstitutionVersion, TransitionRecord
 
 QUICK = timedelta(seconds=30)
-SLACK_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5))
-MODEL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5,
-                          non_retryable_error_types=["ModelOutputInvalid", "EvidenceFileError"])
+SLACK_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)
+)
+MODEL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_attempts=5,
+    non_retryable_error_types=["ModelOutputInvalid", "EvidenceFileError"],
+)
 
 DECISION_TO_STATE = {
     DecisionKind.accept: ProposalState.accepted,
@@ -93,43 +98,66 @@ class TrainingRoundWorkflow:
             raise
         except (ActivityError, ApplicationError, IllegalTransition) as error:
             await self._fail(error)
-            raise ApplicationError(f"round failed: {self.status.error}", non_retryable=True) from error
+            raise ApplicationError(
+                f"round failed: {self.status.error}", non_retryable=True
+            ) from error
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result()
 
     async def _propose(self) -> None:
         spec = self.status.spec
         self.constitution = await workflow.execute_activity(
-            "open_round", OpenRoundInput(spec=spec), result_type=ConstitutionVersion,
+            "open_round",
+            OpenRoundInput(spec=spec),
+            result_type=ConstitutionVersion,
             start_to_close_timeout=QUICK,
         )
         self.status.base_version = self.constitution.number
-        await self._record("round", None, RoundState.created, reason="round started",
-                           data={"base_version": self.constitution.number})
+        await self._record(
+            "round",
+            None,
+            RoundState.created,
+            reason="round started",
+            data={"base_version": self.constitution.number},
+        )
         await self._move(RoundState.proposing)
         proposed = await workflow.execute_activity(
             "propose_amendments",
-            ProposeInput(round_id=spec.round_id, constitution=self.constitution,
-                         evidence_file=spec.evidence_file, max_proposals=spec.max_proposals),
+            ProposeInput(
+                round_id=spec.round_id,
+                constitution=self.constitution,
+                evidence_file=spec.evidence_file,
+                max_proposals=spec.max_proposals,
+            ),
             result_type=ProposeResult,
-            start_to_close_timeout=timedelta(minutes=10), retry_policy=MODEL_RETRY,
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=MODEL_RETRY,
         )
         self.status.proposals = [ProposalStatus(proposal=p) for p in proposed.proposals]
-        await workflow.execute_activity("save_proposals", proposed.proposals,
-                                        start_to_close_timeout=QUICK)
+        await workflow.execute_activity(
+            "save_proposals", proposed.proposals, start_to_close_timeout=QUICK
+        )
         if not self.status.proposals:
             await self._move(RoundState.completed_unchanged, reason="the model proposed nothing")
             return
         for item in self.status.proposals:
             item.message = await workflow.execute_activity(
                 "post_proposal",
-                PostProposalInput(workflow_id=workflow.info().workflow_id, status=item,
-                                  constitution=self.constitution),
+                PostProposalInput(
+                    workflow_id=workflow.info().workflow_id,
+                    status=item,
+                    constitution=self.constitution,
+                ),
                 result_type=SlackMessageRef,
-                start_to_close_timeout=QUICK, retry_policy=SLACK_RETRY,
+                start_to_close_timeout=QUICK,
+                retry_policy=SLACK_RETRY,
             )
-            await self._move_proposal(item, ProposalState.posted, actor="workflow",
-                                      data={"channel": item.message.channel, "ts": item.message.ts})
+            await self._move_proposal(
+                item,
+                ProposalState.posted,
+                actor="workflow",
+                data={"channel": item.message.channel, "ts": item.message.ts},
+            )
         self.status.review_started_at = workflow.now()
         await self._move(RoundState.in_review, data={"proposals": len(self.status.proposals)})
 
@@ -160,13 +188,18 @@ class TrainingRoundWorkflow:
                         pending=self.status.pending,
                         reminder_number=self.status.reminders_sent,
                         escalate_to=spec.escalate_to
-                        if self.status.reminders_sent >= spec.escalate_after else None,
+                        if self.status.reminders_sent >= spec.escalate_after
+                        else None,
                     ),
-                    start_to_close_timeout=QUICK, retry_policy=SLACK_RETRY,
+                    start_to_close_timeout=QUICK,
+                    retry_policy=SLACK_RETRY,
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
-        chosen = [p for p in self.status.proposals
-                  if p.state in (ProposalState.accepted, ProposalState.modified)]
+        chosen = [
+            p
+            for p in self.status.proposals
+            if p.state in (ProposalState.accepted, ProposalState.modified)
+        ]
         if not chosen:
             await self._move(RoundState.completed_unchanged, reason="no proposal was accepted")
         else:
@@ -176,32 +209,44 @@ class TrainingRoundWorkflow:
     async def _retrain(self) -> None:
         spec = self.status.spec
         assert self.constitution is not None
-        decided = [(p.proposal, p.final_decision) for p in self.status.proposals
-                   if p.state in (ProposalState.accepted, ProposalState.modified)
-                   and p.final_decision is not None]
+        decided = [
+            (p.proposal, p.final_decision)
+            for p in self.status.proposals
+            if p.state in (ProposalState.accepted, ProposalState.modified)
+            and p.final_decision is not None
+        ]
         version = apply_amendments(self.constitution, decided, round_id=spec.round_id)
         version = await workflow.execute_activity(
-            "save_version", SaveVersionInput(round_id=spec.round_id, version=version),
-            result_type=ConstitutionVersion, start_to_close_timeout=QUICK,
+            "save_version",
+            SaveVersionInput(round_id=spec.round_id, version=version),
+            result_type=ConstitutionVersion,
+            start_to_close_timeout=QUICK,
         )
         self.status.result_version = version.number
-        await self._record(f"version:{version.number}", None, "created",
-                           data={"parent": self.constitution.number, "hash": version.content_hash})
+        await self._record(
+            f"version:{version.number}",
+            None,
+            "created",
+            data={"parent": self.constitution.number, "hash": version.content_hash},
+        )
 
         await self._move(RoundState.generating_data)
         dataset = await workflow.execute_activity(
             "generate_dataset",
             DatasetInput(round_id=spec.round_id, constitution=version, training=spec.training),
             result_type=Dataset,
-            start_to_close_timeout=timedelta(hours=6), heartbeat_timeout=timedelta(minutes=2),
+            start_to_close_timeout=timedelta(hours=6),
+            heartbeat_timeout=timedelta(minutes=2),
             retry_policy=MODEL_RETRY,
         )
-        await self._move(RoundState.training,
-                         data={"dataset": dataset.uri, "examples": dataset.examples})
+        await self._move(
+            RoundState.training, data={"dataset": dataset.uri, "examples": dataset.examples}
+        )
         job = await workflow.execute_activity(
-            "start_fine_tune", FineTuneInput(round_id=spec.round_id, dataset=dataset,
-                                             training=spec.training),
-            result_type=FineTuneJob, start_to_close_timeout=timedelta(minutes=5),
+            "start_fine_tune",
+            FineTuneInput(round_id=spec.round_id, dataset=dataset, training=spec.training),
+            result_type=FineTuneJob,
+            start_to_close_timeout=timedelta(minutes=5),
         )
         self.status.fine_tune_job = job.job_id
         started_as = job.status
@@ -209,34 +254,50 @@ class TrainingRoundWorkflow:
         # Polled by activity retries, not workflow timers: history stays small
         # however many days training takes.
         job = await workflow.execute_activity(
-            "await_fine_tune", job, result_type=FineTuneJob,
+            "await_fine_tune",
+            job,
+            result_type=FineTuneJob,
             start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=RetryPolicy(initial_interval=spec.training.poll_interval,
-                                     backoff_coefficient=1.0,
-                                     non_retryable_error_types=["FineTuneFailed"]),
+            retry_policy=RetryPolicy(
+                initial_interval=spec.training.poll_interval,
+                backoff_coefficient=1.0,
+                non_retryable_error_types=["FineTuneFailed"],
+            ),
         )
-        await self._record(f"job:{job.job_id}", started_as, job.status,
-                           data={"model": job.fine_tuned_model})
+        await self._record(
+            f"job:{job.job_id}", started_as, job.status, data={"model": job.fine_tuned_model}
+        )
         assert job.fine_tuned_model is not None
         self.status.candidate_model = job.fine_tuned_model
 
         await self._move(RoundState.evaluating, data={"candidate": job.fine_tuned_model})
         result = await workflow.execute_activity(
             "evaluate",
-            EvaluateInput(round_id=spec.round_id, constitution=version,
-                          candidate_model=job.fine_tuned_model,
-                          baseline_model=spec.training.base_model, gate=spec.gate),
+            EvaluateInput(
+                round_id=spec.round_id,
+                constitution=version,
+                candidate_model=job.fine_tuned_model,
+                baseline_model=spec.training.base_model,
+                gate=spec.gate,
+            ),
             result_type=EvaluationResult,
-            start_to_close_timeout=timedelta(hours=2), heartbeat_timeout=timedelta(minutes=2),
+            start_to_close_timeout=timedelta(hours=2),
+            heartbeat_timeout=timedelta(minutes=2),
             retry_policy=MODEL_RETRY,
         )
         self.status.evaluation = result
         if result.passed:
-            await self._move(RoundState.completed, reason="candidate promoted",
-                             data={"candidate": job.fine_tuned_model})
+            await self._move(
+                RoundState.completed,
+                reason="candidate promoted",
+                data={"candidate": job.fine_tuned_model},
+            )
         else:
-            await self._move(RoundState.gate_failed, reason="; ".join(result.reasons),
-                             data={"candidate": job.fine_tuned_model})
+            await self._move(
+                RoundState.gate_failed,
+                reason="; ".join(result.reasons),
+                data={"candidate": job.fine_tuned_model},
+            )
 
     # -- decisions -------------------------------------------------------------
 
@@ -250,24 +311,37 @@ class TrainingRoundWorkflow:
             target = DECISION_TO_STATE[request.kind]
             await workflow.execute_activity(
                 "record_decision",
-                RecordDecisionInput(round_id=self.status.spec.round_id,
-                                    decision_id=f"{workflow.info().workflow_id}:d{self.status.sequence + 1}",
-                                    decision=decision),
+                RecordDecisionInput(
+                    round_id=self.status.spec.round_id,
+                    decision_id=f"{workflow.info().workflow_id}:d{self.status.sequence + 1}",
+                    decision=decision,
+                ),
                 start_to_close_timeout=QUICK,
             )
-            await self._move_proposal_locked(item, target, actor=request.reviewer,
-                                             reason=request.comment or "",
-                                             data={"kind": request.kind.value,
-                                                   **({"text": request.text} if request.text else {})})
+            await self._move_proposal_locked(
+                item,
+                target,
+                actor=request.reviewer,
+                reason=request.comment or "",
+                data={
+                    "kind": request.kind.value,
+                    **({"text": request.text} if request.text else {}),
+                },
+            )
         assert self.constitution is not None
         await workflow.execute_activity(
             "update_proposal_message",
-            UpdateProposalMessageInput(workflow_id=workflow.info().workflow_id, status=item,
-                                       constitution=self.constitution),
-            start_to_close_timeout=QUICK, retry_policy=SLACK_RETRY,
+            UpdateProposalMessageInput(
+                workflow_id=workflow.info().workflow_id, status=item, constitution=self.constitution
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=SLACK_RETRY,
         )
-        return DecisionOutcome(proposal_id=request.proposal_id, proposal_state=target.value,
-                               message=f"{request.kind.value} recorded for {request.proposal_id}")
+        return DecisionOutcome(
+            proposal_id=request.proposal_id,
+            proposal_state=target.value,
+            message=f"{request.kind.value} recorded for {request.proposal_id}",
+        )
 
     @decide.validator
     def _validate_decide(self, request: DecisionRequest) -> None:
@@ -280,25 +354,36 @@ class TrainingRoundWorkflow:
         if self.status.state not in (RoundState.proposing, RoundState.in_review):
             raise ApplicationError(
                 f"round {self.status.spec.round_id} is {self.status.state.value}, not in review",
-                type="RoundNotInReview", non_retryable=True,
+                type="RoundNotInReview",
+                non_retryable=True,
             )
         item = self.status.find(request.proposal_id)
         if item is None:
-            raise ApplicationError(f"unknown proposal {request.proposal_id}",
-                                   type="UnknownProposal", non_retryable=True)
+            raise ApplicationError(
+                f"unknown proposal {request.proposal_id}",
+                type="UnknownProposal",
+                non_retryable=True,
+            )
         if request.reviewer not in self.status.spec.reviewers:
             raise ApplicationError(
                 f"{request.reviewer} is not a reviewer of round {self.status.spec.round_id}",
-                type="NotAReviewer", non_retryable=True,
+                type="NotAReviewer",
+                non_retryable=True,
             )
         if item.state is ProposalState.drafted:
-            raise ApplicationError(f"proposal {request.proposal_id} is not posted yet",
-                                   type="NotPosted", non_retryable=True)
+            raise ApplicationError(
+                f"proposal {request.proposal_id} is not posted yet",
+                type="NotPosted",
+                non_retryable=True,
+            )
         if item.settled:
             decided = item.final_decision
             who = f" by {decided.reviewer}" if decided else ""
-            raise ApplicationError(f"proposal {request.proposal_id} is already {item.state.value}{who}",
-                                   type="AlreadySettled", non_retryable=True)
+            raise ApplicationError(
+                f"proposal {request.proposal_id} is already {item.state.value}{who}",
+                type="AlreadySettled",
+                non_retryable=True,
+            )
         return item
 
     @workflow.query
@@ -310,8 +395,9 @@ class TrainingRoundWorkflow:
     async def _cancel(self) -> None:
         for item in self.status.proposals:
             if not item.settled:
-                await self._move_proposal(item, ProposalState.withdrawn, actor="operator",
-                                          reason="round cancelled")
+                await self._move_proposal(
+                    item, ProposalState.withdrawn, actor="operator", reason="round cancelled"
+                )
         if self.status.state not in (RoundState.cancelled, RoundState.failed):
             await self._move(RoundState.cancelled, actor="operator", reason="round cancelled")
         await self._summarise()
@@ -326,7 +412,9 @@ class TrainingRoundWorkflow:
 
     async def _withdraw_pending(self, reason: str) -> None:
         for item in self.status.pending:
-            await self._move_proposal(item, ProposalState.withdrawn, actor="workflow", reason=reason)
+            await self._move_proposal(
+                item, ProposalState.withdrawn, actor="workflow", reason=reason
+            )
 
     def _deadline_passed(self) -> bool:
         spec = self.status.spec
@@ -336,58 +424,109 @@ class TrainingRoundWorkflow:
     async def _summarise(self) -> None:
         await workflow.execute_activity(
             "post_round_summary",
-            RoundSummaryInput(round_id=self.status.spec.round_id, state=self.status.state,
-                              proposals=self.status.proposals,
-                              result_version=self.status.result_version),
-            start_to_close_timeout=QUICK, retry_policy=SLACK_RETRY,
+            RoundSummaryInput(
+                round_id=self.status.spec.round_id,
+                state=self.status.state,
+                proposals=self.status.proposals,
+                result_version=self.status.result_version,
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=SLACK_RETRY,
         )
 
     def _result(self) -> RoundResult:
         return RoundResult(
-            round_id=self.status.spec.round_id, state=self.status.state,
-            base_version=self.status.base_version, result_version=self.status.result_version,
+            round_id=self.status.spec.round_id,
+            state=self.status.state,
+            base_version=self.status.base_version,
+            result_version=self.status.result_version,
             candidate_model=self.status.candidate_model,
             passed_gate=self.status.evaluation.passed if self.status.evaluation else None,
         )
 
     # -- the one way state changes -------------------------------------------------
 
-    async def _move(self, target: RoundState, *, actor: str = "workflow", reason: str = "",
-                    data: dict[str, Any] | None = None) -> None:
+    async def _move(
+        self,
+        target: RoundState,
+        *,
+        actor: str = "workflow",
+        reason: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
         current = self.status.state
         self.status.state = advance_round(current, target)
         await self._record("round", current, target, actor=actor, reason=reason, data=data)
 
-    async def _move_proposal(self, item: ProposalStatus, target: ProposalState, *, actor: str,
-                             reason: str = "", data: dict[str, Any] | None = None) -> None:
+    async def _move_proposal(
+        self,
+        item: ProposalStatus,
+        target: ProposalState,
+        *,
+        actor: str,
+        reason: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
         async with self._lock:
             await self._move_proposal_locked(item, target, actor=actor, reason=reason, data=data)
 
-    async def _move_proposal_locked(self, item: ProposalStatus, target: ProposalState, *,
-                                    actor: str, reason: str = "",
-                                    data: dict[str, Any] | None = None) -> None:
+    async def _move_proposal_locked(
+        self,
+        item: ProposalStatus,
+        target: ProposalState,
+        *,
+        actor: str,
+        reason: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
         current = item.state
         item.state = advance_proposal(current, target)
         await self._write(f"proposal:{item.proposal.id}", current, target, actor, reason, data)
 
-    async def _record(self, entity: str, current: str | None, target: str, *,
-                      actor: str = "workflow", reason: str = "",
-                      data: dict[str, Any] | None = None) -> None:
+    async def _record(
+        self,
+        entity: str,
+        current: str | None,
+        target: str,
+        *,
+        actor: str = "workflow",
+        reason: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> None:
         async with self._lock:
             await self._write(entity, current, target, actor, reason, data)
 
-    async def _write(self, entity: str, current: str | None, target: str, actor: str,
-                     reason: str, data: dict[str, Any] | None) -> None:
+    async def _write(
+        self,
+        entity: str,
+        current: str | None,
+        target: str,
+        actor: str,
+        reason: str,
+        data: dict[str, Any] | None,
+    ) -> None:
         self.status.sequence += 1
         record = TransitionRecord(
-            workflow_id=workflow.info().workflow_id, sequence=self.status.sequence,
-            round_id=self.status.spec.round_id, entity=entity, from_state=current,
-            to_state=target, actor=actor, reason=reason, data=data or {}, at=workflow.now(),
+            workflow_id=workflow.info().workflow_id,
+            sequence=self.status.sequence,
+            round_id=self.status.spec.round_id,
+            entity=entity,
+            from_state=current,
+            to_state=target,
+            actor=actor,
+            reason=reason,
+            data=data or {},
+            at=workflow.now(),
         )
-        await workflow.execute_activity("record_transitions", [record],
-                                        start_to_close_timeout=QUICK)
+        await workflow.execute_activity(
+            "record_transitions", [record], start_to_close_timeout=QUICK
+        )
 
     async def _load_version(self, number: int | None) -> ConstitutionVersion:
-        return await workflow.execute_activity(
-            "load_version", number, result_type=ConstitutionVersion, start_to_close_timeout=QUICK,
+        version: ConstitutionVersion = await workflow.execute_activity(
+            "load_version",
+            number,
+            result_type=ConstitutionVersion,
+            start_to_close_timeout=QUICK,
         )
+        return version
