@@ -25,6 +25,8 @@ from worker.stack import Stack, running_stack
 from workflows.round import TrainingRoundWorkflow
 
 REVIEWER = "U0ALICE"
+MODEL_KEY = "sk-e2e-model-key-never-in-history"
+SIGNING_SECRET = "e2e-signing-secret-never-in-history"
 CHANNEL = "C0AMENDREVIEW"
 
 
@@ -42,6 +44,8 @@ async def stack(
         data_dir=tmp_path,
         temporal_task_queue=task_queue,
         slack_review_channel=CHANNEL,
+        model_api_key=MODEL_KEY,
+        slack_signing_secret=SIGNING_SECRET,
     )
     async with running_stack(settings, database_url, dev_server.client, any_port=True) as running:
         yield running
@@ -151,6 +155,13 @@ async def test_a_round_goes_from_proposals_to_a_new_version_and_a_promoted_model
         messages = (await http.get(f"{stack.slack_stand_in_url}/_standin/messages")).json()
     updated = [m for m in messages if m.get("history")]
     assert len(updated) == 3 and not any(_buttons(m) for m in updated)
+
+    history = (await handle(dev_server, "e2e").fetch_history()).to_json()
+    bot_token = stack.settings.slack_bot_token
+    assert bot_token is not None
+    for secret in (MODEL_KEY, SIGNING_SECRET, bot_token.get_secret_value()):
+        assert secret not in history
+    assert MODEL_KEY not in repr(stack.settings) and SIGNING_SECRET not in str(stack.settings)
 
 
 async def test_forged_and_stale_slack_requests_get_401_and_change_nothing(
