@@ -25,12 +25,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from constitution import DecisionKind, DecisionOutcome, DecisionRequest, RoundSpec
-from constitution.contracts import RoundInput, RoundStatus
+from constitution.contracts import RoundStatus
+from gateway.rounds import RoundExists, RoundNotFound, round_status, start_round
 from ledger.store import Ledger, TransitionRow, create_pool
 from review.messages import MODIFY_CALLBACK, modify_view, parse_action_value
 from workflows.round import TrainingRoundWorkflow
@@ -279,28 +279,20 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     # -- operators ---------------------------------------------------------------
 
     @app.post("/api/rounds", status_code=201)
-    async def start_round(spec: RoundSpec) -> StartedRound:
+    async def start(spec: RoundSpec) -> StartedRound:
         try:
-            await temporal.start_workflow(
-                TrainingRoundWorkflow.run,
-                RoundInput(spec=spec),
-                id=spec.workflow_id,
-                task_queue=config.task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-        except WorkflowAlreadyStartedError as error:
-            raise HTTPException(409, f"round {spec.round_id} already exists") from error
+            await start_round(temporal, spec, config.task_queue)
+        except RoundExists as error:
+            raise HTTPException(409, str(error)) from error
         return StartedRound(round_id=spec.round_id, workflow_id=spec.workflow_id)
 
     @app.get("/api/rounds/{round_id}")
     async def show_round(round_id: str) -> RoundStatus:
         try:
-            return await temporal.get_workflow_handle(f"round-{round_id}").query(
-                TrainingRoundWorkflow.state
-            )
+            return await round_status(temporal, round_id)
+        except RoundNotFound as error:
+            raise HTTPException(404, str(error)) from error
         except RPCError as error:
-            if error.status is RPCStatusCode.NOT_FOUND:
-                raise HTTPException(404, f"no round {round_id}") from error
             raise HTTPException(503, f"Temporal did not answer: {error.message}") from error
 
     @app.get("/api/rounds/{round_id}/timeline")

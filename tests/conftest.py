@@ -14,17 +14,22 @@ import os
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from constitution.samples import sample_constitution
 from ledger.migrate import migrate_url
 from ledger.store import Ledger, create_pool
 from worker.database import EmbeddedPostgres, ensure_database, start_embedded
+from worker.settings import Settings
+from worker.stack import Stack, running_stack
 
 CI_POSTGRES = os.environ.get(
     "AMEND_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -134,3 +139,28 @@ async def time_skipping() -> AsyncIterator[WorkflowEnvironment]:
 @pytest.fixture
 def task_queue() -> Iterator[str]:
     yield f"amend-test-{uuid.uuid4().hex[:8]}"
+
+
+StackFactory = Callable[..., AbstractAsyncContextManager[Stack]]
+REVIEW_CHANNEL = "C0AMENDREVIEW"
+
+
+@pytest.fixture
+def stack_on(database_url: str, ledger: Ledger, task_queue: str, tmp_path: Path) -> StackFactory:
+    """Run the service (stand-ins, worker, gateway) against a Temporal
+    environment, on free ports, with the sample constitution as v1."""
+
+    @asynccontextmanager
+    async def start(env: WorkflowEnvironment, **settings: Any) -> AsyncIterator[Stack]:
+        await ledger.save_version(sample_constitution())
+        config = Settings(
+            _env_file=None,
+            data_dir=tmp_path,
+            temporal_task_queue=task_queue,
+            slack_review_channel=REVIEW_CHANNEL,
+            **settings,
+        )
+        async with running_stack(config, database_url, env.client, any_port=True) as running:
+            yield running
+
+    return start

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,21 +14,13 @@ from constitution import RoundSpec, TransitionRecord
 from constitution.contracts import OpenRoundInput
 from constitution.samples import sample_constitution
 from ledger.store import Ledger
-from worker.settings import Settings
-from worker.stack import Stack, running_stack
+from tests.conftest import StackFactory
+from worker.stack import Stack
 
 
 @pytest.fixture
-async def stack(
-    dev_server: WorkflowEnvironment,
-    database_url: str,
-    ledger: Ledger,
-    task_queue: str,
-    tmp_path: Path,
-) -> AsyncIterator[Stack]:
-    await ledger.save_version(sample_constitution())
-    settings = Settings(_env_file=None, data_dir=tmp_path, temporal_task_queue=task_queue)
-    async with running_stack(settings, database_url, dev_server.client, any_port=True) as running:
+async def stack(dev_server: WorkflowEnvironment, stack_on: StackFactory) -> AsyncIterator[Stack]:
+    async with stack_on(dev_server) as running:
         yield running
 
 

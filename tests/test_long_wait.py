@@ -8,7 +8,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,33 +17,17 @@ from temporalio.testing import WorkflowEnvironment
 
 from constitution import ProposalState, RoundSpec, RoundState
 from constitution.contracts import RoundInput, RoundStatus
-from constitution.samples import sample_constitution
 from ledger.store import Ledger
-from worker.settings import Settings
-from worker.stack import Stack, running_stack
+from tests.conftest import StackFactory
+from worker.stack import Stack
 from workflows.round import TrainingRoundWorkflow
 
 CHANNEL = "C0AMENDREVIEW"
 
 
 @pytest.fixture
-async def stack(
-    time_skipping: WorkflowEnvironment,
-    database_url: str,
-    ledger: Ledger,
-    task_queue: str,
-    tmp_path: Path,
-) -> AsyncIterator[Stack]:
-    await ledger.save_version(sample_constitution())
-    settings = Settings(
-        _env_file=None,
-        data_dir=tmp_path,
-        temporal_task_queue=task_queue,
-        slack_review_channel=CHANNEL,
-    )
-    async with running_stack(
-        settings, database_url, time_skipping.client, any_port=True
-    ) as running:
+async def stack(time_skipping: WorkflowEnvironment, stack_on: StackFactory) -> AsyncIterator[Stack]:
+    async with stack_on(time_skipping) as running:
         yield running
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,8 +19,8 @@ from constitution.contracts import RoundResult
 from constitution.samples import sample_constitution
 from ledger.store import Ledger
 from standins.reviewer import SimulatedReviewer, decide_in_slack
-from worker.settings import Settings
-from worker.stack import Stack, running_stack
+from tests.conftest import StackFactory
+from worker.stack import Stack
 from workflows.round import TrainingRoundWorkflow
 
 REVIEWER = "U0ALICE"
@@ -31,23 +30,10 @@ CHANNEL = "C0AMENDREVIEW"
 
 
 @pytest.fixture
-async def stack(
-    dev_server: WorkflowEnvironment,
-    database_url: str,
-    ledger: Ledger,
-    task_queue: str,
-    tmp_path: Path,
-) -> AsyncIterator[Stack]:
-    await ledger.save_version(sample_constitution())
-    settings = Settings(
-        _env_file=None,
-        data_dir=tmp_path,
-        temporal_task_queue=task_queue,
-        slack_review_channel=CHANNEL,
-        model_api_key=MODEL_KEY,
-        slack_signing_secret=SIGNING_SECRET,
-    )
-    async with running_stack(settings, database_url, dev_server.client, any_port=True) as running:
+async def stack(dev_server: WorkflowEnvironment, stack_on: StackFactory) -> AsyncIterator[Stack]:
+    async with stack_on(
+        dev_server, model_api_key=MODEL_KEY, slack_signing_secret=SIGNING_SECRET
+    ) as running:
         yield running
 
 

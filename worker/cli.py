@@ -21,12 +21,10 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from temporalio.client import Client
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from constitution import RoundSpec
-from constitution.contracts import RoundInput, RoundStatus
+from constitution.contracts import RoundStatus
 from worker.settings import Settings
 
 T = TypeVar("T")
@@ -96,6 +94,14 @@ async def _until_interrupted(body: Callable[[asyncio.Event], Coroutine[Any, Any,
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def _database_url(s: Settings) -> str:
+    if s.database_url is None:
+        raise fail(
+            "set AMEND_DATABASE_URL (the embedded database belongs to `amend dev`)", EXIT_USAGE
+        )
+    return s.database_url.get_secret_value()
 
 
 # -- processes --------------------------------------------------------------------
@@ -173,11 +179,7 @@ def worker(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
 
     _logging(verbose)
     s = settings()
-    if s.database_url is None:
-        raise fail(
-            "set AMEND_DATABASE_URL (the embedded database belongs to `amend dev`)", EXIT_USAGE
-        )
-    database_url = s.database_url.get_secret_value()
+    database_url = _database_url(s)
 
     async def main(stop: asyncio.Event) -> None:
         client = await _temporal(s)
@@ -191,29 +193,16 @@ def worker(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
 @app.command()
 def gateway(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
     """Serve the gateway (Slack interactions, operator API) on the configured port."""
-    from gateway.app import GatewayConfig, create_app
     from standins.serving import serve
-    from worker.runtime import slack_client
+    from worker.runtime import gateway_app
 
     _logging(verbose)
     s = settings()
-    if s.database_url is None:
-        raise fail(
-            "set AMEND_DATABASE_URL (the embedded database belongs to `amend dev`)", EXIT_USAGE
-        )
-    database_url = s.database_url.get_secret_value()
+    database_url = _database_url(s)
 
     async def main(stop: asyncio.Event) -> None:
         client = await _temporal(s)
-        app_ = create_app(
-            GatewayConfig(
-                signing_secret=s.slack_signing_secret.get_secret_value(),
-                task_queue=s.temporal_task_queue,
-                database_url=database_url,
-                slack=slack_client(s),
-            ),
-            client,
-        )
+        app_ = gateway_app(s, database_url, client)
         async with serve(app_, s.gateway_host, s.gateway_port) as served:
             console.print(f"gateway on {served.url}")
             await stop.wait()
@@ -303,19 +292,13 @@ def round_start(
     s = settings()
 
     async def main() -> None:
-        from workflows.round import TrainingRoundWorkflow
+        from gateway.rounds import RoundExists, start_round
 
         client = await _temporal(s)
         try:
-            await client.start_workflow(
-                TrainingRoundWorkflow.run,
-                RoundInput(spec=spec),
-                id=spec.workflow_id,
-                task_queue=s.temporal_task_queue,
-                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            )
-        except WorkflowAlreadyStartedError as error:
-            raise fail(f"round {spec.round_id} already exists") from error
+            await start_round(client, spec, s.temporal_task_queue)
+        except RoundExists as error:
+            raise fail(str(error)) from error
 
     run(main())
     if as_json:
@@ -333,16 +316,14 @@ def round_show(
     s = settings()
 
     async def main() -> RoundStatus:
-        from workflows.round import TrainingRoundWorkflow
+        from gateway.rounds import RoundNotFound, round_status
 
         client = await _temporal(s)
         try:
-            return await client.get_workflow_handle(f"round-{round_id}").query(
-                TrainingRoundWorkflow.state
-            )
+            return await round_status(client, round_id)
+        except RoundNotFound as error:
+            raise fail(str(error)) from error
         except RPCError as error:
-            if error.status is RPCStatusCode.NOT_FOUND:
-                raise fail(f"no round {round_id}") from error
             raise fail(f"Temporal did not answer: {error.message}", EXIT_UNREACHABLE) from error
 
     status = run(main())

@@ -72,8 +72,10 @@ async def run_demo(
 
         status = await _follow(handle, console, stop)
         if status is None:
-            console.print(f"stopped waiting; round {round_id} goes on in Temporal and resumes "
-                          "with the next `amend dev`")
+            console.print(
+                f"stopped waiting; round {round_id} goes on in Temporal and resumes "
+                "with the next `amend dev`"
+            )
             return 130
         console.print(
             f"round ended [bold]{status.state.value}[/bold] in {time.monotonic() - started:.1f}s"

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi import FastAPI
 from openai import AsyncOpenAI
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
@@ -23,6 +24,7 @@ from activities.ledger import LedgerActivities
 from activities.model import Model, ModelActivities
 from activities.slack import SlackActivities
 from activities.training import FileArtifactStore, TrainingActivities
+from gateway.app import GatewayConfig, create_app
 from ledger.store import Ledger, create_pool
 from worker.settings import Settings
 from workflows.round import TrainingRoundWorkflow
@@ -104,6 +106,18 @@ def build_worker(client: Client, settings: Settings, ledger: Ledger) -> Worker:
         task_queue=settings.temporal_task_queue,
         workflows=[TrainingRoundWorkflow],
         activities=build_activities(settings, ledger).all(),
+    )
+
+
+def gateway_app(settings: Settings, database_url: str, temporal: Client) -> FastAPI:
+    return create_app(
+        GatewayConfig(
+            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            task_queue=settings.temporal_task_queue,
+            database_url=database_url,
+            slack=slack_client(settings),
+        ),
+        temporal,
     )
 
 

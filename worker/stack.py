@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from gateway.app import GatewayConfig, create_app
 from standins import model_server, slack_api
 from standins.serving import serve
-from worker.runtime import running_worker, slack_client
+from worker.runtime import gateway_app, running_worker
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -80,15 +79,7 @@ async def running_stack(
                 "slack: the Slack Web API stand-in at %s (no AMEND_SLACK_BOT_TOKEN)", served.url
             )
         await stack.enter_async_context(running_worker(settings, database_url, temporal))
-        gateway = create_app(
-            GatewayConfig(
-                signing_secret=settings.slack_signing_secret.get_secret_value(),
-                task_queue=settings.temporal_task_queue,
-                database_url=database_url,
-                slack=slack_client(settings),
-            ),
-            temporal,
-        )
+        gateway = gateway_app(settings, database_url, temporal)
         served = await stack.enter_async_context(
             serve(
                 gateway, host=settings.gateway_host, port=0 if any_port else settings.gateway_port
