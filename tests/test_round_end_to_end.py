@@ -11,8 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from constitution import ProposalState, RoundState
 from constitution.contracts import RoundResult
@@ -142,7 +144,12 @@ async def test_a_round_goes_from_proposals_to_a_new_version_and_a_promoted_model
     updated = [m for m in messages if m.get("history")]
     assert len(updated) == 3 and not any(_buttons(m) for m in updated)
 
-    history = (await handle(dev_server, "e2e").fetch_history()).to_json()
+    recorded = await handle(dev_server, "e2e").fetch_history()
+    # The workflow is deterministic: its own history replays without error.
+    await Replayer(
+        workflows=[TrainingRoundWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(recorded)
+    history = recorded.to_json()
     bot_token = stack.settings.slack_bot_token
     assert bot_token is not None
     for secret in (MODEL_KEY, SIGNING_SECRET, bot_token.get_secret_value()):
@@ -206,3 +213,22 @@ async def test_the_same_decision_sent_twice_is_taken_once(
     ]
     assert len(proposal_rows) == 1
     await handle(dev_server, "twice").cancel()
+
+
+async def test_malformed_model_output_fails_the_round_with_the_reason_recorded(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
+) -> None:
+    async with httpx.AsyncClient() as http:
+        queued = await http.post(
+            f"{stack.model_stand_in_url}/_standin/faults",
+            json={"faults": ["malformed_json", "malformed_json"]},
+        )
+    assert queued.status_code == 200
+    await start_round(stack, "garbled")
+    with pytest.raises(WorkflowFailureError):
+        await handle(dev_server, "garbled").result()
+    round_row = await ledger.get_round("garbled")
+    assert round_row is not None and round_row.state == "failed"
+    [failed] = [t for t in await ledger.timeline("garbled") if t.to_state == "failed"]
+    assert "did not match ProposalBatch" in failed.reason
+    assert await ledger.decisions("garbled") == []
