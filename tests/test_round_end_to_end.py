@@ -144,6 +144,12 @@ async def test_a_round_goes_from_proposals_to_a_new_version_and_a_promoted_model
     updated = [m for m in messages if m.get("history")]
     assert len(updated) == 3 and not any(_buttons(m) for m in updated)
 
+    # A stale button (its message captured before the round ended) is answered clearly.
+    stale = await alice.click(first, "reject", channel_id=CHANNEL)
+    assert stale.json()["outcome"] == "refused"
+    assert "no longer running" in stale.json()["message"]
+    assert len(await ledger.decisions("e2e")) == 3
+
     recorded = await handle(dev_server, "e2e").fetch_history()
     # The workflow is deterministic: its own history replays without error.
     await Replayer(
