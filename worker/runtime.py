@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.evaluation import EvaluationActivities
 from activities.ledger import LedgerActivities
@@ -106,6 +107,11 @@ def build_worker(client: Client, settings: Settings, ledger: Ledger) -> Worker:
         task_queue=settings.temporal_task_queue,
         workflows=[TrainingRoundWorkflow],
         activities=build_activities(settings, ledger).all(),
+        # sniffio is loaded lazily by the HTTP clients the worker also runs;
+        # passing it through keeps the sandbox from re-importing it per run.
+        workflow_runner=SandboxedWorkflowRunner(
+            restrictions=SandboxRestrictions.default.with_passthrough_modules("sniffio")
+        ),
     )
 
 

@@ -8,7 +8,6 @@ inputs: only the worker and gateway hold them.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -58,9 +57,6 @@ class Settings(BaseSettings):
         default=None, description="Where people reach the gateway; links in Slack use it."
     )
 
-    fine_tune_poll_interval: timedelta = Field(
-        default=timedelta(seconds=60), description="How often a running fine-tune job is polled."
-    )
     stand_in_port_model: int = 8101
     stand_in_port_slack: int = 8102
 

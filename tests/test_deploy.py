@@ -1,0 +1,660 @@
+"""Static checks of deploy/: the files parse, agree with the code, and hold no secrets.
+
+Nothing here runs a container. The checks tie deploy/ to the code it deploys:
+every AMEND_* variable is a field of `worker.settings.Settings` and its value
+validates as one; settings.md documents exactly the fields the class has; the
+commands the manifests run are commands of the `amend` CLI; the image, the
+compose stack and the Kubernetes manifests agree on ports, users and names.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import typer
+import yaml
+from pydantic import SecretStr
+
+from worker.cli import app
+from worker.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "kubernetes"
+COMPOSE = DEPLOY / "compose.yaml"
+DOCKERFILE = DEPLOY / "Dockerfile"
+ENV_EXAMPLE = DEPLOY / ".env.example"
+SETTINGS_MD = DEPLOY / "settings.md"
+INIT_SQL = DEPLOY / "postgres-init.sql"
+
+PLACEHOLDER = "REPLACE_ME"
+FIELDS = Settings.model_fields
+ENV_VARS = {f"AMEND_{name.upper()}": name for name in FIELDS}
+
+
+def _types(annotation: Any) -> tuple[Any, ...]:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+SECRET_FIELDS = {name for name, f in FIELDS.items() if SecretStr in _types(f.annotation)}
+SECRET_ENV_VARS = {f"AMEND_{name.upper()}" for name in SECRET_FIELDS}
+APP_SERVICES = ("migrate", "worker", "gateway")
+
+
+# -- helpers ---------------------------------------------------------------------
+
+# Filled-in secrets an operator keeps beside the templates (git-ignored by
+# deploy/.gitignore): never read by these checks.
+LOCAL_SECRETS = {
+    DEPLOY / line.strip()
+    for line in (DEPLOY / ".gitignore").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+}
+
+
+def _deploy_files() -> list[Path]:
+    return sorted(
+        p
+        for p in DEPLOY.rglob("*")
+        if p.is_file() and p not in LOCAL_SECRETS and "__pycache__" not in p.parts
+    )
+
+
+def _yaml_files() -> list[Path]:
+    return [p for p in _deploy_files() if p.suffix in (".yaml", ".yml")]
+
+
+def _compose() -> dict[str, Any]:
+    data = yaml.safe_load(COMPOSE.read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def _k8s_docs() -> list[dict[str, Any]]:
+    docs: list[dict[str, Any]] = []
+    for path in (p for p in _yaml_files() if p.parent == K8S):
+        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if d is not None)
+    return docs
+
+
+def _k8s(kind: str, name: str) -> dict[str, Any]:
+    found = [
+        d
+        for d in _k8s_docs()
+        if d.get("kind") == kind and d.get("metadata", {}).get("name") == name
+    ]
+    assert len(found) == 1, f"expected one {kind} {name}, found {len(found)}"
+    return found[0]
+
+
+def _pod_specs() -> Iterator[tuple[str, dict[str, Any]]]:
+    for doc in _k8s_docs():
+        if doc.get("kind") in ("Deployment", "Job"):
+            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+
+
+def _env_example() -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = value.strip()
+    return values
+
+
+INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+def _interpolate(value: str) -> str:
+    """Resolve compose's ${VAR}, ${VAR:-default} and ${VAR:?error} the way
+    `docker compose` would with deploy/.env copied from .env.example."""
+    example = _env_example()
+
+    def one(match: re.Match[str]) -> str:
+        name, op, arg = match.group(1), match.group(2), match.group(3)
+        if name in example:
+            return example[name]
+        if op in (":-", "-"):
+            return arg
+        raise AssertionError(f"${{{name}}} has no value in .env.example and no default")
+
+    return INTERPOLATION.sub(one, value.replace("$$", "\0")).replace("\0", "$")
+
+
+def _validate_settings(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings built from exactly these AMEND_* variables, as a process would."""
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return Settings(_env_file=None)
+
+
+def _cli_command(name: str) -> Any:
+    commands: dict[str, Any] = getattr(typer.main.get_command(app), "commands", {})
+    command = commands.get(name)
+    assert command is not None, f"`amend {name}` is not a command of the CLI"
+    return command
+
+
+def _check_cli_args(args: list[str]) -> None:
+    """`args` is a valid `amend` command line: a command, then options it has."""
+    assert args, "no command"
+    command = _cli_command(args[0])
+    known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    for arg in args[1:]:
+        if arg.startswith("-"):
+            assert arg.split("=", 1)[0] in known, f"`amend {args[0]}` has no option {arg}"
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) of deploy/Dockerfile, continuation lines joined."""
+    instructions: list[tuple[str, str]] = []
+    pending = ""
+    for raw in DOCKERFILE.read_text().splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if pending and line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        line, pending = pending + line, ""
+        keyword, _, rest = line.partition(" ")
+        instructions.append((keyword.upper(), rest.strip()))
+    return instructions
+
+
+def _docker(keyword: str) -> list[str]:
+    return [rest for key, rest in _dockerfile() if key == keyword]
+
+
+def _docker_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for rest in _docker("ENV"):
+        for token in re.findall(r'([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S+)', rest):
+            env[token[0]] = token[1].strip('"')
+    return env
+
+
+def _docker_args() -> dict[str, str]:
+    args: dict[str, str] = {}
+    for rest in _docker("ARG"):
+        name, _, default = rest.partition("=")
+        args[name.strip()] = default.strip()
+    return args
+
+
+# -- every YAML parses -------------------------------------------------------------
+
+
+def test_deploy_holds_the_expected_files() -> None:
+    for path in (
+        DOCKERFILE,
+        COMPOSE,
+        INIT_SQL,
+        SETTINGS_MD,
+        ENV_EXAMPLE,
+        K8S / "configmap.yaml",
+        K8S / "secret.template.yaml",
+        K8S / "worker.yaml",
+        K8S / "gateway.yaml",
+    ):
+        assert path.is_file(), f"missing {path.relative_to(ROOT)}"
+
+
+@pytest.mark.parametrize("path", _yaml_files(), ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_yaml_parses(path: Path) -> None:
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+    assert docs, f"{path.name} holds no document"
+    for doc in docs:
+        assert isinstance(doc, dict), f"{path.name}: a document is not a mapping"
+        if path.parent == K8S:
+            assert doc.get("apiVersion") and doc.get("kind"), f"{path.name}: not a manifest"
+
+
+# -- the settings reference --------------------------------------------------------
+
+
+def _settings_table() -> dict[str, dict[str, str]]:
+    rows: dict[str, dict[str, str]] = {}
+    for line in SETTINGS_MD.read_text().splitlines():
+        if not line.startswith("| `"):
+            continue
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        assert len(cells) == 5, f"settings.md: a row needs 5 cells: {line}"
+        field = cells[0].strip("`")
+        assert field not in rows, f"settings.md documents {field} twice"
+        rows[field] = {
+            "env": cells[1].strip("`"),
+            "type": cells[2].strip("`"),
+            "default": cells[3],
+            "meaning": cells[4],
+        }
+    return rows
+
+
+def _type_name(annotation: Any) -> str:
+    return " | ".join("None" if t is type(None) else t.__name__ for t in _types(annotation))
+
+
+def _default_text(default: Any) -> str:
+    if isinstance(default, SecretStr):
+        return default.get_secret_value()
+    if isinstance(default, timedelta):
+        seconds = default.total_seconds()
+        return str(int(seconds)) if seconds.is_integer() else str(seconds)
+    return str(default)
+
+
+def test_settings_md_documents_every_field_and_no_other() -> None:
+    documented = set(_settings_table())
+    assert not set(FIELDS) - documented, f"settings.md lacks {sorted(set(FIELDS) - documented)}"
+    assert not documented - set(FIELDS), (
+        f"settings.md documents fields Settings lacks: {sorted(documented - set(FIELDS))}"
+    )
+
+
+def test_settings_md_rows_match_the_class() -> None:
+    for name, row in _settings_table().items():
+        field = FIELDS[name]
+        assert row["env"] == f"AMEND_{name.upper()}", name
+        assert row["type"] == _type_name(field.annotation), (
+            f"{name}: settings.md says {row['type']}, Settings says {_type_name(field.annotation)}"
+        )
+        first = re.search(r"`([^`]*)`", row["default"])
+        assert first, f"{name}: the default is not written as `value`"
+        assert first.group(1) == _default_text(field.default), (
+            f"{name}: settings.md default {first.group(1)!r}, "
+            f"Settings default {_default_text(field.default)!r}"
+        )
+        assert len(row["meaning"]) > 10, f"{name}: say what it means"
+        if name in SECRET_FIELDS:
+            assert "secret" in row["meaning"].lower(), f"{name}: mark it as a secret"
+
+
+def test_settings_md_names_only_real_variables() -> None:
+    named = set(re.findall(r"\bAMEND_[A-Z0-9_]+\b", SETTINGS_MD.read_text()))
+    assert named <= set(ENV_VARS), f"settings.md names unknown {sorted(named - set(ENV_VARS))}"
+
+
+# -- AMEND_* variables everywhere in deploy/ ----------------------------------------------
+
+
+@pytest.mark.parametrize("path", _deploy_files(), ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_every_amend_variable_is_a_settings_field(path: Path) -> None:
+    used = set(re.findall(r"\bAMEND_[A-Z0-9_]+\b", path.read_text()))
+    unknown = used - set(ENV_VARS)
+    assert not unknown, f"{path.name} uses {sorted(unknown)}, which are not Settings fields"
+
+
+# -- compose ---------------------------------------------------------------------------
+
+
+def test_compose_has_the_stack() -> None:
+    services = _compose()["services"]
+    assert set(services) >= {"postgres", "temporal", "temporal-ui", *APP_SERVICES}
+
+
+def test_compose_postgres_hosts_temporal_and_the_ledger() -> None:
+    postgres = _compose()["services"]["postgres"]
+    assert str(postgres["image"]).startswith("postgres:16")
+    mounts = [str(v) for v in postgres["volumes"]]
+    init = [m for m in mounts if "/docker-entrypoint-initdb.d/" in m]
+    assert len(init) == 1, "postgres-init.sql is not mounted into the init directory"
+    source = init[0].split(":", 1)[0]
+    assert (COMPOSE.parent / source).resolve() == INIT_SQL.resolve()
+    sql = INIT_SQL.read_text()
+    assert re.search(r"CREATE DATABASE amend\b", sql)
+    assert re.search(r"CREATE ROLE amend\b", sql)
+    assert re.search(r"CREATE ROLE temporal\b[^;]*\bCREATEDB\b", sql), (
+        "auto-setup creates Temporal's databases, so its role needs CREATEDB"
+    )
+    # Passwords come from the environment (psql \getenv), never the file.
+    for var in re.findall(r"\\getenv\s+\w+\s+(\w+)", sql):
+        assert var in postgres["environment"], f"postgres does not get {var}"
+    assert not re.search(r"PASSWORD\s+'", sql), "a literal password in postgres-init.sql"
+
+
+def test_compose_runs_a_real_temporal_on_that_postgres() -> None:
+    services = _compose()["services"]
+    temporal = services["temporal"]
+    env = temporal["environment"]
+    assert str(temporal["image"]).startswith("temporalio/auto-setup:")
+    assert env["DB"] == "postgres12"
+    assert env["POSTGRES_SEEDS"] in services, "POSTGRES_SEEDS is not a compose service"
+    assert str(env["DB_PORT"]) == "5432"
+    assert re.search(rf"CREATE ROLE {env['POSTGRES_USER']}\b", INIT_SQL.read_text())
+    ui = services["temporal-ui"]
+    assert str(ui["image"]).startswith("temporalio/ui:")
+    host, port = ui["environment"]["TEMPORAL_ADDRESS"].rsplit(":", 1)
+    assert host in services and port == "7233"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_compose_app_services_run_amend(name: str) -> None:
+    service = _compose()["services"][name]
+    build = service["build"]
+    context = (COMPOSE.parent / build["context"]).resolve()
+    assert context == ROOT, "the image builds from the repository root"
+    assert (context / build["dockerfile"]).resolve() == DOCKERFILE.resolve()
+    _check_cli_args(service["command"])
+    assert service["command"][0] == name
+
+
+def test_compose_migrate_seeds_once() -> None:
+    migrate = _compose()["services"]["migrate"]
+    assert migrate["command"] == ["migrate", "--seed"]
+    assert migrate["restart"] == "no"
+
+
+def test_compose_depends_on_and_healthchecks() -> None:
+    services = _compose()["services"]
+    conditions = {"service_started", "service_healthy", "service_completed_successfully"}
+    for name, service in services.items():
+        for target, spec in (service.get("depends_on") or {}).items():
+            assert target in services, f"{name} depends on unknown {target}"
+            assert spec["condition"] in conditions
+            if spec["condition"] == "service_healthy":
+                assert "healthcheck" in services[target], f"{target} has no healthcheck"
+    for name in ("postgres", "temporal", "worker", "gateway"):
+        assert "healthcheck" in services[name], f"{name} has no healthcheck"
+    for name in ("worker", "gateway"):
+        deps = services[name]["depends_on"]
+        assert deps["migrate"]["condition"] == "service_completed_successfully"
+        assert deps["temporal"]["condition"] == "service_healthy"
+        test = services[name]["healthcheck"]["test"]
+        assert test[-2:] == ["/opt/amend/healthcheck.py", name]
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_compose_amend_settings_are_valid(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    services = _compose()["services"]
+    env = {k: str(v) for k, v in services[name]["environment"].items()}
+    assert set(env) <= set(ENV_VARS)
+    settings = _validate_settings({k: _interpolate(v) for k, v in env.items()}, monkeypatch)
+    host, port = settings.temporal_address.rsplit(":", 1)
+    assert host in services and port == "7233"
+    assert settings.database_url is not None
+    url = urlsplit(settings.database_url.get_secret_value())
+    assert url.hostname in services and url.port == 5432 and url.path == "/amend"
+    assert re.search(rf"CREATE ROLE {url.username}\b", INIT_SQL.read_text())
+    assert settings.gateway_host == "0.0.0.0"
+
+
+def test_compose_gateway_publishes_its_port() -> None:
+    gateway = _compose()["services"]["gateway"]
+    port = str(gateway["environment"]["AMEND_GATEWAY_PORT"])
+    published = [str(p).rsplit(":", 1)[-1] for p in gateway["ports"]]
+    assert published == [port]
+    assert port in " ".join(_docker("EXPOSE")).split()
+
+
+def test_compose_secrets_come_from_the_environment() -> None:
+    secretish = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|API_KEY")
+    from_env = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*:\?[^}]*\}$")
+    for name, service in _compose()["services"].items():
+        for key, value in (service.get("environment") or {}).items():
+            if key in SECRET_ENV_VARS - {"AMEND_DATABASE_URL"} or secretish.search(key):
+                assert from_env.match(str(value)), (
+                    f"{name}: {key} must be ${{VAR:?...}} from deploy/.env, not {value!r}"
+                )
+            if key == "AMEND_DATABASE_URL":
+                credentials = re.match(r"^postgresql://[^:/@]+:(\$\{[^}]*\})@", str(value))
+                assert credentials and from_env.match(credentials.group(1)), (
+                    f"{name}: the ledger password must be ${{VAR:?...}}, not inline"
+                )
+
+
+def test_compose_interpolations_are_in_env_example() -> None:
+    text = COMPOSE.read_text().replace("$$", "")
+    used = {m.group(1) for m in INTERPOLATION.finditer(text)}
+    example = set(_env_example())
+    assert not used - example, f".env.example lacks {sorted(used - example)}"
+    assert not example - used, f".env.example sets unused {sorted(example - used)}"
+
+
+def test_env_example_is_git_ignored_only_when_filled_in() -> None:
+    ignored = (DEPLOY / ".gitignore").read_text().split()
+    assert ".env" in ignored and "kubernetes/secret.yaml" in ignored
+    for key, value in _env_example().items():
+        if key in SECRET_ENV_VARS or re.search(r"PASSWORD|SECRET|TOKEN|API_KEY", key):
+            assert PLACEHOLDER in value, f".env.example: {key} must be a {PLACEHOLDER}"
+
+
+# -- Kubernetes ---------------------------------------------------------------------------
+
+
+def test_kustomization_lists_the_manifests_but_not_the_secret_template() -> None:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    resources = kustomization["resources"]
+    for resource in resources:
+        assert (K8S / resource).is_file(), f"kustomization lists missing {resource}"
+    manifests = {p.name for p in _yaml_files() if p.parent == K8S} - {"kustomization.yaml"}
+    assert "secret.template.yaml" not in resources
+    assert set(resources) == manifests - {"secret.template.yaml"}
+    images = {i["name"] for i in kustomization["images"]}
+    for name, pod in _pod_specs():
+        for container in pod["containers"]:
+            assert container["image"] in images, f"{name}: image {container['image']} not mapped"
+
+
+def test_configmap_holds_only_non_secret_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _k8s("ConfigMap", "amend-config")["data"]
+    assert set(data) <= set(ENV_VARS), f"unknown keys {sorted(set(data) - set(ENV_VARS))}"
+    assert not set(data) & SECRET_ENV_VARS, "a secret is in the ConfigMap"
+    assert all(isinstance(v, str) for v in data.values()), "ConfigMap values must be strings"
+    settings = _validate_settings(data, monkeypatch)
+    assert settings.gateway_host == "0.0.0.0"
+    assert settings.temporal_address.endswith(":7233")
+
+
+def test_secret_template_is_placeholders_only() -> None:
+    text = (K8S / "secret.template.yaml").read_text()
+    assert "TEMPLATE" in text.splitlines()[0]
+    secret = _k8s("Secret", "amend-secrets")
+    data = secret["stringData"]
+    assert set(data) == {
+        "AMEND_DATABASE_URL",
+        "AMEND_MODEL_API_KEY",
+        "AMEND_SLACK_BOT_TOKEN",
+        "AMEND_SLACK_SIGNING_SECRET",
+    }
+    assert set(data) <= SECRET_ENV_VARS
+    for key, value in data.items():
+        assert value == PLACEHOLDER, f"{key} is not the placeholder"
+    assert "data" not in secret
+
+
+def test_pods_use_real_settings_and_known_config() -> None:
+    config = _k8s("ConfigMap", "amend-config")["metadata"]["name"]
+    secret = _k8s("Secret", "amend-secrets")
+    for name, pod in _pod_specs():
+        for container in pod["containers"]:
+            _check_cli_args(container["args"])
+            assert "command" not in container, f"{name}: keep the image's entrypoint"
+            for source in container.get("envFrom", []):
+                assert source.get("configMapRef", {}).get("name") == config, name
+            for var in container.get("env", []):
+                assert var["name"] in ENV_VARS, f"{name}: {var['name']} is not a setting"
+                ref = var["valueFrom"]["secretKeyRef"]
+                assert ref["name"] == secret["metadata"]["name"]
+                assert ref["key"] in secret["stringData"], f"{name}: no key {ref['key']}"
+                assert ref["key"] == var["name"]
+
+
+def test_worker_and_gateway_deployments() -> None:
+    worker = _k8s("Deployment", "amend-worker")
+    gateway = _k8s("Deployment", "amend-gateway")
+    assert worker["spec"]["replicas"] == 2
+    for deployment, command in ((worker, "worker"), (gateway, "gateway")):
+        spec = deployment["spec"]
+        labels = spec["template"]["metadata"]["labels"]
+        assert spec["selector"]["matchLabels"].items() <= labels.items()
+        (container,) = spec["template"]["spec"]["containers"]
+        assert container["args"] == [command]
+    job = _k8s("Job", "amend-migrate")
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["migrate", "--seed"]
+
+
+def test_gateway_probes_and_service() -> None:
+    port = int(_k8s("ConfigMap", "amend-config")["data"]["AMEND_GATEWAY_PORT"])
+    deployment = _k8s("Deployment", "amend-gateway")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert list(ports.values()) == [port]
+    for probe in ("livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"] == "/healthz", probe
+        assert ports.get(get["port"], get["port"]) == port, probe
+    service = _k8s("Service", "amend-gateway")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= labels.items()
+    (service_port,) = service["spec"]["ports"]
+    assert ports.get(service_port["targetPort"], service_port["targetPort"]) == port
+
+
+def test_pods_run_as_the_image_user_and_share_artifacts() -> None:
+    uid = int(_docker("USER")[-1].split(":")[0])
+    data_dir = _k8s("ConfigMap", "amend-config")["data"]["AMEND_DATA_DIR"]
+    claims = {d["metadata"]["name"] for d in _k8s_docs() if d["kind"] == "PersistentVolumeClaim"}
+    for name, pod in _pod_specs():
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] == uid, name
+        for volume in pod.get("volumes", []):
+            if "persistentVolumeClaim" in volume:
+                assert volume["persistentVolumeClaim"]["claimName"] in claims
+    worker = _k8s("Deployment", "amend-worker")["spec"]["template"]["spec"]
+    (container,) = worker["containers"]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in worker["volumes"]}
+    assert "persistentVolumeClaim" in volumes[mounts[data_dir]], "workers must share data_dir"
+    (claim,) = [d for d in _k8s_docs() if d["kind"] == "PersistentVolumeClaim"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+# -- Dockerfile ---------------------------------------------------------------------------
+
+
+def test_dockerfile_entrypoint_is_amend_and_runs_a_worker() -> None:
+    (entrypoint,) = _docker("ENTRYPOINT")
+    assert json.loads(entrypoint) == ["amend"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "amend" in pyproject["project"]["scripts"]
+    (cmd,) = _docker("CMD")
+    assert json.loads(cmd) == ["worker"]
+    _check_cli_args(json.loads(cmd))
+
+
+def test_dockerfile_base_user_and_port() -> None:
+    arg_defaults = _docker_args()
+
+    def resolve(match: re.Match[str]) -> str:
+        return arg_defaults[match.group(1)]
+
+    images = [re.sub(r"\$\{(\w+)\}", resolve, rest.split()[0]) for rest in _docker("FROM")]
+    assert images and all(image == "python:3.11-slim" for image in images)
+    user = _docker("USER")[-1].split(":")[0]
+    assert user not in ("root", "0") and int(user) >= 1000
+    assert _docker("EXPOSE") == ["8000"]
+    env = _docker_env()
+    assert env["AMEND_GATEWAY_PORT"] == "8000" == str(FIELDS["gateway_port"].default)
+    assert env["AMEND_GATEWAY_HOST"] == "0.0.0.0"
+
+
+def test_dockerfile_installs_the_project_and_bakes_no_secret() -> None:
+    assert any(re.search(r"pip install \.(\s|$)", rest) for rest in _docker("RUN"))
+    env = _docker_env()
+    assert set(k for k in env if k.startswith("AMEND_")) <= set(ENV_VARS) - SECRET_ENV_VARS
+    assert not set(_docker_args()) & (SECRET_ENV_VARS | {"PASSWORD", "TOKEN"})
+    for rest in _docker("COPY"):
+        sources = rest.split()[:-1]
+        assert "." not in sources and "./" not in sources, "COPY . would take a local .env"
+        assert not any(".env" in s for s in sources)
+
+
+def test_dockerfile_copies_every_package() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = pyproject["tool"]["setuptools"]["packages"]
+    copied = {
+        s.rstrip("/")
+        for rest in _docker("COPY")
+        if not rest.startswith("--from")
+        for s in rest.split()[:-1]
+    }
+    assert set(packages) <= copied, f"not copied: {sorted(set(packages) - copied)}"
+    allowed = {
+        line.strip("!/")
+        for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    }
+    assert set(packages) | {"pyproject.toml", "deploy/healthcheck.py"} <= allowed
+    assert "deploy/healthcheck.py" in copied
+    assert (DEPLOY / "healthcheck.py").is_file()
+
+
+# -- no secrets in deploy/ -------------------------------------------------------------------
+
+SLACK_TOKEN = re.compile(r"xox[abeoprs]-[A-Za-z0-9_-]+")
+API_KEY = re.compile(r"\bsk-[A-Za-z0-9_-]{16,}")
+PRIVATE_KEY = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
+URL_PASSWORD = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s:/@]+:([^\s@/]+)@")
+ASSIGNED = re.compile(
+    r"(?<!\{)\b[A-Z][A-Z0-9]*_[A-Z0-9_]*?(?:PASSWORD|PWD|SECRET|TOKEN|API_KEY)\b\"?\s*[:=]\s*(\S+)"
+)
+DEV_SIGNING_SECRET = SecretStr.get_secret_value(FIELDS["slack_signing_secret"].default)
+
+
+def _is_placeholder(value: str) -> bool:
+    value = value.strip("'\"")
+    return (
+        PLACEHOLDER in value
+        or value.startswith("${")
+        or value.startswith("$")
+        or re.fullmatch(r"<[^>]+>", value) is not None
+    )
+
+
+def secret_literals(text: str) -> list[str]:
+    """What in `text` looks like a real secret rather than a marked placeholder."""
+    found = [m.group(0) for m in SLACK_TOKEN.finditer(text) if PLACEHOLDER not in m.group(0)]
+    found += API_KEY.findall(text) + PRIVATE_KEY.findall(text)
+    found += [m.group(0) for m in URL_PASSWORD.finditer(text) if not _is_placeholder(m.group(1))]
+    found += [m.group(0) for m in ASSIGNED.finditer(text) if not _is_placeholder(m.group(1))]
+    return found
+
+
+def test_the_secret_scanner_catches_secrets_and_spares_placeholders() -> None:
+    token = "xox" + "b-" + "1234567890-0987654321-AbCdEfGhIjKlMnOpQrStUvWx"
+    assert secret_literals(f"AMEND_SLACK_BOT_TOKEN: {token}")
+    assert secret_literals("AMEND_SLACK_SIGNING_SECRET=8f14e45fceea167a5a36dedd4bea2543")
+    assert secret_literals('  AMEND_MODEL_API_KEY: "' + "sk-" + "a" * 40 + '"')
+    assert secret_literals("url: postgresql://amend:hunter2@db:5432/amend")
+    assert not secret_literals("AMEND_SLACK_BOT_TOKEN=xoxb-REPLACE_ME")
+    assert not secret_literals("AMEND_SLACK_SIGNING_SECRET: ${AMEND_SLACK_SIGNING_SECRET:?set}")
+    assert not secret_literals("postgresql://amend:${LEDGER_DB_PASSWORD:?x}@postgres:5432/amend")
+    assert not secret_literals("# postgresql://<user>:<password>@<host>:5432/amend")
+
+
+@pytest.mark.parametrize("path", _deploy_files(), ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_no_secret_literal_in_deploy(path: Path) -> None:
+    text = path.read_text()
+    assert not secret_literals(text), f"{path.name}: {secret_literals(text)}"
+    if path != SETTINGS_MD:  # settings.md documents the dev default, as a dev default
+        assert DEV_SIGNING_SECRET not in text, f"{path.name} uses the dev signing secret"
