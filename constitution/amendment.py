@@ -31,6 +31,7 @@ def apply_amendments(
     the reviewer's. The new version's parent is the base's content hash.
     """
     principles = list(base.principles)
+    retired = list(base.retired)
     new_ids: set[str] = set()
     for proposal, decision in decided:
         if decision.kind is DecisionKind.reject:
@@ -51,6 +52,7 @@ def apply_amendments(
         current = principles[index]
         if draft.kind is ProposalKind.retire:
             del principles[index]
+            retired.append(current.id)
         else:
             if text is None:
                 raise AmendmentConflict(f"proposal {proposal.id} has no text to apply")
@@ -60,6 +62,7 @@ def apply_amendments(
         principles=tuple(principles),
         parent_hash=base.content_hash,
         round_id=round_id,
+        retired=tuple(retired),
     )
 
 

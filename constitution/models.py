@@ -55,6 +55,9 @@ class ConstitutionVersion(Frozen):
     round_id: str | None = Field(
         default=None, description="The round that made it; None if imported."
     )
+    retired: tuple[str, ...] = Field(
+        default=(), description="Ids of principles retired so far; never given out again."
+    )
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Self:
@@ -77,7 +80,8 @@ class ConstitutionVersion(Frozen):
         return next((p for p in self.principles if p.id == principle_id), None)
 
     def next_principle_id(self, taken: set[str] | None = None) -> str:
-        used = {int(p.id[1:]) for p in self.principles} | {int(t[1:]) for t in taken or set()}
+        ids = [p.id for p in self.principles] + list(self.retired) + sorted(taken or set())
+        used = {int(i[1:]) for i in ids}
         return f"P{max(used, default=0) + 1}"
 
 

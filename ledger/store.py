@@ -133,12 +133,14 @@ class Ledger:
                     )
                 return
             await conn.execute(
-                """INSERT INTO constitution_versions (number, content_hash, parent_hash, round_id)
-                   VALUES ($1, $2, $3, $4)""",
+                """INSERT INTO constitution_versions
+                       (number, content_hash, parent_hash, round_id, retired)
+                   VALUES ($1, $2, $3, $4, $5)""",
                 version.number,
                 version.content_hash,
                 version.parent_hash,
                 version.round_id,
+                list(version.retired),
             )
             await conn.executemany(
                 """INSERT INTO principles (version, position, principle_id, title, text, protected)
@@ -169,6 +171,7 @@ class Ledger:
             number=row["number"],
             parent_hash=row["parent_hash"],
             round_id=row["round_id"],
+            retired=tuple(row["retired"]),
             principles=tuple(
                 Principle(
                     id=p["principle_id"], title=p["title"], text=p["text"], protected=p["protected"]

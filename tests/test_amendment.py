@@ -248,6 +248,19 @@ def test_an_add_in_the_same_round_as_a_retirement_does_not_reuse_the_retired_id(
     assert new.principles[-1].id == f"P{_highest_number(base) + 1}"
 
 
+def test_a_retired_id_is_never_given_out_again_in_a_later_round(
+    base: ConstitutionVersion,
+) -> None:
+    last = f"P{_highest_number(base)}"
+    retire = _proposal(1, kind=ProposalKind.retire, target=last)
+    after_retirement = apply_amendments(base, [_accepted(retire)], ROUND)
+    assert after_retirement.retired == (last,)
+    add = _proposal(2, kind=ProposalKind.add, title="New", text="new")
+    later = apply_amendments(after_retirement, [_accepted(add)], "a-later-round")
+    assert later.principles[-1].id == f"P{_highest_number(base) + 1}"
+    assert later.retired == (last,)
+
+
 @pytest.mark.parametrize(
     "draft",
     [

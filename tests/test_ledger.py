@@ -121,3 +121,20 @@ async def test_versions_are_stored_once_and_conflicts_refused(ledger: Ledger) ->
     changed = version.model_copy(update={"principles": version.principles[:-1]})
     with pytest.raises(LedgerError, match="different content"):
         await ledger.save_version(changed)
+
+
+async def test_a_version_keeps_its_retired_ids_through_the_ledger(ledger: Ledger) -> None:
+    base = sample_constitution()
+    retired = base.model_copy(
+        update={
+            "number": 2,
+            "principles": base.principles[:-1],
+            "retired": ("P12",),
+            "parent_hash": base.content_hash,
+        }
+    )
+    await ledger.save_version(base)
+    await ledger.save_version(retired)
+    stored = await ledger.get_version(2)
+    assert stored is not None and stored.retired == ("P12",)
+    assert stored.next_principle_id() == "P13"

@@ -6,6 +6,7 @@ CREATE TABLE constitution_versions (
     content_hash  text NOT NULL UNIQUE,
     parent_hash   text REFERENCES constitution_versions (content_hash),
     round_id      text,
+    retired       jsonb NOT NULL DEFAULT '[]',   -- ids never to be given out again
     created_at    timestamptz NOT NULL DEFAULT now()
 );
 
