@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle
@@ -242,3 +243,35 @@ async def test_malformed_model_output_fails_the_round_with_the_reason_recorded(
     [failed] = [t for t in await ledger.timeline("garbled") if t.to_state == "failed"]
     assert "did not match ProposalBatch" in failed.reason
     assert await ledger.decisions("garbled") == []
+
+
+async def test_a_database_outage_delays_a_decision_but_loses_and_duplicates_nothing(
+    stack: Stack,
+    dev_server: WorkflowEnvironment,
+    ledger: Ledger,
+    database_url: str,
+    postgres_admin_url: str,
+) -> None:
+    await start_round(stack, "outage", max_proposals=1)
+    [message] = await proposal_messages(stack, 1)
+    database = database_url.rsplit("/", 1)[1].split("?")[0]
+    admin = await asyncpg.connect(postgres_admin_url)
+    try:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", database
+        )
+        # The round takes the decision, but writing it to the ledger waits for the
+        # database: Slack still gets its answer in time, saying it is being recorded.
+        answer = await reviewer(stack).click(message, "accept", channel_id=CHANNEL)
+        assert answer.json()["outcome"] == "pending"
+        await asyncio.sleep(1)
+    finally:
+        await admin.execute(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        await admin.close()
+    result: RoundResult = await handle(dev_server, "outage").result()
+    assert result.state is RoundState.completed
+    assert len(await ledger.decisions("outage")) == 1
+    timeline = await ledger.timeline("outage")
+    assert [t.sequence for t in timeline] == list(range(1, len(timeline) + 1))
+    assert await ledger.verify_chain("outage") == []
