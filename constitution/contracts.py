@@ -48,12 +48,6 @@ class ProposalStatus(Contract):
         return self.decisions[-1] if self.decisions else None
 
 
-class Progress(Contract):
-    stage: str
-    done: int
-    total: int
-
-
 class EvaluationMetrics(Contract):
     model: str
     harm_rate: float
@@ -83,7 +77,6 @@ class RoundStatus(Contract):
     proposals: list[ProposalStatus] = Field(default_factory=list)
     review_started_at: datetime | None = None
     reminders_sent: int = 0
-    progress: Progress | None = None
     fine_tune_job: str | None = None
     candidate_model: str | None = None
     evaluation: EvaluationResult | None = None
@@ -214,7 +207,6 @@ __all__ = [
     "FineTuneJob",
     "OpenRoundInput",
     "PostProposalInput",
-    "Progress",
     "ProposalStatus",
     "ProposeInput",
     "ProposeResult",

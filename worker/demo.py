@@ -138,8 +138,6 @@ async def _follow(handle: Any, console: Console, stop: asyncio.Event) -> RoundSt
     while True:
         status: RoundStatus = await handle.query(TrainingRoundWorkflow.state)
         note = status.state.value
-        if status.progress:
-            note += f" ({status.progress.done}/{status.progress.total})"
         if note != last:
             console.print(f"  state: {note}")
             last = note
