@@ -25,6 +25,7 @@ from temporalio.service import RPCError
 
 from constitution import RoundSpec
 from constitution.contracts import RoundStatus
+from ledger.migrate import MigrationError
 from worker.settings import Settings
 
 T = TypeVar("T")
@@ -96,6 +97,11 @@ async def _until_interrupted(body: Callable[[asyncio.Event], Coroutine[Any, Any,
             loop.remove_signal_handler(sig)
 
 
+def _migration_hint(error: Exception, s: Settings) -> str:
+    where = "AMEND_DATABASE_URL" if s.database_url else f"{s.data_dir}/postgres"
+    return f"{error} (database: {where}; a dev data directory can be removed to start afresh)"
+
+
 def _database_url(s: Settings) -> str:
     if s.database_url is None:
         raise fail(
@@ -138,6 +144,8 @@ def dev(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
         run(_until_interrupted(main))
     except StackError as error:
         raise fail(str(error), EXIT_UNREACHABLE) from error
+    except MigrationError as error:
+        raise fail(_migration_hint(error, s)) from error
     console.print("stopped")
 
 
@@ -169,6 +177,8 @@ def demo(
         code = outcome[0]
     except StackError as error:
         raise fail(str(error), EXIT_UNREACHABLE) from error
+    except MigrationError as error:
+        raise fail(_migration_hint(error, s)) from error
     raise typer.Exit(code)
 
 
@@ -217,7 +227,7 @@ def migrate(
     ] = False,
 ) -> None:
     """Apply the ledger's migrations (safe to run twice or concurrently)."""
-    from ledger.migrate import MigrationError, migrate_url
+    from ledger.migrate import migrate_url
     from worker.devstack import ledger_database, seed_sample_constitution
 
     s = settings()
