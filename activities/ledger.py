@@ -3,12 +3,25 @@ Temporal may retry any of them after a crash without writing twice."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from constitution import ConstitutionVersion, Proposal, TransitionRecord
 from constitution.contracts import OpenRoundInput, RecordDecisionInput, SaveVersionInput
-from ledger.store import Ledger
+from ledger.store import Ledger, LedgerError
+
+
+@contextmanager
+def _refusals_are_final() -> Iterator[None]:
+    """A write the ledger refuses as inconsistent will be refused again on
+    every retry: fail the activity for good instead of retrying forever."""
+    try:
+        yield
+    except LedgerError as error:
+        raise ApplicationError(str(error), type="LedgerRefused", non_retryable=True) from error
 
 
 class LedgerActivities:
@@ -20,6 +33,9 @@ class LedgerActivities:
         """Record the round and return the constitution version it amends."""
         wanted = request.spec.constitution_version
         version = await self.ledger.get_version(wanted)
+        # The round is recorded either way, so a round that cannot start is
+        # still in the ledger, failed with its reason.
+        await self.ledger.open_round(request.spec, version.number if version else None)
         if version is None:
             which = f"version {wanted}" if wanted else "any version"
             raise ApplicationError(
@@ -28,7 +44,6 @@ class LedgerActivities:
                 type="NoConstitution",
                 non_retryable=True,
             )
-        await self.ledger.open_round(request.spec, version.number)
         return version
 
     @activity.defn(name="load_version")
@@ -44,7 +59,8 @@ class LedgerActivities:
 
     @activity.defn(name="record_transitions")
     async def record_transitions(self, records: list[TransitionRecord]) -> int:
-        return await self.ledger.record_transitions(records)
+        with _refusals_are_final():
+            return await self.ledger.record_transitions(records)
 
     @activity.defn(name="save_proposals")
     async def save_proposals(self, proposals: list[Proposal]) -> None:
@@ -66,7 +82,8 @@ class LedgerActivities:
             latest = await self.ledger.get_version()
             number = max(version.number, latest.number + 1 if latest else 1)
             version = version.model_copy(update={"number": number})
-            await self.ledger.save_version(version)
+            with _refusals_are_final():
+                await self.ledger.save_version(version)
         else:
             version = stored
         await self.ledger.set_result_version(request.round_id, version.number)

@@ -86,6 +86,13 @@ class RoundStatus(Contract):
     def pending(self) -> list[ProposalStatus]:
         return [p for p in self.proposals if p.state is ProposalState.posted]
 
+    @property
+    def adopted(self) -> list[ProposalStatus]:
+        """Proposals accepted as proposed or with a reviewer's changes."""
+        return [
+            p for p in self.proposals if p.state in (ProposalState.accepted, ProposalState.modified)
+        ]
+
     def find(self, proposal_id: str) -> ProposalStatus | None:
         return next((p for p in self.proposals if p.proposal.id == proposal_id), None)
 

@@ -188,7 +188,7 @@ class Ledger:
 
     # -- rounds ----------------------------------------------------------------
 
-    async def open_round(self, spec: RoundSpec, base_version: int) -> None:
+    async def open_round(self, spec: RoundSpec, base_version: int | None) -> None:
         await self.pool.execute(
             """INSERT INTO rounds (round_id, workflow_id, state, base_version, spec)
                VALUES ($1, $2, 'created', $3, $4)

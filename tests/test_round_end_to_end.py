@@ -275,3 +275,15 @@ async def test_a_database_outage_delays_a_decision_but_loses_and_duplicates_noth
     timeline = await ledger.timeline("outage")
     assert [t.sequence for t in timeline] == list(range(1, len(timeline) + 1))
     assert await ledger.verify_chain("outage") == []
+
+
+async def test_a_round_on_a_missing_constitution_version_fails_with_the_reason_recorded(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
+) -> None:
+    await start_round(stack, "no-such-version", constitution_version=99)
+    with pytest.raises(WorkflowFailureError):
+        await handle(dev_server, "no-such-version").result()
+    round_row = await ledger.get_round("no-such-version")
+    assert round_row is not None and round_row.state == "failed"
+    [failed] = await ledger.timeline("no-such-version")
+    assert "no constitution (version 99)" in failed.reason

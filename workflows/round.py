@@ -58,11 +58,9 @@ QUICK = timedelta(seconds=30)
 SLACK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)
 )
-MODEL_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=2),
-    maximum_attempts=5,
-    non_retryable_error_types=["ModelOutputInvalid", "EvidenceFileError"],
-)
+# Failures that retrying cannot fix are raised non-retryable by the activities
+# themselves (invalid model output, a bad evidence file, a failed fine-tune).
+MODEL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
 
 DECISION_TO_STATE = {
     DecisionKind.accept: ProposalState.accepted,
@@ -178,8 +176,8 @@ class TrainingRoundWorkflow:
             try:
                 await workflow.wait_condition(lambda: not self.status.pending, timeout=timeout)
             except TimeoutError:
-                if spec.deadline is not None and self._deadline_passed():
-                    continue
+                if self._deadline_passed():
+                    continue  # the loop's top withdraws what is pending
                 self.status.reminders_sent += 1
                 await workflow.execute_activity(
                     "post_reminder",
@@ -195,15 +193,10 @@ class TrainingRoundWorkflow:
                     retry_policy=SLACK_RETRY,
                 )
         await workflow.wait_condition(workflow.all_handlers_finished)
-        chosen = [
-            p
-            for p in self.status.proposals
-            if p.state in (ProposalState.accepted, ProposalState.modified)
-        ]
-        if not chosen:
-            await self._move(RoundState.completed_unchanged, reason="no proposal was accepted")
+        if self.status.adopted:
+            await self._move(RoundState.amending, data={"accepted": len(self.status.adopted)})
         else:
-            await self._move(RoundState.amending, data={"accepted": len(chosen)})
+            await self._move(RoundState.completed_unchanged, reason="no proposal was accepted")
         await self._summarise()
 
     async def _retrain(self) -> None:
@@ -211,9 +204,8 @@ class TrainingRoundWorkflow:
         assert self.constitution is not None
         decided = [
             (p.proposal, p.final_decision)
-            for p in self.status.proposals
-            if p.state in (ProposalState.accepted, ProposalState.modified)
-            and p.final_decision is not None
+            for p in self.status.adopted
+            if p.final_decision is not None
         ]
         version = apply_amendments(self.constitution, decided, round_id=spec.round_id)
         version = await workflow.execute_activity(
@@ -259,9 +251,7 @@ class TrainingRoundWorkflow:
             result_type=FineTuneJob,
             start_to_close_timeout=timedelta(minutes=1),
             retry_policy=RetryPolicy(
-                initial_interval=spec.training.poll_interval,
-                backoff_coefficient=1.0,
-                non_retryable_error_types=["FineTuneFailed"],
+                initial_interval=spec.training.poll_interval, backoff_coefficient=1.0
             ),
         )
         await self._record(
