@@ -8,6 +8,9 @@ hammering the channel.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio import activity
@@ -44,13 +47,19 @@ PERMANENT_SLACK_ERRORS = {
 }
 
 
-def _raise_for(error: SlackApiError) -> None:
-    code = str(error.response.get("error", "unknown"))
-    if code in PERMANENT_SLACK_ERRORS:
-        raise ApplicationError(
-            f"Slack refused the call: {code}", type="SlackPermanentError", non_retryable=True
-        ) from error
-    raise error
+@contextmanager
+def _slack_call() -> Iterator[None]:
+    """Errors retrying cannot fix fail the activity for good, with Slack's
+    code as the reason; anything else (429, 5xx) is left to Temporal's retry."""
+    try:
+        yield
+    except SlackApiError as error:
+        code = str(error.response.get("error", "unknown"))
+        if code in PERMANENT_SLACK_ERRORS:
+            raise ApplicationError(
+                f"Slack refused the call: {code}", type="SlackPermanentError", non_retryable=True
+            ) from error
+        raise
 
 
 class SlackActivities:
@@ -65,14 +74,12 @@ class SlackActivities:
     @activity.defn(name="post_proposal")
     async def post_proposal(self, request: PostProposalInput) -> SlackMessageRef:
         status = request.status
-        if status.message is not None:
-            return status.message
         # A retry after Slack accepted the post must not post it again.
         known = await self.ledger.proposal_message(status.proposal.id)
         if known is not None:
             return SlackMessageRef(channel=known[0], ts=known[1])
         posted = status.model_copy(update={"state": ProposalState.posted})
-        try:
+        with _slack_call():
             response = await self.client.chat_postMessage(
                 channel=self.channel,
                 text=fallback_text(posted),
@@ -81,8 +88,6 @@ class SlackActivities:
                 ),
                 unfurl_links=False,
             )
-        except SlackApiError as error:
-            _raise_for(error)
         ref = SlackMessageRef(channel=str(response["channel"]), ts=str(response["ts"]))
         await self.ledger.set_proposal_message(status.proposal.id, ref.channel, ref.ts)
         return ref
@@ -92,7 +97,7 @@ class SlackActivities:
         status = request.status
         if status.message is None:
             return
-        try:
+        with _slack_call():
             await self.client.chat_update(
                 channel=status.message.channel,
                 ts=status.message.ts,
@@ -101,27 +106,21 @@ class SlackActivities:
                     request.workflow_id, status, request.constitution, self.dashboard_url
                 ),
             )
-        except SlackApiError as error:
-            _raise_for(error)
 
     @activity.defn(name="post_reminder")
     async def post_reminder(self, request: ReminderInput) -> None:
         text = reminder_text(request.pending, request.reminder_number, request.escalate_to)
-        threads = {p.message.ts for p in request.pending if p.message is not None}
-        try:
-            for ts in sorted(threads):
-                await self.client.chat_postMessage(channel=self.channel, thread_ts=ts, text=text)
-        except SlackApiError as error:
-            _raise_for(error)
+        threads = sorted({(p.message.channel, p.message.ts) for p in request.pending if p.message})
+        with _slack_call():
+            for channel, ts in threads:
+                await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=text)
 
     @activity.defn(name="post_round_summary")
     async def post_round_summary(self, request: RoundSummaryInput) -> None:
-        try:
+        with _slack_call():
             await self.client.chat_postMessage(
                 channel=self.channel,
                 text=summary_text(
                     request.round_id, request.state.value, request.proposals, request.result_version
                 ),
             )
-        except SlackApiError as error:
-            _raise_for(error)
