@@ -23,19 +23,22 @@ import itertools
 import json
 import secrets
 import time
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode
 
 import httpx
 from slack_sdk.signature import SignatureVerifier
 
+from review.messages import MODIFY_CALLBACK
+
 JSONDict = dict[str, Any]
+T = TypeVar("T")
 
 APP_ID = "A0AMEND"
 VERIFICATION_TOKEN = "stand-in-legacy-verification-token"
 RESPONSE_URL = "https://hooks.slack.com/actions/T0AMEND/1/stand-in"
 DEFAULT_CHANNEL_NAMES = {"C0AMENDREVIEW": "amend-review"}
-MODIFY_CALLBACK_ID = "modify_proposal"
 
 Decision = Literal["accept", "reject", "modify"]
 
@@ -356,6 +359,34 @@ async def _get_json(url: str) -> Any:
         return response.json()
 
 
+async def _poll(
+    url: str, pick: Callable[[list[JSONDict]], T | None], wait_s: float, missing: str
+) -> T:
+    """GET `url` until `pick` finds what it wants in the records, or time runs out."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        records: list[JSONDict] = await _get_json(url)
+        found = pick(records)
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            raise ReviewerError(f"{missing} within {wait_s}s ({len(records)} records seen)")
+        await asyncio.sleep(0.05)
+
+
+def _has_button(record: JSONDict, action_id: str) -> bool:
+    try:
+        _find_button(record["message"], action_id)
+    except ReviewerError:
+        return False
+    return True
+
+
+def _messages_url(slack_api_url: str, channel_id: str | None) -> str:
+    url = slack_api_url.rstrip("/") + "/_standin/messages"
+    return url if channel_id is None else f"{url}?channel={channel_id}"
+
+
 async def wait_for_message(
     slack_api_url: str,
     *,
@@ -369,26 +400,42 @@ async def wait_for_message(
     Returns its `/_standin/messages` record (``channel``, ``ts``, ``message``, ...);
     `SimulatedReviewer.click` accepts it as is. `after_ts` skips older messages.
     """
-    url = slack_api_url.rstrip("/") + "/_standin/messages"
-    if channel_id is not None:
-        url += f"?channel={channel_id}"
-    deadline = time.monotonic() + wait_s
-    while True:
-        records: list[JSONDict] = await _get_json(url)
-        for record in reversed(records):
-            if after_ts is not None and float(record["ts"]) <= float(after_ts):
-                continue
-            try:
-                _find_button(record["message"], action_id)
-            except ReviewerError:
-                continue
-            return record
-        if time.monotonic() > deadline:
-            raise ReviewerError(
-                f"no message with a {action_id!r} button appeared within {wait_s}s "
-                f"({len(records)} messages seen)"
-            )
-        await asyncio.sleep(0.05)
+
+    def newest(records: list[JSONDict]) -> JSONDict | None:
+        return next(
+            (
+                r
+                for r in reversed(records)
+                if (after_ts is None or float(r["ts"]) > float(after_ts))
+                and _has_button(r, action_id)
+            ),
+            None,
+        )
+
+    return await _poll(
+        _messages_url(slack_api_url, channel_id),
+        newest,
+        wait_s,
+        f"no message with a {action_id!r} button appeared",
+    )
+
+
+async def wait_for_proposals(
+    slack_api_url: str, count: int, *, channel_id: str | None = None, wait_s: float = 10.0
+) -> list[JSONDict]:
+    """Wait until `count` messages with decision buttons are posted, as a
+    reviewer watching the channel would; their records, oldest first."""
+
+    def first(records: list[JSONDict]) -> list[JSONDict] | None:
+        open_ = [r for r in records if _has_button(r, "accept")]
+        return open_[:count] if len(open_) >= count else None
+
+    return await _poll(
+        _messages_url(slack_api_url, channel_id),
+        first,
+        wait_s,
+        f"fewer than {count} messages with decision buttons appeared",
+    )
 
 
 async def wait_for_view(
@@ -400,24 +447,26 @@ async def wait_for_view(
     wait_s: float = 10.0,
 ) -> JSONDict:
     """Wait for the newest view the stand-in opened matching the filters; its record."""
-    url = slack_api_url.rstrip("/") + "/_standin/views"
-    deadline = time.monotonic() + wait_s
-    while True:
-        records: list[JSONDict] = await _get_json(url)
-        for record in reversed(records):
-            if trigger_id is not None and record.get("trigger_id") != trigger_id:
-                continue
-            if user_id is not None and record.get("user") != user_id:
-                continue
-            if callback_id is not None and record["view"].get("callback_id") != callback_id:
-                continue
-            return record
-        if time.monotonic() > deadline:
-            raise ReviewerError(
-                f"no view (trigger_id={trigger_id!r}, user={user_id!r}, "
-                f"callback_id={callback_id!r}) was opened within {wait_s}s"
-            )
-        await asyncio.sleep(0.05)
+
+    def newest(records: list[JSONDict]) -> JSONDict | None:
+        return next(
+            (
+                r
+                for r in reversed(records)
+                if (trigger_id is None or r.get("trigger_id") == trigger_id)
+                and (user_id is None or r.get("user") == user_id)
+                and (callback_id is None or r["view"].get("callback_id") == callback_id)
+            ),
+            None,
+        )
+
+    return await _poll(
+        slack_api_url.rstrip("/") + "/_standin/views",
+        newest,
+        wait_s,
+        f"no view (trigger_id={trigger_id!r}, user={user_id!r}, callback_id={callback_id!r}) "
+        "was opened",
+    )
 
 
 async def decide_in_slack(
@@ -452,7 +501,7 @@ async def decide_in_slack(
     record = await wait_for_view(
         slack_api_url,
         trigger_id=trigger_id,
-        callback_id=MODIFY_CALLBACK_ID,
+        callback_id=MODIFY_CALLBACK,
         wait_s=wait_s,
     )
     values = {k: v for k, v in {"text": text, "comment": comment}.items() if v is not None}

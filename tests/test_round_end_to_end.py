@@ -21,7 +21,7 @@ from constitution import ProposalState, RoundState
 from constitution.contracts import RoundResult
 from constitution.samples import sample_constitution
 from ledger.store import Ledger
-from standins.reviewer import SimulatedReviewer, decide_in_slack
+from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
 from tests.conftest import StackFactory
 from worker.stack import Stack
 from workflows.round import TrainingRoundWorkflow
@@ -55,15 +55,7 @@ async def start_round(stack: Stack, round_id: str, **spec: Any) -> None:
 
 async def proposal_messages(stack: Stack, count: int) -> list[dict[str, Any]]:
     """Wait for the round's proposals to be posted, as a reviewer would."""
-    deadline = time.monotonic() + 30
-    async with httpx.AsyncClient() as http:
-        while time.monotonic() < deadline:
-            messages = (await http.get(f"{stack.slack_stand_in_url}/_standin/messages")).json()
-            posted = [m for m in messages if _buttons(m)]
-            if len(posted) >= count:
-                return posted
-            await _pause()
-    raise AssertionError(f"fewer than {count} proposal messages were posted")
+    return await wait_for_proposals(stack.slack_stand_in_url or "", count, wait_s=30)
 
 
 def _buttons(message: dict[str, Any]) -> list[str]:
@@ -73,10 +65,6 @@ def _buttons(message: dict[str, Any]) -> list[str]:
         if b.get("type") == "actions"
         for e in b.get("elements", [])
     ]
-
-
-async def _pause() -> None:
-    await asyncio.sleep(0.1)
 
 
 def reviewer(stack: Stack, user: str = REVIEWER) -> SimulatedReviewer:

@@ -20,13 +20,13 @@ from rich.table import Table
 from constitution import TERMINAL_ROUND_STATES, RoundState, diff_versions
 from constitution.contracts import RoundStatus
 from ledger.store import Ledger, create_pool
-from standins.reviewer import SimulatedReviewer, decide_in_slack
+from standins.reviewer import Decision, SimulatedReviewer, decide_in_slack, wait_for_proposals
 from worker.devstack import dev_stack
 from worker.settings import Settings
 from workflows.round import TrainingRoundWorkflow
 
 SIMULATED_REVIEWER = "U0SIMREVIEW"
-SCRIPT = ("accept", "modify", "reject")
+SCRIPT: tuple[Decision, ...] = ("accept", "modify", "reject")
 
 
 async def run_demo(
@@ -98,7 +98,7 @@ async def _simulate_review(
         SIMULATED_REVIEWER,
         slack_api_url=slack_url,
     )
-    messages = await _proposal_messages(slack_url)
+    messages = await wait_for_proposals(slack_url, len(SCRIPT), wait_s=120)
     for message, action in zip(messages, SCRIPT, strict=False):
         text = comment = None
         if action == "modify":
@@ -111,26 +111,12 @@ async def _simulate_review(
             reviewer,
             slack_url,
             message,
-            action,  # type: ignore[arg-type]
+            action,
             channel_id=settings.slack_review_channel,
             text=text,
             comment=comment,
         )
         console.print(f"  simulated reviewer: {action} -> HTTP {response.status_code}")
-
-
-async def _proposal_messages(slack_url: str) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + 120
-    async with httpx.AsyncClient() as http:
-        while time.monotonic() < deadline:
-            messages = (await http.get(f"{slack_url}/_standin/messages")).json()
-            posted = [
-                m for m in messages if any(b.get("type") == "actions" for b in m.get("blocks", []))
-            ]
-            if len(posted) >= len(SCRIPT):
-                return posted[: len(SCRIPT)]
-            await asyncio.sleep(0.2)
-    raise TimeoutError("the round posted fewer proposals than the demo expects")
 
 
 async def _follow(handle: Any, console: Console, stop: asyncio.Event) -> RoundStatus | None:
