@@ -20,7 +20,7 @@ from urllib.parse import parse_qs
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
@@ -45,9 +45,9 @@ class GatewayConfig(BaseModel):
 
     model_config = {"arbitrary_types_allowed": True}
 
-    signing_secret: str
+    signing_secret: SecretStr
     task_queue: str
-    database_url: str
+    database_url: SecretStr
     slack: AsyncWebClient
 
 
@@ -65,21 +65,14 @@ class InteractionAnswer(BaseModel):
     proposal_id: str | None = None
 
 
-class Decided(Exception):
-    def __init__(self, outcome: str, message: str) -> None:
-        super().__init__(message)
-        self.outcome = outcome
-        self.message = message
-
-
 def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
-    verifier = SignatureVerifier(config.signing_secret)
+    verifier = SignatureVerifier(config.signing_secret.get_secret_value())
     state: dict[str, Any] = {}
     background: set[asyncio.Task[Any]] = set()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(config.database_url, max_size=5)
+        pool = await create_pool(config.database_url.get_secret_value(), max_size=5)
         state["ledger"] = Ledger(pool)
         try:
             yield
@@ -213,24 +206,17 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
         except WorkflowUpdateFailedError as error:
             cause = error.cause
             reason = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
-            await _refused(round_id, request, reason, source)
-            return InteractionAnswer(
-                outcome="refused",
-                message=f"Not recorded: {reason}",
-                proposal_id=request.proposal_id,
-            )
         except RPCError as error:
-            if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
-                reason = f"round {round_id} is no longer running"
-                await _refused(round_id, request, reason, source)
-                return InteractionAnswer(
-                    outcome="refused",
-                    message=f"Not recorded: {reason}",
-                    proposal_id=request.proposal_id,
-                )
-            raise
+            if error.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+                raise
+            reason = f"round {round_id} is no longer running"
+        else:
+            return InteractionAnswer(
+                outcome="taken", message=outcome.message, proposal_id=request.proposal_id
+            )
+        await _refused(round_id, request, reason, source)
         return InteractionAnswer(
-            outcome="taken", message=outcome.message, proposal_id=request.proposal_id
+            outcome="refused", message=f"Not recorded: {reason}", proposal_id=request.proposal_id
         )
 
     async def _refused(round_id: str, request: DecisionRequest, reason: str, source: str) -> None:

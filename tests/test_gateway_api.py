@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -14,7 +15,8 @@ from constitution import RoundSpec, TransitionRecord
 from constitution.contracts import OpenRoundInput
 from constitution.samples import sample_constitution
 from ledger.store import Ledger
-from tests.conftest import StackFactory
+from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
+from tests.conftest import REVIEW_CHANNEL, StackFactory
 from worker.stack import Stack
 
 
@@ -74,3 +76,62 @@ async def test_a_retried_ledger_activity_writes_one_row(ledger: Ledger) -> None:
     assert await env.run(activities.record_transitions, [record]) == 0
     assert len(await ledger.timeline("retry")) == 1
     assert len(await ledger.list_rounds()) == 1
+
+
+async def test_signed_interactions_that_are_not_amends_are_refused_and_change_nothing(
+    stack: Stack, ledger: Ledger
+) -> None:
+    alice = SimulatedReviewer(
+        stack.gateway_url, stack.settings.slack_signing_secret.get_secret_value(), "U0ALICE"
+    )
+    no_payload = await alice.send_raw(b"token=x&team_id=T0AMEND")
+    not_json = await alice.send_raw(urlencode({"payload": "{not json"}).encode())
+    foreign = await alice.send_raw(
+        alice.encode(
+            {
+                "type": "block_actions",
+                "user": {"id": "U0ALICE"},
+                "actions": [{"action_id": "accept", "value": "someone-elses-app"}],
+            }
+        )
+    )
+    bad_modal = await alice.send_raw(
+        alice.encode(
+            {
+                "type": "view_submission",
+                "user": {"id": "U0ALICE"},
+                "view": {"callback_id": "modify_proposal", "private_metadata": "junk"},
+            }
+        )
+    )
+    unsigned = await httpx.AsyncClient().post(
+        f"{stack.gateway_url}/slack/interactions", content=b"payload=%7B%7D"
+    )
+    assert [r.status_code for r in (no_payload, not_json, foreign, bad_modal)] == [400] * 4
+    assert unsigned.status_code == 401
+    assert await ledger.list_rounds() == []
+
+
+async def test_a_modify_with_blank_text_is_answered_in_the_modal_and_decides_nothing(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
+) -> None:
+    async with httpx.AsyncClient(base_url=stack.gateway_url) as http:
+        started = await http.post(
+            "/api/rounds", json={"round_id": "blank", "reviewers": ["U0ALICE"], "max_proposals": 1}
+        )
+    assert started.status_code == 201
+    slack_url = stack.slack_stand_in_url or ""
+    [message] = await wait_for_proposals(slack_url, 1, wait_s=30)
+    alice = SimulatedReviewer(
+        stack.gateway_url,
+        stack.settings.slack_signing_secret.get_secret_value(),
+        "U0ALICE",
+        slack_api_url=slack_url,
+    )
+    answer = await decide_in_slack(
+        alice, slack_url, message, "modify", channel_id=REVIEW_CHANNEL, text="   "
+    )
+    assert answer.json()["response_action"] == "errors"
+    assert "edited text" in answer.json()["errors"]["text"]
+    assert await ledger.decisions("blank") == []
+    await dev_server.client.get_workflow_handle("round-blank").cancel()

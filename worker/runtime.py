@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from openai import AsyncOpenAI
+from pydantic import SecretStr
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -118,9 +119,9 @@ def build_worker(client: Client, settings: Settings, ledger: Ledger) -> Worker:
 def gateway_app(settings: Settings, database_url: str, temporal: Client) -> FastAPI:
     return create_app(
         GatewayConfig(
-            signing_secret=settings.slack_signing_secret.get_secret_value(),
+            signing_secret=settings.slack_signing_secret,
             task_queue=settings.temporal_task_queue,
-            database_url=database_url,
+            database_url=SecretStr(database_url),
             slack=slack_client(settings),
         ),
         temporal,
