@@ -293,7 +293,7 @@ class TransitionRecord(Frozen):
     at: datetime
 
     @property
-    def id(self) -> str:
+    def transition_id(self) -> str:
         return f"{self.workflow_id}:{self.sequence}"
 
 

@@ -1,8 +1,8 @@
 """The one ledger writer and reader.
 
 Every write is idempotent, because activities are retried: a transition's id
-is `<workflow id>:<sequence>`, a decision's id is the proposal and its
-sequence, a proposal's id is fixed by the round. Transitions are chained per
+is `<workflow id>:<sequence>`, a decision's `<workflow id>:d<sequence>`, a
+proposal's is fixed by the round. Transitions are chained per
 round: each row's hash covers its content and the previous row's hash, so an
 edited or deleted row is found by `verify_chain`.
 """
@@ -13,7 +13,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 from pydantic import BaseModel
@@ -25,6 +25,11 @@ from constitution import (
     Proposal,
     RoundSpec,
     TransitionRecord,
+)
+
+ROUND_SELECT = (
+    "SELECT round_id, workflow_id, state, base_version, result_version, spec,"
+    " created_at, updated_at FROM rounds"
 )
 
 
@@ -65,32 +70,44 @@ class ChainBreak(BaseModel):
     problem: str
 
 
-def transition_hash(
-    prev_hash: str | None,
-    *,
-    transition_id: str,
-    round_id: str,
-    sequence: int,
-    entity: str,
-    from_state: str | None,
-    to_state: str,
-    actor: str,
-    reason: str,
-    data: dict[str, Any],
-    at: datetime,
-) -> str:
+class Chained(Protocol):
+    """What a transition's hash covers; both the record written and the row read have it."""
+
+    @property
+    def transition_id(self) -> str: ...
+    @property
+    def round_id(self) -> str: ...
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def entity(self) -> str: ...
+    @property
+    def from_state(self) -> str | None: ...
+    @property
+    def to_state(self) -> str: ...
+    @property
+    def actor(self) -> str: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+    @property
+    def at(self) -> datetime: ...
+
+
+def transition_hash(prev_hash: str | None, row: Chained) -> str:
     canonical = json.dumps(
         {
-            "id": transition_id,
-            "round": round_id,
-            "seq": sequence,
-            "entity": entity,
-            "from": from_state,
-            "to": to_state,
-            "actor": actor,
-            "reason": reason,
-            "data": data,
-            "at": at.astimezone(UTC).isoformat(),
+            "id": row.transition_id,
+            "round": row.round_id,
+            "seq": row.sequence,
+            "entity": row.entity,
+            "from": row.from_state,
+            "to": row.to_state,
+            "actor": row.actor,
+            "reason": row.reason,
+            "data": row.data,
+            "at": row.at.astimezone(UTC).isoformat(),
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -208,16 +225,14 @@ class Ledger:
 
     async def get_round(self, round_id: str) -> RoundRow | None:
         row = await self.pool.fetchrow(
-            """SELECT round_id, workflow_id, state, base_version, result_version, spec,
-                      created_at, updated_at FROM rounds WHERE round_id = $1""",
+            f"{ROUND_SELECT} WHERE round_id = $1",
             round_id,
         )
         return RoundRow(**dict(row)) if row else None
 
     async def list_rounds(self, limit: int = 50) -> list[RoundRow]:
         rows = await self.pool.fetch(
-            """SELECT round_id, workflow_id, state, base_version, result_version, spec,
-                      created_at, updated_at FROM rounds ORDER BY created_at DESC LIMIT $1""",
+            f"{ROUND_SELECT} ORDER BY created_at DESC LIMIT $1",
             limit,
         )
         return [RoundRow(**dict(r)) for r in rows]
@@ -241,31 +256,25 @@ class Ledger:
                     raise LedgerError(f"round {record.round_id} is not in the ledger")
                 if record.sequence <= head["last_sequence"]:
                     exists = await conn.fetchval(
-                        "SELECT 1 FROM transitions WHERE transition_id = $1", record.id
+                        "SELECT 1 FROM transitions WHERE transition_id = $1", record.transition_id
                     )
                     if exists:
                         continue
                     raise LedgerError(
-                        f"transition {record.id} arrived after sequence {head['last_sequence']}"
+                        f"transition {record.transition_id} arrived after sequence "
+                        f"{head['last_sequence']}"
                     )
-                digest = transition_hash(
-                    head["last_hash"],
-                    transition_id=record.id,
-                    round_id=record.round_id,
-                    sequence=record.sequence,
-                    entity=record.entity,
-                    from_state=record.from_state,
-                    to_state=record.to_state,
-                    actor=record.actor,
-                    reason=record.reason,
-                    data=record.data,
-                    at=record.at,
-                )
+                if record.sequence != head["last_sequence"] + 1:
+                    raise LedgerError(
+                        f"transition {record.transition_id} would leave a gap after sequence "
+                        f"{head['last_sequence']}"
+                    )
+                digest = transition_hash(head["last_hash"], record)
                 await conn.execute(
                     """INSERT INTO transitions (transition_id, round_id, sequence, entity,
                            from_state, to_state, actor, reason, data, at, prev_hash, hash)
                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
-                    record.id,
+                    record.transition_id,
                     record.round_id,
                     record.sequence,
                     record.entity,
@@ -321,19 +330,7 @@ class Ledger:
                     problem = f"sequence {expected_sequence} is missing"
                 elif row.prev_hash != prev:
                     problem = "prev_hash does not match the previous row"
-                elif row.hash != transition_hash(
-                    prev,
-                    transition_id=row.transition_id,
-                    round_id=row.round_id,
-                    sequence=row.sequence,
-                    entity=row.entity,
-                    from_state=row.from_state,
-                    to_state=row.to_state,
-                    actor=row.actor,
-                    reason=row.reason,
-                    data=row.data,
-                    at=row.at,
-                ):
+                elif row.hash != transition_hash(prev, row):
                     problem = "content does not match its hash"
                 if problem:
                     breaks.append(

@@ -138,3 +138,15 @@ async def test_a_version_keeps_its_retired_ids_through_the_ledger(ledger: Ledger
     stored = await ledger.get_version(2)
     assert stored is not None and stored.retired == ("P12",)
     assert stored.next_principle_id() == "P13"
+
+
+async def test_a_transition_that_would_break_the_sequence_is_refused(ledger: Ledger) -> None:
+    await open_round(ledger)
+    await ledger.record_transitions([transition(1, "created"), transition(2, "proposing")])
+    with pytest.raises(LedgerError, match="would leave a gap"):
+        await ledger.record_transitions([transition(4, "in_review")])
+    other_run = transition(2, "in_review").model_copy(update={"workflow_id": "round-other"})
+    with pytest.raises(LedgerError, match="arrived after sequence 2"):
+        await ledger.record_transitions([other_run])
+    assert [t.sequence for t in await ledger.timeline("r1")] == [1, 2]
+    assert await ledger.verify_chain("r1") == []
