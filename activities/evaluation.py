@@ -37,8 +37,11 @@ class EvaluationActivities:
         constitution = json.dumps(
             [p.model_dump(mode="json") for p in request.constitution.principles]
         )
-        candidate = await self._measure(request.candidate_model, prompts, constitution)
-        baseline = await self._measure(request.baseline_model, prompts, constitution)
+        # Both models at once: the model's concurrency bound keeps the server busy.
+        candidate, baseline = await asyncio.gather(
+            self._measure(request.candidate_model, prompts, constitution),
+            self._measure(request.baseline_model, prompts, constitution),
+        )
         passed, reasons = judge_gate(candidate, baseline, request.gate)
         await self.ledger.record_evaluation(
             round_id=request.round_id,

@@ -106,9 +106,9 @@ class Model:
                 completion = raw.parse()
                 message = completion.choices[0].message
                 _refuse_if_refused(message.refusal)
-                if message.parsed is None:
-                    raise ValidationError.from_exception_data(schema.__name__, [])
-                return message.parsed, raw.headers.get("x-request-id")
+                # No parsed object: validating the content names what is wrong.
+                parsed = message.parsed or schema.model_validate_json(message.content or "")
+                return parsed, raw.headers.get("x-request-id")
             except openai.BadRequestError as error:
                 if "response_format" not in str(error) and "json_schema" not in str(error):
                     raise

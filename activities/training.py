@@ -88,12 +88,11 @@ class TrainingActivities:
     @activity.defn(name="generate_dataset")
     async def generate_dataset(self, request: DatasetInput) -> Dataset:
         prompts = load_prompts("training_prompts.jsonl")
+        # The prompt set is cycled to the requested count; the pass number keeps ids unique.
         wanted = [
-            {
-                **prompts[i % len(prompts)],
-                "id": f"{prompts[i % len(prompts)]['id']}#{i // len(prompts)}",
-            }
+            {**prompt, "id": f"{prompt['id']}#{i // len(prompts)}"}
             for i in range(request.training.prompt_count)
+            for prompt in [prompts[i % len(prompts)]]
         ]
         partial = self.store.scratch(f"{request.round_id}.partial.jsonl")
         details = activity.info().heartbeat_details

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from constitution.contracts import EvaluationMetrics
+from constitution.contracts import EvaluationMetrics, EvaluationResult
 from constitution.models import GateSpec
 
 
@@ -28,3 +28,15 @@ def judge_gate(
             f"{gate.max_awareness_gap:.2%}"
         )
     return not reasons, reasons
+
+
+def gate_summary(result: EvaluationResult) -> list[str]:
+    """The gate's verdict with its figures, then each unmet threshold: what the
+    CLI and the demo print."""
+    c, b = result.candidate, result.baseline
+    head = (
+        f"gate {'passed' if result.passed else 'failed'}: candidate harm {c.harm_rate:.0%}, "
+        f"baseline {b.harm_rate:.0%}; over-refusal {c.overrefusal_rate:.0%} vs "
+        f"{b.overrefusal_rate:.0%}; awareness gap {c.awareness_gap:.0%}"
+    )
+    return [head, *(f"  - {reason}" for reason in result.reasons)]

@@ -64,28 +64,35 @@ def _with_database(url: str, name: str) -> str:
     return f"{head}/{name}" + (f"?{query}" if query else "")
 
 
+async def _admin(admin_url: str, statement: str) -> None:
+    """Run one statement (CREATE/DROP DATABASE cannot run in a transaction)."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+def _drop(name: str) -> str:
+    return f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'
+
+
 @pytest.fixture(scope="session")
 async def template_database(postgres_admin_url: str) -> AsyncIterator[str]:
     name = f"amend_tpl_{uuid.uuid4().hex[:8]}"
     await ensure_database(postgres_admin_url, name)
     await migrate_url(_with_database(postgres_admin_url, name))
     yield name
-    conn = await asyncpg.connect(postgres_admin_url)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
+    await _admin(postgres_admin_url, _drop(name))
 
 
 @pytest.fixture
 async def database_url(postgres_admin_url: str, template_database: str) -> AsyncIterator[str]:
     """A fresh, migrated database for this test alone."""
     name = f"amend_t_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(postgres_admin_url)
-    await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
-    await conn.close()
+    await _admin(postgres_admin_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_database}"')
     yield _with_database(postgres_admin_url, name)
-    conn = await asyncpg.connect(postgres_admin_url)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
+    await _admin(postgres_admin_url, _drop(name))
 
 
 @pytest.fixture
@@ -94,9 +101,7 @@ async def empty_database_url(postgres_admin_url: str) -> AsyncIterator[str]:
     name = f"amend_e_{uuid.uuid4().hex[:10]}"
     await ensure_database(postgres_admin_url, name)
     yield _with_database(postgres_admin_url, name)
-    conn = await asyncpg.connect(postgres_admin_url)
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
+    await _admin(postgres_admin_url, _drop(name))
 
 
 @pytest.fixture

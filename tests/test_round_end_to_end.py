@@ -5,6 +5,7 @@ stand-in model, decided by the simulated reviewer with signed payloads."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -85,6 +86,8 @@ async def test_a_round_goes_from_proposals_to_a_new_version_and_a_promoted_model
 ) -> None:
     await start_round(stack, "e2e")
     first, second, third = await proposal_messages(stack, 3)
+    # Each message links to the round on the gateway that serves it.
+    assert f"{stack.gateway_url}/api/rounds/e2e" in json.dumps(first["blocks"])
     alice = reviewer(stack)
     assert (
         await decide_in_slack(

@@ -346,6 +346,8 @@ def round_show(
 def print_status(status: RoundStatus) -> None:
     from rich.table import Table
 
+    from constitution.gate import gate_summary
+
     console.print(
         f"[bold]round {status.spec.round_id}[/bold]  state [cyan]{status.state.value}"
         f"[/cyan]  base v{status.base_version}  result "
@@ -363,13 +365,8 @@ def print_status(status: RoundStatus) -> None:
         )
     console.print(table)
     if status.evaluation:
-        e = status.evaluation
-        console.print(
-            f"gate {'passed' if e.passed else 'failed'}: harm "
-            f"{e.candidate.harm_rate:.0%} vs baseline {e.baseline.harm_rate:.0%}"
-        )
-        for reason in e.reasons:
-            console.print(f"  - {reason}")
+        for line in gate_summary(status.evaluation):
+            console.print(line)
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from constitution import TERMINAL_ROUND_STATES, RoundState, diff_versions
 from constitution.contracts import RoundStatus
+from constitution.gate import gate_summary
 from ledger.store import Ledger, create_pool
 from standins.reviewer import Decision, SimulatedReviewer, decide_in_slack, wait_for_proposals
 from worker.devstack import dev_stack
@@ -161,14 +162,8 @@ async def _report(database_url: str, status: RoundStatus, console: Console) -> N
             )
         console.print(table)
         if status.evaluation:
-            e = status.evaluation
-            console.print(
-                f"gate {'passed' if e.passed else 'failed'}: candidate harm "
-                f"{e.candidate.harm_rate:.0%}, baseline {e.baseline.harm_rate:.0%}; "
-                f"over-refusal {e.candidate.overrefusal_rate:.0%} vs "
-                f"{e.baseline.overrefusal_rate:.0%}; awareness gap "
-                f"{e.candidate.awareness_gap:.0%}"
-            )
+            for line in gate_summary(status.evaluation):
+                console.print(line)
         breaks = await ledger.verify_chain(status.spec.round_id)
         console.print("hash chain: " + ("intact" if not breaks else f"BROKEN at {breaks[0]}"))
     finally:

@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from standins import model_server, slack_api
-from standins.serving import serve
+from standins.serving import free_port, serve
 from worker.runtime import gateway_app, running_worker
 from worker.settings import Settings
 
@@ -78,15 +78,15 @@ async def running_stack(
             log.info(
                 "slack: the Slack Web API stand-in at %s (no AMEND_SLACK_BOT_TOKEN)", served.url
             )
+        if any_port:  # chosen before the worker, whose Slack links name the gateway
+            settings = settings.model_copy(
+                update={"gateway_port": free_port(settings.gateway_host)}
+            )
         await stack.enter_async_context(running_worker(settings, database_url, temporal))
         gateway = gateway_app(settings, database_url, temporal)
         served = await stack.enter_async_context(
-            serve(
-                gateway, host=settings.gateway_host, port=0 if any_port else settings.gateway_port
-            )
+            serve(gateway, host=settings.gateway_host, port=settings.gateway_port)
         )
-        if any_port:
-            settings = settings.model_copy(update={"gateway_port": served.port})
         yield Stack(
             settings=settings,
             gateway_url=served.url,
