@@ -24,7 +24,7 @@ from temporalio.exceptions import ApplicationError
 
 from constitution import ProposalBatch, ProposalKind
 from constitution.contracts import ProposeInput, ProposeResult
-from constitution.models import Proposal, ProposalDraft
+from constitution.models import Proposal, ProposalDraft, needs_strict_review
 from constitution.samples import EvidenceFileError, load_evidence
 
 Schema = TypeVar("Schema", bound=BaseModel)
@@ -168,6 +168,7 @@ class ModelActivities:
                 draft=draft,
                 prompt_version=self.prompt.name,
                 model=self.model.model,
+                strict_review=needs_strict_review(draft, request.constitution),
             )
             for i, draft in enumerate(drafts[: request.max_proposals], start=1)
         ]

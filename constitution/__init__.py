@@ -37,6 +37,7 @@ from constitution.models import (
     RoundSpec,
     TrainingSpec,
     TransitionRecord,
+    needs_strict_review,
 )
 
 __all__ = [
@@ -70,5 +71,6 @@ __all__ = [
     "advance_round",
     "apply_amendments",
     "diff_versions",
+    "needs_strict_review",
     "render_markdown",
 ]

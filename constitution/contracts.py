@@ -65,6 +65,15 @@ class EvaluationResult(Contract):
     rubric_version: str
 
 
+class Progress(Contract):
+    """Long work in a round (dataset generation, fine-tuning, evaluation), for watchers."""
+
+    stage: str
+    done: int = 0
+    total: int = 0
+    detail: str = ""
+
+
 class RoundStatus(Contract):
     """Everything the round knows about itself; the `status` query's answer
     and the state carried across continue-as-new."""
@@ -81,6 +90,7 @@ class RoundStatus(Contract):
     candidate_model: str | None = None
     evaluation: EvaluationResult | None = None
     error: str | None = None
+    progress: Progress | None = None
 
     @property
     def pending(self) -> list[ProposalStatus]:

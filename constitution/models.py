@@ -144,10 +144,24 @@ class Proposal(Frozen):
     draft: ProposalDraft
     prompt_version: str
     model: str
+    strict_review: bool = Field(
+        default=False,
+        description="Changes a protected principle: the stricter review policy applies.",
+    )
 
     @property
     def kind(self) -> ProposalKind:
         return self.draft.kind
+
+
+def needs_strict_review(draft: ProposalDraft, constitution: ConstitutionVersion) -> bool:
+    """A protected principle guards something the lab decided never to weaken
+    lightly, so any change to one (not only a retirement) takes the stricter
+    review policy; additions touch nothing protected."""
+    if draft.target is None:
+        return False
+    target = next((p for p in constitution.principles if p.id == draft.target), None)
+    return target is not None and target.protected
 
 
 class DecisionKind(StrEnum):

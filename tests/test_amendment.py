@@ -23,6 +23,7 @@ from constitution import (
     RoundSpec,
     apply_amendments,
     diff_versions,
+    needs_strict_review,
     render_markdown,
 )
 from constitution.samples import (
@@ -501,3 +502,20 @@ def test_an_unreadable_evidence_file_is_named(tmp_path: Path) -> None:
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(EvidenceFileError, match=r"nope\.jsonl: cannot read evidence"):
         load_evidence(str(missing))
+
+
+def test_changing_a_protected_principle_needs_the_stricter_review(
+    base: ConstitutionVersion,
+) -> None:
+    protected = next(p for p in base.principles if p.protected)
+    ordinary = next(p for p in base.principles if not p.protected)
+    retire = ProposalDraft(kind=ProposalKind.retire, target=protected.id, rationale="r")
+    reword = ProposalDraft(kind=ProposalKind.clarify, target=protected.id, text="t", rationale="r")
+    assert needs_strict_review(retire, base)
+    assert needs_strict_review(reword, base)
+    assert not needs_strict_review(
+        ProposalDraft(kind=ProposalKind.retire, target=ordinary.id, rationale="r"), base
+    )
+    assert not needs_strict_review(
+        ProposalDraft(kind=ProposalKind.add, title="New", text="t", rationale="r"), base
+    )
