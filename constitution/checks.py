@@ -34,6 +34,11 @@ def similarity(a: str, b: str) -> float:
     return float(fuzz.token_sort_ratio(a, b, processor=utils.default_process))
 
 
+def _normal(text: str) -> str:
+    """Case, punctuation and spacing do not change what a principle says."""
+    return " ".join(utils.default_process(text).split())
+
+
 @dataclass(frozen=True)
 class CheckContext:
     constitution: ConstitutionVersion
@@ -83,9 +88,7 @@ def _check_one(proposal: Proposal, ctx: CheckContext) -> Proposal:
                 proposal,
                 _verdict("target", Verdict.dropped, f"no principle {draft.target} to {draft.kind}"),
             )
-        if draft.text is not None and utils.default_process(draft.text) == utils.default_process(
-            target.text
-        ):
+        if draft.text is not None and _normal(draft.text) == _normal(target.text):
             return _with(
                 proposal,
                 _verdict("target", Verdict.dropped, f"the new text of {target.id} changes nothing"),

@@ -162,6 +162,16 @@ class ScriptedModelConfig(BaseModel):
     timeout_fault_s: float = Field(
         default=30.0, ge=0, description="How long the 'timeout' fault holds the answer."
     )
+    structured_outputs: bool = Field(
+        default=True,
+        description="False: refuse json_schema response formats with a 400, as servers "
+        "without structured outputs do, so clients fall back to JSON mode.",
+    )
+    max_concurrency: int = Field(
+        default=0,
+        ge=0,
+        description="Chat completions served at once; more get a 429 and Retry-After; 0: none.",
+    )
     models: tuple[str, ...] = Field(
         default=("amend-base", "amend-proposer", "amend-grader"),
         description="Listed by GET /v1/models; chat accepts any model name.",
@@ -756,6 +766,8 @@ class StandInState:
         self.models: Counter[str] = Counter()
         self.faults_served: Counter[str] = Counter()
         self.fine_tuned_models: list[str] = []
+        self.in_flight = 0
+        self.over_capacity = 0
 
     def new_id(self, prefix: str, length: int, *seed: object) -> str:
         self.counter += 1
@@ -770,6 +782,7 @@ class StandInState:
             "faults_served": dict(self.faults_served),
             "files": len(self.files),
             "fine_tuning_jobs": len(self.jobs),
+            "over_capacity": self.over_capacity,
         }
 
 
@@ -999,6 +1012,22 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
+        if cfg.max_concurrency and state.in_flight >= cfg.max_concurrency:
+            state.over_capacity += 1
+            raise StandInAPIError(
+                429,
+                f"Rate limit reached: {cfg.max_concurrency} requests at once (scripted stand-in).",
+                type_="requests",
+                code="rate_limit_exceeded",
+                headers={"retry-after-ms": "50", "x-ratelimit-remaining-requests": "0"},
+            )
+        state.in_flight += 1
+        try:
+            return await _chat_completion(request)
+        finally:
+            state.in_flight -= 1
+
+    async def _chat_completion(request: Request) -> Response:
         fault = state.faults.popleft() if state.faults else None
         if fault is not None:
             state.faults_served[fault] += 1
@@ -1040,6 +1069,12 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
             (_message_text(m.get("content")) for m in reversed(messages) if m["role"] == "user"), ""
         )
         task = _task_of(body, system_text, messages)
+        if not cfg.structured_outputs and _is_json_schema(body):
+            raise _bad_request(
+                "Invalid parameter: 'response_format' of type 'json_schema' is not supported "
+                "with this model (scripted stand-in without structured outputs).",
+                param="response_format",
+            )
         state.tasks[task] += 1
         state.models[model] += 1
         if cfg.latency_s:
@@ -1423,6 +1458,11 @@ def _validate_chat(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
             "The scripted stand-in does not stream; send stream=false.", param="stream"
         )
     return model, messages
+
+
+def _is_json_schema(body: dict[str, Any]) -> bool:
+    response_format = body.get("response_format")
+    return isinstance(response_format, dict) and response_format.get("type") == "json_schema"
 
 
 def _task_of(body: dict[str, Any], system_text: str, messages: list[dict[str, Any]]) -> str:
