@@ -23,7 +23,7 @@ from rich.markup import escape
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from constitution import RoundSpec
+from constitution import Proposal, RoundSpec
 from constitution.contracts import RoundStatus
 from ledger.migrate import MigrationError
 from worker.settings import Settings
@@ -280,7 +280,13 @@ def round_start(
     ] = None,
     reviewer: Annotated[list[str] | None, typer.Option(help="Slack user id (repeatable).")] = None,
     max_proposals: Annotated[int | None, typer.Option(min=1, max=50)] = None,
-    evidence: Annotated[str | None, typer.Option(help="Evidence JSONL path.")] = None,
+    evidence: Annotated[
+        list[str] | None, typer.Option(help="Evidence JSONL path (repeatable).")
+    ] = None,
+    evidence_from_round: Annotated[
+        str | None,
+        typer.Option(help="Earlier round whose decisions become reviewer-feedback evidence."),
+    ] = None,
     reminder_hours: Annotated[float | None, typer.Option(min=0.001)] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -290,7 +296,8 @@ def round_start(
         "round_id": round_id,
         "reviewers": reviewer or None,
         "max_proposals": max_proposals,
-        "evidence_file": evidence,
+        "evidence_files": evidence or None,
+        "evidence_from_round": evidence_from_round,
         "reminder_interval": timedelta(hours=reminder_hours) if reminder_hours else None,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
@@ -364,9 +371,31 @@ def print_status(status: RoundStatus) -> None:
             d.reviewer if d else "",
         )
     console.print(table)
+    for p in status.proposals:
+        print_proposal_facts(p.proposal)
     if status.evaluation:
         for line in gate_summary(status.evaluation):
             console.print(line)
+
+
+def print_proposal_facts(proposal: Proposal) -> None:
+    """What a proposal went through before review: evidence, checks, conflicts, impact."""
+    draft = proposal.draft
+    strict = "  [yellow]strict review[/yellow]" if proposal.strict_review else ""
+    console.print(
+        f"\n[bold]{proposal.id}[/bold] {draft.kind.value} {draft.target or 'new'}{strict}"
+        f"  ({escape(proposal.prompt_version)}, {escape(proposal.model)}, "
+        f"{len(proposal.request_ids)} model calls)"
+    )
+    console.print(f"  evidence: {escape(', '.join(draft.evidence)) or '-'}")
+    for check in proposal.checks:
+        console.print(f"  check {check.check}: {check.verdict.value} - {escape(check.detail)}")
+    for conflict in proposal.conflicts:
+        console.print(
+            f"  {conflict.relation.value} {conflict.principle}: {escape(conflict.reasoning)}"
+        )
+    if proposal.impact is not None:
+        console.print(f"  impact: {escape(proposal.impact.summary)}")
 
 
 def main() -> None:
