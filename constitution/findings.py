@@ -8,8 +8,12 @@ pydantic because workflows carry them inside the Temporal sandbox.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from constitution.models import Proposal
 
 
 class Finding(BaseModel):
@@ -72,3 +76,20 @@ class ImpactSample(Finding):
 class ImpactPreview(Finding):
     samples: list[ImpactSample]
     summary: str
+
+
+def proposal_summary(proposal: Proposal) -> list[str]:
+    """Plain lines for terminals (CLI and demo): what a proposal went through
+    before review. Callers escape them for their markup."""
+    draft = proposal.draft
+    strict = "  STRICT REVIEW" if proposal.strict_review else ""
+    lines = [
+        f"{proposal.id} {draft.kind.value} {draft.target or 'new'}{strict}  "
+        f"({proposal.prompt_version}, {proposal.model}, {len(proposal.request_ids)} model calls)",
+        f"  evidence: {', '.join(draft.evidence) or '-'}",
+    ]
+    lines += [f"  check {c.check}: {c.verdict.value} - {c.detail}" for c in proposal.checks]
+    lines += [f"  {c.relation.value} {c.principle}: {c.reasoning}" for c in proposal.conflicts]
+    if proposal.impact is not None:
+        lines.append(f"  impact: {proposal.impact.summary}")
+    return lines

@@ -18,7 +18,7 @@ from constitution.evidence import (
     parse_evidence,
     select_evidence,
 )
-from constitution.findings import Verdict
+from constitution.findings import Verdict, proposal_summary
 from constitution.models import EvidenceItem, EvidenceKind
 from constitution.samples import load_evidence, sample_constitution
 
@@ -148,6 +148,8 @@ def test_an_item_over_the_budget_and_a_repeated_summary_are_left_out_with_the_re
 
 
 # -- checks -------------------------------------------------------------------------
+
+CHECK_NAMES = ["schema", "grounded", "target", "protected", "evidence_data", "duplicate"]
 
 BASE = ConstitutionVersion(
     number=1,
@@ -306,3 +308,12 @@ def test_drafts_past_the_round_limit_are_dropped_in_order() -> None:
 def test_a_proposal_kind_without_text_is_still_checked() -> None:
     kept, _ = check_proposals([_draft(1, kind=ProposalKind.retire, target="P2")], _ctx())
     assert _verdicts(kept[0])["duplicate"] is Verdict.passed
+
+
+def test_the_terminal_summary_shows_evidence_every_verdict_and_strict_review() -> None:
+    kept, _ = check_proposals([_draft(1, kind="retire", target="P1")], _ctx())
+    lines = proposal_summary(kept[0])
+    assert lines[0].startswith("r-c0d1 retire P1  STRICT REVIEW  (propose.v2, m, 1 model calls)")
+    assert lines[1] == "  evidence: ev-1"
+    assert "  check protected: flag - changes protected principle P1" in "\n".join(lines)
+    assert len([line for line in lines if line.startswith("  check ")]) == len(CHECK_NAMES)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +195,7 @@ async def test_an_earlier_rounds_decisions_become_reviewer_feedback_evidence(
             kind=DecisionKind.reject,
             reviewer=REVIEWER,
             comment="Too broad for public figures.",
-            decided_at="2026-01-01T00:00:00Z",  # type: ignore[arg-type]
+            decided_at=datetime(2026, 1, 1, tzinfo=UTC),
         ),
     )
     spec = RoundSpec(round_id="later", reviewers=[REVIEWER], evidence_from_round="earlier")

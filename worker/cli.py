@@ -23,7 +23,7 @@ from rich.markup import escape
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from constitution import Proposal, RoundSpec
+from constitution import RoundSpec
 from constitution.contracts import RoundStatus
 from ledger.migrate import MigrationError
 from worker.settings import Settings
@@ -353,6 +353,7 @@ def round_show(
 def print_status(status: RoundStatus) -> None:
     from rich.table import Table
 
+    from constitution.findings import proposal_summary
     from constitution.gate import gate_summary
 
     console.print(
@@ -372,30 +373,11 @@ def print_status(status: RoundStatus) -> None:
         )
     console.print(table)
     for p in status.proposals:
-        print_proposal_facts(p.proposal)
+        for line in proposal_summary(p.proposal):
+            console.print(escape(line))
     if status.evaluation:
         for line in gate_summary(status.evaluation):
             console.print(line)
-
-
-def print_proposal_facts(proposal: Proposal) -> None:
-    """What a proposal went through before review: evidence, checks, conflicts, impact."""
-    draft = proposal.draft
-    strict = "  [yellow]strict review[/yellow]" if proposal.strict_review else ""
-    console.print(
-        f"\n[bold]{proposal.id}[/bold] {draft.kind.value} {draft.target or 'new'}{strict}"
-        f"  ({escape(proposal.prompt_version)}, {escape(proposal.model)}, "
-        f"{len(proposal.request_ids)} model calls)"
-    )
-    console.print(f"  evidence: {escape(', '.join(draft.evidence)) or '-'}")
-    for check in proposal.checks:
-        console.print(f"  check {check.check}: {check.verdict.value} - {escape(check.detail)}")
-    for conflict in proposal.conflicts:
-        console.print(
-            f"  {conflict.relation.value} {conflict.principle}: {escape(conflict.reasoning)}"
-        )
-    if proposal.impact is not None:
-        console.print(f"  impact: {escape(proposal.impact.summary)}")
 
 
 def main() -> None:
