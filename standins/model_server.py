@@ -159,6 +159,13 @@ class ScriptedModelConfig(BaseModel):
         description="A fine-tuning job reports 'succeeded' on this retrieve; 0: at creation.",
     )
     latency_s: float = Field(default=0.0, ge=0, description="Added to every chat completion.")
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Chat completions served at once; more wait their turn, as on a real "
+        "server at capacity. With latency_s this fixes the capacity: "
+        "max_concurrency / latency_s requests per second.",
+    )
     timeout_fault_s: float = Field(
         default=30.0, ge=0, description="How long the 'timeout' fault holds the answer."
     )
@@ -166,11 +173,6 @@ class ScriptedModelConfig(BaseModel):
         default=True,
         description="False: refuse json_schema response formats with a 400, as servers "
         "without structured outputs do, so clients fall back to JSON mode.",
-    )
-    max_concurrency: int = Field(
-        default=0,
-        ge=0,
-        description="Chat completions served at once; more get a 429 and Retry-After; 0: none.",
     )
     models: tuple[str, ...] = Field(
         default=("amend-base", "amend-proposer", "amend-grader"),
@@ -767,7 +769,7 @@ class StandInState:
         self.faults_served: Counter[str] = Counter()
         self.fine_tuned_models: list[str] = []
         self.in_flight = 0
-        self.over_capacity = 0
+        self.peak_in_flight = 0
 
     def new_id(self, prefix: str, length: int, *seed: object) -> str:
         self.counter += 1
@@ -782,7 +784,7 @@ class StandInState:
             "faults_served": dict(self.faults_served),
             "files": len(self.files),
             "fine_tuning_jobs": len(self.jobs),
-            "over_capacity": self.over_capacity,
+            "peak_in_flight": self.peak_in_flight,
         }
 
 
@@ -974,6 +976,7 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
     )
     app.state.standin = state
     app.state.standin_config = cfg
+    slots = asyncio.Semaphore(cfg.max_concurrency or 1_000_000)
     app.add_middleware(_EdgeMiddleware, state=state, config=cfg)
 
     @app.exception_handler(StandInAPIError)
@@ -1012,22 +1015,6 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
-        if cfg.max_concurrency and state.in_flight >= cfg.max_concurrency:
-            state.over_capacity += 1
-            raise StandInAPIError(
-                429,
-                f"Rate limit reached: {cfg.max_concurrency} requests at once (scripted stand-in).",
-                type_="requests",
-                code="rate_limit_exceeded",
-                headers={"retry-after-ms": "50", "x-ratelimit-remaining-requests": "0"},
-            )
-        state.in_flight += 1
-        try:
-            return await _chat_completion(request)
-        finally:
-            state.in_flight -= 1
-
-    async def _chat_completion(request: Request) -> Response:
         fault = state.faults.popleft() if state.faults else None
         if fault is not None:
             state.faults_served[fault] += 1
@@ -1078,7 +1065,13 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
         state.tasks[task] += 1
         state.models[model] += 1
         if cfg.latency_s:
-            await asyncio.sleep(cfg.latency_s)
+            async with slots:
+                state.in_flight += 1
+                state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
+                try:
+                    await asyncio.sleep(cfg.latency_s)
+                finally:
+                    state.in_flight -= 1
 
         if task == TEXT_TASK:
             task_line = _TASK_LINE.search(system_text)
