@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from temporalio import activity
 
-from activities.model import Model, Prompt
+from activities.model import Model, Prompt, grade_answer
 from constitution import Decision, DecisionKind, Grade, apply_amendments
 from constitution.checks import CheckContext, check_proposals
 from constitution.contracts import CheckProposalsInput, ProposeResult
@@ -151,12 +151,8 @@ class CheckActivities:
         answer, answer_id = await self.model.text_with_id(
             f"{self.answer_prompt.text}\n<constitution>{principles}</constitution>", prompt
         )
-        grade, grade_id = await self.model.structured(
-            Grade,
-            self.rubric.text,
-            f"<constitution>{principles}</constitution>\n<prompt>{prompt}</prompt>\n"
-            f"<response>{answer}</response>",
-            model=self.grader_model,
+        grade, grade_id = await grade_answer(
+            self.model, self.rubric, self.grader_model, principles, prompt, answer
         )
         return (answer, grade), [i for i in (answer_id, grade_id) if i]
 

@@ -29,7 +29,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from constitution import ProposalBatch
+from constitution import Grade, ProposalBatch
 from constitution.contracts import ProposeInput, ProposeResult
 from constitution.models import Proposal
 
@@ -199,6 +199,20 @@ def _retry_after(response: httpx.Response) -> timedelta:
     except ValueError:
         pass
     return DEFAULT_RETRY_AFTER
+
+
+async def grade_answer(
+    model: Model, rubric: Prompt, grader: str, constitution: str, prompt: str, answer: str
+) -> tuple[Grade, str | None]:
+    """One answer graded against a constitution (JSON of its principles) by the
+    grader model; evaluation and impact previews grade alike."""
+    return await model.structured(
+        Grade,
+        rubric.text,
+        f"<constitution>{constitution}</constitution>\n<prompt>{prompt}</prompt>\n"
+        f"<response>{answer}</response>",
+        model=grader,
+    )
 
 
 def _refuse_if_refused(refusal: str | None) -> None:
