@@ -223,3 +223,31 @@ async def test_an_earlier_rounds_decisions_become_reviewer_feedback_evidence(
         await env.run(
             activities.gather_evidence, GatherEvidenceInput(spec=missing, constitution=constitution)
         )
+
+
+@pytest.mark.parametrize(
+    ("faults", "reason"),
+    [
+        (["refusal"], "the model refused"),
+        (["wrong_shape", "wrong_shape"], "did not match ProposalBatch after 2 attempts"),
+    ],
+    ids=["refusal", "wrong-shape-twice"],
+)
+async def test_a_model_fault_retrying_cannot_fix_fails_the_round_with_nothing_half_written(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger, faults: list[str], reason: str
+) -> None:
+    round_id = f"fault-{len(faults)}"
+    await _faults(stack, *faults)
+    await _start(stack, round_id)
+    with pytest.raises(WorkflowFailureError):
+        await dev_server.client.get_workflow_handle(
+            f"round-{round_id}", result_type=RoundResult
+        ).result()
+    [failed] = [t for t in await ledger.timeline(round_id) if t.to_state == "failed"]
+    assert reason in failed.reason
+    # What the round read is on record whole; no proposal or verdict was written.
+    assert len(await ledger.evidence(round_id)) == 7
+    assert await ledger.dropped_drafts(round_id) == []
+    async with ledger.pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM proposals") == 0
+        assert await conn.fetchval("SELECT count(*) FROM proposal_checks") == 0
