@@ -68,7 +68,7 @@ async def test_proposals_reach_review_with_evidence_checks_conflicts_and_impact_
     # The server's first answer is a 429 with Retry-After: Temporal waits and retries.
     await _faults(stack, "rate_limit")
     await _start(stack, "facts", max_proposals=5)
-    await wait_for_proposals(stack.slack_stand_in_url or "", 5, wait_s=60)
+    messages = await wait_for_proposals(stack.slack_stand_in_url or "", 5, wait_s=60)
     status = RoundStatus.model_validate(await _api(stack, "/api/rounds/facts"))
     proposals = [p.proposal for p in status.proposals]
     assert [p.id for p in proposals] == [f"facts-p{n}" for n in range(1, 6)]
@@ -102,6 +102,13 @@ async def test_proposals_reach_review_with_evidence_checks_conflicts_and_impact_
     # A conflict clarification names the principle it contradicts, with reasoning.
     clarified = next(p for p in proposals if p.draft.kind == "clarify")
     assert any(c.relation is Relation.contradicts for c in clarified.conflicts)
+    # The reviewer sees the flags, the contradiction and the effect in Slack.
+    posted = [json.dumps(m["blocks"]) for m in messages]
+    p1_message = next(text for text in posted if f"Proposal {p1.id}:" in text)
+    assert "Impact preview:* " + p1.impact.summary in p1_message
+    assert "changes protected principle P1" in p1_message
+    clarified_message = next(text for text in posted if f"Proposal {clarified.id}:" in text)
+    assert "Contradicts" in clarified_message
 
     timeline = await ledger.timeline("facts")
     [selected] = [t for t in timeline if t.entity == "evidence"]
