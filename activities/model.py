@@ -17,7 +17,8 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from importlib import resources
 from typing import TypeVar
 
@@ -121,7 +122,7 @@ class Model:
             try:
                 return await request()
             except openai.RateLimitError as error:
-                delay = _retry_after(error.response)
+                delay = retry_after_delay(error.response)
                 raise ApplicationError(
                     f"the model server is rate limiting (429); retrying in "
                     f"{delay.total_seconds():g}s as it asked",
@@ -187,16 +188,19 @@ def _error_message(error: openai.APIStatusError) -> str:
     return error.message
 
 
-def _retry_after(response: httpx.Response) -> timedelta:
+def retry_after_delay(response: httpx.Response) -> timedelta:
     """How long the server asked to wait: `retry-after-ms`, `retry-after` in
     seconds or as an HTTP date; a default when it said nothing usable."""
     headers = response.headers
     try:
         if "retry-after-ms" in headers:
-            return timedelta(milliseconds=float(headers["retry-after-ms"]))
+            return max(timedelta(0), timedelta(milliseconds=float(headers["retry-after-ms"])))
         if "retry-after" in headers:
-            return timedelta(seconds=float(headers["retry-after"]))
-    except ValueError:
+            value = headers["retry-after"]
+            if value.strip().replace(".", "", 1).isdigit():
+                return timedelta(seconds=float(value))
+            return max(timedelta(0), parsedate_to_datetime(value) - datetime.now(UTC))
+    except (ValueError, TypeError):
         pass
     return DEFAULT_RETRY_AFTER
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import httpx
 import openai
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities.model import Model
+from activities.model import DEFAULT_RETRY_AFTER, Model, retry_after_delay
 from constitution import ProposalBatch
 from constitution.samples import load_evidence, sample_constitution
 from standins.model_server import ScriptedModelConfig, create_app
@@ -146,3 +147,26 @@ async def test_a_server_without_structured_outputs_gets_json_mode() -> None:
             requests = (await http.get("/_standin/stats")).json()["requests"]
     assert batch.proposals and request_id
     assert requests["POST /v1/chat/completions"] == 2  # refused json_schema, then json_object
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after-ms": "250"}, timedelta(milliseconds=250)),
+        ({"retry-after": "3"}, timedelta(seconds=3)),
+        ({"retry-after": "Thu, 01 Jan 1970 00:00:00 GMT"}, timedelta(0)),
+        ({"retry-after": "soon"}, DEFAULT_RETRY_AFTER),
+        ({}, DEFAULT_RETRY_AFTER),
+    ],
+    ids=["milliseconds", "seconds", "http-date-past", "garbage", "absent"],
+)
+def test_retry_after_is_read_in_each_form_a_server_may_send(
+    headers: dict[str, str], expected: timedelta
+) -> None:
+    assert retry_after_delay(httpx.Response(429, headers=headers)) == expected
+
+
+def test_a_retry_after_date_in_the_future_is_waited_for() -> None:
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    delay = retry_after_delay(httpx.Response(429, headers={"retry-after": format_datetime(later)}))
+    assert timedelta(minutes=4) < delay <= timedelta(minutes=5)
