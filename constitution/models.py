@@ -278,6 +278,13 @@ class RoundSpec(Frozen):
         description="An earlier round whose decisions become reviewer-feedback evidence.",
     )
 
+    @field_validator("evidence_from_round")
+    @classmethod
+    def _earlier_round_shape(cls, value: str | None) -> str | None:
+        if value is not None and not ROUND_ID.match(value):
+            raise ValueError("an earlier round's id is 1-63 lower-case letters, digits or dashes")
+        return value
+
     @property
     def evidence_paths(self) -> list[str]:
         return [*([self.evidence_file] if self.evidence_file else []), *self.evidence_files]

@@ -175,6 +175,9 @@ async def test_a_bad_evidence_file_fails_the_round_naming_each_line_and_stores_n
     assert f"{bad}:3: kind:" in failed.reason
     assert await ledger.evidence("badfile") == []
     assert await ledger.evidence_selection("badfile") is None
+    async with httpx.AsyncClient() as http:
+        missing = await http.get(f"{stack.gateway_url}/api/rounds/nope/evidence")
+    assert missing.status_code == 404
 
 
 async def test_an_earlier_rounds_decisions_become_reviewer_feedback_evidence(
