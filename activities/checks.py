@@ -80,8 +80,12 @@ class CheckActivities:
             self._conflicts(proposal, constitution), self._impact(proposal, constitution)
         )
         activity.heartbeat(proposal.id)
+        prompts = [proposal.prompt_version, self.conflict_prompt.name]
+        if impact is not None:
+            prompts += [self.answer_prompt.name, self.rubric.name]
         return proposal.model_copy(
             update={
+                "prompt_versions": prompts,
                 "conflicts": conflicts,
                 "impact": impact,
                 "request_ids": [

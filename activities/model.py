@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -188,10 +189,28 @@ def _error_message(error: openai.APIStatusError) -> str:
     return error.message
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _reset_duration(value: str) -> timedelta | None:
+    """OpenAI's `x-ratelimit-reset-*` durations: '1s', '6m0s', '20ms'."""
+    parts = _DURATION_PART.findall(value)
+    if not parts or "".join(n + u for n, u in parts) != value.strip():
+        return None
+    return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
+
+
 def retry_after_delay(response: httpx.Response) -> timedelta:
     """How long the server asked to wait: `retry-after-ms`, `retry-after` in
-    seconds or as an HTTP date; a default when it said nothing usable."""
+    seconds or as an HTTP date, else the later of the rate-limit reset headers;
+    a default when it said nothing usable."""
     headers = response.headers
+    resets = [
+        _reset_duration(headers[name])
+        for name in ("x-ratelimit-reset-requests", "x-ratelimit-reset-tokens")
+        if name in headers
+    ]
     try:
         if "retry-after-ms" in headers:
             return max(timedelta(0), timedelta(milliseconds=float(headers["retry-after-ms"])))
@@ -202,7 +221,8 @@ def retry_after_delay(response: httpx.Response) -> timedelta:
             return max(timedelta(0), parsedate_to_datetime(value) - datetime.now(UTC))
     except (ValueError, TypeError):
         pass
-    return DEFAULT_RETRY_AFTER
+    known = [reset for reset in resets if reset is not None]
+    return max(known) if known else DEFAULT_RETRY_AFTER
 
 
 async def grade_answer(

@@ -161,6 +161,10 @@ class Proposal(Frozen):
     request_ids: list[str] = Field(
         default_factory=list, description="Model request ids of every call behind it."
     )
+    prompt_versions: list[str] = Field(
+        default_factory=list,
+        description="Every prompt behind it: drafting, conflict analysis, impact preview.",
+    )
     chunk: int | None = Field(default=None, description="Evidence chunk it was drafted from.")
     checks: list[CheckVerdict] = Field(default_factory=list)
     conflicts: list[Conflict] = Field(default_factory=list)

@@ -794,13 +794,14 @@ async def _save_proposal_facts(
     """What a proposal went through before review, beside its row: the model
     calls behind it, its check verdicts, conflicts, impact and evidence links."""
     await conn.executemany(
-        """INSERT INTO proposal_generation (proposal_id, request_ids, chunk, strict_review,
-               conflicts, impact) VALUES ($1, $2, $3, $4, $5, $6)
+        """INSERT INTO proposal_generation (proposal_id, request_ids, prompt_versions, chunk,
+               strict_review, conflicts, impact) VALUES ($1, $2, $3, $4, $5, $6, $7)
            ON CONFLICT (proposal_id) DO NOTHING""",
         [
             (
                 p.id,
                 p.request_ids,
+                p.prompt_versions or [p.prompt_version],
                 p.chunk,
                 p.strict_review,
                 [c.model_dump(mode="json") for c in p.conflicts],

@@ -155,10 +155,23 @@ async def test_a_server_without_structured_outputs_gets_json_mode() -> None:
         ({"retry-after-ms": "250"}, timedelta(milliseconds=250)),
         ({"retry-after": "3"}, timedelta(seconds=3)),
         ({"retry-after": "Thu, 01 Jan 1970 00:00:00 GMT"}, timedelta(0)),
-        ({"retry-after": "soon"}, DEFAULT_RETRY_AFTER),
+        (
+            {"x-ratelimit-reset-requests": "1s", "x-ratelimit-reset-tokens": "6m0.5s"},
+            timedelta(minutes=6, seconds=0.5),
+        ),
+        ({"x-ratelimit-reset-requests": "20ms"}, timedelta(milliseconds=20)),
+        ({"retry-after": "soon", "x-ratelimit-reset-requests": "later"}, DEFAULT_RETRY_AFTER),
         ({}, DEFAULT_RETRY_AFTER),
     ],
-    ids=["milliseconds", "seconds", "http-date-past", "garbage", "absent"],
+    ids=[
+        "milliseconds",
+        "seconds",
+        "http-date-past",
+        "reset-headers",
+        "reset-ms",
+        "garbage",
+        "absent",
+    ],
 )
 def test_retry_after_is_read_in_each_form_a_server_may_send(
     headers: dict[str, str], expected: timedelta

@@ -88,6 +88,12 @@ async def test_proposals_reach_review_with_evidence_checks_conflicts_and_impact_
         generation = await ledger.proposal_generation(proposal.id)
         assert generation is not None
         assert generation["request_ids"] == proposal.request_ids
+        assert generation["prompt_versions"] == [
+            "propose.v2",
+            "conflicts.v1",
+            "impact_answer.v1",
+            "grade.v1",
+        ]
         assert generation["evidence"] == sorted(proposal.draft.evidence)
         stored_checks = await ledger.checks("facts", proposal.id)
         assert [(c["check_name"], c["verdict"]) for c in stored_checks] == [

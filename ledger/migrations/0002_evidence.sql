@@ -31,6 +31,7 @@ CREATE TABLE evidence_selections (
 CREATE TABLE proposal_generation (
     proposal_id   text PRIMARY KEY REFERENCES proposals (proposal_id),
     request_ids   jsonb NOT NULL,
+    prompt_versions jsonb NOT NULL,
     chunk         integer,
     strict_review boolean NOT NULL,
     conflicts     jsonb NOT NULL,
