@@ -41,7 +41,10 @@ class EvidenceActivities:
             raise ApplicationError(
                 f"bad evidence:\n{error}", type="EvidenceFileError", non_retryable=True
             ) from error
-        selection, records = select_evidence(
+        # Parsing and packing a large set is CPU work: off the event loop, so
+        # the worker's other activities and heartbeats keep running.
+        selection, records = await asyncio.to_thread(
+            select_evidence,
             sourced,
             request.constitution,
             budget_tokens=self.budget_tokens,
@@ -66,7 +69,7 @@ class EvidenceActivities:
                 problems.append(f"{path}: cannot read evidence ({error.strerror})")
                 continue
             try:
-                items = parse_evidence(text, path)
+                items = await asyncio.to_thread(parse_evidence, text, path)
             except EvidenceFileError as error:
                 problems.append(str(error))
                 continue

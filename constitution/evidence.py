@@ -55,8 +55,29 @@ def item_tokens(item: EvidenceItem) -> int:
     return count_tokens(item.model_dump_json())
 
 
+_INSTRUCTION_WORDS = (
+    "ignore",
+    "disregard",
+    "delete",
+    "remove",
+    "retire",
+    "drop",
+    "system",
+    "you are now",
+    "<",
+)
+
+
+def _reads_like_instructions(text: str) -> bool:
+    lowered = text.lower()
+    # A cheap word test first: the pattern is slow, and most evidence has none.
+    if not any(word in lowered for word in _INSTRUCTION_WORDS):
+        return False
+    return INSTRUCTION_PATTERNS.search(lowered) is not None
+
+
 def looks_like_instructions(item: EvidenceItem) -> bool:
-    return INSTRUCTION_PATTERNS.search(item.model_dump_json()) is not None
+    return _reads_like_instructions(item.model_dump_json())
 
 
 def parse_evidence(text: str, source: str) -> list[EvidenceItem]:
@@ -149,6 +170,8 @@ def select_evidence(
     """
     known = {p.id for p in constitution.principles}
     entries = list(sourced)
+    dumped = [item.model_dump_json() for item, _ in entries]
+    sizes_of = [count_tokens(text) for text in dumped]
     ranked = sorted(
         range(len(entries)),
         key=lambda i: (not any(p in known for p in entries[i][0].principles), i),
@@ -159,7 +182,7 @@ def select_evidence(
     seen_summaries: set[str] = set()
     for index in ranked:
         item, _ = entries[index]
-        tokens = item_tokens(item)
+        tokens = sizes_of[index]
         summary_key = " ".join(item.summary.lower().split())
         if summary_key in seen_summaries:
             fates[index] = (None, "repeats the summary of an earlier item")
@@ -179,12 +202,13 @@ def select_evidence(
         sizes[slot] += tokens
         seen_summaries.add(summary_key)
         fates[index] = (slot, f"chunk {slot}")
+    # Built without validation: every field was computed here from valid items.
     records = [
-        SelectedItem(
+        SelectedItem.model_construct(
             item=item,
             source=source,
-            tokens=item_tokens(item),
-            suspicious=looks_like_instructions(item),
+            tokens=sizes_of[i],
+            suspicious=_reads_like_instructions(dumped[i]),
             chunk=fates[i][0],
             reason=fates[i][1],
         )

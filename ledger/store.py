@@ -30,6 +30,21 @@ from constitution import (
 )
 from constitution.evidence import EvidenceSelection, SelectedItem
 
+EVIDENCE_COLUMNS = [
+    "round_id",
+    "evidence_id",
+    "kind",
+    "summary",
+    "principles",
+    "detail",
+    "source",
+    "tokens",
+    "suspicious",
+    "chunk",
+    "selection",
+    "position",
+]
+
 ROUND_SELECT = (
     "SELECT round_id, workflow_id, state, base_version, result_version, spec,"
     " created_at, updated_at FROM rounds"
@@ -635,16 +650,19 @@ class Ledger:
 
     async def save_evidence(
         self, round_id: str, selection: EvidenceSelection, items: Sequence[SelectedItem]
-    ) -> None:
-        """Store a round's evidence and its selection in one transaction; a
-        retried import writes nothing twice."""
+    ) -> bool:
+        """Store a round's evidence and its selection in one transaction, with
+        COPY (a round may bring 100k items). The selection row marks the work
+        done, so a retried import writes nothing twice; returns whether it wrote."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.executemany(
-                """INSERT INTO evidence (round_id, evidence_id, kind, summary, principles, detail,
-                       source, tokens, suspicious, chunk, selection, position)
-                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
-                   ON CONFLICT (round_id, evidence_id) DO NOTHING""",
-                [
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"evidence:{round_id}")
+            if await conn.fetchval(
+                "SELECT 1 FROM evidence_selections WHERE round_id = $1", round_id
+            ):
+                return False
+            await conn.copy_records_to_table(
+                "evidence",
+                records=[
                     (
                         round_id,
                         s.item.id,
@@ -661,17 +679,18 @@ class Ledger:
                     )
                     for i, s in enumerate(items)
                 ],
+                columns=EVIDENCE_COLUMNS,
             )
             await conn.execute(
                 """INSERT INTO evidence_selections (round_id, budget_tokens, chunks, total_items,
-                       selected_items) VALUES ($1, $2, $3, $4, $5)
-                   ON CONFLICT (round_id) DO NOTHING""",
+                       selected_items) VALUES ($1, $2, $3, $4, $5)""",
                 round_id,
                 selection.budget_tokens,
                 len(selection.chunks),
                 selection.total_items,
                 selection.selected_items,
             )
+            return True
 
     async def evidence(self, round_id: str, *, selected_only: bool = False) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
