@@ -267,3 +267,19 @@ async def test_a_model_fault_retrying_cannot_fix_fails_the_round_with_nothing_ha
     async with ledger.pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM proposals") == 0
         assert await conn.fetchval("SELECT count(*) FROM proposal_checks") == 0
+
+
+async def test_a_retried_evidence_import_writes_nothing_twice(ledger: Ledger) -> None:
+    constitution = sample_constitution()
+    await ledger.save_version(constitution)
+    spec = RoundSpec(round_id="again", reviewers=[REVIEWER])
+    await ledger.open_round(spec, 1)
+    activities = EvidenceActivities(ledger, budget_tokens=150, max_chunks=2)
+    request = GatherEvidenceInput(spec=spec, constitution=constitution)
+    first = await ActivityEnvironment().run(activities.gather_evidence, request)
+    again = await ActivityEnvironment().run(activities.gather_evidence, request)
+    assert again == first
+    rows = await ledger.evidence("again")
+    assert len(rows) == first.total_items == 7
+    assert sum(1 for r in rows if r["chunk"] is not None) == first.selected_items < 7
+    assert {r["selection"] for r in rows if r["chunk"] is None} == {"all 2 chunks full"}
