@@ -9,6 +9,7 @@ source has been read and validated.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 
 from temporalio import activity
@@ -21,9 +22,36 @@ from constitution.evidence import (
     parse_evidence,
     select_evidence,
 )
-from constitution.models import EvidenceItem
+from constitution.models import EvidenceItem, EvidenceKind
 from constitution.samples import sample_path
-from ledger.store import Ledger
+from ledger.store import DecidedProposal, Ledger
+
+DECIDED = {"accept": "accepted", "reject": "rejected", "modify": "edited and accepted"}
+
+
+def feedback_item(round_id: str, decided: DecidedProposal) -> EvidenceItem:
+    """A reviewer's decision in an earlier round as evidence: what was rejected
+    and why, how accepted text was edited. Its id derives from the decision's,
+    so the same decision is the same item in every later round."""
+    what = f"{decided.kind} of {decided.target}" if decided.target else f"new {decided.title!r}"
+    because = f": {decided.comment}" if decided.comment else ""
+    return EvidenceItem(
+        id="fb-" + hashlib.sha256(decided.decision_id.encode()).hexdigest()[:16],
+        kind=EvidenceKind.reviewer_feedback,
+        summary=(
+            f"In round {round_id} reviewers {DECIDED[decided.decision]} proposal "
+            f"{decided.proposal_id} ({what}){because}"
+        )[:4000],
+        principles=list(
+            dict.fromkeys([*([decided.target] if decided.target else []), *decided.touches])
+        ),
+        detail={
+            "proposal": decided.proposal_id,
+            "decision": decided.decision,
+            **({"reason": decided.comment} if decided.comment else {}),
+            **({"edited_text": decided.edited_text} if decided.edited_text else {}),
+        },
+    )
 
 
 class EvidenceActivities:
@@ -76,11 +104,11 @@ class EvidenceActivities:
             sourced.extend((item, path) for item in items)
         if spec.evidence_from_round is not None:
             earlier = spec.evidence_from_round
-            feedback = await self.ledger.reviewer_feedback(earlier)
-            if feedback is None:
+            decided = await self.ledger.decided_proposals(earlier)
+            if decided is None:
                 problems.append(f"round:{earlier}: no such round in the ledger")
             else:
-                sourced.extend((item, f"round:{earlier}") for item in feedback)
+                sourced.extend((feedback_item(earlier, d), f"round:{earlier}") for d in decided)
         for item, source in sourced:
             if item.id in seen and seen[item.id] != source:
                 problems.append(f"{source}: evidence id {item.id!r} is also in {seen[item.id]}")

@@ -33,7 +33,7 @@ from temporalio.exceptions import ApplicationError
 
 from constitution import Grade, ProposalBatch
 from constitution.contracts import ProposeInput, ProposeResult
-from constitution.models import Proposal
+from constitution.models import Proposal, needs_strict_review
 
 Schema = TypeVar("Schema", bound=BaseModel)
 Result = TypeVar("Result")
@@ -283,6 +283,7 @@ class ModelActivities:
                 model=self.model.model,
                 request_ids=request_ids,
                 chunk=request.chunk,
+                strict_review=needs_strict_review(draft, request.constitution),
             )
             for i, draft in enumerate(batch.proposals, start=1)
         ]

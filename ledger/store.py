@@ -22,7 +22,6 @@ from pydantic import BaseModel
 from constitution import (
     ConstitutionVersion,
     Decision,
-    EvidenceItem,
     Principle,
     Proposal,
     RoundSpec,
@@ -86,6 +85,18 @@ class TransitionRow(BaseModel):
     at: datetime
     prev_hash: str | None
     hash: str
+
+
+class DecidedProposal(BaseModel):
+    decision_id: str
+    decision: str
+    edited_text: str | None
+    comment: str | None
+    proposal_id: str
+    kind: str
+    target: str | None
+    title: str | None
+    touches: list[str]
 
 
 class ChainBreak(BaseModel):
@@ -708,43 +719,19 @@ class Ledger:
         )
         return dict(row) if row else None
 
-    async def reviewer_feedback(self, round_id: str) -> list[EvidenceItem] | None:
-        """An earlier round's decisions as evidence: what reviewers rejected and
-        why, and how they edited what they accepted. None if no such round."""
+    async def decided_proposals(self, round_id: str) -> list[DecidedProposal] | None:
+        """A round's decisions with the proposals they settled, in the order
+        taken; None if there is no such round."""
         if await self.get_round(round_id) is None:
             return None
         rows = await self.pool.fetch(
-            """SELECT d.decision_id, d.kind AS decision, d.text AS edited, d.comment,
-                   d.reviewer, p.proposal_id, p.kind, p.target, p.title, p.text, p.touches
+            """SELECT d.decision_id, d.kind AS decision, d.text AS edited_text, d.comment,
+                   p.proposal_id, p.kind, p.target, p.title, p.touches
                FROM decisions d JOIN proposals p USING (proposal_id)
                WHERE d.round_id = $1 ORDER BY d.decided_at, d.decision_id""",
             round_id,
         )
-        items = []
-        for r in rows:
-            what = f"{r['kind']} of {r['target']}" if r["target"] else f"new {r['title']!r}"
-            verb = {"accept": "accepted", "reject": "rejected", "modify": "edited and accepted"}
-            because = f": {r['comment']}" if r["comment"] else ""
-            items.append(
-                EvidenceItem(
-                    id="fb-" + hashlib.sha256(r["decision_id"].encode()).hexdigest()[:16],
-                    kind="reviewer_feedback",
-                    summary=(
-                        f"In round {round_id} reviewers {verb[r['decision']]} proposal "
-                        f"{r['proposal_id']} ({what}){because}"
-                    )[:4000],
-                    principles=list(
-                        dict.fromkeys([*([r["target"]] if r["target"] else []), *r["touches"]])
-                    ),
-                    detail={
-                        "proposal": r["proposal_id"],
-                        "decision": r["decision"],
-                        **({"reason": r["comment"]} if r["comment"] else {}),
-                        **({"edited_text": r["edited"]} if r["edited"] else {}),
-                    },
-                )
-            )
-        return items
+        return [DecidedProposal(**dict(r)) for r in rows]
 
     async def record_dropped_drafts(self, round_id: str, drafts: Sequence[Proposal]) -> None:
         """Drafts the checks kept from reviewers, with every verdict."""
