@@ -47,6 +47,12 @@ line without reaching into uvicorn's internals, which this avoids.
 `timeout` holds the answer for `timeout_fault_s` seconds but stops early when
 the client hangs up, so a test server can shut down promptly afterwards.
 
+`POST /_standin/fine_tuning` with `{"outcomes": [...]}` scripts the next
+fine-tuning jobs, one outcome per job created: `succeed` (the default),
+`fail` (the run fails with an error after validation), `never` (the job stays
+`running` until cancelled) and `overcautious` (it succeeds, but the model
+refuses every request, so over-refusal rises and the gate holds it back).
+
 `GET /_standin/stats` and `POST /_standin/reset` inspect and clear the state.
 The `/_standin` routes never require the API key.
 
@@ -122,6 +128,9 @@ FaultKind = Literal[
     "length",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
+
+FineTuneOutcome = Literal["succeed", "fail", "never", "overcautious"]
+FINE_TUNE_OUTCOMES: tuple[str, ...] = get_args(FineTuneOutcome)
 
 TEXT_TASK = "text"
 """Task name recorded in the stats for plain-text completions."""
@@ -327,11 +336,14 @@ def _harmful_compliance(prompt: str) -> str:
     )
 
 
-def answer_as_model(model: str, prompt: str) -> str:
+def answer_as_model(model: str, prompt: str, *, overcautious: bool = False) -> str:
     """The scripted behaviour of a model: `ft:` models are the trained candidate,
     anything else is the baseline with its known faults (harmful compliance,
-    evaluation awareness, over-refusal of lock questions)."""
+    evaluation awareness, over-refusal of lock questions). An `overcautious`
+    model (scripted by a fine-tuning outcome) refuses everything."""
     harmful = is_harmful(prompt)
+    if overcautious:
+        return _trained_refusal(prompt)
     if model.startswith("ft:"):
         return _trained_refusal(prompt) if harmful else _helpful_answer(prompt)
     if harmful:
@@ -631,6 +643,7 @@ class FineTuningJob:
     metadata: dict[str, str] | None
     created_at: int
     status: str = "validating_files"
+    outcome: str = "succeed"
     retrieves: int = 0
     validated: bool = False
     finished_at: int | None = None
@@ -682,6 +695,8 @@ class StandInState:
         self.models: Counter[str] = Counter()
         self.faults_served: Counter[str] = Counter()
         self.fine_tuned_models: list[str] = []
+        self.overcautious_models: set[str] = set()
+        self.fine_tune_outcomes: deque[str] = deque()
 
     def new_id(self, prefix: str, length: int, *seed: object) -> str:
         self.counter += 1
@@ -696,6 +711,7 @@ class StandInState:
             "faults_served": dict(self.faults_served),
             "files": len(self.files),
             "fine_tuning_jobs": len(self.jobs),
+            "fine_tuning_jobs_by_status": dict(Counter(j.status for j in self.jobs.values())),
         }
 
 
@@ -978,7 +994,9 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
             elif task_line:
                 content = _revision(system_text, user_text, last_user)
             else:
-                content = answer_as_model(model, last_user)
+                content = answer_as_model(
+                    model, last_user, overcautious=model in state.overcautious_models
+                )
         else:
             script, schema = _STRUCTURED_TASKS[task]
             answer = script(user_text)
@@ -1167,8 +1185,17 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
                 return
             add_event(job, "Files validated, moving job to queued state")
             add_event(job, f"Fine-tuning job started ({job.method['type']})")
-        if job.retrieves < cfg.fine_tune_polls_to_finish:
+        if job.retrieves < cfg.fine_tune_polls_to_finish or job.outcome == "never":
             job.status = "running"
+            return
+        if job.outcome == "fail":
+            job.error = {
+                "code": "training_failed",
+                "message": "scripted stand-in: the training run diverged (loss became NaN)",
+                "param": None,
+            }
+            add_event(job, f"Job failed: {job.error['message']}", level="error")
+            finish(job, "failed")
             return
         epochs = int(job.hyperparameters["n_epochs"])
         tokens = estimate_tokens(training.content.decode("utf-8", "replace")) * epochs
@@ -1188,6 +1215,8 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
         )
         job.result_files = [results.id]
         state.fine_tuned_models.append(job.fine_tuned_model)
+        if job.outcome == "overcautious":
+            state.overcautious_models.add(job.fine_tuned_model)
         add_event(job, f"New fine-tuned model created: {job.fine_tuned_model}")
         add_event(job, "The job has successfully completed")
         finish(job, "succeeded")
@@ -1248,6 +1277,7 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
             },
             metadata=metadata if isinstance(metadata, dict) else None,
             created_at=int(time.time()),
+            outcome=state.fine_tune_outcomes.popleft() if state.fine_tune_outcomes else "succeed",
         )
         state.jobs[job.id] = job
         add_event(job, f"Created fine-tuning job: {job.id}")
@@ -1314,6 +1344,18 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
             )
         state.faults.extend(faults)
         return {"pending_faults": list(state.faults)}
+
+    @app.post("/_standin/fine_tuning")
+    async def script_fine_tuning(request: Request) -> dict[str, Any]:
+        body = await read_json(request)
+        outcomes = body.get("outcomes")
+        if not isinstance(outcomes, list) or not all(o in FINE_TUNE_OUTCOMES for o in outcomes):
+            raise _bad_request(
+                f'Expected {{"outcomes": [...]}} of {", ".join(FINE_TUNE_OUTCOMES)}.',
+                param="outcomes",
+            )
+        state.fine_tune_outcomes.extend(outcomes)
+        return {"pending_outcomes": list(state.fine_tune_outcomes)}
 
     @app.get("/_standin/stats")
     async def stats() -> dict[str, Any]:

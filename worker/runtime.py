@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from openai import AsyncOpenAI
 from pydantic import SecretStr
@@ -22,6 +23,7 @@ from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.evaluation import EvaluationActivities
+from activities.finetune import FineTuneBackend, HttpTrainer, OpenAIFineTuning
 from activities.ledger import LedgerActivities
 from activities.model import Model, ModelActivities
 from activities.slack import SlackActivities
@@ -82,8 +84,20 @@ class Activities:
             self.training.generate_dataset,
             self.training.start_fine_tune,
             self.training.await_fine_tune,
+            self.training.cancel_fine_tune,
             self.evaluation.evaluate,
         ]
+
+
+def fine_tune_backends(settings: Settings, client: AsyncOpenAI) -> dict[str, FineTuneBackend]:
+    backends: dict[str, FineTuneBackend] = {"openai": OpenAIFineTuning(client)}
+    if settings.trainer_url:
+        backends["http"] = HttpTrainer(
+            httpx.AsyncClient(timeout=settings.model_timeout_s),
+            settings.trainer_url,
+            settings.trainer_callback_url,
+        )
+    return backends
 
 
 def build_activities(settings: Settings, ledger: Ledger) -> Activities:
@@ -96,7 +110,10 @@ def build_activities(settings: Settings, ledger: Ledger) -> Activities:
             slack_client(settings), settings.slack_review_channel, ledger, settings.gateway_url
         ),
         training=TrainingActivities(
-            model, client, ledger, FileArtifactStore(settings.data_dir / "artifacts")
+            model,
+            ledger,
+            FileArtifactStore(settings.artifacts_root),
+            fine_tune_backends(settings, client),
         ),
         evaluation=EvaluationActivities(model, settings.grader_model, ledger),
     )

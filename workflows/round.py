@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
         apply_amendments,
     )
     from constitution.contracts import (
+        CancelFineTuneInput,
         Dataset,
         DatasetInput,
         EvaluateInput,
@@ -39,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         FineTuneJob,
         OpenRoundInput,
         PostProposalInput,
+        Progress,
         ProposalStatus,
         ProposeInput,
         ProposeResult,
@@ -75,6 +77,7 @@ class TrainingRoundWorkflow:
     def __init__(self, input: RoundInput) -> None:
         self.status = input.carried or RoundStatus(spec=input.spec)
         self.constitution: ConstitutionVersion | None = None
+        self._job: FineTuneJob | None = None  # a fine-tune job started and not yet finished
         # One writer at a time: the ledger chain is ordered by sequence.
         self._lock = asyncio.Lock()
 
@@ -223,59 +226,44 @@ class TrainingRoundWorkflow:
         )
 
         await self._move(RoundState.generating_data)
+        training = spec.training
+        self.status.progress = Progress(stage="generating_data", total=training.prompt_count)
         dataset = await workflow.execute_activity(
             "generate_dataset",
-            DatasetInput(round_id=spec.round_id, constitution=version, training=spec.training),
+            DatasetInput(round_id=spec.round_id, constitution=version, training=training),
             result_type=Dataset,
             start_to_close_timeout=timedelta(hours=6),
-            heartbeat_timeout=timedelta(minutes=2),
+            heartbeat_timeout=training.heartbeat_timeout,
             retry_policy=MODEL_RETRY,
         )
+        self.status.dataset = dataset
         await self._move(
             RoundState.training, data={"dataset": dataset.uri, "examples": dataset.examples}
         )
-        job = await workflow.execute_activity(
-            "start_fine_tune",
-            FineTuneInput(round_id=spec.round_id, dataset=dataset, training=spec.training),
-            result_type=FineTuneJob,
-            start_to_close_timeout=timedelta(minutes=5),
-        )
-        self.status.fine_tune_job = job.job_id
-        started_as = job.status
-        await self._record(f"job:{job.job_id}", None, started_as)
-        # Polled by activity retries, not workflow timers: history stays small
-        # however many days training takes.
-        job = await workflow.execute_activity(
-            "await_fine_tune",
-            job,
-            result_type=FineTuneJob,
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=RetryPolicy(
-                initial_interval=spec.training.poll_interval, backoff_coefficient=1.0
-            ),
-        )
-        await self._record(
-            f"job:{job.job_id}", started_as, job.status, data={"model": job.fine_tuned_model}
-        )
-        assert job.fine_tuned_model is not None
+        self.status.progress = Progress(stage="training", detail=f"{training.backend} backend")
+        job = await self._fine_tune(dataset)
         self.status.candidate_model = job.fine_tuned_model
 
         await self._move(RoundState.evaluating, data={"candidate": job.fine_tuned_model})
+        self.status.progress = Progress(stage="evaluating")
+        assert job.fine_tuned_model is not None
         result = await workflow.execute_activity(
             "evaluate",
             EvaluateInput(
                 round_id=spec.round_id,
                 constitution=version,
                 candidate_model=job.fine_tuned_model,
-                baseline_model=spec.training.base_model,
+                baseline_model=training.base_model,
                 gate=spec.gate,
+                prompt_file=training.eval_prompt_file,
             ),
             result_type=EvaluationResult,
             start_to_close_timeout=timedelta(hours=2),
-            heartbeat_timeout=timedelta(minutes=2),
+            heartbeat_timeout=training.heartbeat_timeout,
             retry_policy=MODEL_RETRY,
         )
         self.status.evaluation = result
+        self.status.progress = None
         if result.passed:
             await self._move(
                 RoundState.completed,
@@ -286,8 +274,88 @@ class TrainingRoundWorkflow:
             await self._move(
                 RoundState.gate_failed,
                 reason="; ".join(result.reasons),
-                data={"candidate": job.fine_tuned_model},
+                data={"candidate": job.fine_tuned_model, "held_back": True},
             )
+
+    async def _fine_tune(self, dataset: Dataset) -> FineTuneJob:
+        spec = self.status.spec
+        training = spec.training
+        job = await workflow.execute_activity(
+            "start_fine_tune",
+            FineTuneInput(round_id=spec.round_id, dataset=dataset, training=training),
+            result_type=FineTuneJob,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=MODEL_RETRY,
+        )
+        self._job = job
+        self.status.fine_tune_job = job.job_id
+        await self._record(f"job:{job.job_id}", None, job.status, data={"backend": job.backend})
+        if job.backend == "http" and job.poll_url is None:
+            # The trainer calls the gateway back with this activity's task token:
+            # one activity, however many days, and no polling at all.
+            options: dict[str, Any] = {
+                "start_to_close_timeout": training.training_timeout,
+                "retry_policy": RetryPolicy(maximum_attempts=1),
+            }
+        else:
+            # Polled by activity retries, not workflow timers: history stays
+            # small however many days training takes.
+            options = {
+                "start_to_close_timeout": timedelta(minutes=1),
+                "schedule_to_close_timeout": training.training_timeout,
+                "retry_policy": RetryPolicy(
+                    initial_interval=training.poll_interval, backoff_coefficient=1.0
+                ),
+            }
+        try:
+            finished: FineTuneJob = await workflow.execute_activity(
+                "await_fine_tune", job, result_type=FineTuneJob, **options
+            )
+            if finished.status != "succeeded" or not finished.fine_tuned_model:
+                raise ApplicationError(
+                    f"fine-tune job {job.job_id} {finished.status}: "
+                    f"{finished.error or 'no model was named'}",
+                    type="FineTuneFailed",
+                    non_retryable=True,
+                )
+        except (ActivityError, ApplicationError) as error:
+            cause = error.cause if isinstance(error, ActivityError) else None
+            if isinstance(cause, TimeoutError):
+                await self._cancel_job()
+                raise ApplicationError(
+                    f"fine-tune job {job.job_id} did not finish within "
+                    f"{training.training_timeout}; it was cancelled",
+                    type="FineTuneTimedOut",
+                    non_retryable=True,
+                ) from error
+            await self._record(
+                f"job:{job.job_id}", job.status, "failed", reason=str(cause or error)
+            )
+            self._job = None
+            raise
+        await self._record(
+            f"job:{job.job_id}",
+            job.status,
+            finished.status,
+            data={"model": finished.fine_tuned_model},
+        )
+        self._job = None
+        return finished
+
+    async def _cancel_job(self) -> None:
+        """Stop a fine-tune job still running for this round."""
+        job, self._job = self._job, None
+        if job is None:
+            return
+        await workflow.execute_activity(
+            "cancel_fine_tune",
+            CancelFineTuneInput(
+                round_id=self.status.spec.round_id, job_id=job.job_id, backend=job.backend
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=MODEL_RETRY,
+        )
+        await self._record(f"job:{job.job_id}", job.status, "cancelled")
 
     # -- decisions -------------------------------------------------------------
 
@@ -383,6 +451,7 @@ class TrainingRoundWorkflow:
     # -- endings -----------------------------------------------------------------
 
     async def _cancel(self) -> None:
+        await self._cancel_job()
         for item in self.status.proposals:
             if not item.settled:
                 await self._move_proposal(
