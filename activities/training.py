@@ -81,6 +81,16 @@ class Item:
     prompt: str
 
 
+def _teaches_nothing(example: dict[str, Any]) -> str | None:
+    """Why an example is left out of the file, or None. A preference pair of
+    two equal answers carries no preference: DPO would learn nothing from it."""
+    if "preferred_output" in example and (
+        example["preferred_output"] == example["non_preferred_output"]
+    ):
+        return "both answers are the same"
+    return None
+
+
 def _rule(principle: Principle) -> str:
     return f"<principle>{principle.id}. {principle.title}: {principle.text}</principle>"
 
@@ -139,6 +149,7 @@ class TrainingActivities:
                     principle_id=principle.id,
                     method=request.training.method,
                     example=example,
+                    skipped=_teaches_nothing(example),
                 )
                 done += 1
                 self._beat(done, len(items), f"{item.prompt_id} under {principle.id}")
@@ -154,7 +165,8 @@ class TrainingActivities:
         activity.heartbeat(Progress(stage="generating_data", done=done, total=total, detail=detail))
 
     async def _assemble(self, request: DatasetInput, prompt_set: str) -> Dataset:
-        rows = await self.ledger.dataset_examples(request.round_id)
+        everything = await self.ledger.dataset_examples(request.round_id)
+        rows = [r for r in everything if not r["skipped"]]
         lines = "".join(json.dumps(r["example"], sort_keys=True) + "\n" for r in rows).encode()
         uri = self.store.put(lines, ".jsonl")
         manifest = [
@@ -171,6 +183,7 @@ class TrainingActivities:
             method=request.training.method,
             manifest_uri=manifest_uri,
             prompt_set=prompt_set,
+            skipped=len(everything) - len(rows),
         )
         await self.ledger.record_dataset(
             round_id=request.round_id,
@@ -180,6 +193,7 @@ class TrainingActivities:
             sha256=dataset.sha256,
             manifest_uri=manifest_uri,
             examples=dataset.examples,
+            skipped=dataset.skipped,
             prompt_set=prompt_set,
         )
         return dataset

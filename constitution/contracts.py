@@ -195,6 +195,9 @@ class Dataset(Contract):
         default=None, description="JSON list of each example's prompt id and drawn principle."
     )
     prompt_set: str = "shipped"
+    skipped: int = Field(
+        default=0, description="Examples left out because they teach nothing (equal pair)."
+    )
 
 
 class FineTuneInput(Contract):

@@ -551,19 +551,21 @@ class Ledger:
         principle_id: str,
         method: str,
         example: dict[str, Any],
+        skipped: str | None = None,
     ) -> bool:
         """Keep one finished example; False when that position was already kept
         (a generation that resumed or ran twice keeps the first)."""
         status = await self.pool.execute(
             """INSERT INTO dataset_examples (round_id, position, prompt_id, principle_id,
-                   method, example)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (round_id, position) DO NOTHING""",
+                   method, example, skipped)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (round_id, position) DO NOTHING""",
             round_id,
             position,
             prompt_id,
             principle_id,
             method,
             example,
+            skipped,
         )
         return bool(status == "INSERT 0 1")
 
@@ -583,12 +585,13 @@ class Ledger:
         sha256: str,
         manifest_uri: str | None,
         examples: int,
+        skipped: int,
         prompt_set: str,
     ) -> None:
         await self.pool.execute(
             """INSERT INTO datasets (round_id, constitution_version, method, uri, sha256,
-                   manifest_uri, examples, prompt_set)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (round_id) DO NOTHING""",
+                   manifest_uri, examples, skipped, prompt_set)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (round_id) DO NOTHING""",
             round_id,
             constitution_version,
             method,
@@ -596,6 +599,7 @@ class Ledger:
             sha256,
             manifest_uri,
             examples,
+            skipped,
             prompt_set,
         )
 

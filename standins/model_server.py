@@ -44,6 +44,10 @@ headers announcing a body, then returns without sending it: uvicorn logs
 connection, which httpx reports as a protocol error and the `openai` client as
 `APIConnectionError`. ASGI offers no way to close a socket before the status
 line without reaching into uvicorn's internals, which this avoids.
+With `"task": "<name>"` in the body (`Grade`, `PreferenceJudgement`,
+`ProposalBatch` or `text`) the faults wait for a completion of that task and
+spoil its answer; only the answer faults (`malformed_json`, `wrong_shape`,
+`refusal`, `length`) can be aimed so.
 `timeout` holds the answer for `timeout_fault_s` seconds but stops early when
 the client hangs up, so a test server can shut down promptly afterwards.
 
@@ -144,6 +148,7 @@ _TASK_LINE = re.compile(r"Task:\s*(critique|revise)\b", re.IGNORECASE)
 _FILE_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
 _MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+_ANSWER_FAULTS = frozenset({"malformed_json", "wrong_shape", "refusal", "length"})
 
 
 class ScriptedModelConfig(BaseModel):
@@ -690,6 +695,7 @@ class StandInState:
         self.files: dict[str, StoredFile] = {}
         self.jobs: dict[str, FineTuningJob] = {}
         self.faults: deque[str] = deque()
+        self.task_faults: dict[str, deque[str]] = {}
         self.requests: Counter[str] = Counter()
         self.tasks: Counter[str] = Counter()
         self.models: Counter[str] = Counter()
@@ -982,6 +988,9 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
             (_message_text(m.get("content")) for m in reversed(messages) if m["role"] == "user"), ""
         )
         task = _task_of(body, system_text, messages)
+        if fault is None and state.task_faults.get(task):
+            fault = state.task_faults[task].popleft()
+            state.faults_served[fault] += 1
         state.tasks[task] += 1
         state.models[model] += 1
         if cfg.latency_s:
@@ -1342,8 +1351,18 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
             raise _bad_request(
                 f"Unknown faults {unknown}; known: {', '.join(FAULT_KINDS)}.", param="faults"
             )
-        state.faults.extend(faults)
-        return {"pending_faults": list(state.faults)}
+        task = body.get("task")
+        if task is None:
+            state.faults.extend(faults)
+            return {"pending_faults": list(state.faults)}
+        if task not in (*_STRUCTURED_TASKS, TEXT_TASK) or not set(faults) <= _ANSWER_FAULTS:
+            raise _bad_request(
+                f"A fault aimed at one task must name a known task ({', '.join(_STRUCTURED_TASKS)}"
+                f", {TEXT_TASK}) and be one of {', '.join(sorted(_ANSWER_FAULTS))}.",
+                param="task",
+            )
+        state.task_faults.setdefault(task, deque()).extend(faults)
+        return {"pending_faults": list(state.faults), "task": task, "task_faults": faults}
 
     @app.post("/_standin/fine_tuning")
     async def script_fine_tuning(request: Request) -> dict[str, Any]:

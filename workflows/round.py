@@ -15,7 +15,12 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from constitution import (
@@ -98,6 +103,9 @@ class TrainingRoundWorkflow:
             await self._cancel()
             raise
         except (ActivityError, ApplicationError, IllegalTransition) as error:
+            if is_cancelled_exception(error):  # an activity cancelled with the round
+                await self._cancel()
+                raise
             await self._fail(error)
             raise ApplicationError(
                 f"round failed: {self.status.error}", non_retryable=True
@@ -319,8 +327,13 @@ class TrainingRoundWorkflow:
                     non_retryable=True,
                 )
         except (ActivityError, ApplicationError) as error:
+            if is_cancelled_exception(error):
+                raise  # the round is being cancelled: it cancels the job
             cause = error.cause if isinstance(error, ActivityError) else None
-            if isinstance(cause, TimeoutError):
+            timed_out = isinstance(error, ActivityError) and (
+                isinstance(cause, TimeoutError) or error.retry_state is RetryState.TIMEOUT
+            )
+            if timed_out:
                 await self._cancel_job()
                 raise ApplicationError(
                     f"fine-tune job {job.job_id} did not finish within "

@@ -11,6 +11,9 @@ CREATE TABLE dataset_examples (
     principle_id  text NOT NULL,
     method        text NOT NULL,
     example       jsonb NOT NULL,
+    -- Set when the example teaches nothing (a preference pair of two equal
+    -- answers): kept so it is not generated again, left out of the file.
+    skipped       text,
     created_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (round_id, position)
 );
@@ -24,6 +27,7 @@ CREATE TABLE datasets (
     sha256                text NOT NULL,
     manifest_uri          text,
     examples              integer NOT NULL,
+    skipped               integer NOT NULL DEFAULT 0,
     prompt_set            text NOT NULL,
     created_at            timestamptz NOT NULL DEFAULT now()
 );
