@@ -43,7 +43,7 @@ async def round_status(client: Client, round_id: str) -> RoundStatus:
     try:
         status = await handle.query(TrainingRoundWorkflow.state)
         if status.progress is not None:
-            status.progress = await _heartbeated(client, handle) or status.progress
+            status.progress = await heartbeat_progress(client, handle) or status.progress
     except RPCError as error:
         if error.status is RPCStatusCode.NOT_FOUND:
             raise RoundNotFound(f"no round {round_id}") from error
@@ -51,7 +51,7 @@ async def round_status(client: Client, round_id: str) -> RoundStatus:
     return status
 
 
-async def _heartbeated(client: Client, handle: WorkflowHandle[Any, Any]) -> Progress | None:
+async def heartbeat_progress(client: Client, handle: WorkflowHandle[Any, Any]) -> Progress | None:
     """Workflows cannot see heartbeats; Temporal keeps the last one on the
     pending activity, where a describe finds it."""
     description = await handle.describe()
