@@ -140,6 +140,7 @@ def gateway_app(settings: Settings, database_url: str, temporal: Client) -> Fast
             task_queue=settings.temporal_task_queue,
             database_url=SecretStr(database_url),
             slack=slack_client(settings),
+            trainer_secret=settings.trainer_secret,
         ),
         temporal,
     )
