@@ -166,6 +166,13 @@ class ScriptedModelConfig(BaseModel):
         description="A fine-tuning job reports 'succeeded' on this retrieve; 0: at creation.",
     )
     latency_s: float = Field(default=0.0, ge=0, description="Added to every chat completion.")
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Chat completions served at once; more wait their turn, as on a real "
+        "server at capacity. With latency_s this fixes the capacity: "
+        "max_concurrency / latency_s requests per second.",
+    )
     timeout_fault_s: float = Field(
         default=30.0, ge=0, description="How long the 'timeout' fault holds the answer."
     )
@@ -703,6 +710,8 @@ class StandInState:
         self.fine_tuned_models: list[str] = []
         self.overcautious_models: set[str] = set()
         self.fine_tune_outcomes: deque[str] = deque()
+        self.in_flight = 0
+        self.peak_in_flight = 0
 
     def new_id(self, prefix: str, length: int, *seed: object) -> str:
         self.counter += 1
@@ -718,6 +727,7 @@ class StandInState:
             "files": len(self.files),
             "fine_tuning_jobs": len(self.jobs),
             "fine_tuning_jobs_by_status": dict(Counter(j.status for j in self.jobs.values())),
+            "peak_in_flight": self.peak_in_flight,
         }
 
 
@@ -909,6 +919,7 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
     )
     app.state.standin = state
     app.state.standin_config = cfg
+    slots = asyncio.Semaphore(cfg.max_concurrency or 1_000_000)
     app.add_middleware(_EdgeMiddleware, state=state, config=cfg)
 
     @app.exception_handler(StandInAPIError)
@@ -994,7 +1005,13 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
         state.tasks[task] += 1
         state.models[model] += 1
         if cfg.latency_s:
-            await asyncio.sleep(cfg.latency_s)
+            async with slots:
+                state.in_flight += 1
+                state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
+                try:
+                    await asyncio.sleep(cfg.latency_s)
+                finally:
+                    state.in_flight -= 1
 
         if task == TEXT_TASK:
             task_line = _TASK_LINE.search(system_text)
