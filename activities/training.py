@@ -154,10 +154,12 @@ class TrainingActivities:
                 done += 1
                 self._beat(done, len(items), f"{item.prompt_id} under {principle.id}")
 
-        # As many examples at once as the model may serve calls at once: each
-        # example's calls are sequential, so the server always has that many.
+        # Twice as many examples under way as the model serves calls at once:
+        # each example's calls are sequential, and while one example writes its
+        # result or waits to start its next call, another's call takes the slot,
+        # so the server is kept at its limit (the model's semaphore holds it there).
         async with asyncio.TaskGroup() as group:
-            for _ in range(min(self.model.concurrency, len(todo))):
+            for _ in range(min(2 * self.model.concurrency, len(todo))):
                 group.create_task(work())
         return await self._assemble(request, prompt_set=request.training.prompt_file or "shipped")
 
