@@ -13,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from activities.batch import BatchRunner
 from activities.finetune import FineTuneBackend, FineTuneRefused, HttpTrainer
-from activities.model import Model, Prompt
+from activities.model import Model, Prompt, json_instructions
 from constitution import ConstitutionVersion, PreferenceJudgement, Principle
 from constitution.contracts import (
     CancelFineTuneInput,
@@ -72,13 +73,63 @@ def draw_principle(version: ConstitutionVersion, key: str) -> Principle:
     return version.principles[index]
 
 
-@dataclass(frozen=True)
-class Item:
-    """One example to make: its position in the round's list, and its prompt."""
+class Draft(BaseModel):
+    """One example on its way through the recipe: its place in the round's
+    list, its prompt, the principle drawn for it, and the answers so far."""
 
     position: int
     prompt_id: str
     prompt: str
+    principle_id: str
+    response: str = ""
+    critique: str = ""
+    revision: str = ""
+    preferred: str | None = None
+
+
+class BatchCheckpoint(BaseModel):
+    """Where a generation through the Batch API stands: heartbeated beside the
+    progress, so a replacement worker picks up the batch it was waiting for."""
+
+    step: int = 0
+    batch_id: str | None = None
+    drafts_uri: str | None = None
+
+
+def recipe(method: str, passes: int) -> list[str]:
+    """The Constitutional AI steps of one example, in order."""
+    return ["answer", *(["critique", "revise"] * passes), *(["prefer"] if method == "dpo" else [])]
+
+
+def _example_of(draft: Draft, method: str) -> dict[str, Any]:
+    """The fine-tuning line of a finished draft: chat SFT or a DPO pair."""
+    if method != "dpo":
+        return {
+            "messages": [
+                {"role": "user", "content": draft.prompt},
+                {"role": "assistant", "content": draft.revision},
+            ]
+        }
+    first, revised = draft.response, draft.revision
+    chosen, other = (first, revised) if draft.preferred == "A" else (revised, first)
+    return {
+        "input": {"messages": [{"role": "user", "content": draft.prompt}]},
+        "preferred_output": [{"role": "assistant", "content": chosen}],
+        "non_preferred_output": [{"role": "assistant", "content": other}],
+    }
+
+
+def _judged(answer: str, draft: Draft) -> str:
+    """The preference in a batch's answer, validated as the online path validates it."""
+    try:
+        return PreferenceJudgement.model_validate_json(answer).preferred
+    except ValidationError as error:
+        raise ApplicationError(
+            f"the model's judgement for {draft.prompt_id} did not match PreferenceJudgement: "
+            f"{error.errors()[0]['msg']}",
+            type="ModelOutputInvalid",
+            non_retryable=True,
+        ) from error
 
 
 def _teaches_nothing(example: dict[str, Any]) -> str | None:
@@ -102,11 +153,13 @@ class TrainingActivities:
         ledger: Ledger,
         store: ArtifactStore,
         backends: dict[str, FineTuneBackend],
+        batches: BatchRunner | None = None,
     ) -> None:
         self.model = model
         self.ledger = ledger
         self.store = store
         self.backends = backends
+        self.batches = batches or BatchRunner(model.client)
         self.critique = Prompt.load("critique.v1")
         self.revise = Prompt.load("revise.v1")
         self.prefer = Prompt.load("prefer.v1")
@@ -120,39 +173,46 @@ class TrainingActivities:
         except PromptSetError as error:
             raise ApplicationError(str(error), type="PromptSetError", non_retryable=True) from error
         # The prompt set is cycled to the requested count; the pass number keeps ids unique.
-        items = [
-            Item(i, f"{p.id}#{i // len(prompts)}", p.prompt)
-            for i in range(request.training.prompt_count)
-            for p in [prompts[i % len(prompts)]]
-        ]
+        drafts = []
+        for i in range(request.training.prompt_count):
+            prompt = prompts[i % len(prompts)]
+            prompt_id = f"{prompt.id}#{i // len(prompts)}"
+            principle = draw_principle(request.constitution, f"{request.round_id}:{prompt_id}")
+            drafts.append(
+                Draft(
+                    position=i, prompt_id=prompt_id, prompt=prompt.prompt, principle_id=principle.id
+                )
+            )
+        total = len(drafts)
         kept = {r["position"] for r in await self.ledger.dataset_examples(request.round_id)}
-        todo = [item for item in items if item.position not in kept]
-        done = len(items) - len(todo)
+        todo = [d for d in drafts if d.position not in kept]
+        done = total - len(todo)
         if done:
             activity.logger.info(
-                "round %s: resuming dataset at %d of %d", request.round_id, done, len(items)
+                "round %s: resuming dataset at %d of %d", request.round_id, done, total
             )
-        self._beat(done, len(items), "resumed" if done else "started")
-        queue: asyncio.Queue[Item] = asyncio.Queue()
-        for item in todo:
-            queue.put_nowait(item)
+        self._beat(done, total, "resumed" if done else "started")
+        if request.training.use_batch_api and todo:
+            await self._by_batch(request, todo, total)
+            for draft in todo:
+                await self._keep(request, draft)
+        else:
+            await self._online(request, todo, total)
+        return await self._assemble(request, prompt_set=request.training.prompt_file or "shipped")
+
+    async def _online(self, request: DatasetInput, todo: list[Draft], total: int) -> None:
+        done = total - len(todo)
+        queue: asyncio.Queue[Draft] = asyncio.Queue()
+        for draft in todo:
+            queue.put_nowait(draft)
 
         async def work() -> None:
             nonlocal done
             while not queue.empty():
-                item = queue.get_nowait()
-                principle, example = await self._example(request, item)
-                await self.ledger.record_example(
-                    round_id=request.round_id,
-                    position=item.position,
-                    prompt_id=item.prompt_id,
-                    principle_id=principle.id,
-                    method=request.training.method,
-                    example=example,
-                    skipped=_teaches_nothing(example),
-                )
+                draft = await self._example(request, queue.get_nowait())
+                await self._keep(request, draft)
                 done += 1
-                self._beat(done, len(items), f"{item.prompt_id} under {principle.id}")
+                self._beat(done, total, f"{draft.prompt_id} under {draft.principle_id}")
 
         # Twice as many examples under way as the model serves calls at once:
         # each example's calls are sequential, and while one example writes its
@@ -161,7 +221,18 @@ class TrainingActivities:
         async with asyncio.TaskGroup() as group:
             for _ in range(min(2 * self.model.concurrency, len(todo))):
                 group.create_task(work())
-        return await self._assemble(request, prompt_set=request.training.prompt_file or "shipped")
+
+    async def _keep(self, request: DatasetInput, draft: Draft) -> None:
+        example = _example_of(draft, request.training.method)
+        await self.ledger.record_example(
+            round_id=request.round_id,
+            position=draft.position,
+            prompt_id=draft.prompt_id,
+            principle_id=draft.principle_id,
+            method=request.training.method,
+            example=example,
+            skipped=_teaches_nothing(example),
+        )
 
     def _beat(self, done: int, total: int, detail: str) -> None:
         activity.heartbeat(Progress(stage="generating_data", done=done, total=total, detail=detail))
@@ -200,44 +271,109 @@ class TrainingActivities:
         )
         return dataset
 
-    async def _example(self, request: DatasetInput, item: Item) -> tuple[Principle, dict[str, Any]]:
+    def _ask(self, step: str, draft: Draft, version: ConstitutionVersion) -> tuple[str, str]:
+        """The system and user message of one step of the recipe."""
+        principle = version.principle(draft.principle_id)
+        assert principle is not None
+        head = f"{_rule(principle)}\n<prompt>{draft.prompt}</prompt>\n"
+        if step == "answer":
+            return ANSWER_SYSTEM, draft.prompt
+        if step == "critique":
+            return self.critique.text, f"{head}<response>{draft.revision}</response>"
+        if step == "revise":
+            return self.revise.text, (
+                f"{head}<response>{draft.revision}</response>\n"
+                f"<critique>{draft.critique}</critique>"
+            )
+        return json_instructions(self.prefer.text, PreferenceJudgement), (
+            f"{head}<response_a>{draft.response}</response_a>\n"
+            f"<response_b>{draft.revision}</response_b>"
+        )
+
+    @staticmethod
+    def _take(step: str, draft: Draft, answer: str) -> None:
+        if step == "answer":
+            draft.response = draft.revision = answer
+        elif step == "critique":
+            draft.critique = answer
+        elif step == "revise":
+            draft.revision = answer
+        else:
+            draft.preferred = answer
+
+    async def _example(self, request: DatasetInput, draft: Draft) -> Draft:
         """Sample, then critique and revise against the drawn principle
         (`critique_passes` times); for DPO, the model's own judgement of which
         of the first answer and the revision better follows the principle."""
-        principle = draw_principle(request.constitution, f"{request.round_id}:{item.prompt_id}")
-        rule = _rule(principle)
-        prompt = item.prompt
-        response = await self.model.text(ANSWER_SYSTEM, prompt)
-        revision = response
-        for _ in range(request.training.critique_passes):
-            critique = await self.model.text(
-                self.critique.text,
-                f"{rule}\n<prompt>{prompt}</prompt>\n<response>{revision}</response>",
-            )
-            revision = await self.model.text(
-                self.revise.text,
-                f"{rule}\n<prompt>{prompt}</prompt>\n<response>{revision}</response>\n"
-                f"<critique>{critique}</critique>",
-            )
-        if request.training.method != "dpo":
-            return principle, {
-                "messages": [
-                    {"role": "user", "content": prompt},
-                    {"role": "assistant", "content": revision},
-                ]
-            }
-        judgement, _ = await self.model.structured(
-            PreferenceJudgement,
-            self.prefer.text,
-            f"{rule}\n<prompt>{prompt}</prompt>\n<response_a>{response}</response_a>\n"
-            f"<response_b>{revision}</response_b>",
+        for step in recipe(request.training.method, request.training.critique_passes):
+            system, user = self._ask(step, draft, request.constitution)
+            if step == "prefer":
+                judgement, _ = await self.model.structured(
+                    PreferenceJudgement, self.prefer.text, user
+                )
+                answer = judgement.preferred
+            else:
+                answer = await self.model.text(system, user)
+            self._take(step, draft, answer)
+        return draft
+
+    async def _by_batch(self, request: DatasetInput, drafts: list[Draft], total: int) -> None:
+        """The recipe one step at a time over every example, each step one
+        batch; after each step the drafts are stored and checkpointed."""
+        details = activity.info().heartbeat_details
+        checkpoint = (
+            BatchCheckpoint.model_validate(details[1]) if len(details) > 1 else BatchCheckpoint()
         )
-        chosen, other = (response, revision) if judgement.preferred == "A" else (revision, response)
-        return principle, {
-            "input": {"messages": [{"role": "user", "content": prompt}]},
-            "preferred_output": [{"role": "assistant", "content": chosen}],
-            "non_preferred_output": [{"role": "assistant", "content": other}],
-        }
+        if checkpoint.drafts_uri:
+            stored = json.loads(self.store.get(checkpoint.drafts_uri))
+            drafts = [Draft.model_validate(d) for d in stored]
+        steps = recipe(request.training.method, request.training.critique_passes)
+        done = total - len(drafts)
+        for index in range(checkpoint.step, len(steps)):
+            step = steps[index]
+            bodies = {}
+            for draft in drafts:
+                system, user = self._ask(step, draft, request.constitution)
+                bodies[str(draft.position)] = self.model.body(
+                    system, user, json_object=step == "prefer"
+                )
+
+            def waiting(
+                batch_id: str,
+                step: str = step,
+                index: int = index,
+                at: BatchCheckpoint = checkpoint,
+            ) -> None:
+                activity.heartbeat(
+                    Progress(
+                        stage="generating_data",
+                        done=done,
+                        total=total,
+                        detail=f"step {index + 1}/{len(steps)} ({step}): batch {batch_id}",
+                    ),
+                    at.model_copy(update={"step": index, "batch_id": batch_id}),
+                )
+
+            answers = await self.batches.run(
+                f"{request.round_id}:{step}",
+                bodies,
+                waiting,
+                poll_s=request.training.poll_interval.total_seconds(),
+                resume=checkpoint.batch_id,
+            )
+            for draft in drafts:
+                answer = answers[str(draft.position)]
+                if step == "prefer":
+                    answer = _judged(answer, draft)
+                self._take(step, draft, answer)
+            stored_uri = self.store.put(
+                json.dumps([d.model_dump() for d in drafts]).encode(), ".drafts.json"
+            )
+            checkpoint = BatchCheckpoint(step=index + 1, drafts_uri=stored_uri)
+            activity.heartbeat(
+                Progress(stage="generating_data", done=done, total=total, detail=f"{step} done"),
+                checkpoint,
+            )
 
     # -- the fine-tune job ---------------------------------------------------------
 

@@ -690,6 +690,50 @@ class FineTuningJob:
         }
 
 
+@dataclass
+class Batch:
+    id: str
+    input_file_id: str
+    endpoint: str
+    created_at: int
+    metadata: dict[str, Any] | None = None
+    status: str = "validating"
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    in_progress_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    cancelled_at: int | None = None
+    request_counts: dict[str, int] = field(
+        default_factory=lambda: {"total": 0, "completed": 0, "failed": 0}
+    )
+    task: asyncio.Task[None] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "batch",
+            "endpoint": self.endpoint,
+            "errors": None,
+            "input_file_id": self.input_file_id,
+            "completion_window": "24h",
+            "status": self.status,
+            "output_file_id": self.output_file_id,
+            "error_file_id": self.error_file_id,
+            "created_at": self.created_at,
+            "in_progress_at": self.in_progress_at,
+            "expires_at": self.created_at + 86_400,
+            "finalizing_at": self.finalizing_at,
+            "completed_at": self.completed_at,
+            "failed_at": None,
+            "expired_at": None,
+            "cancelling_at": None,
+            "cancelled_at": self.cancelled_at,
+            "request_counts": dict(self.request_counts),
+            "metadata": self.metadata,
+        }
+
+
 class StandInState:
     """Everything the stand-in remembers. Ids come from a counter hashed with
     the request, so a test that makes the same calls sees the same ids."""
@@ -701,6 +745,7 @@ class StandInState:
         self.counter = 0
         self.files: dict[str, StoredFile] = {}
         self.jobs: dict[str, FineTuningJob] = {}
+        self.batches: dict[str, Batch] = {}
         self.faults: deque[str] = deque()
         self.task_faults: dict[str, deque[str]] = {}
         self.requests: Counter[str] = Counter()
@@ -986,6 +1031,11 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
         body = await read_json(request)
         if fault == "timeout":
             await _hold_unless_disconnected(request, cfg.timeout_fault_s)
+        return JSONResponse(await complete(body, fault))
+
+    async def complete(body: dict[str, Any], fault: str | None) -> dict[str, Any]:
+        """One chat completion's answer: what the endpoint returns and what a
+        batch writes for each of its requests."""
         model, messages = _validate_chat(body)
         system_text = "\n".join(
             _message_text(m.get("content"))
@@ -1087,7 +1137,7 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
             "service_tier": "default",
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
-        return JSONResponse(completion)
+        return completion
 
     # ----------------------------------------------------------------- models
 
@@ -1380,6 +1430,109 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
             )
         state.task_faults.setdefault(task, deque()).extend(faults)
         return {"pending_faults": list(state.faults), "task": task, "task_faults": faults}
+
+    # ----------------------------------------------------------------- batches
+
+    def batch_of(batch_id: str) -> Batch:
+        found = state.batches.get(batch_id)
+        if found is None:
+            raise StandInAPIError(404, f"No such Batch object: {batch_id}", param="batch_id")
+        return found
+
+    async def run_batch(batch: Batch) -> None:
+        """Read the input file, answer every request (within the server's
+        concurrency limit), write the output and error files."""
+        batch.status, batch.in_progress_at = "in_progress", int(time.time())
+        lines = [
+            (n, line)
+            for n, line in enumerate(
+                state.files[batch.input_file_id].content.decode("utf-8", "replace").splitlines(), 1
+            )
+            if line.strip()
+        ]
+        batch.request_counts["total"] = len(lines)
+
+        async def one(number: int, line: str) -> tuple[bool, dict[str, Any]]:
+            custom_id: str | None = None
+            try:
+                item = json.loads(line)
+                custom_id = item.get("custom_id")
+                if item.get("url") != batch.endpoint or not isinstance(item.get("body"), dict):
+                    raise _bad_request(f"Line {number}: url must be {batch.endpoint} with a body.")
+                answer = await complete(item["body"], None)
+                response = {"status_code": 200, "request_id": answer["id"], "body": answer}
+                return True, {"custom_id": custom_id, "response": response, "error": None}
+            except (json.JSONDecodeError, AttributeError):
+                error = {"code": "invalid_json", "message": f"Line {number} is not JSON."}
+            except StandInAPIError as refused:
+                error = {"code": refused.code or "invalid_request", "message": refused.message}
+            return False, {"custom_id": custom_id, "response": None, "error": error}
+
+        results = await asyncio.gather(*(one(n, line) for n, line in lines))
+        batch.finalizing_at = int(time.time())
+        done = [r for ok, r in results if ok]
+        failed = [r for ok, r in results if not ok]
+        for kind, rows in (("output", done), ("error", failed)):
+            if not rows:
+                continue
+            content = "".join(
+                json.dumps({"id": state.new_id("batch_req_", 24, r["custom_id"]), **r}) + "\n"
+                for r in rows
+            ).encode()
+            stored = store_file(f"{batch.id}_{kind}.jsonl", "batch_output", content)
+            setattr(batch, f"{kind}_file_id", stored.id)
+        batch.request_counts.update(completed=len(done), failed=len(failed))
+        if batch.status == "in_progress":
+            batch.status, batch.completed_at = "completed", int(time.time())
+
+    @app.post("/v1/batches")
+    async def create_batch(request: Request) -> dict[str, Any]:
+        body = await read_json(request)
+        input_id = body.get("input_file_id")
+        if not isinstance(input_id, str) or input_id not in state.files:
+            raise _bad_request(f"invalid input_file_id: {input_id}", param="input_file_id")
+        if state.files[input_id].purpose != "batch":
+            raise _bad_request(
+                f"File {input_id} has purpose {state.files[input_id].purpose!r}; "
+                "a batch needs purpose 'batch'.",
+                param="input_file_id",
+            )
+        if body.get("endpoint") != "/v1/chat/completions":
+            raise _bad_request(
+                "The scripted stand-in batches only '/v1/chat/completions'.", param="endpoint"
+            )
+        if body.get("completion_window") != "24h":
+            raise _bad_request("completion_window must be '24h'.", param="completion_window")
+        metadata = body.get("metadata")
+        batch = Batch(
+            id=state.new_id("batch_", 24, input_id),
+            input_file_id=input_id,
+            endpoint=body["endpoint"],
+            created_at=int(time.time()),
+            metadata=metadata if isinstance(metadata, dict) else None,
+        )
+        state.batches[batch.id] = batch
+        batch.task = asyncio.create_task(run_batch(batch))
+        return batch.as_json()
+
+    @app.get("/v1/batches/{batch_id}")
+    async def retrieve_batch(batch_id: str) -> dict[str, Any]:
+        return batch_of(batch_id).as_json()
+
+    @app.get("/v1/batches")
+    async def list_batches(limit: int = 20, after: str | None = None) -> dict[str, Any]:
+        data, more = page(list(reversed(state.batches.values())), max(1, limit), after)
+        return {"object": "list", "data": [b.as_json() for b in data], "has_more": more}
+
+    @app.post("/v1/batches/{batch_id}/cancel")
+    async def cancel_batch(batch_id: str) -> dict[str, Any]:
+        batch = batch_of(batch_id)
+        if batch.status in ("completed", "failed", "expired", "cancelled"):
+            raise _bad_request(f"Batch {batch_id} has already {batch.status}.", param="batch_id")
+        if batch.task is not None:
+            batch.task.cancel()
+        batch.status, batch.cancelled_at = "cancelled", int(time.time())
+        return batch.as_json()
 
     @app.post("/_standin/fine_tuning")
     async def script_fine_tuning(request: Request) -> dict[str, Any]:

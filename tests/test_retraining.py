@@ -235,3 +235,29 @@ async def test_a_prompt_set_with_a_bad_line_fails_the_round_naming_the_line(
     assert await ledger.dataset_examples("bad-prompts") == []
     stats = await standin(stack, "/_standin/stats")
     assert stats["tasks"].get("text", 0) == 0  # nothing was paid for
+
+
+async def test_a_round_can_generate_its_dataset_through_the_batch_api(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
+) -> None:
+    handle = await accepted_round(
+        stack, dev_server, "batched", method="dpo", prompt_count=6, use_batch_api=True
+    )
+    result = await handle.result()
+    assert result.state is RoundState.completed
+    model = AsyncOpenAI(
+        base_url=stack.settings.model_base_url,
+        api_key=stack.settings.model_api_key.get_secret_value(),
+    )
+    batches = (await model.batches.list()).data
+    # One batch per step of the recipe: answer, critique, revise, prefer.
+    assert len(batches) == 4
+    assert all(b.request_counts and b.request_counts.completed == 6 for b in batches)
+    examples = await ledger.dataset_examples("batched")
+    assert [e["position"] for e in examples] == list(range(6))
+    status = await round_status(dev_server.client, "batched")
+    assert status.dataset is not None
+    assert status.dataset.examples + status.dataset.skipped == 6
+    for line in artifact(status.dataset.uri).splitlines():
+        pair = json.loads(line)
+        assert pair["preferred_output"] != pair["non_preferred_output"]
