@@ -20,11 +20,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from constitution import RoundState
 from constitution.contracts import RoundResult
+from constitution.gate import retraining_summary
 from gateway.rounds import round_status
 from ledger.store import Ledger
 from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
 from tests.conftest import REVIEW_CHANNEL, StackFactory
-from worker.cli import training_lines
 from worker.stack import Stack
 
 REVIEWER = "U0ALICE"
@@ -132,7 +132,7 @@ async def test_a_dpo_round_writes_preference_pairs_each_with_its_drawn_principle
 
     dataset_row = await ledger.dataset("dpo")
     assert dataset_row is not None and dataset_row["sha256"] == status.dataset.sha256
-    shown = "\n".join(training_lines(status))
+    shown = "\n".join(retraining_summary(status))
     assert f"{status.dataset.examples} dpo examples" in shown and job["job_id"] in shown
 
 

@@ -346,7 +346,7 @@ def round_show(
 def print_status(status: RoundStatus) -> None:
     from rich.table import Table
 
-    from constitution.gate import gate_summary
+    from constitution.gate import gate_summary, retraining_summary
 
     console.print(
         f"[bold]round {status.spec.round_id}[/bold]  state [cyan]{status.state.value}"
@@ -364,32 +364,11 @@ def print_status(status: RoundStatus) -> None:
             d.reviewer if d else "",
         )
     console.print(table)
-    for line in training_lines(status):
+    for line in retraining_summary(status):
         console.print(line)
     if status.evaluation:
         for line in gate_summary(status.evaluation):
             console.print(line)
-
-
-def training_lines(status: RoundStatus) -> list[str]:
-    """The retraining part of a round: progress, dataset, fine-tune job, candidate."""
-    lines = []
-    if status.progress:
-        p = status.progress
-        counted = f" {p.done}/{p.total}" if p.total else ""
-        lines.append(f"progress: {p.stage}{counted} {p.detail}".rstrip())
-    if status.dataset:
-        d = status.dataset
-        lines.append(
-            f"dataset: {d.examples} {d.method} examples from the {d.prompt_set} prompt set, "
-            f"sha256 {d.sha256[:12]}  {d.uri}"
-        )
-    if status.fine_tune_job:
-        model = status.candidate_model or "-"
-        lines.append(f"fine-tune job: {status.fine_tune_job}  candidate {model}")
-    if status.error:
-        lines.append(f"error: {status.error}")
-    return lines
 
 
 def main() -> None:
