@@ -8,14 +8,13 @@ any model call is paid for, so an operator can fix the file and start again.
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from constitution.samples import sample_path
+from constitution.samples import parse_jsonl, sample_path
 
 SHIPPED_TRAINING_PROMPTS = "training_prompts.jsonl"
 SHIPPED_EVAL_PROMPTS = "eval_prompts.jsonl"
@@ -50,23 +49,7 @@ Row = TypeVar("Row", TrainingPrompt, EvalPrompt)
 
 def parse_prompt_set(text: str, source: str, schema: type[Row]) -> list[Row]:
     """Every line validated; the first bad one is named with its line and field."""
-    rows: list[Row] = []
-    seen: set[str] = set()
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = schema.model_validate(json.loads(line))
-        except json.JSONDecodeError as error:
-            raise PromptSetError(f"{source}:{number}: not JSON ({error.msg})") from error
-        except ValidationError as error:
-            first = error.errors()[0]
-            where = ".".join(str(part) for part in first["loc"]) or "line"
-            raise PromptSetError(f"{source}:{number}: {where}: {first['msg']}") from error
-        if row.id in seen:
-            raise PromptSetError(f"{source}:{number}: duplicate prompt id {row.id!r}")
-        seen.add(row.id)
-        rows.append(row)
+    rows = parse_jsonl(text, source, schema, PromptSetError, "prompt")
     if not rows:
         raise PromptSetError(f"{source}: the prompt set is empty")
     return rows

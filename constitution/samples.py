@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from constitution.models import ConstitutionVersion, EvidenceItem
 
@@ -29,26 +30,38 @@ def sample_path(name: str) -> Path:
     return Path(str(DATA.joinpath(name)))
 
 
-def parse_evidence(text: str, source: str) -> list[EvidenceItem]:
-    """Parse JSONL evidence, naming the line and field of the first bad item."""
-    items: list[EvidenceItem] = []
+Row = TypeVar("Row", bound=BaseModel)
+
+
+def parse_jsonl(
+    text: str, source: str, schema: type[Row], error: type[ValueError], what: str
+) -> list[Row]:
+    """Parse JSONL rows with an `id`, naming the line and field of the first
+    bad one (as `error`), and refusing a repeated id."""
+    rows: list[Row] = []
     seen: set[str] = set()
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            item = EvidenceItem.model_validate(json.loads(line))
-        except json.JSONDecodeError as error:
-            raise EvidenceFileError(f"{source}:{number}: not JSON ({error.msg})") from error
-        except ValidationError as error:
-            first = error.errors()[0]
+            row = schema.model_validate(json.loads(line))
+        except json.JSONDecodeError as failure:
+            raise error(f"{source}:{number}: not JSON ({failure.msg})") from failure
+        except ValidationError as failure:
+            first = failure.errors()[0]
             field = ".".join(str(part) for part in first["loc"]) or "item"
-            raise EvidenceFileError(f"{source}:{number}: {field}: {first['msg']}") from error
-        if item.id in seen:
-            raise EvidenceFileError(f"{source}:{number}: duplicate evidence id {item.id!r}")
-        seen.add(item.id)
-        items.append(item)
-    return items
+            raise error(f"{source}:{number}: {field}: {first['msg']}") from failure
+        key = str(getattr(row, "id", number))
+        if key in seen:
+            raise error(f"{source}:{number}: duplicate {what} id {key!r}")
+        seen.add(key)
+        rows.append(row)
+    return rows
+
+
+def parse_evidence(text: str, source: str) -> list[EvidenceItem]:
+    """Parse JSONL evidence, naming the line and field of the first bad item."""
+    return parse_jsonl(text, source, EvidenceItem, EvidenceFileError, "evidence")
 
 
 def load_evidence(path: str | None) -> list[EvidenceItem]:

@@ -1177,6 +1177,18 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
         state.files[created.id] = created
         return created
 
+    def file_for(file_id: Any, purpose: str, param: str) -> StoredFile:
+        """The uploaded file a request names, refused unless it was uploaded for this use."""
+        if not isinstance(file_id, str) or file_id not in state.files:
+            raise _bad_request(f"invalid {param}: {file_id}", param=param)
+        found = state.files[file_id]
+        if found.purpose != purpose:
+            raise _bad_request(
+                f"File {file_id} has purpose {found.purpose!r}; this needs purpose {purpose!r}.",
+                param=param,
+            )
+        return found
+
     @app.post("/v1/files")
     async def upload_file(request: Request) -> dict[str, Any]:
         fields = _parse_multipart(await request.body(), request.headers.get("content-type", ""))
@@ -1303,15 +1315,7 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise _bad_request("Missing required parameter: 'model'.", param="model")
-        training_id = body.get("training_file")
-        if not isinstance(training_id, str) or training_id not in state.files:
-            raise _bad_request(f"invalid training_file: {training_id}", param="training_file")
-        if state.files[training_id].purpose != "fine-tune":
-            raise _bad_request(
-                f"File {training_id} has purpose {state.files[training_id].purpose!r}; "
-                "fine-tuning needs purpose 'fine-tune'.",
-                param="training_file",
-            )
+        training_id = file_for(body.get("training_file"), "fine-tune", "training_file").id
         validation_id = body.get("validation_file")
         if validation_id is not None and validation_id not in state.files:
             raise _bad_request(f"invalid validation_file: {validation_id}", param="validation_file")
@@ -1488,15 +1492,7 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
     @app.post("/v1/batches")
     async def create_batch(request: Request) -> dict[str, Any]:
         body = await read_json(request)
-        input_id = body.get("input_file_id")
-        if not isinstance(input_id, str) or input_id not in state.files:
-            raise _bad_request(f"invalid input_file_id: {input_id}", param="input_file_id")
-        if state.files[input_id].purpose != "batch":
-            raise _bad_request(
-                f"File {input_id} has purpose {state.files[input_id].purpose!r}; "
-                "a batch needs purpose 'batch'.",
-                param="input_file_id",
-            )
+        input_id = file_for(body.get("input_file_id"), "batch", "input_file_id").id
         if body.get("endpoint") != "/v1/chat/completions":
             raise _bad_request(
                 "The scripted stand-in batches only '/v1/chat/completions'.", param="endpoint"
