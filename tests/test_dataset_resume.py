@@ -11,19 +11,24 @@ answers with a little latency so the kill lands mid-way.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sys
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+from openai import AsyncOpenAI
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
+from activities.model import Model
+from activities.training import FileArtifactStore, TrainingActivities
 from constitution import RoundSpec, TrainingSpec
 from constitution.contracts import Dataset, DatasetInput, Progress
 from constitution.samples import sample_constitution
@@ -166,3 +171,55 @@ async def test_a_worker_killed_mid_generation_is_resumed_without_redoing_or_dupl
     calls = stats["tasks"]["text"]
     redo = 2 * CONCURRENCY
     assert CALLS_PER_EXAMPLE * EXAMPLES <= calls <= CALLS_PER_EXAMPLE * (EXAMPLES + redo)
+
+
+async def test_a_batch_generation_resumed_from_its_heartbeat_waits_for_the_same_batch(
+    ledger: Ledger, tmp_path: Path
+) -> None:
+    """Through the Batch API the checkpoint is the batch being waited for and
+    the drafts stored after each step: a replacement picks up that batch
+    instead of paying for it again. The activity runs in Temporal's activity
+    environment; its heartbeats are handed to the replacement as Temporal
+    hands over the last attempt's details (decoded JSON)."""
+    await ledger.save_version(sample_constitution())
+    await ledger.open_round(RoundSpec(round_id="batch-resume", reviewers=["U0ALICE"]), 1)
+    training_spec = TrainingSpec(
+        prompt_count=6, use_batch_api=True, poll_interval=timedelta(milliseconds=20)
+    )
+    request = DatasetInput(
+        round_id="batch-resume", constitution=sample_constitution(), training=training_spec
+    )
+    stand_in = model_server.create_app(model_server.ScriptedModelConfig(latency_s=0.3))
+    async with serve(stand_in) as model:
+        client = AsyncOpenAI(base_url=f"{model.url}/v1", api_key="none", max_retries=0)
+        training = TrainingActivities(
+            Model(client, "amend-proposer", CONCURRENCY),
+            ledger,
+            FileArtifactStore(tmp_path),
+            backends={},
+        )
+        beats: list[tuple[Any, ...]] = []
+        first = ActivityEnvironment()
+        first.on_heartbeat = lambda *details: beats.append(details)
+        doomed = asyncio.create_task(first.run(training.generate_dataset, request))
+
+        async def waiting_on_the_second_step() -> bool:
+            last = beats[-1] if beats else ()
+            return len(last) == 2 and last[1].step == 1 and last[1].batch_id is not None
+
+        await wait_for(waiting_on_the_second_step, "the second step's batch")
+        doomed.cancel()
+        await asyncio.gather(doomed, return_exceptions=True)
+        waited_for = beats[-1][1].batch_id
+
+        second = ActivityEnvironment()
+        second.info = dataclasses.replace(
+            second.info, heartbeat_details=[d.model_dump(mode="json") for d in beats[-1]]
+        )
+        dataset = await second.run(training.generate_dataset, request)
+        batches = stand_in.state.standin.batches
+
+    # answer, critique, revise: three batches, none created twice.
+    assert len(batches) == 3 and waited_for in batches
+    assert dataset.examples == 6
+    assert [e["position"] for e in await ledger.dataset_examples("batch-resume")] == list(range(6))
