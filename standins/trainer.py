@@ -8,9 +8,10 @@ callback and Temporal's asynchronous activity completion run for real:
   names a `status_url`, which reports `running` until it has been read
   `polls_to_finish` times, then `succeeded`; in `callback` mode it names none.
 * `POST /jobs/{id}/callback` with `{"url", "task_token"}` (callback mode): after
-  `callback_delay_s` the stand-in posts the outcome to `url`, signed with the
-  shared secret, carrying the token. Every callback sent is kept, so a test
-  can replay one.
+  `callback_delay_s` (or, when that is unset, once `POST /_standin/jobs/{id}/finish`
+  says so) the stand-in posts the outcome to `url`, signed with the shared
+  secret, carrying the token. Every callback sent is kept, so a test can
+  replay one.
 * `POST /jobs/{id}/cancel` cancels (409 once finished).
 
 The fine-tuned model it names starts with `ft:`, so the scripted model
@@ -37,7 +38,7 @@ class TrainerStandInConfig(BaseModel):
     mode: Literal["poll", "callback"] = "callback"
     secret: str = "amend-dev-trainer-secret"
     polls_to_finish: int = 2
-    callback_delay_s: float = 0.2
+    callback_delay_s: float | None = 0.2
     public_url: str = "http://127.0.0.1"  # set once the server's port is known
 
 
@@ -49,6 +50,7 @@ class TrainerJob:
     polls: int = 0
     fine_tuned_model: str | None = None
     callbacks: list[dict[str, Any]] = field(default_factory=list)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def create_app(config: TrainerStandInConfig) -> FastAPI:
@@ -97,7 +99,10 @@ def create_app(config: TrainerStandInConfig) -> FastAPI:
         return {"watching": job_id}
 
     async def call_back(job: TrainerJob, url: str, token: str) -> None:
-        await asyncio.sleep(config.callback_delay_s)
+        if config.callback_delay_s is None:
+            await job.release.wait()
+        else:
+            await asyncio.sleep(config.callback_delay_s)
         if job.status == "running":
             succeed(job)
         payload = json.dumps(
@@ -112,6 +117,11 @@ def create_app(config: TrainerStandInConfig) -> FastAPI:
         async with httpx.AsyncClient() as http:
             response = await http.post(url, content=payload, headers=headers)
         sent.append({"url": url, "body": payload, "status_code": response.status_code})
+
+    @app.post("/_standin/jobs/{job_id}/finish")
+    async def finish(job_id: str) -> dict[str, Any]:
+        job_of(job_id).release.set()
+        return {"released": job_id}
 
     @app.post("/jobs/{job_id}/cancel")
     async def cancel(job_id: str) -> dict[str, Any]:

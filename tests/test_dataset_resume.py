@@ -90,7 +90,11 @@ async def test_a_worker_killed_mid_generation_is_resumed_without_redoing_or_dupl
     spec = RoundSpec(round_id="resume", reviewers=["U0ALICE"])
     await ledger.open_round(spec, 1)
     training = TrainingSpec(
-        prompt_count=EXAMPLES, heartbeat_timeout=timedelta(seconds=2), critique_passes=1
+        # Short enough to keep the test quick, long enough that a live worker on a
+        # busy machine is not taken for dead (heartbeats go out at most every 0.8 of it).
+        prompt_count=EXAMPLES,
+        heartbeat_timeout=timedelta(seconds=4),
+        critique_passes=1,
     )
     request = DatasetInput(round_id="resume", constitution=sample_constitution(), training=training)
     activity_queue = f"{task_queue}-data"

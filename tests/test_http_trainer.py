@@ -58,11 +58,11 @@ async def test_a_trainer_that_calls_back_completes_the_round_and_forged_or_stale
     dev_server: WorkflowEnvironment, stack_on: StackFactory, ledger: Ledger
 ) -> None:
     async with (
-        lab_trainer(mode="callback", callback_delay_s=1.5) as (url, lab),
+        lab_trainer(mode="callback", callback_delay_s=None) as (url, lab),
         stack_on(dev_server, trainer_url=url, trainer_secret=SECRET) as stack,
     ):
         handle = await accepted_round(stack, dev_server, "lab-callback", backend="http")
-        for _ in range(300):
+        for _ in range(1200):
             watched = [j for j in lab.state.jobs.values() if j.callbacks]
             if watched:
                 break
@@ -85,6 +85,9 @@ async def test_a_trainer_that_calls_back_completes_the_round_and_forged_or_stale
         status = await round_status(dev_server.client, "lab-callback")
         assert status.state is RoundState.training and status.candidate_model is None
 
+        async with httpx.AsyncClient() as http:
+            released = await http.post(f"{url}/_standin/jobs/{job.id}/finish")
+        assert released.status_code == 200
         result = await handle.result()
         assert result.state is RoundState.completed
         assert result.candidate_model == f"ft:amend-base:lab:{job.id}"

@@ -303,7 +303,8 @@ class TrainingRoundWorkflow:
             # one activity, however many days, and no polling at all.
             options: dict[str, Any] = {
                 "start_to_close_timeout": training.training_timeout,
-                "retry_policy": RetryPolicy(maximum_attempts=1),
+                "schedule_to_close_timeout": training.training_timeout,
+                "retry_policy": MODEL_RETRY,  # handing the token over may need a retry
             }
         else:
             # Polled by activity retries, not workflow timers: history stays
@@ -360,14 +361,20 @@ class TrainingRoundWorkflow:
         job, self._job = self._job, None
         if job is None:
             return
-        await workflow.execute_activity(
-            "cancel_fine_tune",
-            CancelFineTuneInput(
-                round_id=self.status.spec.round_id, job_id=job.job_id, backend=job.backend
-            ),
-            start_to_close_timeout=QUICK,
-            retry_policy=MODEL_RETRY,
-        )
+        try:
+            await workflow.execute_activity(
+                "cancel_fine_tune",
+                CancelFineTuneInput(
+                    round_id=self.status.spec.round_id, job_id=job.job_id, backend=job.backend
+                ),
+                start_to_close_timeout=QUICK,
+                retry_policy=MODEL_RETRY,
+            )
+        except ActivityError as error:
+            # The round still ends; the job that may still run is on the record.
+            reason = f"could not cancel the job: {error.cause or error}"
+            await self._record(f"job:{job.job_id}", job.status, job.status, reason=reason)
+            return
         await self._record(f"job:{job.job_id}", job.status, "cancelled")
 
     # -- decisions -------------------------------------------------------------
@@ -464,6 +471,7 @@ class TrainingRoundWorkflow:
     # -- endings -----------------------------------------------------------------
 
     async def _cancel(self) -> None:
+        self.status.progress = None
         await self._cancel_job()
         for item in self.status.proposals:
             if not item.settled:
@@ -477,6 +485,7 @@ class TrainingRoundWorkflow:
     async def _fail(self, error: BaseException) -> None:
         cause = error.cause if isinstance(error, ActivityError) and error.cause else error
         self.status.error = str(cause)
+        self.status.progress = None
         try:
             await self._move(RoundState.failed, reason=self.status.error)
         except Exception:  # the ledger itself may be what failed
