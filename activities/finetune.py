@@ -60,6 +60,13 @@ class OpenAIFineTuning:
         self.client = client
 
     async def start(self, request: FineTuneInput, dataset: bytes) -> FineTuneJob:
+        # A worker that died between creating the job and recording it left a
+        # job tagged with the round: take that one rather than start a second.
+        tag = {"amend_round": request.round_id}
+        earlier = await self.client.fine_tuning.jobs.list(metadata=tag, limit=10)
+        for found in earlier.data:
+            if found.status != "cancelled":
+                return FineTuneJob(job_id=found.id, status=found.status, backend=self.name)
         uploaded = await self.client.files.create(
             file=(f"{request.dataset.sha256}.jsonl", dataset), purpose="fine-tune"
         )
@@ -74,7 +81,7 @@ class OpenAIFineTuning:
                 training_file=uploaded.id,
                 suffix=request.round_id[:40],
                 method=method,  # type: ignore[arg-type]
-                metadata={"amend_round": request.round_id},
+                metadata=tag,
             )
         except openai.BadRequestError as error:
             raise FineTuneRefused(error.message) from error

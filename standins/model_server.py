@@ -1373,8 +1373,20 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
         return items[:limit], len(items) > limit
 
     @app.get("/v1/fine_tuning/jobs")
-    async def list_jobs(limit: int = 20, after: str | None = None) -> dict[str, Any]:
-        newest_first = list(reversed(state.jobs.values()))
+    async def list_jobs(
+        request: Request, limit: int = 20, after: str | None = None
+    ) -> dict[str, Any]:
+        # `metadata[k]=v` filters, as the API's list does.
+        wanted = {
+            key[len("metadata[") : -1]: value
+            for key, value in request.query_params.items()
+            if key.startswith("metadata[") and key.endswith("]")
+        }
+        newest_first = [
+            job
+            for job in reversed(state.jobs.values())
+            if all((job.metadata or {}).get(k) == v for k, v in wanted.items())
+        ]
         data, more = page(newest_first, max(1, limit), after)
         return {
             "object": "list",

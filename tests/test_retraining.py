@@ -170,13 +170,17 @@ async def test_cancelling_a_round_while_it_trains_cancels_the_fine_tune_job(
 ) -> None:
     await standin(stack, "/_standin/fine_tuning", {"outcomes": ["never"]})
     handle = await accepted_round(stack, dev_server, "ft-cancel")
-    for _ in range(300):
+    for _ in range(600):
         status = await round_status(dev_server.client, "ft-cancel")
-        if status.state is RoundState.training and status.fine_tune_job:
+        progress = status.progress
+        # The poll's heartbeat, read from the pending activity, says where the job is.
+        if progress and progress.stage == "training" and "running" in progress.detail:
             break
         await asyncio.sleep(0.1)
     else:
-        pytest.fail("the round never started training")
+        pytest.fail("the round never reported a running job")
+    assert status.state is RoundState.training and status.fine_tune_job
+    assert status.fine_tune_job in progress.detail
     await handle.cancel()
     with pytest.raises(WorkflowFailureError):
         await handle.result()

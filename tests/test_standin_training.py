@@ -1,6 +1,7 @@
-"""The model stand-in's Batch API and scripted fine-tuning outcomes, through the
-real `openai` client: a batch reads its input file, answers every request and
-writes output and error files, as `/v1/batches` does."""
+"""The model stand-in's Batch API and fine-tuning, through the real `openai`
+client: a batch reads its input file, answers every request and writes output
+and error files, as `/v1/batches` does; fine-tuning outcomes are scripted per
+job; the OpenAI backend starts one job per round."""
 
 from __future__ import annotations
 
@@ -12,6 +13,9 @@ import httpx
 import openai
 import pytest
 
+from activities.finetune import OpenAIFineTuning
+from constitution import TrainingSpec
+from constitution.contracts import Dataset, FineTuneInput
 from standins.model_server import ScriptedModelConfig, create_app
 from standins.serving import Served, serve
 
@@ -116,3 +120,30 @@ async def test_scripted_fine_tuning_outcomes_apply_to_the_next_jobs_in_order(
     assert running.status == "running"
     cancelled = await client.fine_tuning.jobs.cancel(hanging.id)
     assert cancelled.status == "cancelled"
+
+
+async def test_starting_a_rounds_job_again_finds_the_job_already_started(
+    client: openai.AsyncOpenAI,
+) -> None:
+    """A worker that died after creating the job but before recording it: the
+    retry finds the job by the round's tag instead of starting a second one."""
+    backend = OpenAIFineTuning(client)
+    line = json.dumps(
+        {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    )
+    request = FineTuneInput(
+        round_id="r-once",
+        dataset=Dataset(uri="file:///x.jsonl", sha256="0" * 64, examples=1, method="supervised"),
+        training=TrainingSpec(n_epochs=2),
+    )
+    first = await backend.start(request, line.encode())
+    again = await backend.start(request, line.encode())
+    other = await backend.start(request.model_copy(update={"round_id": "r-other"}), line.encode())
+    assert again.job_id == first.job_id and other.job_id != first.job_id
+    jobs = (await client.fine_tuning.jobs.list()).data
+    assert len(jobs) == 2
+    created = next(j for j in jobs if j.id == first.job_id)
+    assert created.metadata == {"amend_round": "r-once"}
+    assert created.method and created.method.supervised
+    assert created.method.supervised.hyperparameters
+    assert created.method.supervised.hyperparameters.n_epochs == 2
