@@ -218,9 +218,14 @@ class TrainingActivities:
         # each example's calls are sequential, and while one example writes its
         # result or waits to start its next call, another's call takes the slot,
         # so the server is kept at its limit (the model's semaphore holds it there).
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(2 * self.model.concurrency, len(todo))):
-                group.create_task(work())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(2 * self.model.concurrency, len(todo))):
+                    group.create_task(work())
+        except ExceptionGroup as failed:
+            # The first failure, as it was raised (an ApplicationError keeps
+            # its type and whether retrying can help); the others were cancelled.
+            raise failed.exceptions[0] from None
 
     async def _keep(self, request: DatasetInput, draft: Draft) -> None:
         example = _example_of(draft, request.training.method)

@@ -265,3 +265,18 @@ async def test_a_round_can_generate_its_dataset_through_the_batch_api(
     for line in artifact(status.dataset.uri).splitlines():
         pair = json.loads(line)
         assert pair["preferred_output"] != pair["non_preferred_output"]
+
+
+async def test_a_preference_judgement_that_is_garbage_fails_the_round_with_its_reason(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
+) -> None:
+    await standin(
+        stack,
+        "/_standin/faults",
+        {"faults": ["malformed_json"] * 20, "task": "PreferenceJudgement"},
+    )
+    handle = await accepted_round(stack, dev_server, "bad-judge", method="dpo", prompt_count=2)
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    assert "did not match PreferenceJudgement" in await failure_reason(ledger, "bad-judge")
+    assert await ledger.training_job_for_round("bad-judge") is None
