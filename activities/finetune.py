@@ -127,7 +127,7 @@ class HttpTrainer:
 
     name = "http"
 
-    def __init__(self, http: httpx.AsyncClient, base_url: str, callback_url: str) -> None:
+    def __init__(self, http: httpx.AsyncClient, base_url: str, callback_url: str | None) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.callback_url = callback_url
@@ -169,6 +169,11 @@ class HttpTrainer:
 
     async def watch(self, job: FineTuneJob, task_token: bytes) -> None:
         """Hand the trainer the token of the activity waiting for this job."""
+        if self.callback_url is None:
+            raise FineTuneRefused(
+                f"trainer job {job.job_id} offers no status URL and AMEND_TRAINER_SECRET is "
+                "unset, so its callback would be refused; set the secret on the worker and gateway"
+            )
         response = await self.http.post(
             f"{self.base_url}/jobs/{job.job_id}/callback",
             json={"url": self.callback_url, "task_token": task_token.hex()},

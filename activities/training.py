@@ -437,7 +437,12 @@ class TrainingActivities:
         activity's task token and the activity completes when it calls."""
         backend = self._backend(job.backend)
         if job.poll_url is None and isinstance(backend, HttpTrainer):
-            await backend.watch(job, activity.info().task_token)
+            try:
+                await backend.watch(job, activity.info().task_token)
+            except FineTuneRefused as error:
+                raise ApplicationError(
+                    str(error), type="FineTuneFailed", non_retryable=True
+                ) from error
             activity.heartbeat(Progress(stage="training", detail=f"job {job.job_id}: waiting"))
             activity.raise_complete_async()
         state = await backend.look(job)

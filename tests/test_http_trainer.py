@@ -14,7 +14,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
+from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from constitution import RoundState
@@ -117,3 +119,25 @@ async def test_a_trainer_with_a_status_url_is_polled_to_completion(
     assert job.request["dataset_uri"].startswith("file://")
     row = await ledger.training_job_for_round("lab-poll")
     assert row is not None and row["poll_url"] == f"{url}/jobs/{job.id}"
+
+
+async def test_without_a_trainer_secret_a_callback_trainer_fails_the_round_at_once(
+    dev_server: WorkflowEnvironment, stack_on: StackFactory, ledger: Ledger
+) -> None:
+    async with (
+        lab_trainer(mode="callback", callback_delay_s=None) as (url, lab),
+        stack_on(dev_server, trainer_url=url) as stack,
+    ):
+        handle = await accepted_round(stack, dev_server, "lab-no-secret", backend="http")
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        # And the gateway refuses every callback, signed with anything.
+        body = b'{"task_token": "00", "job_id": "x", "status": "succeeded"}'
+        refused = await send_callback(stack, body, signed_headers(SECRET, body))
+    assert refused.status_code == 401
+    assert "no trainer secret" in refused.json()["error"]
+    timeline = await ledger.timeline("lab-no-secret")
+    [failed] = [t for t in timeline if t.entity == "round" and t.to_state == "failed"]
+    assert "AMEND_TRAINER_SECRET is unset" in failed.reason
+    [job] = lab.state.jobs.values()
+    assert not job.callbacks

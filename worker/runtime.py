@@ -95,7 +95,7 @@ def fine_tune_backends(settings: Settings, client: AsyncOpenAI) -> dict[str, Fin
         backends["http"] = HttpTrainer(
             httpx.AsyncClient(timeout=settings.model_timeout_s),
             settings.trainer_url,
-            settings.trainer_callback_url,
+            settings.trainer_callback_url if settings.trainer_secret else None,
         )
     return backends
 

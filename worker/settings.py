@@ -64,9 +64,9 @@ class Settings(BaseSettings):
     trainer_url: str | None = Field(
         default=None, description="Base URL of a lab's HTTP trainer (the 'http' backend)."
     )
-    trainer_secret: SecretStr = Field(
-        default=SecretStr("amend-dev-trainer-secret"),
-        description="Signs the trainer's callbacks. The default is for the dev stack only.",
+    trainer_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the trainer's callbacks; unset: callbacks are refused.",
     )
 
     stand_in_port_model: int = 8101
