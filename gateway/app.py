@@ -291,6 +291,18 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
             raise HTTPException(404, f"no round {round_id}")
         return await ledger().timeline(round_id)
 
+    @app.get("/api/rounds/{round_id}/evidence")
+    async def round_evidence(round_id: str, selected: bool = False) -> dict[str, Any]:
+        """The evidence a round read (and left out, with why) and its selection;
+        proposals link to items here by id."""
+        if await ledger().get_round(round_id) is None:
+            raise HTTPException(404, f"no round {round_id}")
+        return {
+            "selection": await ledger().evidence_selection(round_id),
+            "items": await ledger().evidence(round_id, selected_only=selected),
+            "dropped_drafts": await ledger().dropped_drafts(round_id),
+        }
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         await ledger().pool.fetchval("SELECT 1")

@@ -213,9 +213,10 @@ async def test_a_candidate_that_over_refuses_is_held_back_and_the_new_version_st
 async def test_a_grader_that_returns_garbage_fails_the_round_with_a_clear_reason(
     stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
 ) -> None:
-    # Every grade comes back in the wrong shape, the second try of each too.
-    await standin(stack, "/_standin/faults", {"faults": ["wrong_shape"] * 60, "task": "Grade"})
     handle = await accepted_round(stack, dev_server, "bad-grader")
+    # From here on (the proposals' impact previews are graded too, before
+    # review) every grade comes back in the wrong shape, the second try of each too.
+    await standin(stack, "/_standin/faults", {"faults": ["wrong_shape"] * 60, "task": "Grade"})
     with pytest.raises(WorkflowFailureError):
         await handle.result()
     reason = await failure_reason(ledger, "bad-grader")
@@ -233,12 +234,13 @@ async def test_a_prompt_set_with_a_bad_line_fails_the_round_naming_the_line(
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"id": "a", "prompt": "Hello"}\n\n{"id": "b"}\n')
     handle = await accepted_round(stack, dev_server, "bad-prompts", prompt_file=str(prompts))
+    reviewed = (await standin(stack, "/_standin/stats"))["tasks"].get("text", 0)
     with pytest.raises(WorkflowFailureError):
         await handle.result()
     assert f"{prompts}:3: prompt: Field required" in await failure_reason(ledger, "bad-prompts")
     assert await ledger.dataset_examples("bad-prompts") == []
     stats = await standin(stack, "/_standin/stats")
-    assert stats["tasks"].get("text", 0) == 0  # nothing was paid for
+    assert stats["tasks"].get("text", 0) == reviewed  # no answer paid for after review
 
 
 async def test_a_round_can_generate_its_dataset_through_the_batch_api(

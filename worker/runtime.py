@@ -22,7 +22,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.checks import CheckActivities
 from activities.evaluation import EvaluationActivities
+from activities.evidence import EvidenceActivities
 from activities.finetune import FineTuneBackend, HttpTrainer, OpenAIFineTuning
 from activities.ledger import LedgerActivities
 from activities.model import Model, ModelActivities
@@ -67,6 +69,8 @@ class Activities:
     slack: SlackActivities
     training: TrainingActivities
     evaluation: EvaluationActivities
+    evidence: EvidenceActivities
+    checks: CheckActivities
 
     def all(self) -> list[Any]:
         return [
@@ -86,6 +90,8 @@ class Activities:
             self.training.await_fine_tune,
             self.training.cancel_fine_tune,
             self.evaluation.evaluate,
+            self.evidence.gather_evidence,
+            self.checks.check_proposals,
         ]
 
 
@@ -102,7 +108,9 @@ def fine_tune_backends(settings: Settings, client: AsyncOpenAI) -> dict[str, Fin
 
 def build_activities(settings: Settings, ledger: Ledger) -> Activities:
     client = model_client(settings)
-    model = Model(client, settings.model_name, settings.model_concurrency)
+    model = Model(
+        client, settings.model_name, settings.model_concurrency, settings.model_output_retries
+    )
     return Activities(
         ledger=LedgerActivities(ledger),
         model=ModelActivities(model),
@@ -116,6 +124,18 @@ def build_activities(settings: Settings, ledger: Ledger) -> Activities:
             fine_tune_backends(settings, client),
         ),
         evaluation=EvaluationActivities(model, settings.grader_model, ledger),
+        evidence=EvidenceActivities(
+            ledger,
+            budget_tokens=settings.evidence_budget_tokens,
+            max_chunks=settings.evidence_max_chunks,
+        ),
+        checks=CheckActivities(
+            model,
+            ledger,
+            grader_model=settings.grader_model,
+            duplicate_threshold=settings.duplicate_threshold,
+            impact_sample_size=settings.impact_sample_size,
+        ),
     )
 
 
