@@ -8,13 +8,13 @@ any model call is paid for, so an operator can fix the file and start again.
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from constitution.jsonl import parse_jsonl
 from constitution.samples import sample_path
 
 SHIPPED_TRAINING_PROMPTS = "training_prompts.jsonl"
@@ -47,41 +47,10 @@ class EvalPrompt(BaseModel):
 
 Row = TypeVar("Row", TrainingPrompt, EvalPrompt)
 
-MAX_REPORTED_ERRORS = 20
-
 
 def parse_prompt_set(text: str, source: str, schema: type[Row]) -> list[Row]:
-    """Every line validated. Every bad line is named (up to a limit) by file,
-    line and field, as evidence files are, and nothing is used from a file
-    with any."""
-    rows: list[Row] = []
-    seen: set[str] = set()
-    errors: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{source}:{number}"
-        try:
-            row = schema.model_validate(json.loads(line))
-        except json.JSONDecodeError as error:
-            errors.append(f"{where}: not JSON ({error.msg})")
-            continue
-        except ValidationError as error:
-            first = error.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "line"
-            errors.append(f"{where}: {field}: {first['msg']}")
-            continue
-        if row.id in seen:
-            errors.append(f"{where}: duplicate prompt id {row.id!r}")
-            continue
-        seen.add(row.id)
-        rows.append(row)
-    if errors:
-        more = len(errors) - MAX_REPORTED_ERRORS
-        shown = errors[:MAX_REPORTED_ERRORS] + (
-            [f"... and {more} more bad lines"] if more > 0 else []
-        )
-        raise PromptSetError("\n".join(shown))
+    """Every line validated; every bad line named by file, line and field."""
+    rows = parse_jsonl(text, source, schema, what="prompt", error=PromptSetError)
     if not rows:
         raise PromptSetError(f"{source}: the prompt set is empty")
     return rows
