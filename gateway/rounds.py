@@ -58,8 +58,9 @@ async def heartbeat_progress(client: Client, handle: WorkflowHandle[Any, Any]) -
     for pending in description.raw_description.pending_activities:
         if pending.heartbeat_details.payloads:
             try:
+                # The first detail is the progress; others (a checkpoint) are the activity's own.
                 [progress] = await client.data_converter.decode(
-                    pending.heartbeat_details.payloads, [Progress]
+                    pending.heartbeat_details.payloads[:1], [Progress]
                 )
             except Exception:  # details of another shape: not a progress report
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -150,6 +151,9 @@ def build_worker(client: Client, settings: Settings, ledger: Ledger) -> Worker:
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules("sniffio")
         ),
+        # Heartbeats carry the progress watchers see (`amend round show`): send
+        # them within seconds, not the default minute.
+        max_heartbeat_throttle_interval=timedelta(seconds=2),
     )
 
 
