@@ -31,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from constitution import DecisionKind, DecisionOutcome, DecisionRequest, RoundSpec
 from constitution.contracts import RoundStatus
 from gateway.rounds import RoundExists, RoundNotFound, round_status, start_round
+from gateway.trainer import trainer_router
 from ledger.store import Ledger, TransitionRow, create_pool
 from review.messages import MODIFY_CALLBACK, modify_view, parse_action_value
 from workflows.round import TrainingRoundWorkflow
@@ -49,6 +50,7 @@ class GatewayConfig(BaseModel):
     task_queue: str
     database_url: SecretStr
     slack: AsyncWebClient
+    trainer_secret: SecretStr | None = None  # unset: trainer callbacks are refused
 
 
 class StartedRound(BaseModel):
@@ -83,6 +85,8 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
 
     def ledger() -> Ledger:
         return state["ledger"]  # type: ignore[no-any-return]
+
+    app.include_router(trainer_router(config.trainer_secret, temporal, ledger))
 
     # -- Slack -------------------------------------------------------------------
 

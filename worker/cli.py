@@ -354,7 +354,7 @@ def print_status(status: RoundStatus) -> None:
     from rich.table import Table
 
     from constitution.findings import proposal_summary
-    from constitution.gate import gate_summary
+    from constitution.gate import gate_summary, retraining_summary
 
     console.print(
         f"[bold]round {status.spec.round_id}[/bold]  state [cyan]{status.state.value}"
@@ -375,6 +375,8 @@ def print_status(status: RoundStatus) -> None:
     for p in status.proposals:
         for line in proposal_summary(p.proposal):
             console.print(escape(line))
+    for line in retraining_summary(status):
+        console.print(line)
     if status.evaluation:
         for line in gate_summary(status.evaluation):
             console.print(line)
