@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, SecretStr, ValidationError
 from slack_sdk.errors import SlackApiError
@@ -28,10 +28,11 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from constitution import DecisionKind, DecisionOutcome, DecisionRequest, RoundSpec
-from constitution.contracts import RoundStatus
-from gateway.rounds import RoundExists, RoundNotFound, round_status, start_round
-from ledger.store import Ledger, TransitionRow, create_pool
+from constitution import DecisionKind, DecisionOutcome, DecisionRequest
+from gateway import dashboard, operators, pages
+from gateway.limits import BodyLimit
+from ledger.dashboards import Dashboards
+from ledger.store import Ledger, create_pool
 from review.messages import MODIFY_CALLBACK, modify_view, parse_action_value
 from workflows.round import TrainingRoundWorkflow
 
@@ -49,11 +50,7 @@ class GatewayConfig(BaseModel):
     task_queue: str
     database_url: SecretStr
     slack: AsyncWebClient
-
-
-class StartedRound(BaseModel):
-    round_id: str
-    workflow_id: str
+    max_body_bytes: int = 1_048_576
 
 
 class InteractionAnswer(BaseModel):
@@ -74,12 +71,17 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(config.database_url.get_secret_value(), max_size=5)
         state["ledger"] = Ledger(pool)
+        app.state.ledger = state["ledger"]
+        app.state.dashboards = Dashboards(pool)
         try:
             yield
         finally:
             await pool.close()
 
     app = FastAPI(title="amend gateway", version="0.1.0", lifespan=lifespan)
+    app.state.temporal = temporal
+    app.state.config = config
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
 
     def ledger() -> Ledger:
         return state["ledger"]  # type: ignore[no-any-return]
@@ -262,30 +264,12 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
             )
         return InteractionAnswer(outcome="opened", message="editor opened", proposal_id=proposal_id)
 
-    # -- operators ---------------------------------------------------------------
+    # -- operators and dashboards ------------------------------------------------
 
-    @app.post("/api/rounds", status_code=201)
-    async def start(spec: RoundSpec) -> StartedRound:
-        try:
-            await start_round(temporal, spec, config.task_queue)
-        except RoundExists as error:
-            raise HTTPException(409, str(error)) from error
-        return StartedRound(round_id=spec.round_id, workflow_id=spec.workflow_id)
-
-    @app.get("/api/rounds/{round_id}")
-    async def show_round(round_id: str) -> RoundStatus:
-        try:
-            return await round_status(temporal, round_id)
-        except RoundNotFound as error:
-            raise HTTPException(404, str(error)) from error
-        except RPCError as error:
-            raise HTTPException(503, f"Temporal did not answer: {error.message}") from error
-
-    @app.get("/api/rounds/{round_id}/timeline")
-    async def round_timeline(round_id: str) -> list[TransitionRow]:
-        if await ledger().get_round(round_id) is None:
-            raise HTTPException(404, f"no round {round_id}")
-        return await ledger().timeline(round_id)
+    app.include_router(operators.router)
+    app.include_router(dashboard.router)
+    app.include_router(pages.router)
+    app.add_exception_handler(pages.SignIn, pages.sign_in)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

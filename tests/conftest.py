@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -30,6 +31,7 @@ from ledger.store import Ledger, create_pool
 from worker.database import EmbeddedPostgres, ensure_database, start_embedded
 from worker.settings import Settings
 from worker.stack import Stack, running_stack
+from workflows.search import ROUND_SEARCH_ATTRIBUTES
 
 CI_POSTGRES = os.environ.get(
     "AMEND_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -121,6 +123,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         ui=False,
         dev_server_log_level="error",
+        search_attributes=ROUND_SEARCH_ATTRIBUTES,
     )
     try:
         yield env
@@ -147,6 +150,15 @@ def task_queue() -> Iterator[str]:
 
 
 StackFactory = Callable[..., AbstractAsyncContextManager[Stack]]
+
+
+def operator_api(stack: Stack) -> httpx.AsyncClient:
+    """An HTTP client for the gateway carrying the stack's operator token."""
+    return httpx.AsyncClient(
+        base_url=stack.gateway_url, headers={"Authorization": f"Bearer {stack.operator_token}"}
+    )
+
+
 REVIEW_CHANNEL = "C0AMENDREVIEW"
 
 

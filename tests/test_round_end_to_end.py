@@ -23,7 +23,7 @@ from constitution.contracts import RoundResult
 from constitution.samples import sample_constitution
 from ledger.store import Ledger
 from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
-from tests.conftest import StackFactory
+from tests.conftest import StackFactory, operator_api
 from worker.stack import Stack
 from workflows.round import TrainingRoundWorkflow
 
@@ -49,8 +49,8 @@ async def start_round(stack: Stack, round_id: str, **spec: Any) -> None:
         "training": {"poll_interval": "PT0.2S"},
         **spec,
     }
-    async with httpx.AsyncClient() as http:
-        response = await http.post(f"{stack.gateway_url}/api/rounds", json=body)
+    async with operator_api(stack) as http:
+        response = await http.post("/api/rounds", json=body)
     assert response.status_code == 201, response.text
 
 
@@ -87,7 +87,7 @@ async def test_a_round_goes_from_proposals_to_a_new_version_and_a_promoted_model
     await start_round(stack, "e2e")
     first, second, third = await proposal_messages(stack, 3)
     # Each message links to the round on the gateway that serves it.
-    assert f"{stack.gateway_url}/api/rounds/e2e" in json.dumps(first["blocks"])
+    assert f"{stack.gateway_url}/rounds/e2e" in json.dumps(first["blocks"])
     alice = reviewer(stack)
     assert (
         await decide_in_slack(

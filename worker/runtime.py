@@ -123,6 +123,7 @@ def gateway_app(settings: Settings, database_url: str, temporal: Client) -> Fast
             task_queue=settings.temporal_task_queue,
             database_url=SecretStr(database_url),
             slack=slack_client(settings),
+            max_body_bytes=settings.api_max_body_bytes,
         ),
         temporal,
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 from temporalio.client import Client
 
+from ledger.store import Ledger, create_pool
 from standins import model_server, slack_api
 from standins.serving import free_port, serve
 from worker.runtime import gateway_app, running_worker
@@ -31,6 +32,7 @@ class Stack:
     gateway_url: str
     model_stand_in_url: str | None
     slack_stand_in_url: str | None
+    operator_token: str  # made for this run, so the demo and tests can use the API
 
 
 @asynccontextmanager
@@ -92,4 +94,16 @@ async def running_stack(
             gateway_url=served.url,
             model_stand_in_url=model_url,
             slack_stand_in_url=slack_url,
+            operator_token=await _operator_token(database_url),
         )
+
+
+async def _operator_token(database_url: str) -> str:
+    """An operator token for this run of the stack (named for the dev stack,
+    revocable with `amend token revoke` like any other)."""
+    pool = await create_pool(database_url, max_size=1)
+    try:
+        _, token = await Ledger(pool).create_token("dev-stack", "operator")
+    finally:
+        await pool.close()
+    return token

@@ -14,11 +14,12 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from constitution import (
+        TERMINAL_ROUND_STATES,
         Decision,
         DecisionKind,
         DecisionOutcome,
@@ -38,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         FineTuneInput,
         FineTuneJob,
         OpenRoundInput,
+        OperatorRequest,
         PostProposalInput,
         ProposalStatus,
         ProposeInput,
@@ -53,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         UpdateProposalMessageInput,
     )
     from constitution.models import ConstitutionVersion, TransitionRecord
+    from workflows.search import CONSTITUTION_VERSION, PENDING_DECISIONS, ROUND_STATE
 
 QUICK = timedelta(seconds=30)
 SLACK_RETRY = RetryPolicy(
@@ -77,23 +80,22 @@ class TrainingRoundWorkflow:
         self.constitution: ConstitutionVersion | None = None
         # One writer at a time: the ledger chain is ordered by sequence.
         self._lock = asyncio.Lock()
+        # An operator's cancel order; set by the `cancel` update, which then
+        # cancels the lifecycle task so that a wait or activity in flight ends.
+        self._cancel_request: OperatorRequest | None = None
+        self._lifecycle_task: asyncio.Task[None] | None = None
 
     # -- the lifecycle ---------------------------------------------------------
 
     @workflow.run
     async def run(self, input: RoundInput) -> RoundResult:
+        self._lifecycle_task = asyncio.create_task(self._lifecycle(input))
         try:
-            if input.carried is None:
-                await self._propose()
-            else:
-                self.constitution = await self._load_version(self.status.base_version)
-            if self.status.state is RoundState.in_review:
-                await self._review()
-            if self.status.state is RoundState.amending:
-                await self._retrain()
+            await self._lifecycle_task
         except asyncio.CancelledError:
             await self._cancel()
-            raise
+            if self._cancel_request is None:
+                raise  # cancelled through Temporal: the workflow ends cancelled
         except (ActivityError, ApplicationError, IllegalTransition) as error:
             await self._fail(error)
             raise ApplicationError(
@@ -101,6 +103,16 @@ class TrainingRoundWorkflow:
             ) from error
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result()
+
+    async def _lifecycle(self, input: RoundInput) -> None:
+        if input.carried is None:
+            await self._propose()
+        else:
+            self.constitution = await self._load_version(self.status.base_version)
+        if self.status.state is RoundState.in_review:
+            await self._review()
+        if self.status.state is RoundState.amending:
+            await self._retrain()
 
     async def _propose(self) -> None:
         spec = self.status.spec
@@ -115,6 +127,7 @@ class TrainingRoundWorkflow:
             "round",
             None,
             RoundState.created,
+            actor=spec.requested_by or "workflow",
             reason="round started",
             data={"base_version": self.constitution.number},
         )
@@ -316,6 +329,7 @@ class TrainingRoundWorkflow:
                 data={
                     "kind": request.kind.value,
                     **({"text": request.text} if request.text else {}),
+                    **({"override": True} if request.override else {}),
                 },
             )
         assert self.constitution is not None
@@ -354,7 +368,7 @@ class TrainingRoundWorkflow:
                 type="UnknownProposal",
                 non_retryable=True,
             )
-        if request.reviewer not in self.status.spec.reviewers:
+        if request.reviewer not in self.status.spec.reviewers and not request.override:
             raise ApplicationError(
                 f"{request.reviewer} is not a reviewer of round {self.status.spec.round_id}",
                 type="NotAReviewer",
@@ -380,16 +394,103 @@ class TrainingRoundWorkflow:
     def state(self) -> RoundStatus:
         return self.status
 
+    # -- operators ---------------------------------------------------------------
+
+    @workflow.update
+    async def cancel(self, request: OperatorRequest) -> RoundResult:
+        """End the round now: pending proposals are withdrawn and their Slack
+        messages say so. Answers once the round is cancelled."""
+        self._cancel_request = request
+        assert self._lifecycle_task is not None
+        self._lifecycle_task.cancel()
+        await workflow.wait_condition(
+            lambda: self.status.state in TERMINAL_ROUND_STATES and not self._lock.locked()
+        )
+        return self._result()
+
+    @cancel.validator
+    def _validate_cancel(self, request: OperatorRequest) -> None:
+        if self.status.state in TERMINAL_ROUND_STATES:
+            raise ApplicationError(
+                f"round {self.status.spec.round_id} is already {self.status.state.value}; "
+                "only an active round can be cancelled",
+                type="RoundEnded",
+                non_retryable=True,
+            )
+        if self._cancel_request is not None or self._lifecycle_task is None:
+            raise ApplicationError(
+                f"round {self.status.spec.round_id} is already being cancelled",
+                type="RoundEnded",
+                non_retryable=True,
+            )
+
+    @workflow.update
+    async def repost(self, request: OperatorRequest) -> list[SlackMessageRef]:
+        """Post every pending proposal again (a message was deleted, or the
+        reviewers moved channel); decisions on the old messages still count."""
+        assert self.constitution is not None
+        posted: list[SlackMessageRef] = []
+        for item in self.status.pending:
+            item.message = await workflow.execute_activity(
+                "post_proposal",
+                PostProposalInput(
+                    workflow_id=workflow.info().workflow_id,
+                    status=item,
+                    constitution=self.constitution,
+                    repost=True,
+                ),
+                result_type=SlackMessageRef,
+                start_to_close_timeout=QUICK,
+                retry_policy=SLACK_RETRY,
+            )
+            posted.append(item.message)
+            await self._record(
+                f"proposal:{item.proposal.id}",
+                ProposalState.posted,
+                ProposalState.posted,
+                actor=request.actor,
+                reason=request.reason or "re-posted",
+                data={"channel": item.message.channel, "ts": item.message.ts, "repost": True},
+            )
+        return posted
+
+    @repost.validator
+    def _validate_repost(self, request: OperatorRequest) -> None:
+        if self.status.state not in (RoundState.proposing, RoundState.in_review):
+            raise ApplicationError(
+                f"round {self.status.spec.round_id} is {self.status.state.value}, not in review",
+                type="RoundNotInReview",
+                non_retryable=True,
+            )
+        if not self.status.pending or self.constitution is None:
+            raise ApplicationError(
+                f"round {self.status.spec.round_id} has no pending proposal to re-post",
+                type="NothingPending",
+                non_retryable=True,
+            )
+
     # -- endings -----------------------------------------------------------------
 
     async def _cancel(self) -> None:
+        order = self._cancel_request
+        actor = order.actor if order else "operator"
+        reason = f"round cancelled: {order.reason}" if order and order.reason else "round cancelled"
         for item in self.status.proposals:
             if not item.settled:
-                await self._move_proposal(
-                    item, ProposalState.withdrawn, actor="operator", reason="round cancelled"
-                )
-        if self.status.state not in (RoundState.cancelled, RoundState.failed):
-            await self._move(RoundState.cancelled, actor="operator", reason="round cancelled")
+                await self._move_proposal(item, ProposalState.withdrawn, actor=actor, reason=reason)
+                if item.message is not None and self.constitution is not None:
+                    await workflow.execute_activity(
+                        "update_proposal_message",
+                        UpdateProposalMessageInput(
+                            workflow_id=workflow.info().workflow_id,
+                            status=item,
+                            constitution=self.constitution,
+                        ),
+                        start_to_close_timeout=QUICK,
+                        retry_policy=SLACK_RETRY,
+                    )
+        if self.status.state not in TERMINAL_ROUND_STATES:
+            await self._move(RoundState.cancelled, actor=actor, reason=reason)
         await self._summarise()
 
     async def _fail(self, error: BaseException) -> None:
@@ -508,9 +609,31 @@ class TrainingRoundWorkflow:
             data=data or {},
             at=workflow.now(),
         )
-        await workflow.execute_activity(
+        # A cancel arriving mid-write waits for the write: the chain must not
+        # be left unsure whether this sequence number landed.
+        write = workflow.start_activity(
             "record_transitions", [record], start_to_close_timeout=QUICK
         )
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await write
+            raise
+        self._publish()
+
+    def _publish(self) -> None:
+        """Keep the round's search attributes current, where it was started with them."""
+        attributes = workflow.info().typed_search_attributes
+        if attributes.get(ROUND_STATE) is None:
+            return
+        updates: list[SearchAttributeUpdate[Any]] = [
+            ROUND_STATE.value_set(self.status.state.value),
+            PENDING_DECISIONS.value_set(len(self.status.pending)),
+        ]
+        version = self.status.result_version or self.status.base_version
+        if version is not None:
+            updates.append(CONSTITUTION_VERSION.value_set(version))
+        workflow.upsert_search_attributes(updates)
 
     async def _load_version(self, number: int | None) -> ConstitutionVersion:
         version: ConstitutionVersion = await workflow.execute_activity(
