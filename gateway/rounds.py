@@ -90,36 +90,34 @@ async def round_status(client: Client, round_id: str) -> RoundStatus:
         raise
 
 
-def _refusal(round_id: str, error: Exception) -> Exception:
-    """Turn Temporal's answer to a refused order into the operator's error."""
-    if isinstance(error, WorkflowUpdateFailedError):
+async def _send(client: Client, round_id: str, update: Any, arg: Any) -> Any:
+    """Send an operator's order (a workflow update) and turn Temporal's
+    refusals into the operator's errors: a validator's reason, or for a round
+    whose workflow has closed, the state it ended in."""
+    try:
+        return await client.get_workflow_handle(f"round-{round_id}").execute_update(update, arg)
+    except WorkflowUpdateFailedError as error:
         cause = error.cause
-        return RoundRefused(cause.message if isinstance(cause, ApplicationError) else str(cause))
-    if isinstance(error, RPCError) and error.status is RPCStatusCode.NOT_FOUND:
-        return RoundNotFound(f"no round {round_id}")
-    if isinstance(error, RPCError) and error.status is RPCStatusCode.FAILED_PRECONDITION:
-        return RoundRefused(f"round {round_id} is no longer running")
-    return error
+        reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise RoundRefused(reason) from error
+    except RPCError as error:
+        if error.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise
+        status = await round_status(client, round_id)  # RoundNotFound when there is none
+        raise RoundRefused(
+            f"round {round_id} has ended ({status.state.value}); it takes no more orders"
+        ) from error
 
 
 async def cancel_round(client: Client, round_id: str, order: OperatorRequest) -> RoundResult:
     """Cancel an active round; refused (RoundRefused) once it has ended."""
-    try:
-        return await client.get_workflow_handle(f"round-{round_id}").execute_update(
-            TrainingRoundWorkflow.cancel, order
-        )
-    except (WorkflowUpdateFailedError, RPCError) as error:
-        raise _refusal(round_id, error) from error
+    result: RoundResult = await _send(client, round_id, TrainingRoundWorkflow.cancel, order)
+    return result
 
 
 async def repost_round(client: Client, round_id: str, order: OperatorRequest) -> int:
     """Post the round's pending proposals again; returns how many were posted."""
-    try:
-        posted = await client.get_workflow_handle(f"round-{round_id}").execute_update(
-            TrainingRoundWorkflow.repost, order
-        )
-    except (WorkflowUpdateFailedError, RPCError) as error:
-        raise _refusal(round_id, error) from error
+    posted = await _send(client, round_id, TrainingRoundWorkflow.repost, order)
     return len(posted)
 
 
@@ -128,9 +126,5 @@ async def override_decision(
 ) -> DecisionOutcome:
     """An operator decides a proposal in the reviewers' stead; the decision
     and its transition carry the operator and the override mark."""
-    try:
-        return await client.get_workflow_handle(f"round-{round_id}").execute_update(
-            TrainingRoundWorkflow.decide, request
-        )
-    except (WorkflowUpdateFailedError, RPCError) as error:
-        raise _refusal(round_id, error) from error
+    outcome: DecisionOutcome = await _send(client, round_id, TrainingRoundWorkflow.decide, request)
+    return outcome
