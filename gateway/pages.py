@@ -204,6 +204,7 @@ async def round_page(request: Request, round_id: str) -> HTMLResponse:
         decided = "<br>".join(
             f"{escape(d.kind)} by {escape(d.reviewer)}"
             + (" <b>(operator override)</b>" if d.override else "")
+            + (f"<br>as: <q>{escape(d.text)}</q>" if d.text else "")
             + (f"<br><i>{escape(d.comment)}</i>" if d.comment else "")
             for d in p.decisions
         )
@@ -405,11 +406,21 @@ def harm_chart(metrics: list[VersionMetrics]) -> str:
     )
 
 
+def duration_unit(seconds: float) -> tuple[str, float]:
+    """The unit that reads best for a span this long, and its size in seconds."""
+    if seconds >= 2 * 3600:
+        return "hours", 3600.0
+    if seconds >= 120:
+        return "minutes", 60.0
+    return "seconds", 1.0
+
+
 def latency_chart(points: list[LatencyPoint]) -> str:
+    unit, size = duration_unit(max((p.latency_s for p in points), default=0.0))
     return line_chart(
-        {"hours to decide": [(i + 1.0, p.latency_s / 3600) for i, p in enumerate(points)]},
+        {f"{unit} to decide": [(i + 1.0, p.latency_s / size) for i, p in enumerate(points)]},
         "decisions, oldest to newest",
-        "hours",
+        unit,
     )
 
 
@@ -421,7 +432,10 @@ async def charts_page(request: Request) -> HTMLResponse:
     latency = await dashboards.decision_latency()
 
     def hours(value: float | None) -> str:
-        return "-" if value is None else f"{value / 3600:.2f} h"
+        if value is None:
+            return "-"
+        unit, size = duration_unit(value)
+        return f"{value / size:.3g} {unit}"
 
     summary = (
         f'<p class="muted">{latency.decisions} decisions · median {hours(latency.p50_s)} · '
