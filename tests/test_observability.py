@@ -95,9 +95,9 @@ async def test_the_worker_exports_temporal_and_amend_metrics_and_logs_carry_ids(
     assert "/api/rounds/nope" not in gateway_metrics  # labels are templates, not paths
 
     lines = [json.loads(line) for line in json_logs.getvalue().splitlines() if line]
-    posted = [
+    named = [
         entry for entry in lines if entry.get("round_id") == "observed" and entry.get("proposal_id")
     ]
-    assert posted, "no JSON log line named the round and a proposal"
-    assert all(entry["workflow_id"] == "round-observed" for entry in posted)
-    assert {"time", "level", "logger", "message"} <= posted[0].keys()
+    assert named, "no JSON log line named the round and a proposal"
+    assert all(entry["workflow_id"] == "round-observed" for entry in named)
+    assert {"time", "level", "logger", "message"} <= named[0].keys()
