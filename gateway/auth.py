@@ -11,10 +11,11 @@ from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
+from constitution.models import PRINCIPLE_ID, ROUND_ID
 from ledger.store import Ledger
 
 COOKIE = "amend_token"
@@ -71,3 +72,8 @@ def requires(role: Role) -> Callable[..., Awaitable[Caller]]:
 
 Viewer = Annotated[Caller, Depends(requires(Role.viewer))]
 Operator = Annotated[Caller, Depends(requires(Role.operator))]
+
+# Ids in paths are checked against their shapes, so a malformed one is a 422
+# that names it, never a lookup (or a Temporal call) with garbage.
+RoundId = Annotated[str, Path(pattern=ROUND_ID.pattern, description="A round id.")]
+PrincipleId = Annotated[str, Path(pattern=PRINCIPLE_ID.pattern, description="Such as P3.")]

@@ -10,8 +10,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request
 
 from constitution import RoundState
-from gateway.auth import Viewer
+from gateway.auth import PrincipleId, RoundId, Viewer
 from ledger.dashboards import (
+    LARGEST_OFFSET,
+    LARGEST_VERSION,
     Dashboards,
     LatencyStats,
     LineageEntry,
@@ -43,10 +45,11 @@ async def list_rounds(
     state: RoundState | None = None,
     since: Annotated[datetime | None, Query(description="Started at or after.")] = None,
     version: Annotated[
-        int | None, Query(ge=1, description="Amending or making this version.")
+        int | None,
+        Query(ge=1, le=LARGEST_VERSION, description="Amending or making this version."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: Annotated[int, Query(ge=0, le=LARGEST_OFFSET)] = 0,
 ) -> RoundPage:
     """Rounds newest first; `total` counts every page."""
     return await _dashboards(request).rounds(
@@ -59,7 +62,7 @@ async def list_rounds(
 
 
 @router.get("/rounds/{round_id}/timeline")
-async def timeline(request: Request, round_id: str, _: Viewer) -> list[TransitionRow]:
+async def timeline(request: Request, round_id: RoundId, _: Viewer) -> list[TransitionRow]:
     """Every transition of the round in order, with its chained hash."""
     await _known_round(request, round_id)
     ledger: Ledger = request.app.state.ledger
@@ -67,7 +70,7 @@ async def timeline(request: Request, round_id: str, _: Viewer) -> list[Transitio
 
 
 @router.get("/rounds/{round_id}/proposals")
-async def proposals(request: Request, round_id: str, _: Viewer) -> list[ProposalRow]:
+async def proposals(request: Request, round_id: RoundId, _: Viewer) -> list[ProposalRow]:
     """The round's proposals with their decisions (overrides marked)."""
     await _known_round(request, round_id)
     return await _dashboards(request).proposals(round_id)
@@ -100,7 +103,7 @@ async def versions(request: Request, _: Viewer) -> list[VersionSummary]:
 
 
 @router.get("/principles/{principle_id}/lineage")
-async def lineage(request: Request, principle_id: str, _: Viewer) -> list[LineageEntry]:
+async def lineage(request: Request, principle_id: PrincipleId, _: Viewer) -> list[LineageEntry]:
     """Every version of a principle and the round, proposal, evidence and reviewers behind it."""
     entries = await _dashboards(request).lineage(principle_id)
     if not entries:

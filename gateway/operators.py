@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio.client import Client
@@ -25,7 +25,7 @@ from constitution import (
 )
 from constitution.contracts import OperatorRequest, RoundResult, RoundStatus
 from constitution.documents import DocumentError, imported_version, parse_markdown
-from gateway.auth import Operator, Viewer
+from gateway.auth import Operator, RoundId, Viewer
 from gateway.rounds import (
     RoundExists,
     RoundNotFound,
@@ -36,6 +36,7 @@ from gateway.rounds import (
     round_status,
     start_round,
 )
+from ledger.dashboards import LARGEST_VERSION
 from ledger.store import ChainBreak, Ledger
 
 router = APIRouter(prefix="/api", tags=["operators"])
@@ -118,7 +119,7 @@ async def start(request: Request, spec: RoundSpec, caller: Operator) -> StartedR
 
 
 @router.get("/rounds/{round_id}")
-async def show_round(request: Request, round_id: str, _: Viewer) -> RoundStatus:
+async def show_round(request: Request, round_id: RoundId, _: Viewer) -> RoundStatus:
     """The round's live state from its workflow."""
     try:
         return await round_status(_temporal(request), round_id)
@@ -127,7 +128,9 @@ async def show_round(request: Request, round_id: str, _: Viewer) -> RoundStatus:
 
 
 @router.post("/rounds/{round_id}/cancel")
-async def cancel(request: Request, round_id: str, body: OrderBody, caller: Operator) -> RoundResult:
+async def cancel(
+    request: Request, round_id: RoundId, body: OrderBody, caller: Operator
+) -> RoundResult:
     """Cancel an active round; pending proposals are withdrawn (409 once it ended)."""
     order = OperatorRequest(actor=caller.actor, reason=body.reason)
     try:
@@ -137,7 +140,9 @@ async def cancel(request: Request, round_id: str, body: OrderBody, caller: Opera
 
 
 @router.post("/rounds/{round_id}/repost")
-async def repost(request: Request, round_id: str, body: RepostBody, caller: Operator) -> Reposted:
+async def repost(
+    request: Request, round_id: RoundId, body: RepostBody, caller: Operator
+) -> Reposted:
     """Post the round's pending proposals to Slack again."""
     order = OperatorRequest(actor=caller.actor, reason=body.reason)
     try:
@@ -148,7 +153,7 @@ async def repost(request: Request, round_id: str, body: RepostBody, caller: Oper
 
 @router.post("/rounds/{round_id}/decisions")
 async def decide(
-    request: Request, round_id: str, body: OverrideBody, caller: Operator
+    request: Request, round_id: RoundId, body: OverrideBody, caller: Operator
 ) -> DecisionOutcome:
     """Decide a proposal in the reviewers' stead, recorded as an operator override."""
     try:
@@ -185,7 +190,7 @@ async def _version(request: Request, number: int | None) -> ConstitutionVersion:
 )
 async def show_version(
     request: Request,
-    number: int,
+    number: Annotated[int, Path(ge=1, le=LARGEST_VERSION)],
     _: Viewer,
     format: Annotated[Literal["json", "markdown"], Query()] = "json",
 ) -> ConstitutionVersion | PlainTextResponse:
@@ -199,8 +204,8 @@ async def show_version(
 async def diff(
     request: Request,
     _: Viewer,
-    old: Annotated[int, Query(alias="from", ge=1)],
-    new: Annotated[int, Query(alias="to", ge=1)],
+    old: Annotated[int, Query(alias="from", ge=1, le=LARGEST_VERSION)],
+    new: Annotated[int, Query(alias="to", ge=1, le=LARGEST_VERSION)],
 ) -> str:
     """A unified diff from one version to another."""
     return diff_versions(await _version(request, old), await _version(request, new))

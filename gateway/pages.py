@@ -15,14 +15,20 @@ from html import escape
 from typing import Annotated
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 
 from constitution import RoundState, render_markdown
 from gateway.auth import COOKIE, Caller, identify
-from ledger.dashboards import Dashboards, LatencyPoint, VersionMetrics
+from ledger.dashboards import (
+    LARGEST_OFFSET,
+    LARGEST_VERSION,
+    Dashboards,
+    LatencyPoint,
+    VersionMetrics,
+)
 from ledger.store import Ledger
 
 router = APIRouter(include_in_schema=False)
@@ -147,7 +153,7 @@ async def sign_in(request: Request, _: Exception) -> Response:
 async def rounds_page(
     request: Request,
     state: RoundState | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=LARGEST_OFFSET)] = 0,
 ) -> HTMLResponse:
     await viewer(request)
     found = await _dashboards(request).rounds(
@@ -286,8 +292,8 @@ async def versions_page(request: Request) -> HTMLResponse:
 @router.get("/versions/diff")
 async def diff_page(
     request: Request,
-    old: Annotated[int, Query(alias="from", ge=1)],
-    new: Annotated[int, Query(alias="to", ge=1)],
+    old: Annotated[int, Query(alias="from", ge=1, le=LARGEST_VERSION)],
+    new: Annotated[int, Query(alias="to", ge=1, le=LARGEST_VERSION)],
 ) -> HTMLResponse:
     await viewer(request)
     ledger = _ledger(request)
@@ -304,7 +310,9 @@ async def diff_page(
 
 
 @router.get("/versions/{number}")
-async def version_page(request: Request, number: int) -> HTMLResponse:
+async def version_page(
+    request: Request, number: Annotated[int, Path(ge=1, le=LARGEST_VERSION)]
+) -> HTMLResponse:
     await viewer(request)
     version = await _ledger(request).get_version(number)
     if version is None:

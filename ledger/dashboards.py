@@ -14,6 +14,11 @@ from pydantic import BaseModel, Field
 
 from ledger.store import ROUND_SELECT, RoundRow
 
+# Version numbers are PostgreSQL integers; a larger one names no version and
+# is refused at the edge rather than overflowing a query.
+LARGEST_VERSION = 2**31 - 1
+LARGEST_OFFSET = 10_000_000
+
 
 class RoundPage(BaseModel):
     total: int = Field(description="Rounds matching the filters, all pages together.")

@@ -38,7 +38,14 @@ from constitution import (
     RoundState,
 )
 from constitution.contracts import OperatorRequest, RoundStatus
-from ledger.dashboards import Dashboards, LineageEntry, RoundPage, VersionSummary
+from ledger.dashboards import (
+    LARGEST_OFFSET,
+    LARGEST_VERSION,
+    Dashboards,
+    LineageEntry,
+    RoundPage,
+    VersionSummary,
+)
 from ledger.migrate import MigrationError
 from ledger.store import ApiToken, ChainBreak, Ledger
 from worker.settings import Settings
@@ -503,10 +510,11 @@ def round_list(
         str | None, typer.Option(help="Started since: 7d, 12h, 30m or an ISO date.")
     ] = None,
     version: Annotated[
-        int | None, typer.Option(min=1, help="Amending or making this constitution version.")
+        int | None,
+        typer.Option(min=1, max=LARGEST_VERSION, help="Amending or making this version."),
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
-    offset: Annotated[int, typer.Option(min=0)] = 0,
+    offset: Annotated[int, typer.Option(min=0, max=LARGEST_OFFSET)] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List rounds from the ledger, newest first."""
@@ -698,7 +706,9 @@ async def _version(ledger: Ledger, number: int | None) -> ConstitutionVersion:
 
 @constitution_app.command("show")
 def constitution_show(
-    version: Annotated[int | None, typer.Argument(min=1, help="Default: the latest.")] = None,
+    version: Annotated[
+        int | None, typer.Argument(min=1, max=LARGEST_VERSION, help="Default: the latest.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show a constitution version."""
@@ -719,8 +729,8 @@ def constitution_show(
 
 @constitution_app.command("diff")
 def constitution_diff(
-    old: Annotated[int, typer.Argument(min=1)],
-    new: Annotated[int, typer.Argument(min=1)],
+    old: Annotated[int, typer.Argument(min=1, max=LARGEST_VERSION)],
+    new: Annotated[int, typer.Argument(min=1, max=LARGEST_VERSION)],
 ) -> None:
     """The change from version OLD to version NEW, as a unified diff."""
     from constitution import diff_versions
@@ -838,7 +848,9 @@ def constitution_import(
 
 @constitution_app.command("export")
 def constitution_export(
-    version: Annotated[int | None, typer.Argument(min=1, help="Default: the latest.")] = None,
+    version: Annotated[
+        int | None, typer.Argument(min=1, max=LARGEST_VERSION, help="Default: the latest.")
+    ] = None,
     format: Annotated[DocumentFormat, typer.Option("--format", "-f")] = DocumentFormat.markdown,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Default: stdout.")] = None,
 ) -> None:
