@@ -6,19 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx
 import pytest
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
+from constitution import RoundSpec
+from gateway.rounds import RoundExists, start_round
 from ledger.store import Ledger
 from standins.reviewer import wait_for_proposals
-from tests.conftest import StackFactory, operator_api
+from tests.conftest import VENV_BIN, StackFactory, operator_api
 from worker.cli import EXIT_FAILED, app
 from worker.stack import Stack
+from workflows.search import ROUND_STATE
 
 REVIEWER = "U0ALICE"
 
@@ -243,3 +249,26 @@ async def test_the_api_refuses_missing_wrong_and_revoked_tokens_and_oversized_bo
     assert oversized.status_code == 413 and "limit" in oversized.json()["detail"]
     assert listed.json()["total"] == 0
     assert await ledger.list_rounds() == []
+
+
+async def test_a_cluster_without_the_search_attributes_still_starts_rounds_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bare = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(VENV_BIN / "temporal"),
+        data_converter=pydantic_data_converter,
+        ui=False,
+        dev_server_log_level="error",
+    )
+    try:
+        spec = RoundSpec(round_id="no-attributes", reviewers=[REVIEWER])
+        with caplog.at_level(logging.WARNING, logger="gateway.rounds"):
+            await start_round(bare.client, spec, "nobody-polls")
+        described = await bare.client.get_workflow_handle(spec.workflow_id).describe()
+        assert described.status is WorkflowExecutionStatus.RUNNING
+        assert described.typed_search_attributes.get(ROUND_STATE) is None
+        assert "RoundState" in caplog.text and "amend dev" in caplog.text
+        with pytest.raises(RoundExists):
+            await start_round(bare.client, spec, "nobody-polls")
+    finally:
+        await bare.shutdown()
