@@ -162,7 +162,7 @@ async def test_an_operator_override_is_recorded_as_such_and_viewers_cannot_write
         await http.post("/api/rounds/override/cancel", json={"reason": "done"})
 
 
-async def test_repost_posts_pending_proposals_again_and_records_who_asked(
+async def test_repost_and_an_operator_decision_from_the_cli_record_who_asked(
     stack: Stack, amend: Cli, ledger: Ledger
 ) -> None:
     await start(stack, "again", proposals=2)
@@ -178,6 +178,16 @@ async def test_repost_posts_pending_proposals_again_and_records_who_asked(
     new_ts = {m["message"]["ts"] for m in after} - {m["message"]["ts"] for m in before}
     stored = await ledger.pool.fetch("SELECT slack_ts FROM proposals WHERE round_id = 'again'")
     assert {r["slack_ts"] for r in stored} == new_ts
+
+    first = await ledger.pool.fetchval(
+        "SELECT proposal_id FROM proposals WHERE round_id = 'again' ORDER BY position LIMIT 1"
+    )
+    no_reason = await amend("round", "decide", "again", first, "accept", "--reason", " ")
+    assert no_reason.exit_code == 2 and "needs a reason" in no_reason.output
+    decided = await amend("round", "decide", "again", first, "accept", "--reason", "urgent fix")
+    assert decided.exit_code == 0 and "operator override" in decided.output, decided.output
+    shown = await amend("round", "show", "again")
+    assert "operator:ops-oliver (override)" in shown.output and "in_review" in shown.output
     await amend("round", "cancel", "again", "--reason", "done")
     refused = await amend("round", "repost", "again")
     assert refused.exit_code == EXIT_FAILED and "has ended (cancelled)" in refused.output

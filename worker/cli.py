@@ -406,15 +406,25 @@ def round_show(
 
 
 def print_status(status: RoundStatus) -> None:
-    from rich.table import Table
+    """`round show`: one section after another; a new part of the round's
+    status adds its own section to STATUS_SECTIONS."""
+    for section in STATUS_SECTIONS:
+        rendered = section(status)
+        if rendered is not None:
+            console.print(rendered)
 
-    from constitution.gate import gate_summary
 
-    console.print(
-        f"[bold]round {status.spec.round_id}[/bold]  state [cyan]{status.state.value}"
+def _status_header(status: RoundStatus) -> Any:
+    return (
+        f"[bold]round {escape(status.spec.round_id)}[/bold]  state [cyan]{status.state.value}"
         f"[/cyan]  base v{status.base_version}  result "
         f"{'v' + str(status.result_version) if status.result_version else '-'}"
     )
+
+
+def _status_proposals(status: RoundStatus) -> Any:
+    from rich.table import Table
+
     table = Table("proposal", "kind", "target", "state", "decided by")
     for p in status.proposals:
         d = p.final_decision
@@ -423,12 +433,38 @@ def print_status(status: RoundStatus) -> None:
             p.proposal.kind.value,
             p.proposal.draft.target or "new",
             p.state.value,
-            d.reviewer if d else "",
+            (d.reviewer + (" (override)" if d.override else "")) if d else "",
         )
-    console.print(table)
-    if status.evaluation:
-        for line in gate_summary(status.evaluation):
-            console.print(line)
+    return table
+
+
+def _status_progress(status: RoundStatus) -> Any:
+    p = status.progress
+    if p is None or status.state in TERMINAL_ROUND_STATES:
+        return None
+    done = f"{p.done}/{p.total}" if p.total else str(p.done)
+    return f"progress: {escape(p.stage)} {done} {escape(p.detail)}".rstrip()
+
+
+def _status_evaluation(status: RoundStatus) -> Any:
+    from rich.console import Group
+
+    from constitution.gate import gate_summary
+
+    return Group(*gate_summary(status.evaluation)) if status.evaluation else None
+
+
+def _status_error(status: RoundStatus) -> Any:
+    return f"[red]error:[/red] {escape(status.error)}" if status.error else None
+
+
+STATUS_SECTIONS: list[Callable[[RoundStatus], Any]] = [
+    _status_header,
+    _status_proposals,
+    _status_progress,
+    _status_evaluation,
+    _status_error,
+]
 
 
 # -- operating rounds -------------------------------------------------------------
