@@ -33,14 +33,18 @@ def json_logs() -> Iterator[io.StringIO]:
     handler = logging.StreamHandler(out)
     handler.setFormatter(JsonLogFormatter())
     root = logging.getLogger()
-    level = root.level
+    # Other tests run the CLI in-process, which quietens Temporal's loggers.
+    loggers = [root, logging.getLogger("temporalio.activity")]
+    levels = [logger.level for logger in loggers]
     root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    for logger in loggers:
+        logger.setLevel(logging.INFO)
     try:
         yield out
     finally:
         root.removeHandler(handler)
-        root.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 async def test_the_worker_exports_temporal_and_amend_metrics_and_logs_carry_ids(

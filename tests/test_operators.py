@@ -121,7 +121,7 @@ async def test_round_watch_follows_a_round_until_it_ends(stack: Stack, amend: Cl
     assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
     result = await asyncio.wait_for(watching, 30)
     states = [json.loads(line)["state"] for line in result.output.splitlines() if line]
-    assert states[0] == "in_review" and states[-1] == "cancelled"
+    assert states[0] in ("proposing", "in_review") and states[-1] == "cancelled"
     assert result.exit_code == EXIT_FAILED  # a cancelled round did not complete
 
 
@@ -190,7 +190,8 @@ async def test_repost_and_an_operator_decision_from_the_cli_record_who_asked(
     assert "operator:ops-oliver (override)" in shown.output and "in_review" in shown.output
     await amend("round", "cancel", "again", "--reason", "done")
     refused = await amend("round", "repost", "again")
-    assert refused.exit_code == EXIT_FAILED and "has ended (cancelled)" in refused.output
+    # Refused by the closing round or by Temporal once it has closed: either way it says so.
+    assert refused.exit_code == EXIT_FAILED and "cancelled" in refused.output
 
 
 async def test_search_attributes_let_a_list_query_find_rounds_by_state_and_pending_count(
