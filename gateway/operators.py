@@ -5,7 +5,8 @@ operator token, and every write records the caller as its actor.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Awaitable
+from typing import Annotated, Literal, TypeVar
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 from fastapi.responses import PlainTextResponse
@@ -40,6 +41,7 @@ from ledger.dashboards import LARGEST_VERSION
 from ledger.store import ChainBreak, Ledger
 
 router = APIRouter(prefix="/api", tags=["operators"])
+T = TypeVar("T")
 
 
 class Body(BaseModel):
@@ -95,36 +97,31 @@ def _ledger(request: Request) -> Ledger:
     return request.app.state.ledger  # type: ignore[no-any-return]
 
 
-def _http_error(error: Exception) -> HTTPException:
-    if isinstance(error, RoundNotFound):
-        return HTTPException(404, str(error))
-    if isinstance(error, RoundRefused):
-        return HTTPException(409, str(error))
-    if isinstance(error, RoundExists):
-        return HTTPException(409, str(error))
-    if isinstance(error, RPCError):
-        return HTTPException(503, f"Temporal did not answer: {error.message}")
-    raise error
+async def answer(call: Awaitable[T]) -> T:
+    """Await an order or read sent to a round, answering its refusals in HTTP:
+    404 unknown, 409 refused or already there, 503 Temporal unreachable."""
+    try:
+        return await call
+    except RoundNotFound as error:
+        raise HTTPException(404, str(error)) from error
+    except (RoundRefused, RoundExists) as error:
+        raise HTTPException(409, str(error)) from error
+    except RPCError as error:
+        raise HTTPException(503, f"Temporal did not answer: {error.message}") from error
 
 
 @router.post("/rounds", status_code=201)
 async def start(request: Request, spec: RoundSpec, caller: Operator) -> StartedRound:
     """Start a round; the caller is recorded as the one who started it."""
     spec = spec.model_copy(update={"requested_by": caller.actor})
-    try:
-        await start_round(_temporal(request), spec, request.app.state.config.task_queue)
-    except (RoundExists, RPCError) as error:
-        raise _http_error(error) from error
+    await answer(start_round(_temporal(request), spec, request.app.state.config.task_queue))
     return StartedRound(round_id=spec.round_id, workflow_id=spec.workflow_id)
 
 
 @router.get("/rounds/{round_id}")
 async def show_round(request: Request, round_id: RoundId, _: Viewer) -> RoundStatus:
     """The round's live state from its workflow."""
-    try:
-        return await round_status(_temporal(request), round_id)
-    except (RoundNotFound, RPCError) as error:
-        raise _http_error(error) from error
+    return await answer(round_status(_temporal(request), round_id))
 
 
 @router.post("/rounds/{round_id}/cancel")
@@ -133,10 +130,7 @@ async def cancel(
 ) -> RoundResult:
     """Cancel an active round; pending proposals are withdrawn (409 once it ended)."""
     order = OperatorRequest(actor=caller.actor, reason=body.reason)
-    try:
-        return await cancel_round(_temporal(request), round_id, order)
-    except (RoundNotFound, RoundRefused, RPCError) as error:
-        raise _http_error(error) from error
+    return await answer(cancel_round(_temporal(request), round_id, order))
 
 
 @router.post("/rounds/{round_id}/repost")
@@ -145,10 +139,7 @@ async def repost(
 ) -> Reposted:
     """Post the round's pending proposals to Slack again."""
     order = OperatorRequest(actor=caller.actor, reason=body.reason)
-    try:
-        return Reposted(reposted=await repost_round(_temporal(request), round_id, order))
-    except (RoundNotFound, RoundRefused, RPCError) as error:
-        raise _http_error(error) from error
+    return Reposted(reposted=await answer(repost_round(_temporal(request), round_id, order)))
 
 
 @router.post("/rounds/{round_id}/decisions")
@@ -167,10 +158,7 @@ async def decide(
         )
     except ValidationError as error:
         raise HTTPException(422, error.errors()[0]["msg"]) from error
-    try:
-        return await override_decision(_temporal(request), round_id, decision)
-    except (RoundNotFound, RoundRefused, RPCError) as error:
-        raise _http_error(error) from error
+    return await answer(override_decision(_temporal(request), round_id, decision))
 
 
 # -- the constitution --------------------------------------------------------------

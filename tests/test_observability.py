@@ -8,7 +8,6 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -16,14 +15,10 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from constitution.samples import sample_constitution
-from ledger.store import Ledger
 from standins.reviewer import wait_for_proposals
 from standins.serving import free_port
-from tests.conftest import REVIEW_CHANNEL, operator_api
+from tests.conftest import StackFactory, operator_api
 from worker.observability import JsonLogFormatter, metrics_runtime
-from worker.settings import Settings
-from worker.stack import running_stack
 
 
 @pytest.fixture
@@ -48,12 +43,7 @@ def json_logs() -> Iterator[io.StringIO]:
 
 
 async def test_the_worker_exports_temporal_and_amend_metrics_and_logs_carry_ids(
-    dev_server: WorkflowEnvironment,
-    database_url: str,
-    ledger: Ledger,
-    task_queue: str,
-    tmp_path: Path,
-    json_logs: io.StringIO,
+    dev_server: WorkflowEnvironment, stack_on: StackFactory, json_logs: io.StringIO
 ) -> None:
     bind = f"127.0.0.1:{free_port('127.0.0.1')}"
     client = await Client.connect(
@@ -61,14 +51,7 @@ async def test_the_worker_exports_temporal_and_amend_metrics_and_logs_carry_ids(
         data_converter=pydantic_data_converter,
         runtime=metrics_runtime(bind),
     )
-    await ledger.save_version(sample_constitution())
-    settings = Settings(
-        _env_file=None,
-        data_dir=tmp_path,
-        temporal_task_queue=task_queue,
-        slack_review_channel=REVIEW_CHANNEL,
-    )
-    async with running_stack(settings, database_url, client, any_port=True) as stack:
+    async with stack_on(dev_server, client=client) as stack:
         async with operator_api(stack) as http:
             body = {"round_id": "observed", "reviewers": ["U0ALICE"], "max_proposals": 2}
             assert (await http.post("/api/rounds", json=body)).status_code == 201

@@ -22,6 +22,7 @@ from gateway.rounds import RoundExists, start_round
 from ledger.store import Ledger
 from standins.reviewer import wait_for_proposals
 from tests.conftest import VENV_BIN, StackFactory, operator_api
+from tests.conftest import start_round as start_over_api
 from worker.cli import EXIT_FAILED, app
 from worker.stack import Stack
 from workflows.search import ROUND_STATE
@@ -59,10 +60,7 @@ def amend(dev_server: WorkflowEnvironment, stack: Stack, database_url: str, tmp_
 
 
 async def start(stack: Stack, round_id: str, proposals: int = 2) -> list[dict[str, Any]]:
-    body = {"round_id": round_id, "reviewers": [REVIEWER], "max_proposals": proposals}
-    async with operator_api(stack) as http:
-        response = await http.post("/api/rounds", json=body)
-    assert response.status_code == 201, response.text
+    await start_over_api(stack, round_id, max_proposals=proposals)
     return await wait_for_proposals(stack.slack_stand_in_url or "", proposals, wait_s=30)
 
 

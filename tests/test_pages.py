@@ -23,7 +23,7 @@ from constitution import RoundState
 from constitution.contracts import RoundResult
 from ledger.store import Ledger
 from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
-from tests.conftest import REVIEW_CHANNEL, StackFactory, operator_api
+from tests.conftest import REVIEW_CHANNEL, StackFactory, operator_api, start_round
 from worker.stack import Stack
 
 REVIEWER = "U0ALICE"
@@ -45,14 +45,7 @@ async def history(
     """A stack whose ledger holds one completed round: v1 -> v2."""
     round_id = f"pages-{uuid.uuid4().hex[:6]}"
     async with stack_on(dev_server) as stack:
-        body = {
-            "round_id": round_id,
-            "reviewers": [REVIEWER],
-            "max_proposals": 3,
-            "training": {"poll_interval": "PT0.2S"},
-        }
-        async with operator_api(stack) as http:
-            assert (await http.post("/api/rounds", json=body)).status_code == 201
+        await start_round(stack, round_id)
         slack = stack.slack_stand_in_url or ""
         alice = SimulatedReviewer(
             stack.gateway_url,

@@ -23,7 +23,7 @@ from constitution.contracts import RoundResult
 from constitution.samples import sample_constitution
 from ledger.store import Ledger
 from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
-from tests.conftest import StackFactory, operator_api
+from tests.conftest import StackFactory, start_round
 from worker.stack import Stack
 from workflows.round import TrainingRoundWorkflow
 
@@ -39,19 +39,6 @@ async def stack(dev_server: WorkflowEnvironment, stack_on: StackFactory) -> Asyn
         dev_server, model_api_key=MODEL_KEY, slack_signing_secret=SIGNING_SECRET
     ) as running:
         yield running
-
-
-async def start_round(stack: Stack, round_id: str, **spec: Any) -> None:
-    body = {
-        "round_id": round_id,
-        "reviewers": [REVIEWER],
-        "max_proposals": 3,
-        "training": {"poll_interval": "PT0.2S"},
-        **spec,
-    }
-    async with operator_api(stack) as http:
-        response = await http.post("/api/rounds", json=body)
-    assert response.status_code == 201, response.text
 
 
 async def proposal_messages(stack: Stack, count: int) -> list[dict[str, Any]]:

@@ -12,8 +12,7 @@ import logging
 import os
 import re
 import signal
-from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -502,13 +501,14 @@ def operator_name(name: str | None) -> str:
     return who if who.startswith("operator:") else f"operator:{who}"
 
 
-@asynccontextmanager
-async def ledger_session(s: Settings) -> AsyncIterator[tuple[Ledger, Dashboards]]:
-    """The ledger of AMEND_DATABASE_URL, or of the embedded server a running
-    `amend dev` holds on the data directory (never started or stopped here)."""
+def on_ledger(call: Callable[[Ledger, Dashboards], Coroutine[Any, Any, T]]) -> T:
+    """Run `call` on the ledger of AMEND_DATABASE_URL, or of the embedded
+    server a running `amend dev` holds on the data directory (never started
+    or stopped here)."""
     from ledger.store import create_pool
     from worker.database import running_embedded_url
 
+    s = settings()
     url = s.database_url.get_secret_value() if s.database_url else None
     url = url or running_embedded_url(s.data_dir)
     if url is None:
@@ -516,14 +516,18 @@ async def ledger_session(s: Settings) -> AsyncIterator[tuple[Ledger, Dashboards]
             f"no ledger: set AMEND_DATABASE_URL, or run `amend dev` (data dir {s.data_dir})",
             EXIT_UNREACHABLE,
         )
-    try:
-        pool = await asyncio.wait_for(create_pool(url, max_size=2), 10)
-    except (OSError, TimeoutError, asyncpg.PostgresError) as error:
-        raise fail(f"cannot reach the database: {error}", EXIT_UNREACHABLE) from error
-    try:
-        yield Ledger(pool), Dashboards(pool)
-    finally:
-        await pool.close()
+
+    async def main() -> T:
+        try:
+            pool = await asyncio.wait_for(create_pool(url, max_size=2), 10)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+            raise fail(f"cannot reach the database: {error}", EXIT_UNREACHABLE) from error
+        try:
+            return await call(Ledger(pool), Dashboards(pool))
+        finally:
+            await pool.close()
+
+    return run(main())
 
 
 async def _order(s: Settings, call: Callable[[Client], Coroutine[Any, Any, T]]) -> T:
@@ -557,19 +561,17 @@ def round_list(
     from rich.table import Table
 
     started = parse_since(since)
-    s = settings()
 
-    async def main() -> RoundPage:
-        async with ledger_session(s) as (_, dashboards):
-            return await dashboards.rounds(
-                state=state.value if state else None,
-                since=started,
-                version=version,
-                limit=limit,
-                offset=offset,
-            )
+    async def main(_: Ledger, dashboards: Dashboards) -> RoundPage:
+        return await dashboards.rounds(
+            state=state.value if state else None,
+            since=started,
+            version=version,
+            limit=limit,
+            offset=offset,
+        )
 
-    page = run(main())
+    page = on_ledger(main)
     if as_json:
         emit_json(page)
         return
@@ -750,13 +752,10 @@ def constitution_show(
     """Show a constitution version."""
     from constitution import render_markdown
 
-    s = settings()
+    async def main(ledger: Ledger, __: Dashboards) -> ConstitutionVersion:
+        return await _version(ledger, version)
 
-    async def main() -> ConstitutionVersion:
-        async with ledger_session(s) as (ledger, _):
-            return await _version(ledger, version)
-
-    found = run(main())
+    found = on_ledger(main)
     if as_json:
         emit_json(found)
     else:
@@ -771,13 +770,10 @@ def constitution_diff(
     """The change from version OLD to version NEW, as a unified diff."""
     from constitution import diff_versions
 
-    s = settings()
+    async def main(ledger: Ledger, __: Dashboards) -> str:
+        return diff_versions(await _version(ledger, old), await _version(ledger, new))
 
-    async def main() -> str:
-        async with ledger_session(s) as (ledger, _):
-            return diff_versions(await _version(ledger, old), await _version(ledger, new))
-
-    typer.echo(run(main()) or f"v{old} and v{new} have the same principles", nl=False)
+    typer.echo(on_ledger(main) or f"v{old} and v{new} have the same principles", nl=False)
 
 
 @constitution_app.command("log")
@@ -785,13 +781,10 @@ def constitution_log(as_json: Annotated[bool, typer.Option("--json")] = False) -
     """Every version, oldest first, with the round that made it."""
     from rich.table import Table
 
-    s = settings()
+    async def main(_: Ledger, dashboards: Dashboards) -> list[VersionSummary]:
+        return await dashboards.versions()
 
-    async def main() -> list[VersionSummary]:
-        async with ledger_session(s) as (_, dashboards):
-            return await dashboards.versions()
-
-    versions = run(main())
+    versions = on_ledger(main)
     if as_json:
         emit_json(versions)
         return
@@ -814,13 +807,11 @@ def constitution_lineage(
 ) -> None:
     """Every version of a principle and the round, proposal, evidence and
     reviewers behind each change."""
-    s = settings()
 
-    async def main() -> list[LineageEntry]:
-        async with ledger_session(s) as (_, dashboards):
-            return await dashboards.lineage(principle)
+    async def main(_: Ledger, dashboards: Dashboards) -> list[LineageEntry]:
+        return await dashboards.lineage(principle)
 
-    entries = run(main())
+    entries = on_ledger(main)
     if not entries:
         raise fail(f"no version has principle {principle}")
     if as_json:
@@ -859,21 +850,19 @@ def constitution_import(
         principles = parse_json(text) if path.suffix == ".json" else parse_markdown(text)
     except DocumentError as error:
         raise fail(f"{path}: {error}", EXIT_USAGE) from error
-    s = settings()
 
-    async def main() -> tuple[ConstitutionVersion, bool]:
-        async with ledger_session(s) as (ledger, _):
-            latest = await ledger.get_version()
-            try:
-                version = imported_version(principles, latest)
-            except DocumentError as error:
-                raise fail(f"{path}: {error}", EXIT_USAGE) from error
-            if latest is not None and latest.content_hash == version.content_hash:
-                return latest, False
-            await ledger.import_version(version, operator_name(actor))
-            return version, True
+    async def main(ledger: Ledger, __: Dashboards) -> tuple[ConstitutionVersion, bool]:
+        latest = await ledger.get_version()
+        try:
+            version = imported_version(principles, latest)
+        except DocumentError as error:
+            raise fail(f"{path}: {error}", EXIT_USAGE) from error
+        if latest is not None and latest.content_hash == version.content_hash:
+            return latest, False
+        await ledger.import_version(version, operator_name(actor))
+        return version, True
 
-    version, stored = run(main())
+    version, stored = on_ledger(main)
     if as_json:
         emit_json({"version": version.number, "stored": stored})
     elif stored:
@@ -893,13 +882,10 @@ def constitution_export(
     """Write a version as Markdown or JSON (both can be imported again)."""
     from constitution import render_markdown
 
-    s = settings()
+    async def main(ledger: Ledger, __: Dashboards) -> ConstitutionVersion:
+        return await _version(ledger, version)
 
-    async def main() -> ConstitutionVersion:
-        async with ledger_session(s) as (ledger, _):
-            return await _version(ledger, version)
-
-    found = run(main())
+    found = on_ledger(main)
     if format is DocumentFormat.json:
         text = found.model_dump_json(indent=2) + "\n"
     else:
@@ -921,17 +907,15 @@ def audit_verify(
 ) -> None:
     """Walk every round's hash chain. Exits 1 and names the first bad row of
     each round when a transition was altered, removed or reordered."""
-    s = settings()
 
-    async def main() -> tuple[int, list[ChainBreak]]:
-        async with ledger_session(s) as (ledger, dashboards):
-            if round_id is not None and await ledger.get_round(round_id) is None:
-                raise fail(f"no round {round_id}")
-            breaks = await ledger.verify_chain(round_id)
-            checked = 1 if round_id else (await dashboards.rounds(limit=1)).total
-            return checked, breaks
+    async def main(ledger: Ledger, dashboards: Dashboards) -> tuple[int, list[ChainBreak]]:
+        if round_id is not None and await ledger.get_round(round_id) is None:
+            raise fail(f"no round {round_id}")
+        breaks = await ledger.verify_chain(round_id)
+        checked = 1 if round_id else (await dashboards.rounds(limit=1)).total
+        return checked, breaks
 
-    checked, breaks = run(main())
+    checked, breaks = on_ledger(main)
     if as_json:
         emit_json({"rounds_checked": checked, "breaks": breaks})
     elif not breaks:
@@ -960,13 +944,11 @@ def token_create(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Make a bearer token for the HTTP API. It is shown once; only its hash is kept."""
-    s = settings()
 
-    async def main() -> tuple[ApiToken, str]:
-        async with ledger_session(s) as (ledger, _):
-            return await ledger.create_token(name, role.value)
+    async def main(ledger: Ledger, __: Dashboards) -> tuple[ApiToken, str]:
+        return await ledger.create_token(name, role.value)
 
-    token, secret = run(main())
+    token, secret = on_ledger(main)
     if as_json:
         emit_json({**token.model_dump(mode="json"), "token": secret})
         return
@@ -981,13 +963,10 @@ def token_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
     """List API tokens (never their secrets)."""
     from rich.table import Table
 
-    s = settings()
+    async def main(ledger: Ledger, __: Dashboards) -> list[ApiToken]:
+        return await ledger.list_tokens()
 
-    async def main() -> list[ApiToken]:
-        async with ledger_session(s) as (ledger, _):
-            return await ledger.list_tokens()
-
-    tokens = run(main())
+    tokens = on_ledger(main)
     if as_json:
         emit_json(tokens)
         return
@@ -1006,13 +985,11 @@ def token_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 @token_app.command("revoke")
 def token_revoke(token_id: str) -> None:
     """Revoke a token at once; requests carrying it get 401 from then on."""
-    s = settings()
 
-    async def main() -> bool:
-        async with ledger_session(s) as (ledger, _):
-            return await ledger.revoke_token(token_id)
+    async def main(ledger: Ledger, __: Dashboards) -> bool:
+        return await ledger.revoke_token(token_id)
 
-    if not run(main()):
+    if not on_ledger(main):
         raise fail(f"no live token {token_id}")
     console.print(f"revoked {token_id}")
 

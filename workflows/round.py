@@ -152,17 +152,7 @@ class TrainingRoundWorkflow:
             await self._move(RoundState.completed_unchanged, reason="the model proposed nothing")
             return
         for item in self.status.proposals:
-            item.message = await workflow.execute_activity(
-                "post_proposal",
-                PostProposalInput(
-                    workflow_id=workflow.info().workflow_id,
-                    status=item,
-                    constitution=self.constitution,
-                ),
-                result_type=SlackMessageRef,
-                start_to_close_timeout=QUICK,
-                retry_policy=SLACK_RETRY,
-            )
+            item.message = await self._post(item)
             await self._move_proposal(
                 item,
                 ProposalState.posted,
@@ -332,15 +322,7 @@ class TrainingRoundWorkflow:
                     **({"override": True} if request.override else {}),
                 },
             )
-        assert self.constitution is not None
-        await workflow.execute_activity(
-            "update_proposal_message",
-            UpdateProposalMessageInput(
-                workflow_id=workflow.info().workflow_id, status=item, constitution=self.constitution
-            ),
-            start_to_close_timeout=QUICK,
-            retry_policy=SLACK_RETRY,
-        )
+        await self._update_message(item)
         return DecisionOutcome(
             proposal_id=request.proposal_id,
             proposal_state=target.value,
@@ -431,18 +413,7 @@ class TrainingRoundWorkflow:
         assert self.constitution is not None
         posted: list[SlackMessageRef] = []
         for item in self.status.pending:
-            item.message = await workflow.execute_activity(
-                "post_proposal",
-                PostProposalInput(
-                    workflow_id=workflow.info().workflow_id,
-                    status=item,
-                    constitution=self.constitution,
-                    repost=True,
-                ),
-                result_type=SlackMessageRef,
-                start_to_close_timeout=QUICK,
-                retry_policy=SLACK_RETRY,
-            )
+            item.message = await self._post(item, repost=True)
             posted.append(item.message)
             await self._record(
                 f"proposal:{item.proposal.id}",
@@ -478,17 +449,8 @@ class TrainingRoundWorkflow:
         for item in self.status.proposals:
             if not item.settled:
                 await self._move_proposal(item, ProposalState.withdrawn, actor=actor, reason=reason)
-                if item.message is not None and self.constitution is not None:
-                    await workflow.execute_activity(
-                        "update_proposal_message",
-                        UpdateProposalMessageInput(
-                            workflow_id=workflow.info().workflow_id,
-                            status=item,
-                            constitution=self.constitution,
-                        ),
-                        start_to_close_timeout=QUICK,
-                        retry_policy=SLACK_RETRY,
-                    )
+                if item.message is not None:
+                    await self._update_message(item)
         if self.status.state not in TERMINAL_ROUND_STATES:
             await self._move(RoundState.cancelled, actor=actor, reason=reason)
         await self._summarise()
@@ -634,6 +596,34 @@ class TrainingRoundWorkflow:
         if version is not None:
             updates.append(CONSTITUTION_VERSION.value_set(version))
         workflow.upsert_search_attributes(updates)
+
+    async def _post(self, item: ProposalStatus, *, repost: bool = False) -> SlackMessageRef:
+        assert self.constitution is not None
+        message: SlackMessageRef = await workflow.execute_activity(
+            "post_proposal",
+            PostProposalInput(
+                workflow_id=workflow.info().workflow_id,
+                status=item,
+                constitution=self.constitution,
+                repost=repost,
+            ),
+            result_type=SlackMessageRef,
+            start_to_close_timeout=QUICK,
+            retry_policy=SLACK_RETRY,
+        )
+        return message
+
+    async def _update_message(self, item: ProposalStatus) -> None:
+        """Rewrite the proposal's Slack message to show its new state."""
+        assert self.constitution is not None
+        await workflow.execute_activity(
+            "update_proposal_message",
+            UpdateProposalMessageInput(
+                workflow_id=workflow.info().workflow_id, status=item, constitution=self.constitution
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=SLACK_RETRY,
+        )
 
     async def _load_version(self, number: int | None) -> ConstitutionVersion:
         version: ConstitutionVersion = await workflow.execute_activity(
