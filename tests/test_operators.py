@@ -281,3 +281,18 @@ async def test_a_cluster_without_the_search_attributes_still_starts_rounds_and_s
             await start_round(bare.client, spec, "nobody-polls")
     finally:
         await bare.shutdown()
+
+
+async def test_a_round_started_from_the_cli_records_the_operator_who_started_it(
+    stack: Stack, amend: Cli, ledger: Ledger
+) -> None:
+    started = await amend(
+        "round", "start", "--id", "by-cli", "--reviewer", REVIEWER, "--max-proposals", "1"
+    )
+    assert started.exit_code == 0, started.output
+    await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
+    first = (await ledger.timeline("by-cli"))[0]
+    assert (first.to_state, first.actor) == ("created", "operator:ops-oliver")
+    again = await amend("round", "start", "--id", "by-cli", "--reviewer", REVIEWER)
+    assert again.exit_code == EXIT_FAILED and "already exists" in again.output
+    await amend("round", "cancel", "by-cli", "--reason", "done")

@@ -339,9 +339,13 @@ def round_start(
     max_proposals: Annotated[int | None, typer.Option(min=1, max=50)] = None,
     evidence: Annotated[str | None, typer.Option(help="Evidence JSONL path.")] = None,
     reminder_hours: Annotated[float | None, typer.Option(min=0.001)] = None,
+    actor: Annotated[
+        str | None, typer.Option("--as", help="Operator name recorded (default: $USER).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Start a round from a spec file, flags, or both (flags win)."""
+    """Start a round from a spec file, flags, or both (flags win). The operator
+    is recorded as the one who started it."""
     data: dict[str, Any] = load_spec(spec_file) if spec_file else {}
     overrides = {
         "round_id": round_id,
@@ -349,6 +353,7 @@ def round_start(
         "max_proposals": max_proposals,
         "evidence_file": evidence,
         "reminder_interval": timedelta(hours=reminder_hours) if reminder_hours else None,
+        "requested_by": operator_name(actor),
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:

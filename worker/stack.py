@@ -89,21 +89,17 @@ async def running_stack(
         served = await stack.enter_async_context(
             serve(gateway, host=settings.gateway_host, port=settings.gateway_port)
         )
+        # An operator token for this run only (the demo and tests use the API
+        # with it); revoked when the stack stops.
+        pool = await create_pool(database_url, max_size=1)
+        stack.push_async_callback(pool.close)
+        ledger = Ledger(pool)
+        made, token = await ledger.create_token("dev-stack", "operator")
+        stack.push_async_callback(ledger.revoke_token, made.token_id)
         yield Stack(
             settings=settings,
             gateway_url=served.url,
             model_stand_in_url=model_url,
             slack_stand_in_url=slack_url,
-            operator_token=await _operator_token(database_url),
+            operator_token=token,
         )
-
-
-async def _operator_token(database_url: str) -> str:
-    """An operator token for this run of the stack (named for the dev stack,
-    revocable with `amend token revoke` like any other)."""
-    pool = await create_pool(database_url, max_size=1)
-    try:
-        _, token = await Ledger(pool).create_token("dev-stack", "operator")
-    finally:
-        await pool.close()
-    return token
