@@ -14,8 +14,11 @@ from typer.testing import CliRunner, Result
 
 from constitution import RoundSpec, TransitionRecord, render_markdown
 from constitution.samples import sample_constitution
+from ledger.migrate import migrate_url
 from ledger.store import Ledger
 from worker.cli import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, app
+from worker.database import DATABASE_NAME, ensure_database, start_embedded
+from worker.devstack import seed_sample_constitution
 
 
 class Amend:
@@ -202,3 +205,23 @@ async def test_a_bad_spec_field_is_named_with_its_line(amend: Amend, tmp_path: P
     result = await amend("round", "start", "--spec", str(spec))
     assert result.exit_code == EXIT_USAGE
     assert f"{spec} line 4: training.method" in " ".join(result.output.split())
+
+
+async def test_ledger_commands_use_the_embedded_database_a_running_dev_stack_holds(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "dev"
+    embedded = await asyncio.to_thread(start_embedded, data_dir)
+    try:
+        await ensure_database(embedded.url("postgres"), DATABASE_NAME)
+        await migrate_url(embedded.url(DATABASE_NAME))
+        assert await seed_sample_constitution(embedded.url(DATABASE_NAME))
+        amend = Amend({"AMEND_DATABASE_URL": None, "AMEND_DATA_DIR": str(data_dir)})
+        shown = await amend("constitution", "show", "--json")
+        assert shown.exit_code == 0, shown.output
+        assert json.loads(shown.output)["number"] == 1
+    finally:
+        await asyncio.to_thread(embedded.stop)
+    # Reading never starts it: once `amend dev` has stopped, the CLI says so.
+    after = await amend("constitution", "show")
+    assert after.exit_code == EXIT_UNREACHABLE and "amend dev" in after.output
