@@ -399,9 +399,11 @@ class TrainingRoundWorkflow:
                 type="RoundEnded",
                 non_retryable=True,
             )
-        if self._cancel_request is not None or self._lifecycle_task is None:
+        task = self._lifecycle_task
+        if self._cancel_request is not None or task is None or task.done():
+            # Already cancelled by another order or through Temporal, or ending.
             raise ApplicationError(
-                f"round {self.status.spec.round_id} is already being cancelled",
+                f"round {self.status.spec.round_id} is already ending",
                 type="RoundEnded",
                 non_retryable=True,
             )
