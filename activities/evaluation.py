@@ -13,7 +13,7 @@ import json
 
 from temporalio import activity
 
-from activities.model import Model, Prompt
+from activities.model import Model, Prompt, grade_answer
 from activities.training import ANSWER_SYSTEM
 from constitution import Grade
 from constitution.contracts import EvaluateInput, EvaluationMetrics, EvaluationResult
@@ -87,11 +87,7 @@ class EvaluationActivities:
 
     async def _grade(self, model: str, prompt: str, constitution: str) -> Grade:
         answer = await self.model.text(ANSWER_SYSTEM, prompt, model=model)
-        grade, _ = await self.model.structured(
-            Grade,
-            self.rubric.text,
-            f"<constitution>{constitution}</constitution>\n<prompt>{prompt}</prompt>\n"
-            f"<response>{answer}</response>",
-            model=self.grader_model,
+        grade, _ = await grade_answer(
+            self.model, self.rubric, self.grader_model, constitution, prompt, answer
         )
         return grade

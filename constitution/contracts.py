@@ -17,6 +17,7 @@ from constitution.models import (
     ConstitutionVersion,
     Decision,
     DecisionKind,
+    EvidenceItem,
     GateSpec,
     Proposal,
     RoundSpec,
@@ -130,16 +131,36 @@ class OpenRoundInput(Contract):
     spec: RoundSpec
 
 
+class GatherEvidenceInput(Contract):
+    spec: RoundSpec
+    constitution: ConstitutionVersion
+
+
 class ProposeInput(Contract):
+    """One model call's worth of evidence (a chunk of the round's selection)."""
+
     round_id: str
     constitution: ConstitutionVersion
-    evidence_file: str | None
     max_proposals: int
+    evidence: list[EvidenceItem] = Field(default_factory=list)
+    chunk: int = 0
 
 
 class ProposeResult(Contract):
     proposals: list[Proposal]
     request_ids: list[str] = Field(default_factory=list)
+    dropped: list[Proposal] = Field(
+        default_factory=list, description="Drafts the checks kept from reviewers, with verdicts."
+    )
+
+
+class CheckProposalsInput(Contract):
+    round_id: str
+    constitution: ConstitutionVersion
+    drafted: list[ProposeResult]
+    max_proposals: int
+    evidence_ids: list[str]
+    suspicious_ids: list[str] = Field(default_factory=list)
 
 
 class PostProposalInput(Contract):
@@ -225,6 +246,7 @@ class EvaluateInput(Contract):
 
 
 __all__ = [
+    "CheckProposalsInput",
     "Dataset",
     "DatasetInput",
     "DecisionKind",
@@ -233,6 +255,7 @@ __all__ = [
     "EvaluationResult",
     "FineTuneInput",
     "FineTuneJob",
+    "GatherEvidenceInput",
     "OpenRoundInput",
     "OperatorRequest",
     "PostProposalInput",

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, SecretStr, ValidationError
 from slack_sdk.errors import SlackApiError
@@ -30,6 +30,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from constitution import DecisionKind, DecisionOutcome, DecisionRequest
 from gateway import dashboard, operators, pages
+from gateway.auth import RoundId, Viewer
 from gateway.limits import BodyLimit
 from gateway.metrics import GatewayMetrics, RequestMetrics
 from ledger.dashboards import Dashboards
@@ -283,6 +284,20 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     app.include_router(dashboard.router)
     app.include_router(pages.router)
     app.add_exception_handler(pages.SignIn, pages.sign_in)
+
+    @app.get("/api/rounds/{round_id}/evidence")
+    async def round_evidence(
+        round_id: RoundId, _: Viewer, selected: bool = False
+    ) -> dict[str, Any]:
+        """The evidence a round read (and left out, with why) and its selection;
+        proposals link to items here by id."""
+        if await ledger().get_round(round_id) is None:
+            raise HTTPException(404, f"no round {round_id}")
+        return {
+            "selection": await ledger().evidence_selection(round_id),
+            "items": await ledger().evidence(round_id, selected_only=selected),
+            "dropped_drafts": await ledger().dropped_drafts(round_id),
+        }
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

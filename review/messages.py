@@ -23,7 +23,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from constitution import ConstitutionVersion, ProposalKind, ProposalState
+from constitution import ConstitutionVersion, Proposal, ProposalKind, ProposalState
 from constitution.contracts import ProposalStatus
 
 ACTIONS_BLOCK = "decide"
@@ -85,6 +85,9 @@ def proposal_blocks(
         SectionBlock(text=MarkdownTextObject(text=_clip(proposed_change(status, constitution)))),
         SectionBlock(text=MarkdownTextObject(text=_clip(f"*Why:* {draft.rationale}"))),
     ]
+    scrutiny = scrutiny_text(proposal)
+    if scrutiny:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(scrutiny))))
     facts = [f"Round `{proposal.round_id}`"]
     if draft.evidence:
         facts.append("Evidence: " + ", ".join(f"`{e}`" for e in draft.evidence))
@@ -110,6 +113,20 @@ def proposal_blocks(
         blocks.append(DividerBlock())
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(decided_line(status)))))
     return blocks
+
+
+def scrutiny_text(proposal: Proposal) -> str | None:
+    """What the checks flagged, the principles it contradicts and its previewed
+    effect: the few lines a reviewer should read before deciding."""
+    lines = [f":warning: *{c.check}:* {c.detail}" for c in proposal.checks if c.verdict == "flag"]
+    lines += [
+        f":left_right_arrow: *Contradicts {c.principle}:* {c.reasoning}"
+        for c in proposal.conflicts
+        if c.relation == "contradicts"
+    ]
+    if proposal.impact is not None:
+        lines.append(f":crystal_ball: *Impact preview:* {proposal.impact.summary}")
+    return "\n".join(lines) or None
 
 
 def decided_line(status: ProposalStatus) -> str:

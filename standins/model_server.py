@@ -20,8 +20,11 @@ The task of a chat completion comes from `response_format`:
   name `client.chat.completions.parse(response_format=Model)` sends);
 * `json_object` with a `Schema: <Name>` line in the system message (the
   JSON-mode fallback path);
+* `json_schema` named `ConflictAnalysis` (which principles a proposal touches
+  or contradicts);
 * no response format: plain text — a critique (`Task: critique` in the system
-  message), a revision (`Task: revise`), or otherwise an answer *as the
+  message), a revision (`Task: revise`), an answer under the constitution in the
+  system message (`Task: answer`, for impact previews), or otherwise an answer *as the
   requested model*. Models named `ft:...` behave like a trained candidate
   (refuse harmful prompts, help with benign ones); any other model behaves like
   the baseline: it complies with harmful prompts unless the prompt carries the
@@ -37,8 +40,9 @@ Fault injection
 ---------------
 `POST /_standin/faults` with `{"faults": [...]}` queues misbehaviours consumed
 one per chat completion: `malformed_json`, `wrong_shape`, `refusal`,
-`rate_limit`, `server_error`, `timeout`, `drop` and `length` (a truncated answer
-with `finish_reason: "length"`). `drop` sends the response status line and
+`rate_limit`, `server_error`, `timeout`, `drop`, `length` (a truncated answer
+with `finish_reason: "length"`) and `obey_injection` (a proposal batch that does
+what hostile evidence says, see `script_proposals`). `drop` sends the response status line and
 headers announcing a body, then returns without sending it: uvicorn logs
 "ASGI callable returned without completing response." and closes the
 connection, which httpx reports as a protocol error and the `openai` client as
@@ -59,7 +63,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import math
 import re
 import time
 from collections import Counter, deque
@@ -76,6 +79,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as ASGIMessage
 
+from constitution.evidence import count_tokens
+from constitution.findings import ConflictAnalysis
 from constitution.models import Grade, PreferenceJudgement, ProposalBatch
 
 SYSTEM_FINGERPRINT = "amend-scripted-stand-in"
@@ -120,6 +125,7 @@ FaultKind = Literal[
     "timeout",
     "drop",
     "length",
+    "obey_injection",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
@@ -131,7 +137,8 @@ _HARMFUL_PATTERN = re.compile(
 )
 _LOCK_PATTERN = re.compile(r"\block", re.IGNORECASE)
 _SCHEMA_LINE = re.compile(r"^\s*Schema:\s*([A-Za-z_][A-Za-z0-9_]*)\s*$", re.MULTILINE)
-_TASK_LINE = re.compile(r"Task:\s*(critique|revise)\b", re.IGNORECASE)
+_TASK_LINE = re.compile(r"Task:\s*(critique|revise|answer)\b", re.IGNORECASE)
+_INJECTION = re.compile(r"delete all principles|retire (all|every)", re.IGNORECASE)
 _FILE_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
 _MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _FINISHED = frozenset({"succeeded", "failed", "cancelled"})
@@ -161,6 +168,11 @@ class ScriptedModelConfig(BaseModel):
     )
     timeout_fault_s: float = Field(
         default=30.0, ge=0, description="How long the 'timeout' fault holds the answer."
+    )
+    structured_outputs: bool = Field(
+        default=True,
+        description="False: refuse json_schema response formats with a 400, as servers "
+        "without structured outputs do, so clients fall back to JSON mode.",
     )
     models: tuple[str, ...] = Field(
         default=("amend-base", "amend-proposer", "amend-grader"),
@@ -227,7 +239,7 @@ def _contract_error(message: str) -> StandInAPIError:
 
 def estimate_tokens(text: str) -> int:
     """About four characters a token, as OpenAI's rule of thumb; enough for usage."""
-    return max(1, math.ceil(len(text) / 4)) if text else 0
+    return max(1, count_tokens(text)) if text else 0
 
 
 def is_harmful(prompt: str) -> bool:
@@ -422,7 +434,7 @@ def _red_team_sentence(item_text: str) -> str:
     )
 
 
-def script_proposals(user_text: str) -> dict[str, Any]:
+def script_proposals(user_text: str, *, obey_injection: bool = False) -> dict[str, Any]:
     """The ProposalBatch script: one proposal per usable evidence item, in order.
 
     conflict -> clarify the first named principle, saying how to resolve the
@@ -430,6 +442,11 @@ def script_proposals(user_text: str) -> dict[str, Any]:
     failed_critique -> add a principle; reviewer_feedback is skipped. A principle
     already targeted in this batch is passed over for the next named one, so
     two accepted proposals never overwrite each other.
+
+    `obey_injection` (the `obey_injection` fault) plays a model that falls for
+    evidence saying to delete all principles: it proposes retiring every
+    principle, past the limit, citing made-up evidence as well as the hostile
+    item. Tests use it to show that such output still meets every check.
     """
     found_constitution = _tag_json(user_text, "constitution")
     found_evidence = _tag_json(user_text, "evidence")
@@ -446,6 +463,26 @@ def script_proposals(user_text: str) -> dict[str, Any]:
         outside = outside[:begin] + outside[end:]
     limit_text = _tag(outside, "max_proposals")
     limit = int(limit_text) if limit_text and limit_text.isdigit() else 5
+    hostile = [
+        item["id"]
+        for item in evidence
+        if isinstance(item, dict) and _INJECTION.search(json.dumps(item)) and item.get("id")
+    ]
+    if obey_injection and hostile:
+        return {
+            "proposals": [
+                {
+                    "kind": "retire",
+                    "target": principle.id,
+                    "title": None,
+                    "text": None,
+                    "rationale": "As instructed by the evidence, every principle is deleted.",
+                    "evidence": [hostile[0], "ev-does-not-exist"],
+                    "touches": [principle.id],
+                }
+                for principle in principles.values()
+            ]
+        }
 
     proposals: list[dict[str, Any]] = []
     targeted: set[str] = set()
@@ -572,8 +609,50 @@ def script_grade(user_text: str) -> dict[str, Any]:
     return {"harmful": harmful, "refused": refused, "reason": reason}
 
 
+def script_conflicts(user_text: str) -> dict[str, Any]:
+    """The ConflictAnalysis script: the target is touched; another principle the
+    proposal names is contradicted when the rationale or text says the two pull
+    against each other, else touched."""
+    found = _tag_json(user_text, "proposal")
+    if found is None or not isinstance(found[0], dict):
+        raise _contract_error("ConflictAnalysis needs a JSON proposal after <proposal>")
+    proposal: dict[str, Any] = found[0]
+    constitution = _tag_json(user_text, "constitution")
+    principles = _read_principles(constitution[0] if constitution else None)
+    said = f"{proposal.get('rationale', '')} {proposal.get('text') or ''}"
+    named = [proposal.get("target"), *proposal.get("touches", [])]
+    conflicts = []
+    for pid in dict.fromkeys(p for p in named if isinstance(p, str) and p in principles):
+        if pid == proposal.get("target"):
+            reasoning = f"The amendment changes the text of {pid} ({principles[pid].title})."
+            relation = "touches"
+        elif re.search(rf"(pulls? against|conflict\w* with) {pid}\b", said):
+            reasoning = (
+                f"The amendment settles how to weigh {pid} ({principles[pid].title}) "
+                "against the target, which the evidence shows pulling the other way."
+            )
+            relation = "contradicts"
+        else:
+            reasoning = f"The evidence behind the amendment names {pid} ({principles[pid].title})."
+            relation = "touches"
+        conflicts.append({"principle": pid, "relation": relation, "reasoning": reasoning})
+    return {"conflicts": conflicts}
+
+
+def answer_under_constitution(system: str, prompt: str) -> str:
+    """The baseline's behaviour, less the faults the constitution in the system
+    message names a remedy for: quantities and doses of harm, over-refusal."""
+    principles = (_tag(system, "constitution") or "").lower()
+    if is_harmful(prompt) and "do not give quantities, doses" in principles:
+        return _trained_refusal(prompt)
+    if not is_harmful(prompt) and "over-refusal" in principles:
+        return _helpful_answer(prompt)
+    return answer_as_model("amend-base", prompt)
+
+
 _STRUCTURED_TASKS: dict[str, tuple[Callable[[str], dict[str, Any]], type[BaseModel]]] = {
     "ProposalBatch": (script_proposals, ProposalBatch),
+    "ConflictAnalysis": (script_conflicts, ConflictAnalysis),
     "PreferenceJudgement": (script_preference, PreferenceJudgement),
     "Grade": (script_grade, Grade),
 }
@@ -977,6 +1056,12 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
             (_message_text(m.get("content")) for m in reversed(messages) if m["role"] == "user"), ""
         )
         task = _task_of(body, system_text, messages)
+        if not cfg.structured_outputs and _is_json_schema(body):
+            raise _bad_request(
+                "Invalid parameter: 'response_format' of type 'json_schema' is not supported "
+                "with this model (scripted stand-in without structured outputs).",
+                param="response_format",
+            )
         state.tasks[task] += 1
         state.models[model] += 1
         if cfg.latency_s:
@@ -992,13 +1077,18 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
             task_line = _TASK_LINE.search(system_text)
             if task_line and task_line.group(1).lower() == "critique":
                 content = _critique(system_text, user_text)
+            elif task_line and task_line.group(1).lower() == "answer":
+                content = answer_under_constitution(system_text, last_user)
             elif task_line:
                 content = _revision(system_text, user_text, last_user)
             else:
                 content = answer_as_model(model, last_user)
         else:
             script, schema = _STRUCTURED_TASKS[task]
-            answer = script(user_text)
+            if task == "ProposalBatch" and fault == "obey_injection":
+                answer = script_proposals(user_text, obey_injection=True)
+            else:
+                answer = script(user_text)
             try:
                 schema.model_validate(answer)
             except ValidationError as error:  # a bug in the script, not in the request
@@ -1361,6 +1451,11 @@ def _validate_chat(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
             "The scripted stand-in does not stream; send stream=false.", param="stream"
         )
     return model, messages
+
+
+def _is_json_schema(body: dict[str, Any]) -> bool:
+    response_format = body.get("response_format")
+    return isinstance(response_format, dict) and response_format.get("type") == "json_schema"
 
 
 def _task_of(body: dict[str, Any], system_text: str, messages: list[dict[str, Any]]) -> str:

@@ -293,3 +293,20 @@ def test_round_watch_draws_the_state_pending_count_and_a_progress_bar() -> None:
     screen = Console(record=True, width=100, force_terminal=False)
     screen.print(watch_view(ended))
     assert "30/120" not in screen.export_text()  # no bar once the round has ended
+
+
+def test_a_bad_earlier_round_for_evidence_exits_2_naming_the_field(invoke: Invoke) -> None:
+    result = invoke(
+        ["round", "start", "--id", "r2", "--reviewer", "U1", "--evidence-from-round", "Round 1"]
+    )
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert says(result, "evidence_from_round"), result.output
+
+
+def test_evidence_flags_may_repeat_and_name_an_earlier_round(invoke: Invoke) -> None:
+    result = invoke(
+        ["round", "start", "--id", "r2", "--reviewer", "U1", "--evidence", "a.jsonl",
+         "--evidence", "b.jsonl", "--evidence-from-round", "r1"]
+    )  # fmt: skip
+    # Accepted: the command gets past validation as far as Temporal (unreachable here).
+    assert result.exit_code == EXIT_UNREACHABLE, result.output

@@ -337,7 +337,13 @@ def round_start(
     ] = None,
     reviewer: Annotated[list[str] | None, typer.Option(help="Slack user id (repeatable).")] = None,
     max_proposals: Annotated[int | None, typer.Option(min=1, max=50)] = None,
-    evidence: Annotated[str | None, typer.Option(help="Evidence JSONL path.")] = None,
+    evidence: Annotated[
+        list[str] | None, typer.Option(help="Evidence JSONL path (repeatable).")
+    ] = None,
+    evidence_from_round: Annotated[
+        str | None,
+        typer.Option(help="Earlier round whose decisions become reviewer-feedback evidence."),
+    ] = None,
     reminder_hours: Annotated[float | None, typer.Option(min=0.001)] = None,
     actor: Annotated[
         str | None, typer.Option("--as", help="Operator name recorded (default: $USER).")
@@ -351,7 +357,8 @@ def round_start(
         "round_id": round_id,
         "reviewers": reviewer or None,
         "max_proposals": max_proposals,
-        "evidence_file": evidence,
+        "evidence_files": evidence or None,
+        "evidence_from_round": evidence_from_round,
         "reminder_interval": timedelta(hours=reminder_hours) if reminder_hours else None,
         "requested_by": operator_name(actor),
     }
@@ -442,6 +449,15 @@ def _status_proposals(status: RoundStatus) -> Any:
     return table
 
 
+def _status_findings(status: RoundStatus) -> Any:
+    from rich.console import Group
+
+    from constitution.findings import proposal_summary
+
+    lines = [escape(line) for p in status.proposals for line in proposal_summary(p.proposal)]
+    return Group(*lines) if lines else None
+
+
 def _status_progress(status: RoundStatus) -> Any:
     p = status.progress
     if p is None or status.state in TERMINAL_ROUND_STATES:
@@ -465,6 +481,7 @@ def _status_error(status: RoundStatus) -> Any:
 STATUS_SECTIONS: list[Callable[[RoundStatus], Any]] = [
     _status_header,
     _status_proposals,
+    _status_findings,
     _status_progress,
     _status_evaluation,
     _status_error,

@@ -21,7 +21,9 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.checks import CheckActivities
 from activities.evaluation import EvaluationActivities
+from activities.evidence import EvidenceActivities
 from activities.ledger import LedgerActivities
 from activities.model import Model, ModelActivities
 from activities.slack import SlackActivities
@@ -74,6 +76,8 @@ class Activities:
     slack: SlackActivities
     training: TrainingActivities
     evaluation: EvaluationActivities
+    evidence: EvidenceActivities
+    checks: CheckActivities
 
     def all(self) -> list[Any]:
         return [
@@ -92,12 +96,16 @@ class Activities:
             self.training.start_fine_tune,
             self.training.await_fine_tune,
             self.evaluation.evaluate,
+            self.evidence.gather_evidence,
+            self.checks.check_proposals,
         ]
 
 
 def build_activities(settings: Settings, ledger: Ledger) -> Activities:
     client = model_client(settings)
-    model = Model(client, settings.model_name, settings.model_concurrency)
+    model = Model(
+        client, settings.model_name, settings.model_concurrency, settings.model_output_retries
+    )
     return Activities(
         ledger=LedgerActivities(ledger),
         model=ModelActivities(model),
@@ -108,6 +116,18 @@ def build_activities(settings: Settings, ledger: Ledger) -> Activities:
             model, client, ledger, FileArtifactStore(settings.data_dir / "artifacts")
         ),
         evaluation=EvaluationActivities(model, settings.grader_model, ledger),
+        evidence=EvidenceActivities(
+            ledger,
+            budget_tokens=settings.evidence_budget_tokens,
+            max_chunks=settings.evidence_max_chunks,
+        ),
+        checks=CheckActivities(
+            model,
+            ledger,
+            grader_model=settings.grader_model,
+            duplicate_threshold=settings.duplicate_threshold,
+            impact_sample_size=settings.impact_sample_size,
+        ),
     )
 
 

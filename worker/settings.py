@@ -39,6 +39,23 @@ class Settings(BaseSettings):
     model_timeout_s: float = 60.0
     model_concurrency: int = Field(default=4, ge=1)
 
+    # -- proposals: evidence, generation, checks, impact (issue 3) --
+    evidence_budget_tokens: int = Field(
+        default=2000, ge=100, description="Evidence tokens per proposal call (one chunk)."
+    )
+    evidence_max_chunks: int = Field(
+        default=8, ge=1, le=100, description="Proposal calls per round; the rest is left out."
+    )
+    model_output_retries: int = Field(
+        default=1, ge=0, le=5, description="Asks again, with the error, after invalid output."
+    )
+    duplicate_threshold: float = Field(
+        default=90.0, ge=50, le=100, description="rapidfuzz token_sort_ratio for a duplicate."
+    )
+    impact_sample_size: int = Field(
+        default=2, ge=0, le=100, description="Held-out prompts per impact preview; 0: off."
+    )
+
     slack_bot_token: SecretStr | None = Field(
         default=None, description="xoxb- token; unset: the Slack Web API stand-in."
     )

@@ -32,12 +32,14 @@ with workflow.unsafe.imports_passed_through():
         apply_amendments,
     )
     from constitution.contracts import (
+        CheckProposalsInput,
         Dataset,
         DatasetInput,
         EvaluateInput,
         EvaluationResult,
         FineTuneInput,
         FineTuneJob,
+        GatherEvidenceInput,
         OpenRoundInput,
         OperatorRequest,
         PostProposalInput,
@@ -54,6 +56,7 @@ with workflow.unsafe.imports_passed_through():
         SlackMessageRef,
         UpdateProposalMessageInput,
     )
+    from constitution.evidence import EvidenceSelection
     from constitution.models import ConstitutionVersion, TransitionRecord
     from workflows.search import CONSTITUTION_VERSION, PENDING_DECISIONS, ROUND_STATE
 
@@ -132,24 +135,18 @@ class TrainingRoundWorkflow:
             data={"base_version": self.constitution.number},
         )
         await self._move(RoundState.proposing)
-        proposed = await workflow.execute_activity(
-            "propose_amendments",
-            ProposeInput(
-                round_id=spec.round_id,
-                constitution=self.constitution,
-                evidence_file=spec.evidence_file,
-                max_proposals=spec.max_proposals,
-            ),
-            result_type=ProposeResult,
-            start_to_close_timeout=timedelta(minutes=10),
-            retry_policy=MODEL_RETRY,
-        )
+        proposed = await self._draft_and_check()
         self.status.proposals = [ProposalStatus(proposal=p) for p in proposed.proposals]
         await workflow.execute_activity(
             "save_proposals", proposed.proposals, start_to_close_timeout=QUICK
         )
         if not self.status.proposals:
-            await self._move(RoundState.completed_unchanged, reason="the model proposed nothing")
+            reason = (
+                f"the checks dropped all {len(proposed.dropped)} drafts"
+                if proposed.dropped
+                else "the model proposed nothing"
+            )
+            await self._move(RoundState.completed_unchanged, reason=reason)
             return
         for item in self.status.proposals:
             item.message = await self._post(item)
@@ -161,6 +158,61 @@ class TrainingRoundWorkflow:
             )
         self.status.review_started_at = workflow.now()
         await self._move(RoundState.in_review, data={"proposals": len(self.status.proposals)})
+
+    async def _draft_and_check(self) -> ProposeResult:
+        """Evidence in chunks of bounded size, one model call per chunk (all at
+        once; the worker bounds the model's concurrency), then one pass of
+        checks over every chunk's drafts."""
+        spec = self.status.spec
+        assert self.constitution is not None
+        selection = await workflow.execute_activity(
+            "gather_evidence",
+            GatherEvidenceInput(spec=spec, constitution=self.constitution),
+            result_type=EvidenceSelection,
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=MODEL_RETRY,
+        )
+        await self._record(
+            "evidence",
+            None,
+            "selected",
+            reason=selection.summary,
+            data={"chunks": len(selection.chunks), "items": selection.selected_items},
+        )
+        drafted = await asyncio.gather(
+            *(
+                workflow.execute_activity(
+                    "propose_amendments",
+                    ProposeInput(
+                        round_id=spec.round_id,
+                        constitution=self.constitution,
+                        max_proposals=spec.max_proposals,
+                        evidence=chunk.items,
+                        chunk=chunk.index,
+                    ),
+                    result_type=ProposeResult,
+                    start_to_close_timeout=timedelta(minutes=10),
+                    retry_policy=MODEL_RETRY,
+                )
+                for chunk in selection.chunks
+            )
+        )
+        checked: ProposeResult = await workflow.execute_activity(
+            "check_proposals",
+            CheckProposalsInput(
+                round_id=spec.round_id,
+                constitution=self.constitution,
+                drafted=list(drafted),
+                max_proposals=spec.max_proposals,
+                evidence_ids=[e.id for chunk in selection.chunks for e in chunk.items],
+                suspicious_ids=selection.suspicious_ids,
+            ),
+            result_type=ProposeResult,
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(minutes=5),
+            retry_policy=MODEL_RETRY,
+        )
+        return checked
 
     async def _review(self) -> None:
         """Wait for every proposal to be settled, however long it takes."""
