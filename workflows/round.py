@@ -87,6 +87,9 @@ class TrainingRoundWorkflow:
         # cancels the lifecycle task so that a wait or activity in flight ends.
         self._cancel_request: OperatorRequest | None = None
         self._lifecycle_task: asyncio.Task[None] | None = None
+        # The search attribute values last upserted: an unchanged set is not
+        # upserted again, so history grows only when visibility changes.
+        self._published: tuple[str, int, int | None] | None = None
 
     # -- the lifecycle ---------------------------------------------------------
 
@@ -642,11 +645,15 @@ class TrainingRoundWorkflow:
         attributes = workflow.info().typed_search_attributes
         if attributes.get(ROUND_STATE) is None:
             return
-        updates: list[SearchAttributeUpdate[Any]] = [
-            ROUND_STATE.value_set(self.status.state.value),
-            PENDING_DECISIONS.value_set(len(self.status.pending)),
-        ]
         version = self.status.result_version or self.status.base_version
+        current = (self.status.state.value, len(self.status.pending), version)
+        if current == self._published:
+            return
+        self._published = current
+        updates: list[SearchAttributeUpdate[Any]] = [
+            ROUND_STATE.value_set(current[0]),
+            PENDING_DECISIONS.value_set(current[1]),
+        ]
         if version is not None:
             updates.append(CONSTITUTION_VERSION.value_set(version))
         workflow.upsert_search_attributes(updates)
