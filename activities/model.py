@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from importlib import resources
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 import openai
@@ -54,6 +54,12 @@ class Prompt:
         return cls(name, (resources.files("activities") / "prompts" / f"{name}.md").read_text())
 
 
+def json_instructions(system: str, schema: type[BaseModel]) -> str:
+    """The system message of a structured request: JSON mode needs the word, and
+    the schema's name tells a JSON-mode server what shape is wanted."""
+    return f"{system}\nAnswer in JSON.\nSchema: {schema.__name__}"
+
+
 class Model:
     """The model client with bounded concurrency, built once per worker."""
 
@@ -65,6 +71,16 @@ class Model:
         self.concurrency = concurrency
         self.output_retries = output_retries
         self._slots = asyncio.Semaphore(concurrency)
+
+    def body(self, system: str, user: str, *, json_object: bool = False) -> dict[str, Any]:
+        """The request body of one completion, as a Batch API line carries it."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        }
+        if json_object:
+            body["response_format"] = {"type": "json_object"}
+        return body
 
     async def text(self, system: str, user: str, *, model: str | None = None) -> str:
         answer, _ = await self.text_with_id(system, user, model=model)
@@ -90,7 +106,7 @@ class Model:
         """Structured output into `schema`; JSON mode plus validation where the
         server lacks structured outputs. Returns the object and the request id."""
         messages: list[ChatCompletionMessageParam] = [
-            {"role": "system", "content": f"{system}\nAnswer in JSON.\nSchema: {schema.__name__}"},
+            {"role": "system", "content": json_instructions(system, schema)},
             {"role": "user", "content": user},
         ]
         last_error = ""

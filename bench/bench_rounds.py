@@ -35,7 +35,7 @@ from standins.reviewer import SimulatedReviewer, open_proposals
 
 ROUNDS = int(os.environ.get("AMEND_BENCH_ROUNDS", "40"))
 PROPOSALS = 10
-TIMEOUT_S = 300
+TIMEOUT_S = 600
 SUGGEST_EVENTS = 4 * 1024
 SUGGEST_BYTES = 4 * 1024 * 1024
 REVIEWER = "U0BENCHREVIEWER"

@@ -92,6 +92,7 @@ class RoundStatus(Contract):
     evaluation: EvaluationResult | None = None
     error: str | None = None
     progress: Progress | None = None
+    dataset: Dataset | None = None
 
     @property
     def pending(self) -> list[ProposalStatus]:
@@ -214,6 +215,13 @@ class Dataset(Contract):
     sha256: str
     examples: int
     method: str
+    manifest_uri: str | None = Field(
+        default=None, description="JSON list of each example's prompt id and drawn principle."
+    )
+    prompt_set: str = "shipped"
+    skipped: int = Field(
+        default=0, description="Examples left out because they teach nothing (equal pair)."
+    )
 
 
 class FineTuneInput(Contract):
@@ -227,6 +235,16 @@ class FineTuneJob(Contract):
     status: str
     fine_tuned_model: str | None = None
     error: str | None = None
+    backend: str = "openai"
+    poll_url: str | None = Field(
+        default=None, description="HTTP trainer: where the job's status is read, if it has one."
+    )
+
+
+class CancelFineTuneInput(Contract):
+    round_id: str
+    job_id: str
+    backend: str
 
 
 class OperatorRequest(Contract):
@@ -243,9 +261,13 @@ class EvaluateInput(Contract):
     candidate_model: str
     baseline_model: str
     gate: GateSpec
+    prompt_file: str | None = Field(
+        default=None, description="The held-out prompt set; the shipped one when unset."
+    )
 
 
 __all__ = [
+    "CancelFineTuneInput",
     "CheckProposalsInput",
     "Dataset",
     "DatasetInput",
@@ -259,6 +281,7 @@ __all__ = [
     "OpenRoundInput",
     "OperatorRequest",
     "PostProposalInput",
+    "Progress",
     "ProposalStatus",
     "ProposeInput",
     "ProposeResult",

@@ -15,20 +15,19 @@ the budget only needs to bound a call's size, not fill it to the last token.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from constitution.jsonl import parse_jsonl
 from constitution.models import ConstitutionVersion, EvidenceItem
 
 MAX_ITEM_CHARS = 20_000
 """An item longer than this (as JSON) is refused at import: nothing that size is
 one observation, and it would crowd every other item out of a chunk."""
 
-MAX_REPORTED_ERRORS = 20
 
 INSTRUCTION_PATTERNS = re.compile(
     r"ignore (all |any )?(the )?(previous|prior|above|earlier) (instructions|prompts?)"
@@ -83,40 +82,14 @@ def looks_like_instructions(item: EvidenceItem) -> bool:
 def parse_evidence(text: str, source: str) -> list[EvidenceItem]:
     """Parse JSONL evidence. Every bad line is reported (up to a limit), by
     file, line and field, and nothing is imported from a file with any."""
-    items: list[EvidenceItem] = []
-    seen: set[str] = set()
-    errors: list[str] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{source}:{number}"
-        if len(line) > MAX_ITEM_CHARS:
-            errors.append(
-                f"{where}: item is {len(line)} characters, more than the {MAX_ITEM_CHARS} allowed"
-            )
-            continue
-        try:
-            item = EvidenceItem.model_validate(json.loads(line))
-        except json.JSONDecodeError as error:
-            errors.append(f"{where}: not JSON ({error.msg})")
-            continue
-        except ValidationError as error:
-            first = error.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "item"
-            errors.append(f"{where}: {field}: {first['msg']}")
-            continue
-        if item.id in seen:
-            errors.append(f"{where}: duplicate evidence id {item.id!r}")
-            continue
-        seen.add(item.id)
-        items.append(item)
-    if errors:
-        shown = errors[:MAX_REPORTED_ERRORS]
-        more = len(errors) - len(shown)
-        raise EvidenceFileError(
-            "\n".join(shown + ([f"... and {more} more bad lines"] if more else []))
-        )
-    return items
+    return parse_jsonl(
+        text,
+        source,
+        EvidenceItem,
+        what="evidence",
+        error=EvidenceFileError,
+        max_chars=MAX_ITEM_CHARS,
+    )
 
 
 class SelectedItem(BaseModel):

@@ -250,6 +250,58 @@ class TrainingSpec(Frozen):
         default=timedelta(seconds=60),
         description="How often a running fine-tune job is polled (by activity retries).",
     )
+    # -- retraining (issue 5) --
+    critique_passes: int = Field(
+        default=1, ge=1, le=8, description="Critique-and-revise passes per supervised example."
+    )
+    prompt_file: str | None = Field(
+        default=None,
+        description="JSONL of {id, prompt} readable by the worker; the shipped set when unset.",
+    )
+    eval_prompt_file: str | None = Field(
+        default=None,
+        description="JSONL of {id, kind: red_team|benign, prompt}; the shipped set when unset.",
+    )
+    batch_size: int | None = Field(default=None, ge=1, le=256, description="Unset: 'auto'.")
+    learning_rate_multiplier: float | None = Field(
+        default=None, gt=0, le=10, description="Unset: 'auto'."
+    )
+    beta: float | None = Field(
+        default=None, gt=0, le=2, description="DPO only: weight of the preference; unset: 'auto'."
+    )
+    backend: str = Field(
+        default="openai",
+        pattern="^(openai|http)$",
+        description="Fine-tune backend: the OpenAI fine-tuning API or a lab's HTTP trainer.",
+    )
+    use_batch_api: bool = Field(
+        default=False, description="Generate the dataset through the Batch API (large sets)."
+    )
+    heartbeat_timeout: timedelta = Field(
+        default=timedelta(minutes=2),
+        description="A dataset worker silent this long is presumed dead; another resumes.",
+    )
+    training_timeout: timedelta = Field(
+        default=timedelta(days=14),
+        description="How long a fine-tune job may run before the round gives up on it.",
+    )
+
+    @model_validator(mode="after")
+    def _beta_is_for_dpo(self) -> Self:
+        if self.beta is not None and self.method != "dpo":
+            raise ValueError("beta applies to the 'dpo' method only")
+        return self
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The job's hyperparameters as the fine-tuning API names them; unset ones are 'auto'."""
+        chosen: dict[str, Any] = {
+            "n_epochs": self.n_epochs,
+            "batch_size": self.batch_size,
+            "learning_rate_multiplier": self.learning_rate_multiplier,
+        }
+        if self.method == "dpo":
+            chosen["beta"] = self.beta
+        return {k: ("auto" if v is None else v) for k, v in chosen.items()}
 
 
 class GateSpec(Frozen):

@@ -33,6 +33,7 @@ from gateway import dashboard, operators, pages
 from gateway.auth import RoundId, Viewer
 from gateway.limits import BodyLimit
 from gateway.metrics import GatewayMetrics, RequestMetrics
+from gateway.trainer import trainer_router
 from ledger.dashboards import Dashboards
 from ledger.store import Ledger, create_pool
 from review.messages import MODIFY_CALLBACK, modify_view, parse_action_value
@@ -53,6 +54,7 @@ class GatewayConfig(BaseModel):
     database_url: SecretStr
     slack: AsyncWebClient
     max_body_bytes: int = 1_048_576
+    trainer_secret: SecretStr | None = None  # unset: trainer callbacks are refused
 
 
 class InteractionAnswer(BaseModel):
@@ -90,6 +92,8 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
 
     def ledger() -> Ledger:
         return state["ledger"]  # type: ignore[no-any-return]
+
+    app.include_router(trainer_router(config.trainer_secret, temporal, ledger))
 
     # -- Slack -------------------------------------------------------------------
 

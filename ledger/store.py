@@ -605,11 +605,13 @@ class Ledger:
         status: str,
         fine_tuned_model: str | None = None,
         error: str | None = None,
+        poll_url: str | None = None,
     ) -> None:
         await self.pool.execute(
             """INSERT INTO training_jobs (job_id, round_id, backend, base_model, method,
-                   dataset_uri, dataset_hash, examples, status, fine_tuned_model, error)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                   dataset_uri, dataset_hash, examples, status, fine_tuned_model, error,
+                   poll_url)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                ON CONFLICT (job_id) DO UPDATE SET status = EXCLUDED.status,
                    fine_tuned_model = EXCLUDED.fine_tuned_model, error = EXCLUDED.error,
                    updated_at = now()""",
@@ -624,6 +626,7 @@ class Ledger:
             status,
             fine_tuned_model,
             error,
+            poll_url,
         )
 
     async def update_training_job(
@@ -655,14 +658,18 @@ class Ledger:
         baseline: dict[str, Any],
         passed: bool,
         reasons: list[str],
+        rubric_version: str | None = None,
+        prompt_set: str | None = None,
     ) -> None:
         await self.pool.execute(
             """INSERT INTO evaluations (round_id, constitution_version, candidate_model,
-                   baseline_model, candidate, baseline, passed, reasons)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   baseline_model, candidate, baseline, passed, reasons, rubric_version,
+                   prompt_set)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                ON CONFLICT (round_id) DO UPDATE SET candidate = EXCLUDED.candidate,
                    baseline = EXCLUDED.baseline, passed = EXCLUDED.passed,
-                   reasons = EXCLUDED.reasons""",
+                   reasons = EXCLUDED.reasons, rubric_version = EXCLUDED.rubric_version,
+                   prompt_set = EXCLUDED.prompt_set""",
             round_id,
             constitution_version,
             candidate_model,
@@ -671,6 +678,8 @@ class Ledger:
             baseline,
             passed,
             reasons,
+            rubric_version,
+            prompt_set,
         )
 
     async def import_version(self, version: ConstitutionVersion, actor: str) -> None:
@@ -721,6 +730,106 @@ class Ledger:
             token_id,
         )
         return bool(status.endswith(" 1"))
+
+    async def evaluation(self, round_id: str) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow("SELECT * FROM evaluations WHERE round_id = $1", round_id)
+        return dict(row) if row else None
+
+    async def evaluation_trend(self) -> list[dict[str, Any]]:
+        """Evaluation figures by constitution version, oldest first."""
+        return [dict(r) for r in await self.pool.fetch("SELECT * FROM evaluation_trend")]
+
+    async def record_example(
+        self,
+        *,
+        round_id: str,
+        position: int,
+        prompt_id: str,
+        principle_id: str,
+        method: str,
+        example: dict[str, Any],
+        skipped: str | None = None,
+    ) -> bool:
+        """Keep one finished example; False when that position was already kept
+        (a generation that resumed or ran twice keeps the first)."""
+        status = await self.pool.execute(
+            """INSERT INTO dataset_examples (round_id, position, prompt_id, principle_id,
+                   method, example, skipped)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (round_id, position) DO NOTHING""",
+            round_id,
+            position,
+            prompt_id,
+            principle_id,
+            method,
+            example,
+            skipped,
+        )
+        return bool(status == "INSERT 0 1")
+
+    async def dataset_examples(self, round_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM dataset_examples WHERE round_id = $1 ORDER BY position", round_id
+        )
+        return [dict(r) for r in rows]
+
+    async def record_dataset(
+        self,
+        *,
+        round_id: str,
+        constitution_version: int,
+        method: str,
+        uri: str,
+        sha256: str,
+        manifest_uri: str | None,
+        examples: int,
+        skipped: int,
+        prompt_set: str,
+    ) -> None:
+        await self.pool.execute(
+            """INSERT INTO datasets (round_id, constitution_version, method, uri, sha256,
+                   manifest_uri, examples, skipped, prompt_set)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (round_id) DO NOTHING""",
+            round_id,
+            constitution_version,
+            method,
+            uri,
+            sha256,
+            manifest_uri,
+            examples,
+            skipped,
+            prompt_set,
+        )
+
+    async def dataset(self, round_id: str) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow("SELECT * FROM datasets WHERE round_id = $1", round_id)
+        return dict(row) if row else None
+
+    async def record_job_events(self, job_id: str, events: Sequence[dict[str, Any]]) -> int:
+        """Keep a fine-tune job's events, skipping ones already kept; how many were new."""
+        if not events:
+            return 0
+        async with self.pool.acquire() as conn:
+            before = await conn.fetchval(
+                "SELECT count(*) FROM training_job_events WHERE job_id = $1", job_id
+            )
+            await conn.executemany(
+                """INSERT INTO training_job_events (job_id, event_id, level, message, data, at)
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+                [
+                    (job_id, e["id"], e["level"], e["message"], e.get("data") or {}, e["at"])
+                    for e in events
+                ],
+            )
+            after = await conn.fetchval(
+                "SELECT count(*) FROM training_job_events WHERE job_id = $1", job_id
+            )
+        return int(after) - int(before)
+
+    async def job_events(self, job_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM training_job_events WHERE job_id = $1 ORDER BY at, event_id", job_id
+        )
+        return [dict(r) for r in rows]
 
     # -- evidence and checks -----------------------------------------------------
 

@@ -458,12 +458,13 @@ def _status_findings(status: RoundStatus) -> Any:
     return Group(*lines) if lines else None
 
 
-def _status_progress(status: RoundStatus) -> Any:
-    p = status.progress
-    if p is None or status.state in TERMINAL_ROUND_STATES:
-        return None
-    done = f"{p.done}/{p.total}" if p.total else str(p.done)
-    return f"progress: {escape(p.stage)} {done} {escape(p.detail)}".rstrip()
+def _status_retraining(status: RoundStatus) -> Any:
+    from rich.console import Group
+
+    from constitution.gate import retraining_summary
+
+    lines = retraining_summary(status)
+    return Group(*lines) if lines else None
 
 
 def _status_evaluation(status: RoundStatus) -> Any:
@@ -482,7 +483,7 @@ STATUS_SECTIONS: list[Callable[[RoundStatus], Any]] = [
     _status_header,
     _status_proposals,
     _status_findings,
-    _status_progress,
+    _status_retraining,
     _status_evaluation,
     _status_error,
 ]

@@ -21,7 +21,7 @@ from rich.table import Table
 from constitution import TERMINAL_ROUND_STATES, RoundState, diff_versions
 from constitution.contracts import RoundStatus
 from constitution.findings import proposal_summary
-from constitution.gate import gate_summary
+from constitution.gate import gate_summary, retraining_summary
 from ledger.store import Ledger, create_pool
 from standins.reviewer import Decision, SimulatedReviewer, decide_in_slack, wait_for_proposals
 from worker.devstack import dev_stack
@@ -168,6 +168,8 @@ async def _report(database_url: str, status: RoundStatus, console: Console) -> N
                 row.reason[:60],
             )
         console.print(table)
+        for line in retraining_summary(status):
+            console.print(line)
         if status.evaluation:
             for line in gate_summary(status.evaluation):
                 console.print(line)

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from openai import AsyncOpenAI
 from pydantic import SecretStr
@@ -24,6 +26,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.checks import CheckActivities
 from activities.evaluation import EvaluationActivities
 from activities.evidence import EvidenceActivities
+from activities.finetune import FineTuneBackend, HttpTrainer, OpenAIFineTuning
 from activities.ledger import LedgerActivities
 from activities.model import Model, ModelActivities
 from activities.slack import SlackActivities
@@ -95,10 +98,22 @@ class Activities:
             self.training.generate_dataset,
             self.training.start_fine_tune,
             self.training.await_fine_tune,
+            self.training.cancel_fine_tune,
             self.evaluation.evaluate,
             self.evidence.gather_evidence,
             self.checks.check_proposals,
         ]
+
+
+def fine_tune_backends(settings: Settings, client: AsyncOpenAI) -> dict[str, FineTuneBackend]:
+    backends: dict[str, FineTuneBackend] = {"openai": OpenAIFineTuning(client)}
+    if settings.trainer_url:
+        backends["http"] = HttpTrainer(
+            httpx.AsyncClient(timeout=settings.model_timeout_s),
+            settings.trainer_url,
+            settings.trainer_callback_url if settings.trainer_secret else None,
+        )
+    return backends
 
 
 def build_activities(settings: Settings, ledger: Ledger) -> Activities:
@@ -113,7 +128,10 @@ def build_activities(settings: Settings, ledger: Ledger) -> Activities:
             slack_client(settings), settings.slack_review_channel, ledger, settings.gateway_url
         ),
         training=TrainingActivities(
-            model, client, ledger, FileArtifactStore(settings.data_dir / "artifacts")
+            model,
+            ledger,
+            FileArtifactStore(settings.artifacts_root),
+            fine_tune_backends(settings, client),
         ),
         evaluation=EvaluationActivities(model, settings.grader_model, ledger),
         evidence=EvidenceActivities(
@@ -142,6 +160,9 @@ def build_worker(client: Client, settings: Settings, ledger: Ledger) -> Worker:
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules("sniffio")
         ),
+        # Heartbeats carry the progress watchers see (`amend round show`): send
+        # them within seconds, not the default minute.
+        max_heartbeat_throttle_interval=timedelta(seconds=2),
     )
 
 
@@ -153,6 +174,7 @@ def gateway_app(settings: Settings, database_url: str, temporal: Client) -> Fast
             database_url=SecretStr(database_url),
             slack=slack_client(settings),
             max_body_bytes=settings.api_max_body_bytes,
+            trainer_secret=settings.trainer_secret,
         ),
         temporal,
     )

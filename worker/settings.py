@@ -74,6 +74,18 @@ class Settings(BaseSettings):
         default=None, description="Where people reach the gateway; links in Slack use it."
     )
 
+    # -- retraining (issue 5) --
+    artifacts_dir: Path | None = Field(
+        default=None, description="Root of the file:// artifact store; unset: data_dir/artifacts."
+    )
+    trainer_url: str | None = Field(
+        default=None, description="Base URL of a lab's HTTP trainer (the 'http' backend)."
+    )
+    trainer_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the trainer's callbacks; unset: callbacks are refused.",
+    )
+
     stand_in_port_model: int = 8101
     stand_in_port_slack: int = 8102
 
@@ -98,6 +110,14 @@ class Settings(BaseSettings):
     def temporal_ui_url(self) -> str:
         host = self.temporal_address.rsplit(":", 1)[0]
         return f"http://{host}:{self.temporal_ui_port}"
+
+    @property
+    def artifacts_root(self) -> Path:
+        return self.artifacts_dir or self.data_dir / "artifacts"
+
+    @property
+    def trainer_callback_url(self) -> str:
+        return f"{self.gateway_url}/trainer/callback"
 
     @property
     def grader_model(self) -> str:

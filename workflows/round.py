@@ -15,7 +15,12 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from constitution import (
@@ -32,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         apply_amendments,
     )
     from constitution.contracts import (
+        CancelFineTuneInput,
         CheckProposalsInput,
         Dataset,
         DatasetInput,
@@ -43,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         OpenRoundInput,
         OperatorRequest,
         PostProposalInput,
+        Progress,
         ProposalStatus,
         ProposeInput,
         ProposeResult,
@@ -81,6 +88,7 @@ class TrainingRoundWorkflow:
     def __init__(self, input: RoundInput) -> None:
         self.status = input.carried or RoundStatus(spec=input.spec)
         self.constitution: ConstitutionVersion | None = None
+        self._job: FineTuneJob | None = None  # a fine-tune job started and not yet finished
         # One writer at a time: the ledger chain is ordered by sequence.
         self._lock = asyncio.Lock()
         # An operator's cancel order; set by the `cancel` update, which then
@@ -103,10 +111,14 @@ class TrainingRoundWorkflow:
             if self._cancel_request is None:
                 raise  # cancelled through Temporal: the workflow ends cancelled
         except (ActivityError, ApplicationError, IllegalTransition) as error:
-            await self._fail(error)
-            raise ApplicationError(
-                f"round failed: {self.status.error}", non_retryable=True
-            ) from error
+            if not is_cancelled_exception(error):
+                await self._fail(error)
+                raise ApplicationError(
+                    f"round failed: {self.status.error}", non_retryable=True
+                ) from error
+            await self._cancel()  # an activity cancelled with the round
+            if self._cancel_request is None:
+                raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result()
 
@@ -281,59 +293,44 @@ class TrainingRoundWorkflow:
         )
 
         await self._move(RoundState.generating_data)
+        training = spec.training
+        self.status.progress = Progress(stage="generating_data", total=training.prompt_count)
         dataset = await workflow.execute_activity(
             "generate_dataset",
-            DatasetInput(round_id=spec.round_id, constitution=version, training=spec.training),
+            DatasetInput(round_id=spec.round_id, constitution=version, training=training),
             result_type=Dataset,
             start_to_close_timeout=timedelta(hours=6),
-            heartbeat_timeout=timedelta(minutes=2),
+            heartbeat_timeout=training.heartbeat_timeout,
             retry_policy=MODEL_RETRY,
         )
+        self.status.dataset = dataset
         await self._move(
             RoundState.training, data={"dataset": dataset.uri, "examples": dataset.examples}
         )
-        job = await workflow.execute_activity(
-            "start_fine_tune",
-            FineTuneInput(round_id=spec.round_id, dataset=dataset, training=spec.training),
-            result_type=FineTuneJob,
-            start_to_close_timeout=timedelta(minutes=5),
-        )
-        self.status.fine_tune_job = job.job_id
-        started_as = job.status
-        await self._record(f"job:{job.job_id}", None, started_as)
-        # Polled by activity retries, not workflow timers: history stays small
-        # however many days training takes.
-        job = await workflow.execute_activity(
-            "await_fine_tune",
-            job,
-            result_type=FineTuneJob,
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=RetryPolicy(
-                initial_interval=spec.training.poll_interval, backoff_coefficient=1.0
-            ),
-        )
-        await self._record(
-            f"job:{job.job_id}", started_as, job.status, data={"model": job.fine_tuned_model}
-        )
-        assert job.fine_tuned_model is not None
+        self.status.progress = Progress(stage="training", detail=f"{training.backend} backend")
+        job = await self._fine_tune(dataset)
         self.status.candidate_model = job.fine_tuned_model
 
         await self._move(RoundState.evaluating, data={"candidate": job.fine_tuned_model})
+        self.status.progress = Progress(stage="evaluating")
+        assert job.fine_tuned_model is not None
         result = await workflow.execute_activity(
             "evaluate",
             EvaluateInput(
                 round_id=spec.round_id,
                 constitution=version,
                 candidate_model=job.fine_tuned_model,
-                baseline_model=spec.training.base_model,
+                baseline_model=training.base_model,
                 gate=spec.gate,
+                prompt_file=training.eval_prompt_file,
             ),
             result_type=EvaluationResult,
             start_to_close_timeout=timedelta(hours=2),
-            heartbeat_timeout=timedelta(minutes=2),
+            heartbeat_timeout=training.heartbeat_timeout,
             retry_policy=MODEL_RETRY,
         )
         self.status.evaluation = result
+        self.status.progress = None
         if result.passed:
             await self._move(
                 RoundState.completed,
@@ -344,8 +341,100 @@ class TrainingRoundWorkflow:
             await self._move(
                 RoundState.gate_failed,
                 reason="; ".join(result.reasons),
-                data={"candidate": job.fine_tuned_model},
+                data={"candidate": job.fine_tuned_model, "held_back": True},
             )
+
+    async def _fine_tune(self, dataset: Dataset) -> FineTuneJob:
+        spec = self.status.spec
+        training = spec.training
+        job = await workflow.execute_activity(
+            "start_fine_tune",
+            FineTuneInput(round_id=spec.round_id, dataset=dataset, training=training),
+            result_type=FineTuneJob,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=MODEL_RETRY,
+        )
+        self._job = job
+        self.status.fine_tune_job = job.job_id
+        await self._record(f"job:{job.job_id}", None, job.status, data={"backend": job.backend})
+        if job.backend == "http" and job.poll_url is None:
+            # The trainer calls the gateway back with this activity's task token:
+            # one activity, however many days, and no polling at all.
+            options: dict[str, Any] = {
+                "start_to_close_timeout": training.training_timeout,
+                "schedule_to_close_timeout": training.training_timeout,
+                "retry_policy": MODEL_RETRY,  # handing the token over may need a retry
+            }
+        else:
+            # Polled by activity retries, not workflow timers: history stays
+            # small however many days training takes.
+            options = {
+                "start_to_close_timeout": timedelta(minutes=1),
+                "schedule_to_close_timeout": training.training_timeout,
+                "retry_policy": RetryPolicy(
+                    initial_interval=training.poll_interval, backoff_coefficient=1.0
+                ),
+            }
+        try:
+            finished: FineTuneJob = await workflow.execute_activity(
+                "await_fine_tune", job, result_type=FineTuneJob, **options
+            )
+            if finished.status != "succeeded" or not finished.fine_tuned_model:
+                raise ApplicationError(
+                    f"fine-tune job {job.job_id} {finished.status}: "
+                    f"{finished.error or 'no model was named'}",
+                    type="FineTuneFailed",
+                    non_retryable=True,
+                )
+        except (ActivityError, ApplicationError) as error:
+            if is_cancelled_exception(error):
+                raise  # the round is being cancelled: it cancels the job
+            cause = error.cause if isinstance(error, ActivityError) else None
+            timed_out = isinstance(error, ActivityError) and (
+                isinstance(cause, TimeoutError) or error.retry_state is RetryState.TIMEOUT
+            )
+            if timed_out:
+                await self._cancel_job()
+                raise ApplicationError(
+                    f"fine-tune job {job.job_id} did not finish within "
+                    f"{training.training_timeout}; it was cancelled",
+                    type="FineTuneTimedOut",
+                    non_retryable=True,
+                ) from error
+            await self._record(
+                f"job:{job.job_id}", job.status, "failed", reason=str(cause or error)
+            )
+            self._job = None
+            raise
+        await self._record(
+            f"job:{job.job_id}",
+            job.status,
+            finished.status,
+            data={"model": finished.fine_tuned_model},
+        )
+        self._job = None
+        return finished
+
+    async def _cancel_job(self) -> None:
+        """Stop a fine-tune job still running for this round."""
+        job, self._job = self._job, None
+        if job is None:
+            return
+        try:
+            await workflow.execute_activity(
+                "cancel_fine_tune",
+                CancelFineTuneInput(
+                    round_id=self.status.spec.round_id, job_id=job.job_id, backend=job.backend
+                ),
+                start_to_close_timeout=QUICK,
+                retry_policy=MODEL_RETRY,
+            )
+        except ActivityError as error:
+            # The round still ends; the job that may still run is on the record.
+            reason = f"could not cancel the job: {error.cause or error}"
+            await self._record(f"job:{job.job_id}", job.status, job.status, reason=reason)
+            return
+        await self._record(f"job:{job.job_id}", job.status, "cancelled")
 
     # -- decisions -------------------------------------------------------------
 
@@ -503,6 +592,8 @@ class TrainingRoundWorkflow:
         order = self._cancel_request
         actor = order.actor if order else "operator"
         reason = f"round cancelled: {order.reason}" if order and order.reason else "round cancelled"
+        self.status.progress = None
+        await self._cancel_job()
         for item in self.status.proposals:
             if not item.settled:
                 await self._move_proposal(item, ProposalState.withdrawn, actor=actor, reason=reason)
@@ -515,6 +606,7 @@ class TrainingRoundWorkflow:
     async def _fail(self, error: BaseException) -> None:
         cause = error.cause if isinstance(error, ActivityError) and error.cause else error
         self.status.error = str(cause)
+        self.status.progress = None
         try:
             await self._move(RoundState.failed, reason=self.status.error)
         except Exception:  # the ledger itself may be what failed
