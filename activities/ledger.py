@@ -60,7 +60,32 @@ class LedgerActivities:
     @activity.defn(name="record_transitions")
     async def record_transitions(self, records: list[TransitionRecord]) -> int:
         with _refusals_are_final():
-            return await self.ledger.record_transitions(records)
+            written = await self.ledger.record_transitions(records)
+        if written:
+            # Counted once per row written, not per retry; on the worker's
+            # Prometheus endpoint beside Temporal's own metrics.
+            counter = activity.metric_meter().create_counter(
+                "amend_transitions", "State changes written to the ledger."
+            )
+            for record in records[-written:]:
+                counter.add(1, {"entity": record.entity.split(":", 1)[0], "to": record.to_state})
+                activity.logger.info(
+                    "%s %s -> %s by %s",
+                    record.entity,
+                    record.from_state,
+                    record.to_state,
+                    record.actor,
+                    extra={
+                        "round_id": record.round_id,
+                        "actor": record.actor,
+                        **(
+                            {"proposal_id": record.entity.removeprefix("proposal:")}
+                            if record.entity.startswith("proposal:")
+                            else {}
+                        ),
+                    },
+                )
+        return written
 
     @activity.defn(name="save_proposals")
     async def save_proposals(self, proposals: list[Proposal]) -> None:
@@ -68,9 +93,15 @@ class LedgerActivities:
 
     @activity.defn(name="record_decision")
     async def record_decision(self, request: RecordDecisionInput) -> bool:
-        return await self.ledger.record_decision(
+        new = await self.ledger.record_decision(
             request.round_id, request.decision_id, request.decision
         )
+        if new:
+            decision = request.decision
+            activity.metric_meter().create_counter(
+                "amend_decisions", "Decisions taken, by kind and whether an operator overrode."
+            ).add(1, {"kind": decision.kind.value, "override": str(decision.override).lower()})
+        return new
 
     @activity.defn(name="save_version")
     async def save_version(self, request: SaveVersionInput) -> ConstitutionVersion:

@@ -76,7 +76,9 @@ class SlackActivities:
         status = request.status
         # A retry after Slack accepted the post must not post it again.
         known = await self.ledger.proposal_message(status.proposal.id)
-        if known is not None:
+        current = (status.message.channel, status.message.ts) if status.message else None
+        # A re-post is new until the ledger names a message other than the round's own.
+        if known is not None and not (request.repost and known == current):
             return SlackMessageRef(channel=known[0], ts=known[1])
         posted = status.model_copy(update={"state": ProposalState.posted})
         with _slack_call():

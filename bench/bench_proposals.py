@@ -66,7 +66,8 @@ async def run(env: BenchEnv) -> list[Figure]:
             "impact_sample_size": 0,
         }
         async with env.stack(**settings) as bench, httpx.AsyncClient(base_url=model.url) as http:
-            async with httpx.AsyncClient() as gateway:
+            token = {"Authorization": f"Bearer {bench.stack.operator_token}"}
+            async with httpx.AsyncClient(headers=token) as gateway:
                 started = await gateway.post(
                     f"{bench.stack.gateway_url}/api/rounds",
                     json={

@@ -70,7 +70,8 @@ async def _our_rounds(bench: BenchStack) -> dict[str, Any]:
     batch = uuid.uuid4().hex[:6]
     round_ids = [f"bench-{batch}-{i}" for i in range(ROUNDS)]
     cpu0, started = _cpu_seconds(), time.perf_counter()
-    async with httpx.AsyncClient(timeout=30) as http:
+    token = {"Authorization": f"Bearer {stack.operator_token}"}
+    async with httpx.AsyncClient(timeout=30, headers=token) as http:
         await asyncio.gather(
             *(
                 http.post(

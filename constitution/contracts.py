@@ -168,6 +168,9 @@ class PostProposalInput(Contract):
     workflow_id: str
     status: ProposalStatus
     constitution: ConstitutionVersion
+    repost: bool = Field(
+        default=False, description="Post again though the proposal has a message (operator)."
+    )
 
 
 class UpdateProposalMessageInput(Contract):
@@ -244,6 +247,14 @@ class CancelFineTuneInput(Contract):
     backend: str
 
 
+class OperatorRequest(Contract):
+    """An operator's order to a round (cancel, re-post): who asked, and why.
+    The actor is recorded on every transition the order causes."""
+
+    actor: str = Field(min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=2000)
+
+
 class EvaluateInput(Contract):
     round_id: str
     constitution: ConstitutionVersion
@@ -268,6 +279,7 @@ __all__ = [
     "FineTuneJob",
     "GatherEvidenceInput",
     "OpenRoundInput",
+    "OperatorRequest",
     "PostProposalInput",
     "Progress",
     "ProposalStatus",

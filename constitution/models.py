@@ -200,11 +200,24 @@ class DecisionRequest(Frozen):
     reviewer: str = Field(min_length=1, description="Slack user id, or 'operator:<name>'.")
     text: str | None = Field(default=None, max_length=2000, description="Edited text for 'modify'.")
     comment: str | None = Field(default=None, max_length=2000)
+    override: bool = Field(
+        default=False,
+        description="An operator decides in the reviewers' stead ('operator:<name>', a reason).",
+    )
 
     @model_validator(mode="after")
     def _modify_has_text(self) -> Self:
         if self.kind is DecisionKind.modify and not (self.text and self.text.strip()):
             raise ValueError("a 'modify' decision needs the edited text")
+        return self
+
+    @model_validator(mode="after")
+    def _override_names_operator_and_reason(self) -> Self:
+        if self.override:
+            if not self.reviewer.startswith("operator:"):
+                raise ValueError("an override is made by 'operator:<name>'")
+            if not (self.comment and self.comment.strip()):
+                raise ValueError("an override needs a reason (comment)")
         return self
 
 
@@ -215,6 +228,7 @@ class Decision(Frozen):
     text: str | None = None
     comment: str | None = None
     decided_at: datetime
+    override: bool = False
 
 
 class DecisionOutcome(Frozen):
@@ -323,6 +337,12 @@ class RoundSpec(Frozen):
     deadline: timedelta | None = Field(default=None, description="No deadline unless set.")
     training: TrainingSpec = TrainingSpec()
     gate: GateSpec = GateSpec()
+    requested_by: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Who started the round; set by the API from the caller's token.",
+    )
+
     # -- evidence (issue 3) --
     evidence_files: list[str] = Field(
         default_factory=list,

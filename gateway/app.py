@@ -28,11 +28,14 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from constitution import DecisionKind, DecisionOutcome, DecisionRequest, RoundSpec
-from constitution.contracts import RoundStatus
-from gateway.rounds import RoundExists, RoundNotFound, round_status, start_round
+from constitution import DecisionKind, DecisionOutcome, DecisionRequest
+from gateway import dashboard, operators, pages
+from gateway.auth import RoundId, Viewer
+from gateway.limits import BodyLimit
+from gateway.metrics import GatewayMetrics, RequestMetrics
 from gateway.trainer import trainer_router
-from ledger.store import Ledger, TransitionRow, create_pool
+from ledger.dashboards import Dashboards
+from ledger.store import Ledger, create_pool
 from review.messages import MODIFY_CALLBACK, modify_view, parse_action_value
 from workflows.round import TrainingRoundWorkflow
 
@@ -50,12 +53,8 @@ class GatewayConfig(BaseModel):
     task_queue: str
     database_url: SecretStr
     slack: AsyncWebClient
+    max_body_bytes: int = 1_048_576
     trainer_secret: SecretStr | None = None  # unset: trainer callbacks are refused
-
-
-class StartedRound(BaseModel):
-    round_id: str
-    workflow_id: str
 
 
 class InteractionAnswer(BaseModel):
@@ -76,12 +75,20 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(config.database_url.get_secret_value(), max_size=5)
         state["ledger"] = Ledger(pool)
+        app.state.ledger = state["ledger"]
+        app.state.dashboards = Dashboards(pool)
         try:
             yield
         finally:
             await pool.close()
 
     app = FastAPI(title="amend gateway", version="0.1.0", lifespan=lifespan)
+    app.state.temporal = temporal
+    app.state.config = config
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    metrics = GatewayMetrics()
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
 
     def ledger() -> Ledger:
         return state["ledger"]  # type: ignore[no-any-return]
@@ -215,9 +222,18 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
                 raise
             reason = f"round {round_id} is no longer running"
         else:
+            metrics.decisions.labels("taken").inc()
             return InteractionAnswer(
                 outcome="taken", message=outcome.message, proposal_id=request.proposal_id
             )
+        metrics.decisions.labels("refused").inc()
+        log.info(
+            "refused %s on %s: %s",
+            request.kind.value,
+            request.proposal_id,
+            reason,
+            extra={"round_id": round_id, "proposal_id": request.proposal_id},
+        )
         await _refused(round_id, request, reason, source)
         return InteractionAnswer(
             outcome="refused", message=f"Not recorded: {reason}", proposal_id=request.proposal_id
@@ -266,33 +282,17 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
             )
         return InteractionAnswer(outcome="opened", message="editor opened", proposal_id=proposal_id)
 
-    # -- operators ---------------------------------------------------------------
+    # -- operators and dashboards ------------------------------------------------
 
-    @app.post("/api/rounds", status_code=201)
-    async def start(spec: RoundSpec) -> StartedRound:
-        try:
-            await start_round(temporal, spec, config.task_queue)
-        except RoundExists as error:
-            raise HTTPException(409, str(error)) from error
-        return StartedRound(round_id=spec.round_id, workflow_id=spec.workflow_id)
-
-    @app.get("/api/rounds/{round_id}")
-    async def show_round(round_id: str) -> RoundStatus:
-        try:
-            return await round_status(temporal, round_id)
-        except RoundNotFound as error:
-            raise HTTPException(404, str(error)) from error
-        except RPCError as error:
-            raise HTTPException(503, f"Temporal did not answer: {error.message}") from error
-
-    @app.get("/api/rounds/{round_id}/timeline")
-    async def round_timeline(round_id: str) -> list[TransitionRow]:
-        if await ledger().get_round(round_id) is None:
-            raise HTTPException(404, f"no round {round_id}")
-        return await ledger().timeline(round_id)
+    app.include_router(operators.router)
+    app.include_router(dashboard.router)
+    app.include_router(pages.router)
+    app.add_exception_handler(pages.SignIn, pages.sign_in)
 
     @app.get("/api/rounds/{round_id}/evidence")
-    async def round_evidence(round_id: str, selected: bool = False) -> dict[str, Any]:
+    async def round_evidence(
+        round_id: RoundId, _: Viewer, selected: bool = False
+    ) -> dict[str, Any]:
         """The evidence a round read (and left out, with why) and its selection;
         proposals link to items here by id."""
         if await ledger().get_round(round_id) is None:

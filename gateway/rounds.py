@@ -1,18 +1,22 @@
-"""The one way an operator starts a round or reads its state, shared by the
+"""The one way an operator starts, reads and steers a round, shared by the
 HTTP API and the CLI."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle
-from temporalio.common import WorkflowIDReusePolicy
-from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from constitution import RoundSpec
-from constitution.contracts import Progress, RoundInput, RoundStatus
+from constitution import DecisionOutcome, DecisionRequest, RoundSpec
+from constitution.contracts import OperatorRequest, Progress, RoundInput, RoundResult, RoundStatus
 from workflows.round import TrainingRoundWorkflow
+from workflows.search import CONSTITUTION_VERSION, PENDING_DECISIONS, ROUND_STATE
+
+log = logging.getLogger(__name__)
 
 
 class RoundExists(Exception):
@@ -23,17 +27,55 @@ class RoundNotFound(Exception):
     """No workflow for this round id."""
 
 
+class RoundRefused(Exception):
+    """The round refused an operator's order (wrong state, unknown proposal);
+    nothing changed."""
+
+
+def _first_search_attributes(spec: RoundSpec) -> TypedSearchAttributes:
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(ROUND_STATE, "created"),
+        SearchAttributePair(PENDING_DECISIONS, 0),
+    ]
+    if spec.constitution_version is not None:
+        pairs.append(SearchAttributePair(CONSTITUTION_VERSION, spec.constitution_version))
+    return TypedSearchAttributes(pairs)
+
+
 async def start_round(client: Client, spec: RoundSpec, task_queue: str) -> None:
+    """Start the round's workflow with its search attributes; on a Temporal
+    cluster where they are not registered, start it without them (the round
+    runs the same, only visibility queries cannot filter it) and say so."""
+    attributes = _first_search_attributes(spec)
     try:
-        await client.start_workflow(
-            TrainingRoundWorkflow.run,
-            RoundInput(spec=spec),
-            id=spec.workflow_id,
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        )
+        try:
+            await _start(client, spec, task_queue, attributes)
+        except RPCError as error:
+            if error.status is not RPCStatusCode.INVALID_ARGUMENT or "ttribute" not in str(error):
+                raise
+            log.warning(
+                "Temporal has no search attributes %s registered (%s); round %s starts "
+                "without them. `amend dev` registers them; see the README for a cluster.",
+                ", ".join(pair.key.name for pair in attributes),
+                error.message,
+                spec.round_id,
+            )
+            await _start(client, spec, task_queue, TypedSearchAttributes.empty)
     except WorkflowAlreadyStartedError as error:
         raise RoundExists(f"round {spec.round_id} already exists") from error
+
+
+async def _start(
+    client: Client, spec: RoundSpec, task_queue: str, attributes: TypedSearchAttributes
+) -> None:
+    await client.start_workflow(
+        TrainingRoundWorkflow.run,
+        RoundInput(spec=spec),
+        id=spec.workflow_id,
+        task_queue=task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=attributes,
+    )
 
 
 async def round_status(client: Client, round_id: str) -> RoundStatus:
@@ -67,3 +109,43 @@ async def heartbeat_progress(client: Client, handle: WorkflowHandle[Any, Any]) -
             if isinstance(progress, Progress):
                 return progress
     return None
+
+
+async def _send(client: Client, round_id: str, update: Any, arg: Any) -> Any:
+    """Send an operator's order (a workflow update) and turn Temporal's
+    refusals into the operator's errors: a validator's reason, or for a round
+    whose workflow has closed, the state it ended in."""
+    try:
+        return await client.get_workflow_handle(f"round-{round_id}").execute_update(update, arg)
+    except WorkflowUpdateFailedError as error:
+        cause = error.cause
+        reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise RoundRefused(reason) from error
+    except RPCError as error:
+        if error.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            raise
+        status = await round_status(client, round_id)  # RoundNotFound when there is none
+        raise RoundRefused(
+            f"round {round_id} has ended ({status.state.value}); it takes no more orders"
+        ) from error
+
+
+async def cancel_round(client: Client, round_id: str, order: OperatorRequest) -> RoundResult:
+    """Cancel an active round; refused (RoundRefused) once it has ended."""
+    result: RoundResult = await _send(client, round_id, TrainingRoundWorkflow.cancel, order)
+    return result
+
+
+async def repost_round(client: Client, round_id: str, order: OperatorRequest) -> int:
+    """Post the round's pending proposals again; returns how many were posted."""
+    posted = await _send(client, round_id, TrainingRoundWorkflow.repost, order)
+    return len(posted)
+
+
+async def override_decision(
+    client: Client, round_id: str, request: DecisionRequest
+) -> DecisionOutcome:
+    """An operator decides a proposal in the reviewers' stead; the decision
+    and its transition carry the operator and the override mark."""
+    outcome: DecisionOutcome = await _send(client, round_id, TrainingRoundWorkflow.decide, request)
+    return outcome

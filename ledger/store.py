@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -85,6 +86,20 @@ class TransitionRow(BaseModel):
     at: datetime
     prev_hash: str | None
     hash: str
+
+
+class ApiToken(BaseModel):
+    """A bearer token of the HTTP API, as listed; the secret is never stored."""
+
+    token_id: str
+    name: str
+    role: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class DecidedProposal(BaseModel):
@@ -525,8 +540,8 @@ class Ledger:
     async def record_decision(self, round_id: str, decision_id: str, decision: Decision) -> bool:
         status = await self.pool.execute(
             """INSERT INTO decisions (decision_id, proposal_id, round_id, kind, reviewer, text,
-                   comment, decided_at)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (decision_id) DO NOTHING""",
+                   comment, decided_at, override)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (decision_id) DO NOTHING""",
             decision_id,
             decision.proposal_id,
             round_id,
@@ -535,6 +550,7 @@ class Ledger:
             decision.text,
             decision.comment,
             decision.decided_at,
+            decision.override,
         )
         return bool(status.endswith(" 1"))
 
@@ -665,6 +681,55 @@ class Ledger:
             rubric_version,
             prompt_set,
         )
+
+    async def import_version(self, version: ConstitutionVersion, actor: str) -> None:
+        """Store a version an operator imported, recording who did."""
+        await self.save_version(version)
+        await self.pool.execute(
+            "UPDATE constitution_versions SET imported_by = $2 WHERE number = $1",
+            version.number,
+            actor,
+        )
+
+    # -- API tokens (operators and dashboards) -----------------------------------
+
+    async def create_token(self, name: str, role: str) -> tuple[ApiToken, str]:
+        """Make a token; the secret is returned once and only its hash is kept."""
+        token_id = secrets.token_hex(4)
+        token = f"amend_{token_id}_{secrets.token_urlsafe(24)}"
+        row = await self.pool.fetchrow(
+            """INSERT INTO api_tokens (token_id, name, role, token_hash) VALUES ($1, $2, $3, $4)
+               RETURNING token_id, name, role, created_at, revoked_at""",
+            token_id,
+            name,
+            role,
+            token_hash(token),
+        )
+        assert row is not None
+        return ApiToken(**dict(row)), token
+
+    async def token_holder(self, token: str) -> ApiToken | None:
+        """The live token this secret belongs to, if any."""
+        row = await self.pool.fetchrow(
+            """SELECT token_id, name, role, created_at, revoked_at FROM api_tokens
+               WHERE token_hash = $1 AND revoked_at IS NULL""",
+            token_hash(token),
+        )
+        return ApiToken(**dict(row)) if row else None
+
+    async def list_tokens(self) -> list[ApiToken]:
+        rows = await self.pool.fetch(
+            "SELECT token_id, name, role, created_at, revoked_at FROM api_tokens"
+            " ORDER BY created_at"
+        )
+        return [ApiToken(**dict(r)) for r in rows]
+
+    async def revoke_token(self, token_id: str) -> bool:
+        status = await self.pool.execute(
+            "UPDATE api_tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL",
+            token_id,
+        )
+        return bool(status.endswith(" 1"))
 
     async def evaluation(self, round_id: str) -> dict[str, Any] | None:
         row = await self.pool.fetchrow("SELECT * FROM evaluations WHERE round_id = $1", round_id)

@@ -95,7 +95,7 @@ def proposal_blocks(
         facts.append("Touches: " + ", ".join(draft.touches))
     facts.append(f"Model `{proposal.model}`, prompt `{proposal.prompt_version}`")
     if dashboard_url:
-        facts.append(f"<{dashboard_url}/api/rounds/{proposal.round_id}|Full round>")
+        facts.append(f"<{dashboard_url}/rounds/{proposal.round_id}|Full round>")
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_clip(" · ".join(facts), 2000))]))
     if status.state is ProposalState.posted:
         value = action_value(workflow_id, proposal.id)

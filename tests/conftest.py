@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
+from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -30,6 +32,7 @@ from ledger.store import Ledger, create_pool
 from worker.database import EmbeddedPostgres, ensure_database, start_embedded
 from worker.settings import Settings
 from worker.stack import Stack, running_stack
+from workflows.search import ROUND_SEARCH_ATTRIBUTES
 
 CI_POSTGRES = os.environ.get(
     "AMEND_TEST_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -121,6 +124,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
         ui=False,
         dev_server_log_level="error",
+        search_attributes=ROUND_SEARCH_ATTRIBUTES,
     )
     try:
         yield env
@@ -147,6 +151,30 @@ def task_queue() -> Iterator[str]:
 
 
 StackFactory = Callable[..., AbstractAsyncContextManager[Stack]]
+
+
+def operator_api(stack: Stack) -> httpx.AsyncClient:
+    """An HTTP client for the gateway carrying the stack's operator token."""
+    return httpx.AsyncClient(
+        base_url=stack.gateway_url, headers={"Authorization": f"Bearer {stack.operator_token}"}
+    )
+
+
+async def start_round(stack: Stack, round_id: str, **spec: Any) -> None:
+    """Start a round through the operator API, as an operator would: three
+    proposals for U0ALICE, fine-tune jobs polled quickly, `spec` on top."""
+    body = {
+        "round_id": round_id,
+        "reviewers": ["U0ALICE"],
+        "max_proposals": 3,
+        "training": {"poll_interval": "PT0.2S"},
+        **spec,
+    }
+    async with operator_api(stack) as http:
+        response = await http.post("/api/rounds", json=body)
+    assert response.status_code == 201, response.text
+
+
 REVIEW_CHANNEL = "C0AMENDREVIEW"
 
 
@@ -156,7 +184,10 @@ def stack_on(database_url: str, ledger: Ledger, task_queue: str, tmp_path: Path)
     environment, on free ports, with the sample constitution as v1."""
 
     @asynccontextmanager
-    async def start(env: WorkflowEnvironment, **settings: Any) -> AsyncIterator[Stack]:
+    async def start(
+        env: WorkflowEnvironment, *, client: Client | None = None, **settings: Any
+    ) -> AsyncIterator[Stack]:
+        """`client` replaces the environment's (one on another Temporal runtime)."""
         await ledger.save_version(sample_constitution())
         config = Settings(
             _env_file=None,
@@ -165,7 +196,8 @@ def stack_on(database_url: str, ledger: Ledger, task_queue: str, tmp_path: Path)
             slack_review_channel=REVIEW_CHANNEL,
             **settings,
         )
-        async with running_stack(config, database_url, env.client, any_port=True) as running:
+        temporal = client or env.client
+        async with running_stack(config, database_url, temporal, any_port=True) as running:
             yield running
 
     return start

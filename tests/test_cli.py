@@ -272,6 +272,29 @@ def test_bad_settings_exit_2_naming_the_setting(invoke: Invoke, command: list[st
     assert says(result, "bad settings", "gateway_port", "not-a-port"), result.output
 
 
+def test_round_watch_draws_the_state_pending_count_and_a_progress_bar() -> None:
+    from rich.console import Console
+
+    from constitution import RoundSpec, RoundState
+    from constitution.contracts import Progress, RoundStatus
+    from worker.cli import watch_view
+
+    status = RoundStatus(
+        spec=RoundSpec(round_id="drawn", reviewers=["U1"]),
+        state=RoundState.generating_data,
+        progress=Progress(stage="generating data", done=30, total=120, detail="critique"),
+    )
+    screen = Console(record=True, width=100, force_terminal=False)
+    screen.print(watch_view(status))
+    text = screen.export_text()
+    assert "round drawn" in text and "generating_data" in text
+    assert "generating data (critique)" in text and "30/120" in text
+    ended = status.model_copy(update={"state": RoundState.completed})
+    screen = Console(record=True, width=100, force_terminal=False)
+    screen.print(watch_view(ended))
+    assert "30/120" not in screen.export_text()  # no bar once the round has ended
+
+
 def test_a_bad_earlier_round_for_evidence_exits_2_naming_the_field(invoke: Invoke) -> None:
     result = invoke(
         ["round", "start", "--id", "r2", "--reviewer", "U1", "--evidence-from-round", "Round 1"]

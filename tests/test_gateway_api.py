@@ -16,7 +16,7 @@ from constitution.contracts import OpenRoundInput
 from constitution.samples import sample_constitution
 from ledger.store import Ledger
 from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
-from tests.conftest import REVIEW_CHANNEL, StackFactory
+from tests.conftest import REVIEW_CHANNEL, StackFactory, operator_api
 from worker.stack import Stack
 
 
@@ -30,7 +30,7 @@ async def test_starting_a_round_twice_is_a_conflict_and_starts_one(
     stack: Stack, dev_server: WorkflowEnvironment
 ) -> None:
     body = {"round_id": "api-dup", "reviewers": ["U0ALICE"], "max_proposals": 1}
-    async with httpx.AsyncClient(base_url=stack.gateway_url) as http:
+    async with operator_api(stack) as http:
         first = await http.post("/api/rounds", json=body)
         second = await http.post("/api/rounds", json=body)
         shown = await http.get("/api/rounds/api-dup")
@@ -41,7 +41,7 @@ async def test_starting_a_round_twice_is_a_conflict_and_starts_one(
 
 
 async def test_a_bad_round_spec_is_refused_with_the_field_named(stack: Stack) -> None:
-    async with httpx.AsyncClient(base_url=stack.gateway_url) as http:
+    async with operator_api(stack) as http:
         response = await http.post("/api/rounds", json={"round_id": "Bad Id!", "reviewers": []})
     assert response.status_code == 422
     fields = {tuple(e["loc"]) for e in response.json()["detail"]}
@@ -49,7 +49,7 @@ async def test_a_bad_round_spec_is_refused_with_the_field_named(stack: Stack) ->
 
 
 async def test_unknown_rounds_are_404(stack: Stack) -> None:
-    async with httpx.AsyncClient(base_url=stack.gateway_url) as http:
+    async with operator_api(stack) as http:
         assert (await http.get("/api/rounds/nope")).status_code == 404
         assert (await http.get("/api/rounds/nope/timeline")).status_code == 404
         assert (await http.get("/healthz")).json() == {"status": "ok"}
@@ -115,7 +115,7 @@ async def test_signed_interactions_that_are_not_amends_are_refused_and_change_no
 async def test_a_modify_with_blank_text_is_answered_in_the_modal_and_decides_nothing(
     stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
 ) -> None:
-    async with httpx.AsyncClient(base_url=stack.gateway_url) as http:
+    async with operator_api(stack) as http:
         started = await http.post(
             "/api/rounds", json={"round_id": "blank", "reviewers": ["U0ALICE"], "max_proposals": 1}
         )

@@ -23,7 +23,7 @@ from constitution.findings import Relation, Verdict
 from constitution.samples import sample_constitution
 from ledger.store import Ledger
 from standins.reviewer import wait_for_proposals
-from tests.conftest import StackFactory
+from tests.conftest import StackFactory, operator_api
 from worker.stack import Stack
 
 REVIEWER = "U0ALICE"
@@ -38,8 +38,8 @@ async def stack(dev_server: WorkflowEnvironment, stack_on: StackFactory) -> Asyn
 
 async def _start(stack: Stack, round_id: str, **spec: Any) -> None:
     body = {"round_id": round_id, "reviewers": [REVIEWER], "max_proposals": 3, **spec}
-    async with httpx.AsyncClient() as http:
-        response = await http.post(f"{stack.gateway_url}/api/rounds", json=body)
+    async with operator_api(stack) as http:
+        response = await http.post("/api/rounds", json=body)
     assert response.status_code == 201, response.text
 
 
@@ -52,8 +52,8 @@ async def _faults(stack: Stack, *faults: str) -> None:
 
 
 async def _api(stack: Stack, path: str) -> Any:
-    async with httpx.AsyncClient() as http:
-        response = await http.get(f"{stack.gateway_url}{path}")
+    async with operator_api(stack) as http:
+        response = await http.get(path)
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -181,8 +181,8 @@ async def test_a_bad_evidence_file_fails_the_round_naming_each_line_and_stores_n
     assert f"{bad}:3: kind:" in failed.reason
     assert await ledger.evidence("badfile") == []
     assert await ledger.evidence_selection("badfile") is None
-    async with httpx.AsyncClient() as http:
-        missing = await http.get(f"{stack.gateway_url}/api/rounds/nope/evidence")
+    async with operator_api(stack) as http:
+        missing = await http.get("/api/rounds/nope/evidence")
     assert missing.status_code == 404
 
 

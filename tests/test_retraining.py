@@ -24,7 +24,7 @@ from constitution.gate import retraining_summary
 from gateway.rounds import round_status
 from ledger.store import Ledger
 from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
-from tests.conftest import REVIEW_CHANNEL, StackFactory
+from tests.conftest import REVIEW_CHANNEL, StackFactory, start_round
 from worker.stack import Stack
 
 REVIEWER = "U0ALICE"
@@ -47,15 +47,9 @@ async def accepted_round(
     stack: Stack, env: WorkflowEnvironment, round_id: str, **training: Any
 ) -> WorkflowHandle[Any, RoundResult]:
     """Start a round with one proposal and accept it, so it goes on to retrain."""
-    body = {
-        "round_id": round_id,
-        "reviewers": [REVIEWER],
-        "max_proposals": 1,
-        "training": {"poll_interval": "PT0.2S", **training},
-    }
-    async with httpx.AsyncClient() as http:
-        response = await http.post(f"{stack.gateway_url}/api/rounds", json=body)
-    assert response.status_code == 201, response.text
+    await start_round(
+        stack, round_id, max_proposals=1, training={"poll_interval": "PT0.2S", **training}
+    )
     slack = stack.slack_stand_in_url or ""
     [message] = await wait_for_proposals(slack, 1, wait_s=30)
     alice = SimulatedReviewer(

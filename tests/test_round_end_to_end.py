@@ -23,7 +23,7 @@ from constitution.contracts import RoundResult
 from constitution.samples import sample_constitution
 from ledger.store import Ledger
 from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
-from tests.conftest import StackFactory
+from tests.conftest import StackFactory, start_round
 from worker.stack import Stack
 from workflows.round import TrainingRoundWorkflow
 
@@ -39,19 +39,6 @@ async def stack(dev_server: WorkflowEnvironment, stack_on: StackFactory) -> Asyn
         dev_server, model_api_key=MODEL_KEY, slack_signing_secret=SIGNING_SECRET
     ) as running:
         yield running
-
-
-async def start_round(stack: Stack, round_id: str, **spec: Any) -> None:
-    body = {
-        "round_id": round_id,
-        "reviewers": [REVIEWER],
-        "max_proposals": 3,
-        "training": {"poll_interval": "PT0.2S"},
-        **spec,
-    }
-    async with httpx.AsyncClient() as http:
-        response = await http.post(f"{stack.gateway_url}/api/rounds", json=body)
-    assert response.status_code == 201, response.text
 
 
 async def proposal_messages(stack: Stack, count: int) -> list[dict[str, Any]]:
@@ -87,7 +74,7 @@ async def test_a_round_goes_from_proposals_to_a_new_version_and_a_promoted_model
     await start_round(stack, "e2e")
     first, second, third = await proposal_messages(stack, 3)
     # Each message links to the round on the gateway that serves it.
-    assert f"{stack.gateway_url}/api/rounds/e2e" in json.dumps(first["blocks"])
+    assert f"{stack.gateway_url}/rounds/e2e" in json.dumps(first["blocks"])
     alice = reviewer(stack)
     assert (
         await decide_in_slack(

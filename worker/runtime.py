@@ -33,15 +33,24 @@ from activities.slack import SlackActivities
 from activities.training import FileArtifactStore, TrainingActivities
 from gateway.app import GatewayConfig, create_app
 from ledger.store import Ledger, create_pool
+from worker.observability import metrics_runtime
 from worker.settings import Settings
 from workflows.round import TrainingRoundWorkflow
 
 
-async def connect_temporal(settings: Settings) -> Client:
+async def connect_temporal(settings: Settings, *, metrics: bool = False) -> Client:
+    """A client; with `metrics`, on the runtime that exports the worker's
+    Prometheus metrics (only the process running the worker asks for it)."""
+    runtime = (
+        metrics_runtime(settings.worker_metrics_bind)
+        if metrics and settings.worker_metrics_bind
+        else None
+    )
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
+        runtime=runtime,
     )
 
 
@@ -164,6 +173,7 @@ def gateway_app(settings: Settings, database_url: str, temporal: Client) -> Fast
             task_queue=settings.temporal_task_queue,
             database_url=SecretStr(database_url),
             slack=slack_client(settings),
+            max_body_bytes=settings.api_max_body_bytes,
             trainer_secret=settings.trainer_secret,
         ),
         temporal,

@@ -89,6 +89,19 @@ class Settings(BaseSettings):
     stand_in_port_model: int = 8101
     stand_in_port_slack: int = 8102
 
+    # -- operators and dashboards -------------------------------------------------
+    api_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Larger request bodies get 413."
+    )
+    log_format: str = Field(
+        default="text",
+        pattern="^(text|json)$",
+        description="json: one object a line, with round and proposal ids.",
+    )
+    worker_metrics_bind: str | None = Field(
+        default=None, description="host:port of the worker's Prometheus endpoint; unset: none."
+    )
+
     @property
     def gateway_url(self) -> str:
         return self.public_url or f"http://{self.gateway_host}:{self.gateway_port}"

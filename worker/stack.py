@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 from temporalio.client import Client
 
+from ledger.store import Ledger, create_pool
 from standins import model_server, slack_api
 from standins.serving import free_port, serve
 from worker.runtime import gateway_app, running_worker
@@ -31,6 +32,7 @@ class Stack:
     gateway_url: str
     model_stand_in_url: str | None
     slack_stand_in_url: str | None
+    operator_token: str  # made for this run, so the demo and tests can use the API
 
 
 @asynccontextmanager
@@ -87,9 +89,17 @@ async def running_stack(
         served = await stack.enter_async_context(
             serve(gateway, host=settings.gateway_host, port=settings.gateway_port)
         )
+        # An operator token for this run only (the demo and tests use the API
+        # with it); revoked when the stack stops.
+        pool = await create_pool(database_url, max_size=1)
+        stack.push_async_callback(pool.close)
+        ledger = Ledger(pool)
+        made, token = await ledger.create_token("dev-stack", "operator")
+        stack.push_async_callback(ledger.revoke_token, made.token_id)
         yield Stack(
             settings=settings,
             gateway_url=served.url,
             model_stand_in_url=model_url,
             slack_stand_in_url=slack_url,
+            operator_token=token,
         )

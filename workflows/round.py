@@ -14,7 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
@@ -24,6 +24,7 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from constitution import (
+        TERMINAL_ROUND_STATES,
         Decision,
         DecisionKind,
         DecisionOutcome,
@@ -46,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         FineTuneJob,
         GatherEvidenceInput,
         OpenRoundInput,
+        OperatorRequest,
         PostProposalInput,
         Progress,
         ProposalStatus,
@@ -63,6 +65,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from constitution.evidence import EvidenceSelection
     from constitution.models import ConstitutionVersion, TransitionRecord
+    from workflows.search import CONSTITUTION_VERSION, PENDING_DECISIONS, ROUND_STATE
 
 QUICK = timedelta(seconds=30)
 SLACK_RETRY = RetryPolicy(
@@ -88,33 +91,46 @@ class TrainingRoundWorkflow:
         self._job: FineTuneJob | None = None  # a fine-tune job started and not yet finished
         # One writer at a time: the ledger chain is ordered by sequence.
         self._lock = asyncio.Lock()
+        # An operator's cancel order; set by the `cancel` update, which then
+        # cancels the lifecycle task so that a wait or activity in flight ends.
+        self._cancel_request: OperatorRequest | None = None
+        self._lifecycle_task: asyncio.Task[None] | None = None
+        # The search attribute values last upserted: an unchanged set is not
+        # upserted again, so history grows only when visibility changes.
+        self._published: tuple[str, int, int | None] | None = None
 
     # -- the lifecycle ---------------------------------------------------------
 
     @workflow.run
     async def run(self, input: RoundInput) -> RoundResult:
+        self._lifecycle_task = asyncio.create_task(self._lifecycle(input))
         try:
-            if input.carried is None:
-                await self._propose()
-            else:
-                self.constitution = await self._load_version(self.status.base_version)
-            if self.status.state is RoundState.in_review:
-                await self._review()
-            if self.status.state is RoundState.amending:
-                await self._retrain()
+            await self._lifecycle_task
         except asyncio.CancelledError:
             await self._cancel()
-            raise
+            if self._cancel_request is None:
+                raise  # cancelled through Temporal: the workflow ends cancelled
         except (ActivityError, ApplicationError, IllegalTransition) as error:
-            if is_cancelled_exception(error):  # an activity cancelled with the round
-                await self._cancel()
+            if not is_cancelled_exception(error):
+                await self._fail(error)
+                raise ApplicationError(
+                    f"round failed: {self.status.error}", non_retryable=True
+                ) from error
+            await self._cancel()  # an activity cancelled with the round
+            if self._cancel_request is None:
                 raise
-            await self._fail(error)
-            raise ApplicationError(
-                f"round failed: {self.status.error}", non_retryable=True
-            ) from error
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._result()
+
+    async def _lifecycle(self, input: RoundInput) -> None:
+        if input.carried is None:
+            await self._propose()
+        else:
+            self.constitution = await self._load_version(self.status.base_version)
+        if self.status.state is RoundState.in_review:
+            await self._review()
+        if self.status.state is RoundState.amending:
+            await self._retrain()
 
     async def _propose(self) -> None:
         spec = self.status.spec
@@ -129,6 +145,7 @@ class TrainingRoundWorkflow:
             "round",
             None,
             RoundState.created,
+            actor=spec.requested_by or "workflow",
             reason="round started",
             data={"base_version": self.constitution.number},
         )
@@ -147,17 +164,7 @@ class TrainingRoundWorkflow:
             await self._move(RoundState.completed_unchanged, reason=reason)
             return
         for item in self.status.proposals:
-            item.message = await workflow.execute_activity(
-                "post_proposal",
-                PostProposalInput(
-                    workflow_id=workflow.info().workflow_id,
-                    status=item,
-                    constitution=self.constitution,
-                ),
-                result_type=SlackMessageRef,
-                start_to_close_timeout=QUICK,
-                retry_policy=SLACK_RETRY,
-            )
+            item.message = await self._post(item)
             await self._move_proposal(
                 item,
                 ProposalState.posted,
@@ -456,17 +463,10 @@ class TrainingRoundWorkflow:
                 data={
                     "kind": request.kind.value,
                     **({"text": request.text} if request.text else {}),
+                    **({"override": True} if request.override else {}),
                 },
             )
-        assert self.constitution is not None
-        await workflow.execute_activity(
-            "update_proposal_message",
-            UpdateProposalMessageInput(
-                workflow_id=workflow.info().workflow_id, status=item, constitution=self.constitution
-            ),
-            start_to_close_timeout=QUICK,
-            retry_policy=SLACK_RETRY,
-        )
+        await self._update_message(item)
         return DecisionOutcome(
             proposal_id=request.proposal_id,
             proposal_state=target.value,
@@ -494,7 +494,7 @@ class TrainingRoundWorkflow:
                 type="UnknownProposal",
                 non_retryable=True,
             )
-        if request.reviewer not in self.status.spec.reviewers:
+        if request.reviewer not in self.status.spec.reviewers and not request.override:
             raise ApplicationError(
                 f"{request.reviewer} is not a reviewer of round {self.status.spec.round_id}",
                 type="NotAReviewer",
@@ -520,18 +520,87 @@ class TrainingRoundWorkflow:
     def state(self) -> RoundStatus:
         return self.status
 
+    # -- operators ---------------------------------------------------------------
+
+    @workflow.update
+    async def cancel(self, request: OperatorRequest) -> RoundResult:
+        """End the round now: pending proposals are withdrawn and their Slack
+        messages say so. Answers once the round is cancelled."""
+        self._cancel_request = request
+        assert self._lifecycle_task is not None
+        self._lifecycle_task.cancel()
+        await workflow.wait_condition(
+            lambda: self.status.state in TERMINAL_ROUND_STATES and not self._lock.locked()
+        )
+        return self._result()
+
+    @cancel.validator
+    def _validate_cancel(self, request: OperatorRequest) -> None:
+        if self.status.state in TERMINAL_ROUND_STATES:
+            raise ApplicationError(
+                f"round {self.status.spec.round_id} is already {self.status.state.value}; "
+                "only an active round can be cancelled",
+                type="RoundEnded",
+                non_retryable=True,
+            )
+        task = self._lifecycle_task
+        if self._cancel_request is not None or task is None or task.done():
+            # Already cancelled by another order or through Temporal, or ending.
+            raise ApplicationError(
+                f"round {self.status.spec.round_id} is already ending",
+                type="RoundEnded",
+                non_retryable=True,
+            )
+
+    @workflow.update
+    async def repost(self, request: OperatorRequest) -> list[SlackMessageRef]:
+        """Post every pending proposal again (a message was deleted, or the
+        reviewers moved channel); decisions on the old messages still count."""
+        assert self.constitution is not None
+        posted: list[SlackMessageRef] = []
+        for item in self.status.pending:
+            item.message = await self._post(item, repost=True)
+            posted.append(item.message)
+            await self._record(
+                f"proposal:{item.proposal.id}",
+                ProposalState.posted,
+                ProposalState.posted,
+                actor=request.actor,
+                reason=request.reason or "re-posted",
+                data={"channel": item.message.channel, "ts": item.message.ts, "repost": True},
+            )
+        return posted
+
+    @repost.validator
+    def _validate_repost(self, request: OperatorRequest) -> None:
+        if self.status.state not in (RoundState.proposing, RoundState.in_review):
+            raise ApplicationError(
+                f"round {self.status.spec.round_id} is {self.status.state.value}, not in review",
+                type="RoundNotInReview",
+                non_retryable=True,
+            )
+        if not self.status.pending or self.constitution is None:
+            raise ApplicationError(
+                f"round {self.status.spec.round_id} has no pending proposal to re-post",
+                type="NothingPending",
+                non_retryable=True,
+            )
+
     # -- endings -----------------------------------------------------------------
 
     async def _cancel(self) -> None:
+        order = self._cancel_request
+        actor = order.actor if order else "operator"
+        reason = f"round cancelled: {order.reason}" if order and order.reason else "round cancelled"
         self.status.progress = None
         await self._cancel_job()
         for item in self.status.proposals:
             if not item.settled:
-                await self._move_proposal(
-                    item, ProposalState.withdrawn, actor="operator", reason="round cancelled"
-                )
-        if self.status.state not in (RoundState.cancelled, RoundState.failed):
-            await self._move(RoundState.cancelled, actor="operator", reason="round cancelled")
+                await self._move_proposal(item, ProposalState.withdrawn, actor=actor, reason=reason)
+                if item.message is not None:
+                    await self._update_message(item)
+        if self.status.state not in TERMINAL_ROUND_STATES:
+            await self._move(RoundState.cancelled, actor=actor, reason=reason)
         await self._summarise()
 
     async def _fail(self, error: BaseException) -> None:
@@ -651,8 +720,62 @@ class TrainingRoundWorkflow:
             data=data or {},
             at=workflow.now(),
         )
-        await workflow.execute_activity(
+        # A cancel arriving mid-write waits for the write: the chain must not
+        # be left unsure whether this sequence number landed.
+        write = workflow.start_activity(
             "record_transitions", [record], start_to_close_timeout=QUICK
+        )
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            await write
+            raise
+        self._publish()
+
+    def _publish(self) -> None:
+        """Keep the round's search attributes current, where it was started with them."""
+        attributes = workflow.info().typed_search_attributes
+        if attributes.get(ROUND_STATE) is None:
+            return
+        version = self.status.result_version or self.status.base_version
+        current = (self.status.state.value, len(self.status.pending), version)
+        if current == self._published:
+            return
+        self._published = current
+        updates: list[SearchAttributeUpdate[Any]] = [
+            ROUND_STATE.value_set(current[0]),
+            PENDING_DECISIONS.value_set(current[1]),
+        ]
+        if version is not None:
+            updates.append(CONSTITUTION_VERSION.value_set(version))
+        workflow.upsert_search_attributes(updates)
+
+    async def _post(self, item: ProposalStatus, *, repost: bool = False) -> SlackMessageRef:
+        assert self.constitution is not None
+        message: SlackMessageRef = await workflow.execute_activity(
+            "post_proposal",
+            PostProposalInput(
+                workflow_id=workflow.info().workflow_id,
+                status=item,
+                constitution=self.constitution,
+                repost=repost,
+            ),
+            result_type=SlackMessageRef,
+            start_to_close_timeout=QUICK,
+            retry_policy=SLACK_RETRY,
+        )
+        return message
+
+    async def _update_message(self, item: ProposalStatus) -> None:
+        """Rewrite the proposal's Slack message to show its new state."""
+        assert self.constitution is not None
+        await workflow.execute_activity(
+            "update_proposal_message",
+            UpdateProposalMessageInput(
+                workflow_id=workflow.info().workflow_id, status=item, constitution=self.constitution
+            ),
+            start_to_close_timeout=QUICK,
+            retry_policy=SLACK_RETRY,
         )
 
     async def _load_version(self, number: int | None) -> ConstitutionVersion:

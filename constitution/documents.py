@@ -1,0 +1,106 @@
+"""A constitution as a document people edit: Markdown (the format
+`render_markdown` writes) or JSON, and the version an imported document makes.
+
+Parsing names the line (Markdown) or field (JSON) that is wrong, so an
+operator can fix the file, and an import never silently reuses a retired id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pydantic import ValidationError
+
+from constitution.models import ConstitutionVersion, Principle
+
+PRINCIPLE_LINE = re.compile(
+    r"^(?P<id>P[0-9]{1,4})\.\s+\*\*(?P<title>.+?)\*\*(?P<protected>\s+\(protected\))?:\s*(?P<text>.+)$"
+)
+
+
+class DocumentError(ValueError):
+    """A constitution document that cannot be read; the message says where."""
+
+
+def parse_markdown(text: str) -> tuple[Principle, ...]:
+    """Principles from Markdown: one `P1. **Title** (protected): text` per line;
+    headings, blank lines and comments (`<!-- -->`) are skipped."""
+    principles: list[Principle] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#") or line.startswith("<!--"):
+            continue
+        match = PRINCIPLE_LINE.match(line)
+        if match is None:
+            raise DocumentError(
+                f"line {number}: expected 'P<n>. **Title**: text' or "
+                f"'P<n>. **Title** (protected): text', got {line[:60]!r}"
+            )
+        try:
+            principles.append(
+                Principle(
+                    id=match["id"],
+                    title=match["title"].strip(),
+                    text=match["text"].strip(),
+                    protected=match["protected"] is not None,
+                )
+            )
+        except ValidationError as error:
+            problem = error.errors()[0]
+            field = ".".join(str(p) for p in problem["loc"])
+            raise DocumentError(f"line {number}: {field}: {problem['msg']}") from error
+    if not principles:
+        raise DocumentError("the document has no principles")
+    return tuple(principles)
+
+
+def parse_json(text: str) -> tuple[Principle, ...]:
+    """Principles from JSON: an exported version (`{"principles": [...]}`) or a
+    bare list of principles."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DocumentError(f"line {error.lineno}: not valid JSON: {error.msg}") from error
+    items = data.get("principles") if isinstance(data, dict) else data
+    if not isinstance(items, list) or not items:
+        raise DocumentError("expected a list of principles or an object with 'principles'")
+    principles: list[Principle] = []
+    for index, item in enumerate(items):
+        try:
+            principles.append(Principle.model_validate(item))
+        except ValidationError as error:
+            problem = error.errors()[0]
+            field = ".".join(str(p) for p in problem["loc"])
+            raise DocumentError(f"principles[{index}].{field}: {problem['msg']}") from error
+    return tuple(principles)
+
+
+def imported_version(
+    principles: tuple[Principle, ...], latest: ConstitutionVersion | None
+) -> ConstitutionVersion:
+    """The version an imported document makes: the next number, its parent the
+    latest version, and every id the latest had but the document lacks retired.
+    An id retired before cannot come back."""
+    if latest is None:
+        try:
+            return ConstitutionVersion(number=1, principles=principles)
+        except ValidationError as error:
+            raise DocumentError(error.errors()[0]["msg"]) from error
+    ids = {p.id for p in principles}
+    revived = sorted(ids & set(latest.retired))
+    if revived:
+        raise DocumentError(
+            f"{', '.join(revived)} {'was' if len(revived) == 1 else 'were'} retired and "
+            "cannot be used again; give the principle a new id"
+        )
+    dropped = [p.id for p in latest.principles if p.id not in ids]
+    try:
+        return ConstitutionVersion(
+            number=latest.number + 1,
+            principles=principles,
+            parent_hash=latest.content_hash,
+            retired=(*latest.retired, *dropped),
+        )
+    except ValidationError as error:
+        raise DocumentError(error.errors()[0]["msg"]) from error

@@ -1,0 +1,297 @@
+"""Read models for operators and dashboards: the queries behind the CLI's
+listings, the dashboard API and the built-in pages. They only read; every
+write goes through `ledger.store`. Heavier aggregations live in the views of
+migration 0005, which Grafana reads too, so the pages and Grafana agree.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel, Field
+
+from ledger.store import ROUND_SELECT, RoundRow
+
+# Version numbers are PostgreSQL integers; a larger one names no version and
+# is refused at the edge rather than overflowing a query.
+LARGEST_VERSION = 2**31 - 1
+LARGEST_OFFSET = 10_000_000
+
+
+class RoundPage(BaseModel):
+    total: int = Field(description="Rounds matching the filters, all pages together.")
+    limit: int
+    offset: int
+    rounds: list[RoundRow]
+
+
+class DecisionRow(BaseModel):
+    decision_id: str
+    proposal_id: str
+    kind: str
+    reviewer: str
+    text: str | None
+    comment: str | None
+    decided_at: datetime
+    override: bool
+
+
+class ProposalRow(BaseModel):
+    proposal_id: str
+    round_id: str
+    position: int
+    state: str
+    kind: str
+    target: str | None
+    title: str | None
+    text: str | None
+    rationale: str
+    evidence: list[str]
+    touches: list[str]
+    posted_at: datetime | None
+    decisions: list[DecisionRow]
+
+
+class LatencyPoint(BaseModel):
+    round_id: str
+    proposal_id: str
+    decided_at: datetime
+    latency_s: float
+    override: bool
+
+
+class LatencyStats(BaseModel):
+    """From a proposal's posting to its first decision, in seconds."""
+
+    decisions: int
+    mean_s: float | None
+    p50_s: float | None
+    p90_s: float | None
+    max_s: float | None
+    points: list[LatencyPoint] = Field(description="The latest decisions, oldest first.")
+
+
+class VersionMetrics(BaseModel):
+    constitution_version: int
+    round_id: str
+    candidate_model: str
+    harm_rate: float
+    baseline_harm_rate: float
+    overrefusal_rate: float
+    baseline_overrefusal_rate: float
+    awareness_gap: float
+    passed: bool
+    created_at: datetime
+
+
+class VersionSummary(BaseModel):
+    number: int
+    round_id: str | None
+    content_hash: str
+    principles: int
+    created_at: datetime
+
+
+class LineageEntry(BaseModel):
+    """One step in a principle's history: the version, what changed, and the
+    round, proposal, evidence and reviewers behind the change."""
+
+    version: int
+    change: str = Field(description="added, revised, unchanged or retired")
+    title: str | None
+    text: str | None
+    protected: bool
+    round_id: str | None
+    proposal_id: str | None = None
+    proposal_kind: str | None = None
+    rationale: str | None = None
+    evidence: list[str] = Field(default_factory=list)
+    reviewers: list[str] = Field(default_factory=list)
+
+
+class PendingProposal(BaseModel):
+    round_id: str
+    proposal_id: str
+    kind: str
+    target: str | None
+    posted_at: datetime
+    age_s: float
+
+
+class Dashboards:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def rounds(
+        self,
+        *,
+        state: str | None = None,
+        since: datetime | None = None,
+        version: int | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> RoundPage:
+        """Rounds newest first; `version` matches the version amended or made."""
+        where = [
+            "($1::text IS NULL OR state = $1)",
+            "($2::timestamptz IS NULL OR created_at >= $2)",
+        ]
+        where.append("($3::integer IS NULL OR base_version = $3 OR result_version = $3)")
+        clause = " AND ".join(where)
+        args: list[Any] = [state, since, version]
+        async with self.pool.acquire() as conn:
+            total = await conn.fetchval(f"SELECT count(*) FROM rounds WHERE {clause}", *args)
+            rows = await conn.fetch(
+                f"{ROUND_SELECT} WHERE {clause} ORDER BY created_at DESC, round_id"
+                " LIMIT $4 OFFSET $5",
+                *args,
+                limit,
+                offset,
+            )
+        return RoundPage(
+            total=total, limit=limit, offset=offset, rounds=[RoundRow(**dict(r)) for r in rows]
+        )
+
+    async def proposals(self, round_id: str) -> list[ProposalRow]:
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                """SELECT p.*, pp.posted_at FROM proposals p
+                   LEFT JOIN dash_proposal_posted pp ON pp.proposal_id = p.proposal_id
+                   WHERE p.round_id = $1 ORDER BY p.position""",
+                round_id,
+            )
+            decisions = await conn.fetch(
+                """SELECT decision_id, proposal_id, kind, reviewer, text, comment, decided_at,
+                          override FROM decisions WHERE round_id = $1 ORDER BY decided_at""",
+                round_id,
+            )
+        by_proposal: dict[str, list[DecisionRow]] = {}
+        for d in decisions:
+            by_proposal.setdefault(d["proposal_id"], []).append(DecisionRow(**dict(d)))
+        fields = ProposalRow.model_fields.keys() - {"decisions"}
+        return [
+            ProposalRow(
+                **{k: r[k] for k in fields}, decisions=by_proposal.get(r["proposal_id"], [])
+            )
+            for r in rows
+        ]
+
+    async def decision_latency(
+        self, *, since: datetime | None = None, points: int = 200
+    ) -> LatencyStats:
+        async with self.pool.acquire() as conn:
+            stats = await conn.fetchrow(
+                """SELECT count(*)::integer AS decisions, avg(latency_s) AS mean_s,
+                          percentile_cont(0.5) WITHIN GROUP (ORDER BY latency_s) AS p50_s,
+                          percentile_cont(0.9) WITHIN GROUP (ORDER BY latency_s) AS p90_s,
+                          max(latency_s) AS max_s
+                   FROM dash_decision_latency
+                   WHERE $1::timestamptz IS NULL OR decided_at >= $1""",
+                since,
+            )
+            rows = await conn.fetch(
+                """SELECT * FROM (
+                       SELECT round_id, proposal_id, decided_at, latency_s, override
+                       FROM dash_decision_latency
+                       WHERE $1::timestamptz IS NULL OR decided_at >= $1
+                       ORDER BY decided_at DESC LIMIT $2) latest
+                   ORDER BY decided_at""",
+                since,
+                points,
+            )
+        assert stats is not None
+        return LatencyStats(**dict(stats), points=[LatencyPoint(**dict(r)) for r in rows])
+
+    async def evaluations(self) -> list[VersionMetrics]:
+        rows = await self.pool.fetch(
+            """SELECT constitution_version, round_id, candidate_model, harm_rate,
+                      baseline_harm_rate, overrefusal_rate, baseline_overrefusal_rate,
+                      awareness_gap, passed, created_at
+               FROM dash_evaluations ORDER BY constitution_version, created_at"""
+        )
+        return [VersionMetrics(**dict(r)) for r in rows]
+
+    async def versions(self) -> list[VersionSummary]:
+        rows = await self.pool.fetch(
+            """SELECT v.number, v.round_id, v.content_hash, v.created_at,
+                      (SELECT count(*) FROM principles p WHERE p.version = v.number)::integer
+                          AS principles
+               FROM constitution_versions v ORDER BY v.number"""
+        )
+        return [VersionSummary(**dict(r)) for r in rows]
+
+    async def pending(self) -> list[PendingProposal]:
+        rows = await self.pool.fetch("SELECT * FROM dash_pending_proposals ORDER BY posted_at")
+        return [PendingProposal(**dict(r)) for r in rows]
+
+    async def lineage(self, principle_id: str) -> list[LineageEntry]:
+        """Every version of a principle, oldest first, ending with its
+        retirement if it was retired. Empty when no version ever had it."""
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT * FROM dash_principle_versions WHERE principle_id = $1 ORDER BY version",
+                principle_id,
+            )
+            if not rows:
+                return []
+            retired_in = await conn.fetchrow(
+                """SELECT number, round_id FROM constitution_versions
+                   WHERE retired ? $1 ORDER BY number LIMIT 1""",
+                principle_id,
+            )
+            entries = [
+                LineageEntry(
+                    version=r["version"],
+                    change=r["change"],
+                    title=r["title"],
+                    text=r["text"],
+                    protected=r["protected"],
+                    round_id=r["round_id"],
+                )
+                for r in rows
+            ]
+            if retired_in is not None:
+                last = entries[-1]
+                entries.append(
+                    LineageEntry(
+                        version=retired_in["number"],
+                        change="retired",
+                        title=last.title,
+                        text=None,
+                        protected=last.protected,
+                        round_id=retired_in["round_id"],
+                    )
+                )
+            for entry in entries:
+                if entry.change != "unchanged" and entry.round_id is not None:
+                    await self._explain(conn, principle_id, entry)
+        return entries
+
+    async def _explain(
+        self, conn: asyncpg.pool.PoolConnectionProxy, principle_id: str, entry: LineageEntry
+    ) -> None:
+        """Name the adopted proposal behind a change: one that targets the
+        principle, or for an addition, the added one with its title."""
+        proposal = await conn.fetchrow(
+            """SELECT proposal_id, kind, rationale, evidence FROM proposals
+               WHERE round_id = $1 AND state IN ('accepted', 'modified')
+                 AND (target = $2 OR (kind = 'add' AND $3 = 'added' AND title = $4))
+               ORDER BY position LIMIT 1""",
+            entry.round_id,
+            principle_id,
+            entry.change,
+            entry.title,
+        )
+        if proposal is None:
+            return
+        reviewers = await conn.fetch(
+            "SELECT DISTINCT reviewer FROM decisions WHERE proposal_id = $1 ORDER BY reviewer",
+            proposal["proposal_id"],
+        )
+        entry.proposal_id = proposal["proposal_id"]
+        entry.proposal_kind = proposal["kind"]
+        entry.rationale = proposal["rationale"]
+        entry.evidence = list(proposal["evidence"])
+        entry.reviewers = [r["reviewer"] for r in reviewers]

@@ -1,0 +1,70 @@
+"""Logs and metrics of the amend processes.
+
+Logs: `AMEND_LOG_FORMAT=json` writes one JSON object a line, with the round
+and proposal ids lifted out of Temporal's workflow and activity context (or a
+record's own `round_id`/`proposal_id` extras), so a log search finds
+everything about one round.
+
+Metrics: the worker exports Temporal's runtime metrics (task latencies,
+polls, schedule-to-start) and amend's own counters, recorded through the
+activity metric meter, on one Prometheus endpoint (`AMEND_WORKER_METRICS_BIND`).
+The gateway serves its own at `/metrics` (see `gateway.metrics`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
+CONTEXT_KEYS = ("temporal_workflow", "temporal_activity")
+
+
+class JsonLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in CONTEXT_KEYS:
+            context = getattr(record, key, None)
+            if isinstance(context, dict):
+                workflow_id = str(context.get("workflow_id", ""))
+                if workflow_id.startswith("round-"):
+                    entry["round_id"] = workflow_id.removeprefix("round-")
+                entry["workflow_id"] = workflow_id or None
+                for name in ("activity_type", "workflow_type", "attempt"):
+                    if name in context:
+                        entry[name] = context[name]
+        for key in ("round_id", "proposal_id", "actor"):
+            value = getattr(record, key, None)
+            if value is not None:
+                entry[key] = value
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps({k: v for k, v in entry.items() if v is not None}, default=str)
+
+
+def configure_logging(verbose: bool, json_format: bool) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonLogFormatter()
+        if json_format
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+@cache
+def metrics_runtime(bind: str) -> Runtime:
+    """One Temporal runtime per process exporting Prometheus metrics at `bind`
+    (host:port); clients connected with it report their workers' metrics."""
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind)))

@@ -1,0 +1,26 @@
+"""The search attributes a round keeps current in Temporal's visibility store,
+so `temporal workflow list --query` and the Temporal UI can filter rounds
+without the ledger. A server must have them registered (`amend dev` and the
+tests' dev server do); `start_round` sets their first values, and the workflow
+upserts only what its round was started with, so a cluster without them still
+runs rounds.
+"""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+ROUND_STATE = SearchAttributeKey.for_keyword("RoundState")
+PENDING_DECISIONS = SearchAttributeKey.for_int("PendingDecisions")
+CONSTITUTION_VERSION = SearchAttributeKey.for_int("ConstitutionVersion")
+
+ROUND_SEARCH_ATTRIBUTES = (ROUND_STATE, PENDING_DECISIONS, CONSTITUTION_VERSION)
+
+
+def dev_server_flags() -> list[str]:
+    """`temporal server start-dev` arguments that register the attributes."""
+    flags: list[str] = []
+    for key in ROUND_SEARCH_ATTRIBUTES:
+        kind = "Keyword" if key is ROUND_STATE else "Int"
+        flags += ["--search-attribute", f"{key.name}={kind}"]
+    return flags
