@@ -36,6 +36,7 @@ from standins.reviewer import SimulatedReviewer, open_proposals
 ROUNDS = int(os.environ.get("AMEND_BENCH_ROUNDS", "40"))
 PROPOSALS = 10
 TIMEOUT_S = 600
+REPRESS_S = 5.0
 SUGGEST_EVENTS = 4 * 1024
 SUGGEST_BYTES = 4 * 1024 * 1024
 REVIEWER = "U0BENCHREVIEWER"
@@ -132,14 +133,19 @@ def _size(history: WorkflowHistory) -> int:
 
 
 async def _accept_everything(slack_url: str, reviewer: SimulatedReviewer) -> None:
-    """The simulated reviewer watching the channel: accept each proposal once."""
-    clicked: set[str] = set()
+    """The simulated reviewer watching the channel: accept each open proposal,
+    and press again on one still open a while later (a click can land before
+    the round has noted the message as posted, and is then refused)."""
+    clicked: dict[str, float] = {}
     while True:
-        fresh = [
-            r for r in await open_proposals(slack_url, channel_id=CHANNEL) if r["ts"] not in clicked
+        now = time.monotonic()
+        due = [
+            r
+            for r in await open_proposals(slack_url, channel_id=CHANNEL)
+            if now - clicked.get(r["ts"], -REPRESS_S) >= REPRESS_S
         ]
-        clicked.update(r["ts"] for r in fresh)
-        await asyncio.gather(*(reviewer.click(r, "accept", channel_id=CHANNEL) for r in fresh))
+        clicked.update((r["ts"], now) for r in due)
+        await asyncio.gather(*(reviewer.click(r, "accept", channel_id=CHANNEL) for r in due))
         await asyncio.sleep(0.2)
 
 
