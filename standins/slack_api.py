@@ -18,7 +18,7 @@ as JSON values.
 
 Methods: ``auth.test``, ``chat.postMessage``, ``chat.update``,
 ``chat.postEphemeral``, ``chat.getPermalink``, ``views.open``, ``views.update``,
-``conversations.info``, ``users.info``. Anything else answers
+``conversations.info``, ``users.info``, ``usergroups.users.list``. Anything else answers
 ``{"ok": false, "error": "unknown_method"}``.
 
 Test control, under ``/_standin/`` (no auth):
@@ -38,7 +38,10 @@ Test control, under ``/_standin/`` (no auth):
   ``server_error`` (500), ``error`` (200 with ``{"ok": false, "error": ...}``).
 * ``POST /_standin/triggers``  ``{"trigger_id", "user_id"}``: tells the stand-in
   which user a trigger id belongs to (the simulated reviewer does this).
-* ``POST /_standin/revoke``    revokes the bot token (``token_revoked``).
+* ``POST /_standin/revoke``    revokes the bot token (``token_revoked``);
+  ``POST /_standin/restore`` puts it back (a re-installed app).
+* ``POST /_standin/usergroups`` ``{"usergroups": {"S...": ["U...", ...]}}``: sets
+  user group members (``usergroups.users.list``; unknown ids: ``no_such_subteam``).
 * ``POST /_standin/reset``     forgets everything, un-revokes the token.
 """
 
@@ -72,6 +75,8 @@ class SlackStandInConfig(BaseModel):
     channel_names: dict[str, str] = Field(default_factory=lambda: {"C0AMENDREVIEW": "amend-review"})
     # users.info names; an unlisted U.../W... id gets a made-up name.
     users: dict[str, str] = Field(default_factory=dict)
+    # User group id -> member user ids, for usergroups.users.list.
+    usergroups: dict[str, list[str]] = Field(default_factory=dict)
     # Registered trigger ids older than this are `expired_trigger_id` (Slack: 3 s).
     # None: they never expire. Unregistered trigger ids are accepted unless
     # `strict_triggers`, in which case they are `invalid_trigger_id`.
@@ -97,6 +102,10 @@ class FaultSpec(BaseModel):
 
 class FaultsBody(BaseModel):
     faults: list[FaultSpec]
+
+
+class UsergroupsBody(BaseModel):
+    usergroups: dict[str, list[str]]
 
 
 class TriggerBody(BaseModel):
@@ -597,6 +606,14 @@ def create_app(config: SlackStandInConfig | None = None) -> FastAPI:
             },
         }
 
+    def usergroups_users_list(params: JSONDict) -> JSONDict:
+        group = _str_field(params, "usergroup")
+        if group is None:
+            raise _SlackError("invalid_arguments")
+        if group not in cfg.usergroups:
+            raise _SlackError("no_such_subteam")
+        return {"ok": True, "users": list(cfg.usergroups[group])}
+
     handlers: dict[str, Any] = {
         "auth.test": auth_test,
         "chat.postMessage": post_message,
@@ -607,6 +624,7 @@ def create_app(config: SlackStandInConfig | None = None) -> FastAPI:
         "views.update": views_update,
         "conversations.info": conversations_info,
         "users.info": users_info,
+        "usergroups.users.list": usergroups_users_list,
     }
 
     def auth_error(request: Request, params: JSONDict) -> str | None:
@@ -710,6 +728,16 @@ def create_app(config: SlackStandInConfig | None = None) -> FastAPI:
     @app.post("/_standin/revoke")
     async def revoke() -> JSONDict:
         state.revoked = True
+        return {"ok": True}
+
+    @app.post("/_standin/restore")
+    async def restore() -> JSONDict:
+        state.revoked = False
+        return {"ok": True}
+
+    @app.post("/_standin/usergroups")
+    async def set_usergroups(body: UsergroupsBody) -> JSONDict:
+        cfg.usergroups.update(body.usergroups)
         return {"ok": True}
 
     @app.post("/_standin/reset")

@@ -158,6 +158,8 @@ def stack_on(database_url: str, ledger: Ledger, task_queue: str, tmp_path: Path)
     @asynccontextmanager
     async def start(env: WorkflowEnvironment, **settings: Any) -> AsyncIterator[Stack]:
         await ledger.save_version(sample_constitution())
+        # Slack's pacing (and the stand-in's enforced rate) sped up for tests.
+        settings.setdefault("slack_post_interval_s", 0.02)
         config = Settings(
             _env_file=None,
             data_dir=tmp_path,
