@@ -26,6 +26,10 @@ dev: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest
 
+## bench: every benchmark in bench/ on the embedded stack -> bench/RESULTS.md, bench/results.json
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
 ## lint: ruff and mypy
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 from pydantic import BaseModel
 
 from constitution import (
@@ -31,6 +32,13 @@ ROUND_SELECT = (
     "SELECT round_id, workflow_id, state, base_version, result_version, spec,"
     " created_at, updated_at FROM rounds"
 )
+
+
+TRANSITION_COLUMNS = (
+    "transition_id, round_id, sequence, entity, from_state, to_state, actor, reason, data, at,"
+    " prev_hash, hash"
+)
+KNOWN_HEADS = 10_000
 
 
 class LedgerError(RuntimeError):
@@ -115,9 +123,43 @@ def transition_hash(prev_hash: str | None, row: Chained) -> str:
     return hashlib.sha256(f"{prev_hash or ''}|{canonical}".encode()).hexdigest()
 
 
+def _encode_jsonb(value: Any) -> bytes:
+    return b"\x01" + json.dumps(value).encode()  # jsonb's binary format: version 1, then text
+
+
+def _decode_jsonb(data: bytes) -> Any:
+    return json.loads(data[1:])
+
+
+def _is_proposal(record: TransitionRecord) -> bool:
+    return record.entity.startswith("proposal:")
+
+
+def transition_row(record: TransitionRecord, prev_hash: str | None, digest: str) -> tuple[Any, ...]:
+    return (
+        record.transition_id,
+        record.round_id,
+        record.sequence,
+        record.entity,
+        record.from_state,
+        record.to_state,
+        record.actor,
+        record.reason,
+        record.data,
+        record.at,
+        prev_hash,
+        digest,
+    )
+
+
 async def _init_connection(connection: asyncpg.Connection) -> None:
+    """jsonb in its binary format, so rows can also be written with COPY."""
     await connection.set_type_codec(
-        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+        "jsonb",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        schema="pg_catalog",
+        format="binary",
     )
 
 
@@ -133,6 +175,7 @@ async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asy
 class Ledger:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self._heads: dict[str, tuple[int, str | None]] = {}
 
     # -- constitution versions -------------------------------------------------
 
@@ -243,68 +286,128 @@ class Ledger:
         """Append transitions to their round's chain; return how many were new.
 
         Rows already present (an activity retried after it committed) are
-        skipped, so each transition is written once.
+        skipped, so each transition is written once. A lone transition whose
+        round head this process wrote last is written in one statement that
+        moves the head only if nobody else did; anything else (a batch, a
+        retry, a head another process moved) takes the locked path.
         """
+        if len(records) == 1 and await self._append_after_known_head(records[0]):
+            return 1
         written = 0
         async with self.pool.acquire() as conn, conn.transaction():
+            by_round: dict[str, list[TransitionRecord]] = {}
             for record in sorted(records, key=lambda r: (r.round_id, r.sequence)):
-                head = await conn.fetchrow(
-                    "SELECT last_sequence, last_hash FROM rounds WHERE round_id = $1 FOR UPDATE",
-                    record.round_id,
-                )
-                if head is None:
-                    raise LedgerError(f"round {record.round_id} is not in the ledger")
-                if record.sequence <= head["last_sequence"]:
-                    exists = await conn.fetchval(
-                        "SELECT 1 FROM transitions WHERE transition_id = $1", record.transition_id
-                    )
-                    if exists:
-                        continue
-                    raise LedgerError(
-                        f"transition {record.transition_id} arrived after sequence "
-                        f"{head['last_sequence']}"
-                    )
-                if record.sequence != head["last_sequence"] + 1:
-                    raise LedgerError(
-                        f"transition {record.transition_id} would leave a gap after sequence "
-                        f"{head['last_sequence']}"
-                    )
-                digest = transition_hash(head["last_hash"], record)
-                await conn.execute(
-                    """INSERT INTO transitions (transition_id, round_id, sequence, entity,
-                           from_state, to_state, actor, reason, data, at, prev_hash, hash)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)""",
-                    record.transition_id,
-                    record.round_id,
-                    record.sequence,
-                    record.entity,
-                    record.from_state,
-                    record.to_state,
-                    record.actor,
-                    record.reason,
-                    record.data,
-                    record.at,
-                    head["last_hash"],
-                    digest,
-                )
-                await conn.execute(
-                    """UPDATE rounds SET last_sequence = $2, last_hash = $3, updated_at = now(),
-                           state = CASE WHEN $4 = 'round' THEN $5 ELSE state END
-                       WHERE round_id = $1""",
-                    record.round_id,
-                    record.sequence,
-                    digest,
-                    record.entity,
-                    record.to_state,
-                )
-                if record.entity.startswith("proposal:"):
-                    await conn.execute(
-                        "UPDATE proposals SET state = $2 WHERE proposal_id = $1",
-                        record.entity.removeprefix("proposal:"),
-                        record.to_state,
-                    )
-                written += 1
+                by_round.setdefault(record.round_id, []).append(record)
+            for round_id, chain in by_round.items():
+                written += await self._append_locked(conn, round_id, chain)
         return written
+
+    async def _append_after_known_head(self, record: TransitionRecord) -> bool:
+        head = self._heads.get(record.round_id)
+        if head is None or head[0] != record.sequence - 1:
+            return False
+        digest = transition_hash(head[1], record)
+        proposal = record.entity.removeprefix("proposal:") if _is_proposal(record) else None
+        written = await self.pool.fetchval(
+            f"""WITH head AS (
+                   UPDATE rounds SET last_sequence = $3, last_hash = $12, updated_at = now(),
+                          state = CASE WHEN $4 = 'round' THEN $6 ELSE state END
+                   WHERE round_id = $2 AND last_sequence = $3 - 1
+                         AND last_hash IS NOT DISTINCT FROM $11
+                   RETURNING round_id
+               ), row AS (
+                   INSERT INTO transitions ({TRANSITION_COLUMNS})
+                   SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM head
+                   RETURNING transition_id
+               ), proposal AS (
+                   UPDATE proposals SET state = $6
+                   WHERE proposal_id = $13 AND EXISTS (SELECT 1 FROM row)
+               )
+               SELECT count(*) FROM row""",
+            *transition_row(record, head[1], digest),
+            proposal,
+        )
+        if not written:
+            self._heads.pop(record.round_id, None)
+            return False
+        self._remember_head(record.round_id, record.sequence, digest)
+        return True
+
+    async def _append_locked(
+        self, conn: PoolConnectionProxy, round_id: str, chain: list[TransitionRecord]
+    ) -> int:
+        head = await conn.fetchrow(
+            "SELECT last_sequence, last_hash FROM rounds WHERE round_id = $1 FOR UPDATE",
+            round_id,
+        )
+        if head is None:
+            raise LedgerError(f"round {round_id} is not in the ledger")
+        last_sequence, last_hash = head["last_sequence"], head["last_hash"]
+        seen = [r.transition_id for r in chain if r.sequence <= last_sequence]
+        present = set()
+        if seen:
+            present = {
+                row["transition_id"]
+                for row in await conn.fetch(
+                    "SELECT transition_id FROM transitions WHERE transition_id = ANY($1::text[])",
+                    seen,
+                )
+            }
+        rows = []
+        round_state: str | None = None
+        proposal_states: dict[str, str] = {}
+        for record in chain:
+            if record.sequence <= last_sequence:
+                if record.transition_id in present:
+                    continue
+                raise LedgerError(
+                    f"transition {record.transition_id} arrived after sequence {last_sequence}"
+                )
+            if record.sequence != last_sequence + 1:
+                raise LedgerError(
+                    f"transition {record.transition_id} would leave a gap after sequence "
+                    f"{last_sequence}"
+                )
+            digest = transition_hash(last_hash, record)
+            rows.append(transition_row(record, last_hash, digest))
+            last_sequence, last_hash = record.sequence, digest
+            if record.entity == "round":
+                round_state = record.to_state
+            elif _is_proposal(record):
+                proposal_states[record.entity.removeprefix("proposal:")] = record.to_state
+        if not rows:
+            self._remember_head(round_id, last_sequence, last_hash)
+            return 0
+        await conn.copy_records_to_table(
+            "transitions", records=rows, columns=TRANSITION_COLUMNS.split(", ")
+        )
+        await conn.execute(
+            """UPDATE rounds SET last_sequence = $2, last_hash = $3, updated_at = now(),
+                   state = coalesce($4, state)
+               WHERE round_id = $1""",
+            round_id,
+            last_sequence,
+            last_hash,
+            round_state,
+        )
+        if proposal_states:
+            await conn.execute(
+                """UPDATE proposals SET state = moved.state
+                   FROM unnest($1::text[], $2::text[]) AS moved (proposal_id, state)
+                   WHERE proposals.proposal_id = moved.proposal_id""",
+                list(proposal_states),
+                list(proposal_states.values()),
+            )
+        self._remember_head(round_id, last_sequence, last_hash)
+        return len(rows)
+
+    def _remember_head(self, round_id: str, sequence: int, digest: str | None) -> None:
+        """Only a hint for the one-statement path, which checks it against the
+        row; bounded so a long-lived worker does not keep every round."""
+        self._heads.pop(round_id, None)
+        self._heads[round_id] = (sequence, digest)
+        while len(self._heads) > KNOWN_HEADS:
+            self._heads.pop(next(iter(self._heads)))
 
     async def timeline(self, round_id: str) -> list[TransitionRow]:
         rows = await self.pool.fetch(

@@ -152,6 +152,13 @@ class ScriptedModelConfig(BaseModel):
         description="A fine-tuning job reports 'succeeded' on this retrieve; 0: at creation.",
     )
     latency_s: float = Field(default=0.0, ge=0, description="Added to every chat completion.")
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Chat completions served at once; more wait their turn, as on a real "
+        "server at capacity. With latency_s this fixes the capacity: "
+        "max_concurrency / latency_s requests per second.",
+    )
     timeout_fault_s: float = Field(
         default=30.0, ge=0, description="How long the 'timeout' fault holds the answer."
     )
@@ -682,6 +689,8 @@ class StandInState:
         self.models: Counter[str] = Counter()
         self.faults_served: Counter[str] = Counter()
         self.fine_tuned_models: list[str] = []
+        self.in_flight = 0
+        self.peak_in_flight = 0
 
     def new_id(self, prefix: str, length: int, *seed: object) -> str:
         self.counter += 1
@@ -696,6 +705,7 @@ class StandInState:
             "faults_served": dict(self.faults_served),
             "files": len(self.files),
             "fine_tuning_jobs": len(self.jobs),
+            "peak_in_flight": self.peak_in_flight,
         }
 
 
@@ -887,6 +897,7 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
     )
     app.state.standin = state
     app.state.standin_config = cfg
+    slots = asyncio.Semaphore(cfg.max_concurrency or 1_000_000)
     app.add_middleware(_EdgeMiddleware, state=state, config=cfg)
 
     @app.exception_handler(StandInAPIError)
@@ -969,7 +980,13 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
         state.tasks[task] += 1
         state.models[model] += 1
         if cfg.latency_s:
-            await asyncio.sleep(cfg.latency_s)
+            async with slots:
+                state.in_flight += 1
+                state.peak_in_flight = max(state.peak_in_flight, state.in_flight)
+                try:
+                    await asyncio.sleep(cfg.latency_s)
+                finally:
+                    state.in_flight -= 1
 
         if task == TEXT_TASK:
             task_line = _TASK_LINE.search(system_text)

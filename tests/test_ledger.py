@@ -150,3 +150,37 @@ async def test_a_transition_that_would_break_the_sequence_is_refused(ledger: Led
         await ledger.record_transitions([other_run])
     assert [t.sequence for t in await ledger.timeline("r1")] == [1, 2]
     assert await ledger.verify_chain("r1") == []
+
+
+async def test_two_writers_on_one_round_keep_one_unbroken_chain(ledger: Ledger) -> None:
+    """A writer remembers the head it wrote last; when another process (a second
+    worker, the gateway) has moved the head since, the remembered head is stale,
+    and the write must notice instead of forking the chain."""
+    await open_round(ledger)
+    other = Ledger(ledger.pool)
+    await ledger.record_transitions([transition(1, "created")])
+    await other.record_transitions([transition(2, "proposing", "created")])
+    await ledger.record_transitions([transition(2, "proposing", "created")])  # a retry: skipped
+    assert await ledger.record_transitions([transition(3, "in_review", "proposing")]) == 1
+    assert await other.record_transitions([transition(4, "closing", "in_review")]) == 1
+    with pytest.raises(LedgerError, match="arrived after sequence 4"):
+        await ledger.record_transitions(
+            [transition(4, "cancelled").model_copy(update={"workflow_id": "round-other"})]
+        )
+    assert [t.sequence for t in await ledger.timeline("r1")] == [1, 2, 3, 4]
+    assert await ledger.verify_chain("r1") == []
+    round_row = await ledger.get_round("r1")
+    assert round_row is not None and round_row.state == "closing"
+
+
+async def test_concurrent_writers_of_the_same_transition_write_it_once(ledger: Ledger) -> None:
+    await open_round(ledger)
+    writers = [Ledger(ledger.pool) for _ in range(4)]
+    for writer in writers:
+        await writer.record_transitions([transition(1, "created")])  # every writer knows head 1
+    results = await asyncio.gather(
+        *(w.record_transitions([transition(2, "proposing", "created")]) for w in writers)
+    )
+    assert sorted(results) == [0, 0, 0, 1]
+    assert [t.sequence for t in await ledger.timeline("r1")] == [1, 2]
+    assert await ledger.verify_chain("r1") == []

@@ -8,6 +8,7 @@ the exceptions the client raises against a real server.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -586,3 +587,14 @@ async def test_configured_latency_delays_each_completion() -> None:
             started = time.monotonic()
             await ask(api, BASE_MODEL, "Hello")
             assert time.monotonic() - started >= 0.3
+
+
+async def test_completions_beyond_the_concurrency_limit_wait_their_turn() -> None:
+    config = ScriptedModelConfig(latency_s=0.1, max_concurrency=2)
+    async with serve(create_app(config)) as running:
+        api = openai.AsyncOpenAI(base_url=running.url + "/v1", api_key="any", max_retries=0)
+        async with api, httpx.AsyncClient(base_url=running.url) as control:
+            answers = await asyncio.gather(*(ask(api, BASE_MODEL, f"Hello {i}") for i in range(6)))
+            stats = (await control.get("/_standin/stats")).json()
+    assert len(answers) == 6
+    assert stats["peak_in_flight"] == 2
