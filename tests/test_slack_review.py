@@ -153,7 +153,7 @@ async def test_members_of_a_reviewer_group_may_decide_and_outsiders_are_told_why
     assert "<!subteam^S0REVIEW>" in outsider.json()["message"]
     [attempt] = await ledger.decision_attempts("groups")
     assert attempt["reviewer"] == MALLORY and attempt["outcome"] == "refused"
-    told = await standin(stack, "/_standin/ephemeral")
+    told = await eventually(lambda: standin(stack, "/_standin/ephemeral"), "the outsider told")
     assert [e["user"] for e in told] == [MALLORY]
 
     member = await person(stack, BOB).click(message, "accept", channel_id=CHANNEL)

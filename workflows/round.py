@@ -64,9 +64,8 @@ QUICK = timedelta(seconds=30)
 SLACK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)
 )
-# A message update inside a decision gives up early: the decision is taken
-# either way, and the review loop brings the message up to date later.
-MESSAGE_UPDATE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+# A cancelled round's summary is tried a few times, not waited for.
+SUMMARY_ON_CANCEL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
 # Each run of a long review stays well under Temporal's history limits; the
 # server's own suggestion (is_continue_as_new_suggested) may come first.
 HISTORY_EVENTS_PER_RUN = 2000
@@ -177,6 +176,8 @@ class TrainingRoundWorkflow:
     async def _review(self) -> None:
         """Wait for every proposal to be settled, however long it takes."""
         spec = self.status.spec
+        # Reminders keep their rhythm however often a decision wakes the loop.
+        next_reminder = workflow.now() + spec.reminder_interval
         while self.status.pending:
             info = workflow.info()
             if (
@@ -187,21 +188,27 @@ class TrainingRoundWorkflow:
                 self.status.runs += 1
                 workflow.continue_as_new(RoundInput(spec=spec, carried=self.status))
             await self._refresh_messages()
-            timeout = spec.reminder_interval
+            timeout = next_reminder - workflow.now()
             if spec.deadline is not None and self.status.review_started_at is not None:
                 left = self.status.review_started_at + spec.deadline - workflow.now()
                 if left <= timedelta(0):
                     await self._withdraw_pending("the round's review deadline passed")
                     break
                 timeout = min(timeout, left)
-            try:
-                await workflow.wait_condition(
-                    lambda: not self.status.pending or bool(self._stale_messages()), timeout=timeout
-                )
-            except TimeoutError:
-                if self._deadline_passed():
-                    continue  # the loop's top withdraws what is pending
+            if timeout > timedelta(0):
+                try:
+                    await workflow.wait_condition(
+                        lambda: not self.status.pending or bool(self._stale_messages()),
+                        timeout=timeout,
+                    )
+                    continue  # a decision: settled, or a message to bring up to date
+                except TimeoutError:
+                    pass
+            if self._deadline_passed():
+                continue  # the loop's top withdraws what is pending
+            if workflow.now() >= next_reminder:
                 await self._remind()
+                next_reminder = workflow.now() + spec.reminder_interval
         await workflow.wait_condition(workflow.all_handlers_finished)
         await self._refresh_messages()
         if self.status.adopted:
@@ -311,7 +318,9 @@ class TrainingRoundWorkflow:
             item = self._check_decision(request)
             decision = Decision(**request.model_dump(), decided_at=workflow.now())
             item.decisions.append(decision)
-            await workflow.execute_activity(
+            # A local activity: one short write on the reviewer's path, without
+            # a round trip through the Temporal server to schedule it.
+            await workflow.execute_local_activity(
                 "record_decision",
                 RecordDecisionInput(
                     round_id=spec.round_id,
@@ -345,11 +354,11 @@ class TrainingRoundWorkflow:
                 message = recorded
             else:
                 message = f"{recorded}; the proposal is {target.value}"
-            outcome = DecisionOutcome(
-                proposal_id=request.proposal_id, proposal_state=item.state.value, message=message
-            )
-        await self._update_message(item)
-        return outcome
+            # The review loop updates the message, off the reviewer's path.
+            item.message_stale = True
+        return DecisionOutcome(
+            proposal_id=request.proposal_id, proposal_state=item.state.value, message=message
+        )
 
     @workflow.signal
     def retry_slack(self) -> None:
@@ -463,7 +472,7 @@ class TrainingRoundWorkflow:
                 "post_round_summary",
                 summary,
                 start_to_close_timeout=QUICK,
-                retry_policy=MESSAGE_UPDATE_RETRY,
+                retry_policy=SUMMARY_ON_CANCEL_RETRY,
             )
         except ActivityError:
             workflow.logger.warning("the cancelled round's summary could not be posted")
@@ -517,26 +526,6 @@ class TrainingRoundWorkflow:
 
     def _stale_messages(self) -> list[ProposalStatus]:
         return [p for p in self.status.proposals if p.message_stale]
-
-    async def _update_message(self, item: ProposalStatus) -> None:
-        """Show the decision on the proposal's message. Slack being down does
-        not hold up the reviewer's answer: the review loop catches up."""
-        assert self.constitution is not None
-        try:
-            await workflow.execute_activity(
-                "update_proposal_message",
-                UpdateProposalMessageInput(
-                    workflow_id=workflow.info().workflow_id,
-                    status=item,
-                    constitution=self.constitution,
-                ),
-                start_to_close_timeout=QUICK,
-                retry_policy=MESSAGE_UPDATE_RETRY,
-            )
-        except ActivityError:
-            item.message_stale = True
-        else:
-            item.message_stale = False
 
     async def _refresh_messages(self) -> None:
         assert self.constitution is not None
