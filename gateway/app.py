@@ -325,6 +325,19 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
         except RPCError as error:
             raise HTTPException(503, f"Temporal did not answer: {error.message}") from error
 
+    @app.post("/api/rounds/{round_id}/retry-slack", status_code=202)
+    async def retry_slack(round_id: str) -> dict[str, str]:
+        """After fixing what blocked Slack posting (a channel, a token): try now."""
+        try:
+            await temporal.get_workflow_handle(f"round-{round_id}").signal(
+                TrainingRoundWorkflow.retry_slack
+            )
+        except RPCError as error:
+            if error.status is RPCStatusCode.NOT_FOUND:
+                raise HTTPException(404, f"no running round {round_id}") from error
+            raise HTTPException(503, f"Temporal did not answer: {error.message}") from error
+        return {"round_id": round_id, "status": "retrying Slack"}
+
     @app.get("/api/rounds/{round_id}/timeline")
     async def round_timeline(round_id: str) -> list[TransitionRow]:
         if await ledger().get_round(round_id) is None:

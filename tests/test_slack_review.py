@@ -266,7 +266,10 @@ async def test_a_slack_error_retrying_cannot_fix_blocks_the_round_until_slack_an
 
     if fixes is not None:
         await standin(stack, *fixes)
-    await handle(dev_server, round_id).signal(TrainingRoundWorkflow.retry_slack)
+    async with httpx.AsyncClient() as http:
+        retried = await http.post(f"{stack.gateway_url}/api/rounds/{round_id}/retry-slack")
+        missing = await http.post(f"{stack.gateway_url}/api/rounds/no-such/retry-slack")
+    assert retried.status_code == 202 and missing.status_code == 404
     [message] = await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
     status = await status_of(dev_server, round_id)
     assert status.blocked is None and status.proposals[0].state is ProposalState.posted

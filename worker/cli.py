@@ -353,6 +353,12 @@ def print_status(status: RoundStatus) -> None:
         f"[/cyan]  base v{status.base_version}  result "
         f"{'v' + str(status.result_version) if status.result_version else '-'}"
     )
+    if status.blocked:
+        console.print(
+            f"[bold red]blocked[/bold red]: Slack refuses the round's calls ({status.blocked}); "
+            f"retried every {status.spec.slack_retry_interval}, or now with "
+            f"POST /api/rounds/{status.spec.round_id}/retry-slack"
+        )
     table = Table("proposal", "kind", "target", "state", "decided by")
     for p in status.proposals:
         d = p.final_decision
