@@ -259,9 +259,7 @@ class RoundSpec(Frozen):
         default=None,
         description="JSONL evidence path readable by the worker; the sample when unset.",
     )
-    reviewers: list[str] = Field(
-        default_factory=list, description="Slack user ids allowed to decide."
-    )
+    reviewers: list[str] = Field(min_length=1, description="Slack user ids allowed to decide.")
     max_proposals: int = Field(default=5, ge=1, le=50)
     reminder_interval: timedelta = Field(default=timedelta(days=1))
     escalate_after: int = Field(default=3, ge=1, description="Reminders before escalation.")
@@ -294,9 +292,7 @@ class RoundSpec(Frozen):
     )
 
     @model_validator(mode="after")
-    def _someone_may_decide(self) -> Self:
-        if not self.reviewers and not self.reviewer_groups:
-            raise ValueError("name at least one reviewer or reviewer group")
+    def _review_fits(self) -> Self:
         if not self.strict_policy.at_least_as_strict_as(self.policy):
             raise ValueError(
                 "strict_policy must be at least as strict as policy "

@@ -119,7 +119,6 @@ def test_reviewers_are_named_users_and_members_of_named_groups() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        {"reviewers": []},
         {"reviewers": ["A"], "policy": {"quorum": 3}, "strict_policy": {"quorum": 2}},
         {"reviewers": ["A"], "strict_policy": {"quorum": 2, "veto": False}},
         {"reviewers": ["A"], "slack_retry_interval": "PT0.5S"},

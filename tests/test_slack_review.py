@@ -145,7 +145,13 @@ async def test_members_of_a_reviewer_group_may_decide_and_outsiders_are_told_why
     stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
 ) -> None:
     await standin(stack, "/_standin/usergroups", {"usergroups": {"S0REVIEW": [BOB]}})
-    await start_round(stack, "groups", reviewers=[], reviewer_groups=["S0REVIEW"])
+    await start_round(
+        stack,
+        "groups",
+        reviewers=[ALICE],
+        reviewer_groups=["S0REVIEW"],
+        strict_policy={"quorum": 1},
+    )
     [message] = await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
     outsider = await person(stack, MALLORY).click(message, "accept", channel_id=CHANNEL)
     assert outsider.json()["outcome"] == "refused"
@@ -271,8 +277,13 @@ async def test_a_slack_error_retrying_cannot_fix_blocks_the_round_until_slack_an
         missing = await http.post(f"{stack.gateway_url}/api/rounds/no-such/retry-slack")
     assert retried.status_code == 202 and missing.status_code == 404
     [message] = await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
-    status = await status_of(dev_server, round_id)
-    assert status.blocked is None and status.proposals[0].state is ProposalState.posted
+
+    async def posted() -> RoundStatus | None:
+        status = await status_of(dev_server, round_id)
+        return status if status.proposals[0].state is ProposalState.posted else None
+
+    status = await eventually(posted, "the proposal to be posted")
+    assert status.blocked is None
     slack_rows = [t for t in await ledger.timeline(round_id) if t.entity == "slack"]
     assert [t.to_state for t in slack_rows] == ["blocked", "ok"]
     await person(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
