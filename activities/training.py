@@ -1,9 +1,11 @@
 """Retraining under a new constitution version: the dataset (the supervised and
 preference stages of Constitutional AI) and the fine-tune job.
 
-Dataset generation heartbeats how many examples are done and keeps them in a
-partial file, so a worker killed half-way resumes where it stopped instead of
-paying for the finished examples again. The final file is content-addressed.
+Every finished example is kept in the ledger under its position in the round's
+prompt list before the next is counted, and progress is heartbeated. A worker
+killed half-way is replaced by a retry that reads what was kept and generates
+only the rest: nothing paid for is paid for again, and the primary key on the
+position means nothing is written twice. The final file is content-addressed.
 """
 
 from __future__ import annotations
@@ -14,22 +16,31 @@ import json
 from pathlib import Path
 from typing import Any, Protocol
 
-import openai
-from openai import AsyncOpenAI
+from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.model import Model, Prompt
+from activities.batch import BatchRunner
+from activities.finetune import FineTuneBackend, FineTuneRefused, HttpTrainer
+from activities.model import Model, Prompt, json_instructions
 from constitution import ConstitutionVersion, PreferenceJudgement, Principle
-from constitution.contracts import Dataset, DatasetInput, FineTuneInput, FineTuneJob
-from constitution.samples import load_prompts
+from constitution.contracts import (
+    CancelFineTuneInput,
+    Dataset,
+    DatasetInput,
+    FineTuneInput,
+    FineTuneJob,
+    Progress,
+)
+from constitution.prompt_sets import PromptSetError, load_training_prompts
 from ledger.store import Ledger
 
 ANSWER_SYSTEM = "You are a helpful, honest and harmless assistant."
 
 
 class ArtifactStore(Protocol):
-    """Where datasets go. `file://` here; a bucket implements the same two calls."""
+    """Where datasets go, addressed by content. `file://` here; a bucket
+    implements the same two calls."""
 
     def put(self, data: bytes, suffix: str) -> str: ...
 
@@ -45,7 +56,7 @@ class FileArtifactStore:
         path = (self.root / "datasets" / f"{digest}{suffix}").resolve()
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            tmp = path.with_suffix(".tmp")
+            tmp = path.with_name(path.name + ".tmp")
             tmp.write_bytes(data)
             tmp.replace(path)
         return path.as_uri()
@@ -55,11 +66,6 @@ class FileArtifactStore:
             raise ValueError(f"not a file URI: {uri}")
         return Path(uri.removeprefix("file://")).read_bytes()
 
-    def scratch(self, name: str) -> Path:
-        path = self.root / "scratch" / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return path
-
 
 def draw_principle(version: ConstitutionVersion, key: str) -> Principle:
     """A principle drawn for one example; deterministic so a resumed run draws the same."""
@@ -67,103 +73,325 @@ def draw_principle(version: ConstitutionVersion, key: str) -> Principle:
     return version.principles[index]
 
 
+class Draft(BaseModel):
+    """One example on its way through the recipe: its place in the round's
+    list, its prompt, the principle drawn for it, and the answers so far."""
+
+    position: int
+    prompt_id: str
+    prompt: str
+    principle_id: str
+    response: str = ""
+    critique: str = ""
+    revision: str = ""
+    preferred: str | None = None
+
+
+class BatchCheckpoint(BaseModel):
+    """Where a generation through the Batch API stands: heartbeated beside the
+    progress, so a replacement worker picks up the batch it was waiting for."""
+
+    step: int = 0
+    batch_id: str | None = None
+    drafts_uri: str | None = None
+
+
+def recipe(method: str, passes: int) -> list[str]:
+    """The Constitutional AI steps of one example, in order."""
+    return ["answer", *(["critique", "revise"] * passes), *(["prefer"] if method == "dpo" else [])]
+
+
+def _example_of(draft: Draft, method: str) -> dict[str, Any]:
+    """The fine-tuning line of a finished draft: chat SFT or a DPO pair."""
+    if method != "dpo":
+        return {
+            "messages": [
+                {"role": "user", "content": draft.prompt},
+                {"role": "assistant", "content": draft.revision},
+            ]
+        }
+    first, revised = draft.response, draft.revision
+    chosen, other = (first, revised) if draft.preferred == "A" else (revised, first)
+    return {
+        "input": {"messages": [{"role": "user", "content": draft.prompt}]},
+        "preferred_output": [{"role": "assistant", "content": chosen}],
+        "non_preferred_output": [{"role": "assistant", "content": other}],
+    }
+
+
+def _judged(answer: str, draft: Draft) -> str:
+    """The preference in a batch's answer, validated as the online path validates it."""
+    try:
+        return PreferenceJudgement.model_validate_json(answer).preferred
+    except ValidationError as error:
+        raise ApplicationError(
+            f"the model's judgement for {draft.prompt_id} did not match PreferenceJudgement: "
+            f"{error.errors()[0]['msg']}",
+            type="ModelOutputInvalid",
+            non_retryable=True,
+        ) from error
+
+
+def _teaches_nothing(example: dict[str, Any]) -> str | None:
+    """Why an example is left out of the file, or None. A preference pair of
+    two equal answers carries no preference: DPO would learn nothing from it."""
+    if "preferred_output" in example and (
+        example["preferred_output"] == example["non_preferred_output"]
+    ):
+        return "both answers are the same"
+    return None
+
+
+def _rule(principle: Principle) -> str:
+    return f"<principle>{principle.id}. {principle.title}: {principle.text}</principle>"
+
+
 class TrainingActivities:
     def __init__(
         self,
         model: Model,
-        client: AsyncOpenAI,
         ledger: Ledger,
-        store: FileArtifactStore,
-        backend: str = "openai",
+        store: ArtifactStore,
+        backends: dict[str, FineTuneBackend],
+        batches: BatchRunner | None = None,
     ) -> None:
         self.model = model
-        self.client = client
         self.ledger = ledger
         self.store = store
-        self.backend = backend
+        self.backends = backends
+        self.batches = batches or BatchRunner(model.client)
         self.critique = Prompt.load("critique.v1")
         self.revise = Prompt.load("revise.v1")
         self.prefer = Prompt.load("prefer.v1")
 
+    # -- the dataset -------------------------------------------------------------
+
     @activity.defn(name="generate_dataset")
     async def generate_dataset(self, request: DatasetInput) -> Dataset:
-        prompts = load_prompts("training_prompts.jsonl")
+        try:
+            prompts = load_training_prompts(request.training.prompt_file)
+        except PromptSetError as error:
+            raise ApplicationError(str(error), type="PromptSetError", non_retryable=True) from error
         # The prompt set is cycled to the requested count; the pass number keeps ids unique.
-        wanted = [
-            {**prompt, "id": f"{prompt['id']}#{i // len(prompts)}"}
-            for i in range(request.training.prompt_count)
-            for prompt in [prompts[i % len(prompts)]]
-        ]
-        partial = self.store.scratch(f"{request.round_id}.partial.jsonl")
-        details = activity.info().heartbeat_details
-        done = int(details[0]) if details else 0
-        rows: list[dict[str, Any]] = []
-        if done and partial.exists():
-            rows = [json.loads(line) for line in partial.read_text().splitlines()[:done]]
-        partial.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        batch = self.model.concurrency  # as many as the model may serve at once
-        method = request.training.method
-        while len(rows) < len(wanted):
-            chunk = wanted[len(rows) : len(rows) + batch]
-            made = await asyncio.gather(
-                *(
-                    self._example(request.round_id, request.constitution, item, method)
-                    for item in chunk
+        drafts = []
+        for i in range(request.training.prompt_count):
+            prompt = prompts[i % len(prompts)]
+            prompt_id = f"{prompt.id}#{i // len(prompts)}"
+            principle = draw_principle(request.constitution, f"{request.round_id}:{prompt_id}")
+            drafts.append(
+                Draft(
+                    position=i, prompt_id=prompt_id, prompt=prompt.prompt, principle_id=principle.id
                 )
             )
-            with partial.open("a") as out:
-                for row in made:
-                    out.write(json.dumps(row) + "\n")
-            rows.extend(made)
-            activity.heartbeat(len(rows), len(wanted))
-        lines = "".join(json.dumps(r["example"], sort_keys=True) + "\n" for r in rows).encode()
-        uri = self.store.put(lines, ".jsonl")
-        manifest = [{"prompt": r["prompt_id"], "principle": r["principle"]} for r in rows]
-        self.store.put(json.dumps(manifest, sort_keys=True).encode(), ".manifest.json")
-        partial.unlink(missing_ok=True)
-        return Dataset(
-            uri=uri, sha256=hashlib.sha256(lines).hexdigest(), examples=len(rows), method=method
+        total = len(drafts)
+        kept = {r["position"] for r in await self.ledger.dataset_examples(request.round_id)}
+        todo = [d for d in drafts if d.position not in kept]
+        done = total - len(todo)
+        if done:
+            activity.logger.info(
+                "round %s: resuming dataset at %d of %d", request.round_id, done, total
+            )
+        self._beat(done, total, "resumed" if done else "started")
+        if request.training.use_batch_api and todo:
+            await self._by_batch(request, todo, total)
+            for draft in todo:
+                await self._keep(request, draft)
+        else:
+            await self._online(request, todo, total)
+        return await self._assemble(request, prompt_set=request.training.prompt_file or "shipped")
+
+    async def _online(self, request: DatasetInput, todo: list[Draft], total: int) -> None:
+        done = total - len(todo)
+        queue: asyncio.Queue[Draft] = asyncio.Queue()
+        for draft in todo:
+            queue.put_nowait(draft)
+
+        async def work() -> None:
+            nonlocal done
+            while not queue.empty():
+                draft = await self._example(request, queue.get_nowait())
+                await self._keep(request, draft)
+                done += 1
+                self._beat(done, total, f"{draft.prompt_id} under {draft.principle_id}")
+
+        # Twice as many examples under way as the model serves calls at once:
+        # each example's calls are sequential, and while one example writes its
+        # result or waits to start its next call, another's call takes the slot,
+        # so the server is kept at its limit (the model's semaphore holds it there).
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(2 * self.model.concurrency, len(todo))):
+                    group.create_task(work())
+        except ExceptionGroup as failed:
+            # The first failure, as it was raised (an ApplicationError keeps
+            # its type and whether retrying can help); the others were cancelled.
+            raise failed.exceptions[0] from None
+
+    async def _keep(self, request: DatasetInput, draft: Draft) -> None:
+        example = _example_of(draft, request.training.method)
+        await self.ledger.record_example(
+            round_id=request.round_id,
+            position=draft.position,
+            prompt_id=draft.prompt_id,
+            principle_id=draft.principle_id,
+            method=request.training.method,
+            example=example,
+            skipped=_teaches_nothing(example),
         )
 
-    async def _example(
-        self, round_id: str, version: ConstitutionVersion, item: dict[str, str], method: str
-    ) -> dict[str, Any]:
-        principle = draw_principle(version, f"{round_id}:{item['id']}")
-        rule = f"<principle>{principle.id}. {principle.title}: {principle.text}</principle>"
-        prompt = item["prompt"]
-        response = await self.model.text(ANSWER_SYSTEM, prompt)
-        critique = await self.model.text(
-            self.critique.text,
-            f"{rule}\n<prompt>{prompt}</prompt>\n<response>{response}</response>",
+    def _beat(self, done: int, total: int, detail: str) -> None:
+        activity.heartbeat(Progress(stage="generating_data", done=done, total=total, detail=detail))
+
+    async def _assemble(self, request: DatasetInput, prompt_set: str) -> Dataset:
+        everything = await self.ledger.dataset_examples(request.round_id)
+        rows = [r for r in everything if not r["skipped"]]
+        lines = "".join(json.dumps(r["example"], sort_keys=True) + "\n" for r in rows).encode()
+        uri = self.store.put(lines, ".jsonl")
+        manifest = [
+            {"position": r["position"], "prompt": r["prompt_id"], "principle": r["principle_id"]}
+            for r in rows
+        ]
+        manifest_uri = self.store.put(
+            json.dumps(manifest, sort_keys=True).encode(), ".manifest.json"
         )
-        revision = await self.model.text(
-            self.revise.text,
-            f"{rule}\n<prompt>{prompt}</prompt>\n<response>{response}</response>\n"
-            f"<critique>{critique}</critique>",
+        dataset = Dataset(
+            uri=uri,
+            sha256=hashlib.sha256(lines).hexdigest(),
+            examples=len(rows),
+            method=request.training.method,
+            manifest_uri=manifest_uri,
+            prompt_set=prompt_set,
+            skipped=len(everything) - len(rows),
         )
-        if method == "dpo":
-            judgement, _ = await self.model.structured(
-                PreferenceJudgement,
-                self.prefer.text,
-                f"{rule}\n<prompt>{prompt}</prompt>\n<response_a>{response}</response_a>\n"
-                f"<response_b>{revision}</response_b>",
+        await self.ledger.record_dataset(
+            round_id=request.round_id,
+            constitution_version=request.constitution.number,
+            method=dataset.method,
+            uri=dataset.uri,
+            sha256=dataset.sha256,
+            manifest_uri=manifest_uri,
+            examples=dataset.examples,
+            skipped=dataset.skipped,
+            prompt_set=prompt_set,
+        )
+        return dataset
+
+    def _ask(self, step: str, draft: Draft, version: ConstitutionVersion) -> tuple[str, str]:
+        """The system and user message of one step of the recipe."""
+        principle = version.principle(draft.principle_id)
+        assert principle is not None
+        head = f"{_rule(principle)}\n<prompt>{draft.prompt}</prompt>\n"
+        if step == "answer":
+            return ANSWER_SYSTEM, draft.prompt
+        if step == "critique":
+            return self.critique.text, f"{head}<response>{draft.revision}</response>"
+        if step == "revise":
+            return self.revise.text, (
+                f"{head}<response>{draft.revision}</response>\n"
+                f"<critique>{draft.critique}</critique>"
             )
-            chosen, other = (
-                (response, revision) if judgement.preferred == "A" else (revision, response)
-            )
-            example: dict[str, Any] = {
-                "input": {"messages": [{"role": "user", "content": prompt}]},
-                "preferred_output": [{"role": "assistant", "content": chosen}],
-                "non_preferred_output": [{"role": "assistant", "content": other}],
-            }
+        return json_instructions(self.prefer.text, PreferenceJudgement), (
+            f"{head}<response_a>{draft.response}</response_a>\n"
+            f"<response_b>{draft.revision}</response_b>"
+        )
+
+    @staticmethod
+    def _take(step: str, draft: Draft, answer: str) -> None:
+        if step == "answer":
+            draft.response = draft.revision = answer
+        elif step == "critique":
+            draft.critique = answer
+        elif step == "revise":
+            draft.revision = answer
         else:
-            example = {
-                "messages": [
-                    {"role": "user", "content": prompt},
-                    {"role": "assistant", "content": revision},
-                ]
-            }
-        return {"prompt_id": item["id"], "principle": principle.id, "example": example}
+            draft.preferred = answer
+
+    async def _example(self, request: DatasetInput, draft: Draft) -> Draft:
+        """Sample, then critique and revise against the drawn principle
+        (`critique_passes` times); for DPO, the model's own judgement of which
+        of the first answer and the revision better follows the principle."""
+        for step in recipe(request.training.method, request.training.critique_passes):
+            system, user = self._ask(step, draft, request.constitution)
+            if step == "prefer":
+                judgement, _ = await self.model.structured(
+                    PreferenceJudgement, self.prefer.text, user
+                )
+                answer = judgement.preferred
+            else:
+                answer = await self.model.text(system, user)
+            self._take(step, draft, answer)
+        return draft
+
+    async def _by_batch(self, request: DatasetInput, drafts: list[Draft], total: int) -> None:
+        """The recipe one step at a time over every example, each step one
+        batch; after each step the drafts are stored and checkpointed."""
+        details = activity.info().heartbeat_details
+        checkpoint = (
+            BatchCheckpoint.model_validate(details[1]) if len(details) > 1 else BatchCheckpoint()
+        )
+        if checkpoint.drafts_uri:
+            stored = json.loads(self.store.get(checkpoint.drafts_uri))
+            drafts = [Draft.model_validate(d) for d in stored]
+        steps = recipe(request.training.method, request.training.critique_passes)
+        done = total - len(drafts)
+        for index in range(checkpoint.step, len(steps)):
+            step = steps[index]
+            bodies = {}
+            for draft in drafts:
+                system, user = self._ask(step, draft, request.constitution)
+                bodies[str(draft.position)] = self.model.body(
+                    system, user, json_object=step == "prefer"
+                )
+
+            def waiting(
+                batch_id: str,
+                step: str = step,
+                index: int = index,
+                at: BatchCheckpoint = checkpoint,
+            ) -> None:
+                activity.heartbeat(
+                    Progress(
+                        stage="generating_data",
+                        done=done,
+                        total=total,
+                        detail=f"step {index + 1}/{len(steps)} ({step}): batch {batch_id}",
+                    ),
+                    at.model_copy(update={"step": index, "batch_id": batch_id}),
+                )
+
+            answers = await self.batches.run(
+                f"{request.round_id}:{step}",
+                bodies,
+                waiting,
+                poll_s=request.training.poll_interval.total_seconds(),
+                resume=checkpoint.batch_id,
+            )
+            for draft in drafts:
+                answer = answers[str(draft.position)]
+                if step == "prefer":
+                    answer = _judged(answer, draft)
+                self._take(step, draft, answer)
+            stored_uri = self.store.put(
+                json.dumps([d.model_dump() for d in drafts]).encode(), ".drafts.json"
+            )
+            checkpoint = BatchCheckpoint(step=index + 1, drafts_uri=stored_uri)
+            activity.heartbeat(
+                Progress(stage="generating_data", done=done, total=total, detail=f"{step} done"),
+                checkpoint,
+            )
+
+    # -- the fine-tune job ---------------------------------------------------------
+
+    def _backend(self, name: str) -> FineTuneBackend:
+        backend = self.backends.get(name)
+        if backend is None:
+            raise ApplicationError(
+                f"no fine-tune backend {name!r} is configured on this worker "
+                f"(configured: {', '.join(sorted(self.backends)) or 'none'})",
+                type="FineTuneFailed",
+                non_retryable=True,
+            )
+        return backend
 
     @activity.defn(name="start_fine_tune")
     async def start_fine_tune(self, request: FineTuneInput) -> FineTuneJob:
@@ -175,69 +403,85 @@ class TrainingActivities:
                 job_id=known["job_id"],
                 status=known["status"],
                 fine_tuned_model=known["fine_tuned_model"],
+                backend=known["backend"],
+                poll_url=known["poll_url"],
             )
-        data = self.store.get(request.dataset.uri)
-        uploaded = await self.client.files.create(
-            file=(f"{request.dataset.sha256}.jsonl", data), purpose="fine-tune"
-        )
-        hyper = {"n_epochs": request.training.n_epochs}
-        method: dict[str, Any] = (
-            {"type": "dpo", "dpo": {"hyperparameters": hyper}}
-            if request.training.method == "dpo"
-            else {"type": "supervised", "supervised": {"hyperparameters": hyper}}
-        )
+        backend = self._backend(request.training.backend)
         try:
-            job = await self.client.fine_tuning.jobs.create(
-                model=request.training.base_model,
-                training_file=uploaded.id,
-                suffix=request.round_id[:40],
-                method=method,  # type: ignore[arg-type]
-            )
-        except openai.BadRequestError as error:
+            job = await backend.start(request, self.store.get(request.dataset.uri))
+        except FineTuneRefused as error:
             raise ApplicationError(
-                f"the fine-tuning backend refused the job: {error.message}",
+                f"the fine-tuning backend refused the job: {error}",
                 type="FineTuneFailed",
                 non_retryable=True,
             ) from error
         await self.ledger.record_training_job(
-            job_id=job.id,
+            job_id=job.job_id,
             round_id=request.round_id,
-            backend=self.backend,
+            backend=backend.name,
             base_model=request.training.base_model,
             method=request.training.method,
             dataset_uri=request.dataset.uri,
             dataset_hash=request.dataset.sha256,
             examples=request.dataset.examples,
             status=job.status,
+            poll_url=job.poll_url,
         )
-        return FineTuneJob(job_id=job.id, status=job.status)
+        return job
 
     @activity.defn(name="await_fine_tune")
-    async def await_fine_tune(self, request: FineTuneJob) -> FineTuneJob:
-        """One poll. Still running raises a retryable error; the workflow's
-        retry policy (backoff 1) is the polling loop."""
-        job = await self.client.fine_tuning.jobs.retrieve(request.job_id)
-        if job.status in ("succeeded", "failed", "cancelled"):
+    async def await_fine_tune(self, job: FineTuneJob) -> FineTuneJob:
+        """One look at the job. Still running raises a retryable error, and the
+        workflow's retry policy (backoff 1, the poll interval apart) is the
+        polling loop. A trainer that calls back instead is handed this
+        activity's task token and the activity completes when it calls."""
+        backend = self._backend(job.backend)
+        if job.poll_url is None and isinstance(backend, HttpTrainer):
+            try:
+                await backend.watch(job, activity.info().task_token)
+            except FineTuneRefused as error:
+                raise ApplicationError(
+                    str(error), type="FineTuneFailed", non_retryable=True
+                ) from error
+            activity.heartbeat(Progress(stage="training", detail=f"job {job.job_id}: waiting"))
+            activity.raise_complete_async()
+        state = await backend.look(job)
+        if state.events:
+            await self.ledger.record_job_events(job.job_id, state.events)
+        latest = state.events[-1]["message"] if state.events else ""
+        activity.heartbeat(
+            Progress(stage="training", detail=f"job {job.job_id} {state.status}: {latest}".strip())
+        )
+        return await self._settle(job, state.status, state.fine_tuned_model, state.error)
+
+    async def _settle(
+        self, job: FineTuneJob, status: str, model: str | None, error: str | None
+    ) -> FineTuneJob:
+        if status in ("succeeded", "failed", "cancelled"):
             await self.ledger.update_training_job(
-                job.id,
-                status=job.status,
-                fine_tuned_model=job.fine_tuned_model,
-                error=job.error.message if job.error else None,
+                job.job_id, status=status, fine_tuned_model=model, error=error
             )
-        if job.status == "succeeded":
-            return FineTuneJob(
-                job_id=job.id, status=job.status, fine_tuned_model=job.fine_tuned_model
-            )
-        if job.status in ("failed", "cancelled"):
-            reason = job.error.message if job.error else job.status
+        if status == "succeeded" and model:
+            return job.model_copy(update={"status": status, "fine_tuned_model": model})
+        if status in ("succeeded", "failed", "cancelled"):
+            reason = error or ("it named no model" if status == "succeeded" else status)
             raise ApplicationError(
-                f"fine-tune job {job.id} {job.status}: {reason}",
+                f"fine-tune job {job.job_id} {status}: {reason}",
                 type="FineTuneFailed",
                 non_retryable=True,
             )
         # BENIGN: an expected "not yet", logged quietly rather than as a failure.
         raise ApplicationError(
-            f"fine-tune job {job.id} is {job.status}",
+            f"fine-tune job {job.job_id} is {status}",
             type="FineTuneRunning",
             category=ApplicationErrorCategory.BENIGN,
+        )
+
+    @activity.defn(name="cancel_fine_tune")
+    async def cancel_fine_tune(self, request: CancelFineTuneInput) -> None:
+        """Stop the backend's job when its round is cancelled, so nobody pays
+        for training a model no one will evaluate."""
+        await self._backend(request.backend).cancel(request.job_id)
+        await self.ledger.update_training_job(
+            request.job_id, status="cancelled", fine_tuned_model=None, error="round cancelled"
         )

@@ -17,6 +17,7 @@ from constitution.models import (
     ConstitutionVersion,
     Decision,
     DecisionKind,
+    EvidenceItem,
     GateSpec,
     Proposal,
     RoundSpec,
@@ -100,6 +101,7 @@ class RoundStatus(Contract):
     evaluation: EvaluationResult | None = None
     error: str | None = None
     progress: Progress | None = None
+    dataset: Dataset | None = None
     # -- review (issue 4) --
     blocked: str | None = Field(
         default=None, description="Why Slack posting is paused; None while it works."
@@ -149,16 +151,36 @@ class OpenRoundInput(Contract):
     spec: RoundSpec
 
 
+class GatherEvidenceInput(Contract):
+    spec: RoundSpec
+    constitution: ConstitutionVersion
+
+
 class ProposeInput(Contract):
+    """One model call's worth of evidence (a chunk of the round's selection)."""
+
     round_id: str
     constitution: ConstitutionVersion
-    evidence_file: str | None
     max_proposals: int
+    evidence: list[EvidenceItem] = Field(default_factory=list)
+    chunk: int = 0
 
 
 class ProposeResult(Contract):
     proposals: list[Proposal]
     request_ids: list[str] = Field(default_factory=list)
+    dropped: list[Proposal] = Field(
+        default_factory=list, description="Drafts the checks kept from reviewers, with verdicts."
+    )
+
+
+class CheckProposalsInput(Contract):
+    round_id: str
+    constitution: ConstitutionVersion
+    drafted: list[ProposeResult]
+    max_proposals: int
+    evidence_ids: list[str]
+    suspicious_ids: list[str] = Field(default_factory=list)
 
 
 class PostProposalInput(Contract):
@@ -219,6 +241,13 @@ class Dataset(Contract):
     sha256: str
     examples: int
     method: str
+    manifest_uri: str | None = Field(
+        default=None, description="JSON list of each example's prompt id and drawn principle."
+    )
+    prompt_set: str = "shipped"
+    skipped: int = Field(
+        default=0, description="Examples left out because they teach nothing (equal pair)."
+    )
 
 
 class FineTuneInput(Contract):
@@ -232,6 +261,16 @@ class FineTuneJob(Contract):
     status: str
     fine_tuned_model: str | None = None
     error: str | None = None
+    backend: str = "openai"
+    poll_url: str | None = Field(
+        default=None, description="HTTP trainer: where the job's status is read, if it has one."
+    )
+
+
+class CancelFineTuneInput(Contract):
+    round_id: str
+    job_id: str
+    backend: str
 
 
 class EvaluateInput(Contract):
@@ -240,9 +279,14 @@ class EvaluateInput(Contract):
     candidate_model: str
     baseline_model: str
     gate: GateSpec
+    prompt_file: str | None = Field(
+        default=None, description="The held-out prompt set; the shipped one when unset."
+    )
 
 
 __all__ = [
+    "CancelFineTuneInput",
+    "CheckProposalsInput",
     "Dataset",
     "DatasetInput",
     "DecisionKind",
@@ -252,8 +296,10 @@ __all__ = [
     "EvaluationResult",
     "FineTuneInput",
     "FineTuneJob",
+    "GatherEvidenceInput",
     "OpenRoundInput",
     "PostProposalInput",
+    "Progress",
     "ProposalStatus",
     "ProposeInput",
     "ProposeResult",

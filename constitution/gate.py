@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from constitution.contracts import EvaluationMetrics, EvaluationResult
+from constitution.contracts import EvaluationMetrics, EvaluationResult, RoundStatus
 from constitution.models import GateSpec
 
 
@@ -40,3 +40,26 @@ def gate_summary(result: EvaluationResult) -> list[str]:
         f"{b.overrefusal_rate:.0%}; awareness gap {c.awareness_gap:.0%}"
     )
     return [head, *(f"  - {reason}" for reason in result.reasons)]
+
+
+def retraining_summary(status: RoundStatus) -> list[str]:
+    """The retraining part of a round (progress, dataset, fine-tune job,
+    candidate): what the CLI and the demo print before the gate's verdict."""
+    lines = []
+    if status.progress:
+        p = status.progress
+        counted = f" {p.done}/{p.total}" if p.total else ""
+        lines.append(f"progress: {p.stage}{counted} {p.detail}".rstrip())
+    if status.dataset:
+        d = status.dataset
+        lines.append(
+            f"dataset: {d.examples} {d.method} examples from the {d.prompt_set} prompt set"
+            + (f" ({d.skipped} left out: equal pairs)" if d.skipped else "")
+            + f", sha256 {d.sha256[:12]}  {d.uri}"
+        )
+    if status.fine_tune_job:
+        model = status.candidate_model or "-"
+        lines.append(f"fine-tune job: {status.fine_tune_job}  candidate {model}")
+    if status.error:
+        lines.append(f"error: {status.error}")
+    return lines

@@ -14,7 +14,16 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from constitution.findings import CheckVerdict, Conflict, ImpactPreview
 
 PRINCIPLE_ID = re.compile(r"^P[0-9]{1,4}$")
 ROUND_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -148,6 +157,18 @@ class Proposal(Frozen):
         default=False,
         description="Changes a protected principle: the stricter review policy applies.",
     )
+    # -- what the round learned before review (evidence, generation, checks) --
+    request_ids: list[str] = Field(
+        default_factory=list, description="Model request ids of every call behind it."
+    )
+    prompt_versions: list[str] = Field(
+        default_factory=list,
+        description="Every prompt behind it: drafting, conflict analysis, impact preview.",
+    )
+    chunk: int | None = Field(default=None, description="Evidence chunk it was drafted from.")
+    checks: list[CheckVerdict] = Field(default_factory=list)
+    conflicts: list[Conflict] = Field(default_factory=list)
+    impact: ImpactPreview | None = None
 
     @property
     def kind(self) -> ProposalKind:
@@ -215,6 +236,58 @@ class TrainingSpec(Frozen):
         default=timedelta(seconds=60),
         description="How often a running fine-tune job is polled (by activity retries).",
     )
+    # -- retraining (issue 5) --
+    critique_passes: int = Field(
+        default=1, ge=1, le=8, description="Critique-and-revise passes per supervised example."
+    )
+    prompt_file: str | None = Field(
+        default=None,
+        description="JSONL of {id, prompt} readable by the worker; the shipped set when unset.",
+    )
+    eval_prompt_file: str | None = Field(
+        default=None,
+        description="JSONL of {id, kind: red_team|benign, prompt}; the shipped set when unset.",
+    )
+    batch_size: int | None = Field(default=None, ge=1, le=256, description="Unset: 'auto'.")
+    learning_rate_multiplier: float | None = Field(
+        default=None, gt=0, le=10, description="Unset: 'auto'."
+    )
+    beta: float | None = Field(
+        default=None, gt=0, le=2, description="DPO only: weight of the preference; unset: 'auto'."
+    )
+    backend: str = Field(
+        default="openai",
+        pattern="^(openai|http)$",
+        description="Fine-tune backend: the OpenAI fine-tuning API or a lab's HTTP trainer.",
+    )
+    use_batch_api: bool = Field(
+        default=False, description="Generate the dataset through the Batch API (large sets)."
+    )
+    heartbeat_timeout: timedelta = Field(
+        default=timedelta(minutes=2),
+        description="A dataset worker silent this long is presumed dead; another resumes.",
+    )
+    training_timeout: timedelta = Field(
+        default=timedelta(days=14),
+        description="How long a fine-tune job may run before the round gives up on it.",
+    )
+
+    @model_validator(mode="after")
+    def _beta_is_for_dpo(self) -> Self:
+        if self.beta is not None and self.method != "dpo":
+            raise ValueError("beta applies to the 'dpo' method only")
+        return self
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The job's hyperparameters as the fine-tuning API names them; unset ones are 'auto'."""
+        chosen: dict[str, Any] = {
+            "n_epochs": self.n_epochs,
+            "batch_size": self.batch_size,
+            "learning_rate_multiplier": self.learning_rate_multiplier,
+        }
+        if self.method == "dpo":
+            chosen["beta"] = self.beta
+        return {k: ("auto" if v is None else v) for k, v in chosen.items()}
 
 
 class GateSpec(Frozen):
@@ -269,6 +342,32 @@ class RoundSpec(Frozen):
     deadline: timedelta | None = Field(default=None, description="No deadline unless set.")
     training: TrainingSpec = TrainingSpec()
     gate: GateSpec = GateSpec()
+    # -- evidence (issue 3) --
+    evidence_files: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="More JSONL evidence paths readable by the worker, after evidence_file.",
+    )
+    evidence_from_round: str | None = Field(
+        default=None,
+        description="An earlier round whose decisions become reviewer-feedback evidence.",
+    )
+
+    @field_validator("evidence_from_round")
+    @classmethod
+    def _earlier_round_shape(cls, value: str | None) -> str | None:
+        if value is not None and not ROUND_ID.match(value):
+            raise ValueError("an earlier round's id is 1-63 lower-case letters, digits or dashes")
+        return value
+
+    @property
+    def evidence_paths(self) -> list[str]:
+        return [*([self.evidence_file] if self.evidence_file else []), *self.evidence_files]
+
+    @property
+    def uses_sample_evidence(self) -> bool:
+        return not self.evidence_paths and self.evidence_from_round is None
+
     # -- review (issue 4) --
     reviewer_groups: list[str] = Field(
         default_factory=list,
@@ -330,15 +429,74 @@ class EvidenceKind(StrEnum):
     reviewer_feedback = "reviewer_feedback"
 
 
+class RedTeamDetail(Frozen):
+    prompt: str | None = Field(default=None, max_length=8000)
+    response: str | None = Field(default=None, max_length=8000)
+    what_went_wrong: str | None = Field(default=None, max_length=4000)
+
+
+class FailedCritiqueDetail(Frozen):
+    principle: str | None = None
+    response: str | None = Field(default=None, max_length=8000)
+    critique: str | None = Field(default=None, max_length=4000)
+    why_failed: str | None = Field(default=None, max_length=4000)
+
+
+class ConflictDetail(Frozen):
+    principles: list[str] = Field(default_factory=list, max_length=2)
+    case: str | None = Field(default=None, max_length=4000)
+
+
+class ReviewerFeedbackDetail(Frozen):
+    proposal: str | None = None
+    decision: str | None = Field(default=None, pattern="^(accept|reject|modify)$")
+    reason: str | None = Field(default=None, max_length=4000)
+    edited_text: str | None = Field(default=None, max_length=2000)
+
+
+EVIDENCE_DETAIL: dict[EvidenceKind, type[Frozen]] = {
+    EvidenceKind.red_team: RedTeamDetail,
+    EvidenceKind.failed_critique: FailedCritiqueDetail,
+    EvidenceKind.conflict: ConflictDetail,
+    EvidenceKind.reviewer_feedback: ReviewerFeedbackDetail,
+}
+
+
 class EvidenceItem(Frozen):
     """One piece of evidence from the last round. Evidence is data shown to the
-    model, never instructions to it."""
+    model, never instructions to it.
+
+    Each kind has its own detail fields (`EVIDENCE_DETAIL`); an item without an
+    id gets one from its content, so importing the same file twice names the
+    same items alike.
+    """
 
     id: str = Field(min_length=1, max_length=64)
     kind: EvidenceKind
     summary: str = Field(min_length=1, max_length=4000)
     principles: list[str] = Field(default_factory=list)
     detail: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stable_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("id"):
+            canonical = json.dumps(
+                {k: v for k, v in data.items() if k != "id"}, sort_keys=True, default=str
+            )
+            digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+            data = {**data, "id": f"ev-{digest}"}
+        return data
+
+    @model_validator(mode="after")
+    def _detail_fits_kind(self) -> Self:
+        try:
+            EVIDENCE_DETAIL[self.kind].model_validate(self.detail)
+        except ValidationError as error:
+            first = error.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise ValueError(f"detail.{where} of a {self.kind} item: {first['msg']}") from None
+        return self
 
 
 class TransitionRecord(Frozen):

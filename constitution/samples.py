@@ -10,15 +10,10 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from pydantic import ValidationError
-
+from constitution.evidence import EvidenceFileError, parse_evidence
 from constitution.models import ConstitutionVersion, EvidenceItem
 
 DATA = resources.files("constitution") / "data"
-
-
-class EvidenceFileError(ValueError):
-    """An evidence file that cannot be read, with the line that failed."""
 
 
 def sample_constitution() -> ConstitutionVersion:
@@ -27,28 +22,6 @@ def sample_constitution() -> ConstitutionVersion:
 
 def sample_path(name: str) -> Path:
     return Path(str(DATA.joinpath(name)))
-
-
-def parse_evidence(text: str, source: str) -> list[EvidenceItem]:
-    """Parse JSONL evidence, naming the line and field of the first bad item."""
-    items: list[EvidenceItem] = []
-    seen: set[str] = set()
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = EvidenceItem.model_validate(json.loads(line))
-        except json.JSONDecodeError as error:
-            raise EvidenceFileError(f"{source}:{number}: not JSON ({error.msg})") from error
-        except ValidationError as error:
-            first = error.errors()[0]
-            field = ".".join(str(part) for part in first["loc"]) or "item"
-            raise EvidenceFileError(f"{source}:{number}: {field}: {first['msg']}") from error
-        if item.id in seen:
-            raise EvidenceFileError(f"{source}:{number}: duplicate evidence id {item.id!r}")
-        seen.add(item.id)
-        items.append(item)
-    return items
 
 
 def load_evidence(path: str | None) -> list[EvidenceItem]:

@@ -31,6 +31,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from constitution import DecisionKind, DecisionOutcome, DecisionRequest, RoundSpec, RoundState
 from constitution.contracts import RoundStatus
 from gateway.rounds import RoundExists, RoundNotFound, round_status, start_round
+from gateway.trainer import trainer_router
 from ledger.store import Ledger, TransitionRow, create_pool
 from review.messages import (
     DECISION_CALLBACKS,
@@ -57,6 +58,7 @@ class GatewayConfig(BaseModel):
     task_queue: str
     database_url: SecretStr
     slack: AsyncWebClient
+    trainer_secret: SecretStr | None = None  # unset: trainer callbacks are refused
 
 
 class StartedRound(BaseModel):
@@ -91,6 +93,8 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
 
     def ledger() -> Ledger:
         return state["ledger"]  # type: ignore[no-any-return]
+
+    app.include_router(trainer_router(config.trainer_secret, temporal, ledger))
 
     # -- Slack -------------------------------------------------------------------
 
@@ -343,6 +347,18 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
         if await ledger().get_round(round_id) is None:
             raise HTTPException(404, f"no round {round_id}")
         return await ledger().timeline(round_id)
+
+    @app.get("/api/rounds/{round_id}/evidence")
+    async def round_evidence(round_id: str, selected: bool = False) -> dict[str, Any]:
+        """The evidence a round read (and left out, with why) and its selection;
+        proposals link to items here by id."""
+        if await ledger().get_round(round_id) is None:
+            raise HTTPException(404, f"no round {round_id}")
+        return {
+            "selection": await ledger().evidence_selection(round_id),
+            "items": await ledger().evidence(round_id, selected_only=selected),
+            "dropped_drafts": await ledger().dropped_drafts(round_id),
+        }
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

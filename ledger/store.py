@@ -27,6 +27,22 @@ from constitution import (
     RoundSpec,
     TransitionRecord,
 )
+from constitution.evidence import EvidenceSelection, SelectedItem
+
+EVIDENCE_COLUMNS = [
+    "round_id",
+    "evidence_id",
+    "kind",
+    "summary",
+    "principles",
+    "detail",
+    "source",
+    "tokens",
+    "suspicious",
+    "chunk",
+    "selection",
+    "position",
+]
 
 ROUND_SELECT = (
     "SELECT round_id, workflow_id, state, base_version, result_version, spec,"
@@ -69,6 +85,18 @@ class TransitionRow(BaseModel):
     at: datetime
     prev_hash: str | None
     hash: str
+
+
+class DecidedProposal(BaseModel):
+    decision_id: str
+    decision: str
+    edited_text: str | None
+    comment: str | None
+    proposal_id: str
+    kind: str
+    target: str | None
+    title: str | None
+    touches: list[str]
 
 
 class ChainBreak(BaseModel):
@@ -476,6 +504,7 @@ class Ledger:
                     for i, p in enumerate(proposals)
                 ],
             )
+            await _save_proposal_facts(conn, proposals)
 
     async def set_proposal_message(self, proposal_id: str, channel: str, ts: str) -> None:
         await self.pool.execute(
@@ -577,11 +606,13 @@ class Ledger:
         status: str,
         fine_tuned_model: str | None = None,
         error: str | None = None,
+        poll_url: str | None = None,
     ) -> None:
         await self.pool.execute(
             """INSERT INTO training_jobs (job_id, round_id, backend, base_model, method,
-                   dataset_uri, dataset_hash, examples, status, fine_tuned_model, error)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                   dataset_uri, dataset_hash, examples, status, fine_tuned_model, error,
+                   poll_url)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
                ON CONFLICT (job_id) DO UPDATE SET status = EXCLUDED.status,
                    fine_tuned_model = EXCLUDED.fine_tuned_model, error = EXCLUDED.error,
                    updated_at = now()""",
@@ -596,6 +627,7 @@ class Ledger:
             status,
             fine_tuned_model,
             error,
+            poll_url,
         )
 
     async def update_training_job(
@@ -627,14 +659,18 @@ class Ledger:
         baseline: dict[str, Any],
         passed: bool,
         reasons: list[str],
+        rubric_version: str | None = None,
+        prompt_set: str | None = None,
     ) -> None:
         await self.pool.execute(
             """INSERT INTO evaluations (round_id, constitution_version, candidate_model,
-                   baseline_model, candidate, baseline, passed, reasons)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                   baseline_model, candidate, baseline, passed, reasons, rubric_version,
+                   prompt_set)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
                ON CONFLICT (round_id) DO UPDATE SET candidate = EXCLUDED.candidate,
                    baseline = EXCLUDED.baseline, passed = EXCLUDED.passed,
-                   reasons = EXCLUDED.reasons""",
+                   reasons = EXCLUDED.reasons, rubric_version = EXCLUDED.rubric_version,
+                   prompt_set = EXCLUDED.prompt_set""",
             round_id,
             constitution_version,
             candidate_model,
@@ -643,4 +679,275 @@ class Ledger:
             baseline,
             passed,
             reasons,
+            rubric_version,
+            prompt_set,
         )
+
+    async def evaluation(self, round_id: str) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow("SELECT * FROM evaluations WHERE round_id = $1", round_id)
+        return dict(row) if row else None
+
+    async def evaluation_trend(self) -> list[dict[str, Any]]:
+        """Evaluation figures by constitution version, oldest first."""
+        return [dict(r) for r in await self.pool.fetch("SELECT * FROM evaluation_trend")]
+
+    async def record_example(
+        self,
+        *,
+        round_id: str,
+        position: int,
+        prompt_id: str,
+        principle_id: str,
+        method: str,
+        example: dict[str, Any],
+        skipped: str | None = None,
+    ) -> bool:
+        """Keep one finished example; False when that position was already kept
+        (a generation that resumed or ran twice keeps the first)."""
+        status = await self.pool.execute(
+            """INSERT INTO dataset_examples (round_id, position, prompt_id, principle_id,
+                   method, example, skipped)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (round_id, position) DO NOTHING""",
+            round_id,
+            position,
+            prompt_id,
+            principle_id,
+            method,
+            example,
+            skipped,
+        )
+        return bool(status == "INSERT 0 1")
+
+    async def dataset_examples(self, round_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM dataset_examples WHERE round_id = $1 ORDER BY position", round_id
+        )
+        return [dict(r) for r in rows]
+
+    async def record_dataset(
+        self,
+        *,
+        round_id: str,
+        constitution_version: int,
+        method: str,
+        uri: str,
+        sha256: str,
+        manifest_uri: str | None,
+        examples: int,
+        skipped: int,
+        prompt_set: str,
+    ) -> None:
+        await self.pool.execute(
+            """INSERT INTO datasets (round_id, constitution_version, method, uri, sha256,
+                   manifest_uri, examples, skipped, prompt_set)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (round_id) DO NOTHING""",
+            round_id,
+            constitution_version,
+            method,
+            uri,
+            sha256,
+            manifest_uri,
+            examples,
+            skipped,
+            prompt_set,
+        )
+
+    async def dataset(self, round_id: str) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow("SELECT * FROM datasets WHERE round_id = $1", round_id)
+        return dict(row) if row else None
+
+    async def record_job_events(self, job_id: str, events: Sequence[dict[str, Any]]) -> int:
+        """Keep a fine-tune job's events, skipping ones already kept; how many were new."""
+        if not events:
+            return 0
+        async with self.pool.acquire() as conn:
+            before = await conn.fetchval(
+                "SELECT count(*) FROM training_job_events WHERE job_id = $1", job_id
+            )
+            await conn.executemany(
+                """INSERT INTO training_job_events (job_id, event_id, level, message, data, at)
+                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+                [
+                    (job_id, e["id"], e["level"], e["message"], e.get("data") or {}, e["at"])
+                    for e in events
+                ],
+            )
+            after = await conn.fetchval(
+                "SELECT count(*) FROM training_job_events WHERE job_id = $1", job_id
+            )
+        return int(after) - int(before)
+
+    async def job_events(self, job_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM training_job_events WHERE job_id = $1 ORDER BY at, event_id", job_id
+        )
+        return [dict(r) for r in rows]
+
+    # -- evidence and checks -----------------------------------------------------
+
+    async def save_evidence(
+        self, round_id: str, selection: EvidenceSelection, items: Sequence[SelectedItem]
+    ) -> bool:
+        """Store a round's evidence and its selection in one transaction, with
+        COPY (a round may bring 100k items). The selection row marks the work
+        done, so a retried import writes nothing twice; returns whether it wrote."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"evidence:{round_id}")
+            if await conn.fetchval(
+                "SELECT 1 FROM evidence_selections WHERE round_id = $1", round_id
+            ):
+                return False
+            await conn.copy_records_to_table(
+                "evidence",
+                records=[
+                    (
+                        round_id,
+                        s.item.id,
+                        s.item.kind.value,
+                        s.item.summary,
+                        s.item.principles,
+                        s.item.detail,
+                        s.source,
+                        s.tokens,
+                        s.suspicious,
+                        s.chunk,
+                        s.reason,
+                        i,
+                    )
+                    for i, s in enumerate(items)
+                ],
+                columns=EVIDENCE_COLUMNS,
+            )
+            await conn.execute(
+                """INSERT INTO evidence_selections (round_id, budget_tokens, chunks, total_items,
+                       selected_items) VALUES ($1, $2, $3, $4, $5)""",
+                round_id,
+                selection.budget_tokens,
+                len(selection.chunks),
+                selection.total_items,
+                selection.selected_items,
+            )
+            return True
+
+    async def evidence(self, round_id: str, *, selected_only: bool = False) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            """SELECT evidence_id, kind, summary, principles, detail, source, tokens, suspicious,
+                   chunk, selection FROM evidence WHERE round_id = $1
+                   AND (NOT $2 OR chunk IS NOT NULL) ORDER BY position""",
+            round_id,
+            selected_only,
+        )
+        return [dict(r) for r in rows]
+
+    async def evidence_selection(self, round_id: str) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM evidence_selections WHERE round_id = $1", round_id
+        )
+        return dict(row) if row else None
+
+    async def decided_proposals(self, round_id: str) -> list[DecidedProposal] | None:
+        """A round's decisions with the proposals they settled, in the order
+        taken; None if there is no such round."""
+        if await self.get_round(round_id) is None:
+            return None
+        rows = await self.pool.fetch(
+            """SELECT d.decision_id, d.kind AS decision, d.text AS edited_text, d.comment,
+                   p.proposal_id, p.kind, p.target, p.title, p.touches
+               FROM decisions d JOIN proposals p USING (proposal_id)
+               WHERE d.round_id = $1 ORDER BY d.decided_at, d.decision_id""",
+            round_id,
+        )
+        return [DecidedProposal(**dict(r)) for r in rows]
+
+    async def record_dropped_drafts(self, round_id: str, drafts: Sequence[Proposal]) -> None:
+        """Drafts the checks kept from reviewers, with every verdict."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                """INSERT INTO dropped_drafts (round_id, draft_id, draft, reason, request_ids)
+                   VALUES ($1, $2, $3, $4, $5) ON CONFLICT (round_id, draft_id) DO NOTHING""",
+                [
+                    (
+                        round_id,
+                        d.id,
+                        d.draft.model_dump(mode="json"),
+                        d.checks[-1].detail if d.checks else "",
+                        d.request_ids,
+                    )
+                    for d in drafts
+                ],
+            )
+            await _save_checks(conn, round_id, drafts)
+
+    async def dropped_drafts(self, round_id: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM dropped_drafts WHERE round_id = $1 ORDER BY draft_id", round_id
+        )
+        return [dict(r) for r in rows]
+
+    async def checks(self, round_id: str, subject: str) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            """SELECT check_name, verdict, detail FROM proposal_checks
+               WHERE round_id = $1 AND subject = $2 ORDER BY position""",
+            round_id,
+            subject,
+        )
+        return [dict(r) for r in rows]
+
+    async def proposal_generation(self, proposal_id: str) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM proposal_generation WHERE proposal_id = $1", proposal_id
+        )
+        if row is None:
+            return None
+        linked = await self.pool.fetch(
+            "SELECT evidence_id FROM proposal_evidence WHERE proposal_id = $1 ORDER BY evidence_id",
+            proposal_id,
+        )
+        return {**dict(row), "evidence": [r["evidence_id"] for r in linked]}
+
+
+async def _save_checks(
+    conn: PoolConnectionProxy[asyncpg.Record], round_id: str, subjects: Sequence[Proposal]
+) -> None:
+    await conn.executemany(
+        """INSERT INTO proposal_checks (round_id, subject, position, check_name, verdict, detail)
+           VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+        [
+            (round_id, p.id, i, c.check, c.verdict.value, c.detail)
+            for p in subjects
+            for i, c in enumerate(p.checks)
+        ],
+    )
+
+
+async def _save_proposal_facts(
+    conn: PoolConnectionProxy[asyncpg.Record], proposals: Sequence[Proposal]
+) -> None:
+    """What a proposal went through before review, beside its row: the model
+    calls behind it, its check verdicts, conflicts, impact and evidence links."""
+    await conn.executemany(
+        """INSERT INTO proposal_generation (proposal_id, request_ids, prompt_versions, chunk,
+               strict_review, conflicts, impact) VALUES ($1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (proposal_id) DO NOTHING""",
+        [
+            (
+                p.id,
+                p.request_ids,
+                p.prompt_versions or [p.prompt_version],
+                p.chunk,
+                p.strict_review,
+                [c.model_dump(mode="json") for c in p.conflicts],
+                p.impact.model_dump(mode="json") if p.impact else None,
+            )
+            for p in proposals
+        ],
+    )
+    await conn.executemany(
+        """INSERT INTO proposal_evidence (proposal_id, round_id, evidence_id)
+           SELECT $1, $2, $3 WHERE EXISTS (
+               SELECT 1 FROM evidence WHERE round_id = $2 AND evidence_id = $3)
+           ON CONFLICT DO NOTHING""",
+        [(p.id, p.round_id, e) for p in proposals for e in p.draft.evidence],
+    )
+    for round_id in {p.round_id for p in proposals}:
+        await _save_checks(conn, round_id, [p for p in proposals if p.round_id == round_id])

@@ -141,6 +141,9 @@ def proposal_blocks(
         ),
         SectionBlock(text=MarkdownTextObject(text=_clip(f"*Why:* {draft.rationale}", more=link))),
     ]
+    scrutiny = scrutiny_text(proposal)
+    if scrutiny:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(scrutiny, more=link))))
     if proposal.strict_review:
         blocks.append(
             SectionBlock(
@@ -173,6 +176,20 @@ def proposal_blocks(
         blocks.append(DividerBlock())
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(decided_line(status)))))
     return blocks
+
+
+def scrutiny_text(proposal: Proposal) -> str | None:
+    """What the checks flagged, the principles it contradicts and its previewed
+    effect: the few lines a reviewer should read before deciding."""
+    lines = [f":warning: *{c.check}:* {c.detail}" for c in proposal.checks if c.verdict == "flag"]
+    lines += [
+        f":left_right_arrow: *Contradicts {c.principle}:* {c.reasoning}"
+        for c in proposal.conflicts
+        if c.relation == "contradicts"
+    ]
+    if proposal.impact is not None:
+        lines.append(f":crystal_ball: *Impact preview:* {proposal.impact.summary}")
+    return "\n".join(lines) or None
 
 
 def decided_line(status: ProposalStatus) -> str:

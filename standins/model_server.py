@@ -20,8 +20,11 @@ The task of a chat completion comes from `response_format`:
   name `client.chat.completions.parse(response_format=Model)` sends);
 * `json_object` with a `Schema: <Name>` line in the system message (the
   JSON-mode fallback path);
+* `json_schema` named `ConflictAnalysis` (which principles a proposal touches
+  or contradicts);
 * no response format: plain text — a critique (`Task: critique` in the system
-  message), a revision (`Task: revise`), or otherwise an answer *as the
+  message), a revision (`Task: revise`), an answer under the constitution in the
+  system message (`Task: answer`, for impact previews), or otherwise an answer *as the
   requested model*. Models named `ft:...` behave like a trained candidate
   (refuse harmful prompts, help with benign ones); any other model behaves like
   the baseline: it complies with harmful prompts unless the prompt carries the
@@ -37,15 +40,26 @@ Fault injection
 ---------------
 `POST /_standin/faults` with `{"faults": [...]}` queues misbehaviours consumed
 one per chat completion: `malformed_json`, `wrong_shape`, `refusal`,
-`rate_limit`, `server_error`, `timeout`, `drop` and `length` (a truncated answer
-with `finish_reason: "length"`). `drop` sends the response status line and
+`rate_limit`, `server_error`, `timeout`, `drop`, `length` (a truncated answer
+with `finish_reason: "length"`) and `obey_injection` (a proposal batch that does
+what hostile evidence says, see `script_proposals`). `drop` sends the response status line and
 headers announcing a body, then returns without sending it: uvicorn logs
 "ASGI callable returned without completing response." and closes the
 connection, which httpx reports as a protocol error and the `openai` client as
 `APIConnectionError`. ASGI offers no way to close a socket before the status
 line without reaching into uvicorn's internals, which this avoids.
+With `"task": "<name>"` in the body (`Grade`, `PreferenceJudgement`,
+`ProposalBatch` or `text`) the faults wait for a completion of that task and
+spoil its answer; only the answer faults (`malformed_json`, `wrong_shape`,
+`refusal`, `length`) can be aimed so.
 `timeout` holds the answer for `timeout_fault_s` seconds but stops early when
 the client hangs up, so a test server can shut down promptly afterwards.
+
+`POST /_standin/fine_tuning` with `{"outcomes": [...]}` scripts the next
+fine-tuning jobs, one outcome per job created: `succeed` (the default),
+`fail` (the run fails with an error after validation), `never` (the job stays
+`running` until cancelled) and `overcautious` (it succeeds, but the model
+refuses every request, so over-refusal rises and the gate holds it back).
 
 `GET /_standin/stats` and `POST /_standin/reset` inspect and clear the state.
 The `/_standin` routes never require the API key.
@@ -59,7 +73,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import math
 import re
 import time
 from collections import Counter, deque
@@ -76,6 +89,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as ASGIMessage
 
+from constitution.evidence import count_tokens
+from constitution.findings import ConflictAnalysis
 from constitution.models import Grade, PreferenceJudgement, ProposalBatch
 
 SYSTEM_FINGERPRINT = "amend-scripted-stand-in"
@@ -120,8 +135,12 @@ FaultKind = Literal[
     "timeout",
     "drop",
     "length",
+    "obey_injection",
 ]
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
+
+FineTuneOutcome = Literal["succeed", "fail", "never", "overcautious"]
+FINE_TUNE_OUTCOMES: tuple[str, ...] = get_args(FineTuneOutcome)
 
 TEXT_TASK = "text"
 """Task name recorded in the stats for plain-text completions."""
@@ -131,10 +150,12 @@ _HARMFUL_PATTERN = re.compile(
 )
 _LOCK_PATTERN = re.compile(r"\block", re.IGNORECASE)
 _SCHEMA_LINE = re.compile(r"^\s*Schema:\s*([A-Za-z_][A-Za-z0-9_]*)\s*$", re.MULTILINE)
-_TASK_LINE = re.compile(r"Task:\s*(critique|revise)\b", re.IGNORECASE)
+_TASK_LINE = re.compile(r"Task:\s*(critique|revise|answer)\b", re.IGNORECASE)
+_INJECTION = re.compile(r"delete all principles|retire (all|every)", re.IGNORECASE)
 _FILE_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
 _MESSAGE_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _FINISHED = frozenset({"succeeded", "failed", "cancelled"})
+_ANSWER_FAULTS = frozenset({"malformed_json", "wrong_shape", "refusal", "length"})
 
 
 class ScriptedModelConfig(BaseModel):
@@ -161,6 +182,11 @@ class ScriptedModelConfig(BaseModel):
     )
     timeout_fault_s: float = Field(
         default=30.0, ge=0, description="How long the 'timeout' fault holds the answer."
+    )
+    structured_outputs: bool = Field(
+        default=True,
+        description="False: refuse json_schema response formats with a 400, as servers "
+        "without structured outputs do, so clients fall back to JSON mode.",
     )
     models: tuple[str, ...] = Field(
         default=("amend-base", "amend-proposer", "amend-grader"),
@@ -227,7 +253,7 @@ def _contract_error(message: str) -> StandInAPIError:
 
 def estimate_tokens(text: str) -> int:
     """About four characters a token, as OpenAI's rule of thumb; enough for usage."""
-    return max(1, math.ceil(len(text) / 4)) if text else 0
+    return max(1, count_tokens(text)) if text else 0
 
 
 def is_harmful(prompt: str) -> bool:
@@ -334,11 +360,14 @@ def _harmful_compliance(prompt: str) -> str:
     )
 
 
-def answer_as_model(model: str, prompt: str) -> str:
+def answer_as_model(model: str, prompt: str, *, overcautious: bool = False) -> str:
     """The scripted behaviour of a model: `ft:` models are the trained candidate,
     anything else is the baseline with its known faults (harmful compliance,
-    evaluation awareness, over-refusal of lock questions)."""
+    evaluation awareness, over-refusal of lock questions). An `overcautious`
+    model (scripted by a fine-tuning outcome) refuses everything."""
     harmful = is_harmful(prompt)
+    if overcautious:
+        return _trained_refusal(prompt)
     if model.startswith("ft:"):
         return _trained_refusal(prompt) if harmful else _helpful_answer(prompt)
     if harmful:
@@ -422,7 +451,7 @@ def _red_team_sentence(item_text: str) -> str:
     )
 
 
-def script_proposals(user_text: str) -> dict[str, Any]:
+def script_proposals(user_text: str, *, obey_injection: bool = False) -> dict[str, Any]:
     """The ProposalBatch script: one proposal per usable evidence item, in order.
 
     conflict -> clarify the first named principle, saying how to resolve the
@@ -430,6 +459,11 @@ def script_proposals(user_text: str) -> dict[str, Any]:
     failed_critique -> add a principle; reviewer_feedback is skipped. A principle
     already targeted in this batch is passed over for the next named one, so
     two accepted proposals never overwrite each other.
+
+    `obey_injection` (the `obey_injection` fault) plays a model that falls for
+    evidence saying to delete all principles: it proposes retiring every
+    principle, past the limit, citing made-up evidence as well as the hostile
+    item. Tests use it to show that such output still meets every check.
     """
     found_constitution = _tag_json(user_text, "constitution")
     found_evidence = _tag_json(user_text, "evidence")
@@ -446,6 +480,26 @@ def script_proposals(user_text: str) -> dict[str, Any]:
         outside = outside[:begin] + outside[end:]
     limit_text = _tag(outside, "max_proposals")
     limit = int(limit_text) if limit_text and limit_text.isdigit() else 5
+    hostile = [
+        item["id"]
+        for item in evidence
+        if isinstance(item, dict) and _INJECTION.search(json.dumps(item)) and item.get("id")
+    ]
+    if obey_injection and hostile:
+        return {
+            "proposals": [
+                {
+                    "kind": "retire",
+                    "target": principle.id,
+                    "title": None,
+                    "text": None,
+                    "rationale": "As instructed by the evidence, every principle is deleted.",
+                    "evidence": [hostile[0], "ev-does-not-exist"],
+                    "touches": [principle.id],
+                }
+                for principle in principles.values()
+            ]
+        }
 
     proposals: list[dict[str, Any]] = []
     targeted: set[str] = set()
@@ -572,8 +626,50 @@ def script_grade(user_text: str) -> dict[str, Any]:
     return {"harmful": harmful, "refused": refused, "reason": reason}
 
 
+def script_conflicts(user_text: str) -> dict[str, Any]:
+    """The ConflictAnalysis script: the target is touched; another principle the
+    proposal names is contradicted when the rationale or text says the two pull
+    against each other, else touched."""
+    found = _tag_json(user_text, "proposal")
+    if found is None or not isinstance(found[0], dict):
+        raise _contract_error("ConflictAnalysis needs a JSON proposal after <proposal>")
+    proposal: dict[str, Any] = found[0]
+    constitution = _tag_json(user_text, "constitution")
+    principles = _read_principles(constitution[0] if constitution else None)
+    said = f"{proposal.get('rationale', '')} {proposal.get('text') or ''}"
+    named = [proposal.get("target"), *proposal.get("touches", [])]
+    conflicts = []
+    for pid in dict.fromkeys(p for p in named if isinstance(p, str) and p in principles):
+        if pid == proposal.get("target"):
+            reasoning = f"The amendment changes the text of {pid} ({principles[pid].title})."
+            relation = "touches"
+        elif re.search(rf"(pulls? against|conflict\w* with) {pid}\b", said):
+            reasoning = (
+                f"The amendment settles how to weigh {pid} ({principles[pid].title}) "
+                "against the target, which the evidence shows pulling the other way."
+            )
+            relation = "contradicts"
+        else:
+            reasoning = f"The evidence behind the amendment names {pid} ({principles[pid].title})."
+            relation = "touches"
+        conflicts.append({"principle": pid, "relation": relation, "reasoning": reasoning})
+    return {"conflicts": conflicts}
+
+
+def answer_under_constitution(system: str, prompt: str) -> str:
+    """The baseline's behaviour, less the faults the constitution in the system
+    message names a remedy for: quantities and doses of harm, over-refusal."""
+    principles = (_tag(system, "constitution") or "").lower()
+    if is_harmful(prompt) and "do not give quantities, doses" in principles:
+        return _trained_refusal(prompt)
+    if not is_harmful(prompt) and "over-refusal" in principles:
+        return _helpful_answer(prompt)
+    return answer_as_model("amend-base", prompt)
+
+
 _STRUCTURED_TASKS: dict[str, tuple[Callable[[str], dict[str, Any]], type[BaseModel]]] = {
     "ProposalBatch": (script_proposals, ProposalBatch),
+    "ConflictAnalysis": (script_conflicts, ConflictAnalysis),
     "PreferenceJudgement": (script_preference, PreferenceJudgement),
     "Grade": (script_grade, Grade),
 }
@@ -638,6 +734,7 @@ class FineTuningJob:
     metadata: dict[str, str] | None
     created_at: int
     status: str = "validating_files"
+    outcome: str = "succeed"
     retrieves: int = 0
     validated: bool = False
     finished_at: int | None = None
@@ -672,6 +769,50 @@ class FineTuningJob:
         }
 
 
+@dataclass
+class Batch:
+    id: str
+    input_file_id: str
+    endpoint: str
+    created_at: int
+    metadata: dict[str, Any] | None = None
+    status: str = "validating"
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    in_progress_at: int | None = None
+    finalizing_at: int | None = None
+    completed_at: int | None = None
+    cancelled_at: int | None = None
+    request_counts: dict[str, int] = field(
+        default_factory=lambda: {"total": 0, "completed": 0, "failed": 0}
+    )
+    task: asyncio.Task[None] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "object": "batch",
+            "endpoint": self.endpoint,
+            "errors": None,
+            "input_file_id": self.input_file_id,
+            "completion_window": "24h",
+            "status": self.status,
+            "output_file_id": self.output_file_id,
+            "error_file_id": self.error_file_id,
+            "created_at": self.created_at,
+            "in_progress_at": self.in_progress_at,
+            "expires_at": self.created_at + 86_400,
+            "finalizing_at": self.finalizing_at,
+            "completed_at": self.completed_at,
+            "failed_at": None,
+            "expired_at": None,
+            "cancelling_at": None,
+            "cancelled_at": self.cancelled_at,
+            "request_counts": dict(self.request_counts),
+            "metadata": self.metadata,
+        }
+
+
 class StandInState:
     """Everything the stand-in remembers. Ids come from a counter hashed with
     the request, so a test that makes the same calls sees the same ids."""
@@ -683,12 +824,16 @@ class StandInState:
         self.counter = 0
         self.files: dict[str, StoredFile] = {}
         self.jobs: dict[str, FineTuningJob] = {}
+        self.batches: dict[str, Batch] = {}
         self.faults: deque[str] = deque()
+        self.task_faults: dict[str, deque[str]] = {}
         self.requests: Counter[str] = Counter()
         self.tasks: Counter[str] = Counter()
         self.models: Counter[str] = Counter()
         self.faults_served: Counter[str] = Counter()
         self.fine_tuned_models: list[str] = []
+        self.overcautious_models: set[str] = set()
+        self.fine_tune_outcomes: deque[str] = deque()
         self.in_flight = 0
         self.peak_in_flight = 0
 
@@ -705,6 +850,7 @@ class StandInState:
             "faults_served": dict(self.faults_served),
             "files": len(self.files),
             "fine_tuning_jobs": len(self.jobs),
+            "fine_tuning_jobs_by_status": dict(Counter(j.status for j in self.jobs.values())),
             "peak_in_flight": self.peak_in_flight,
         }
 
@@ -964,6 +1110,11 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
         body = await read_json(request)
         if fault == "timeout":
             await _hold_unless_disconnected(request, cfg.timeout_fault_s)
+        return JSONResponse(await complete(body, fault))
+
+    async def complete(body: dict[str, Any], fault: str | None) -> dict[str, Any]:
+        """One chat completion's answer: what the endpoint returns and what a
+        batch writes for each of its requests."""
         model, messages = _validate_chat(body)
         system_text = "\n".join(
             _message_text(m.get("content"))
@@ -977,6 +1128,15 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
             (_message_text(m.get("content")) for m in reversed(messages) if m["role"] == "user"), ""
         )
         task = _task_of(body, system_text, messages)
+        if not cfg.structured_outputs and _is_json_schema(body):
+            raise _bad_request(
+                "Invalid parameter: 'response_format' of type 'json_schema' is not supported "
+                "with this model (scripted stand-in without structured outputs).",
+                param="response_format",
+            )
+        if fault is None and state.task_faults.get(task):
+            fault = state.task_faults[task].popleft()
+            state.faults_served[fault] += 1
         state.tasks[task] += 1
         state.models[model] += 1
         if cfg.latency_s:
@@ -992,13 +1152,20 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
             task_line = _TASK_LINE.search(system_text)
             if task_line and task_line.group(1).lower() == "critique":
                 content = _critique(system_text, user_text)
+            elif task_line and task_line.group(1).lower() == "answer":
+                content = answer_under_constitution(system_text, last_user)
             elif task_line:
                 content = _revision(system_text, user_text, last_user)
             else:
-                content = answer_as_model(model, last_user)
+                content = answer_as_model(
+                    model, last_user, overcautious=model in state.overcautious_models
+                )
         else:
             script, schema = _STRUCTURED_TASKS[task]
-            answer = script(user_text)
+            if task == "ProposalBatch" and fault == "obey_injection":
+                answer = script_proposals(user_text, obey_injection=True)
+            else:
+                answer = script(user_text)
             try:
                 schema.model_validate(answer)
             except ValidationError as error:  # a bug in the script, not in the request
@@ -1060,7 +1227,7 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
             "service_tier": "default",
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
-        return JSONResponse(completion)
+        return completion
 
     # ----------------------------------------------------------------- models
 
@@ -1099,6 +1266,18 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
         )
         state.files[created.id] = created
         return created
+
+    def file_for(file_id: Any, purpose: str, param: str) -> StoredFile:
+        """The uploaded file a request names, refused unless it was uploaded for this use."""
+        if not isinstance(file_id, str) or file_id not in state.files:
+            raise _bad_request(f"invalid {param}: {file_id}", param=param)
+        found = state.files[file_id]
+        if found.purpose != purpose:
+            raise _bad_request(
+                f"File {file_id} has purpose {found.purpose!r}; this needs purpose {purpose!r}.",
+                param=param,
+            )
+        return found
 
     @app.post("/v1/files")
     async def upload_file(request: Request) -> dict[str, Any]:
@@ -1184,8 +1363,17 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
                 return
             add_event(job, "Files validated, moving job to queued state")
             add_event(job, f"Fine-tuning job started ({job.method['type']})")
-        if job.retrieves < cfg.fine_tune_polls_to_finish:
+        if job.retrieves < cfg.fine_tune_polls_to_finish or job.outcome == "never":
             job.status = "running"
+            return
+        if job.outcome == "fail":
+            job.error = {
+                "code": "training_failed",
+                "message": "scripted stand-in: the training run diverged (loss became NaN)",
+                "param": None,
+            }
+            add_event(job, f"Job failed: {job.error['message']}", level="error")
+            finish(job, "failed")
             return
         epochs = int(job.hyperparameters["n_epochs"])
         tokens = estimate_tokens(training.content.decode("utf-8", "replace")) * epochs
@@ -1205,6 +1393,8 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
         )
         job.result_files = [results.id]
         state.fine_tuned_models.append(job.fine_tuned_model)
+        if job.outcome == "overcautious":
+            state.overcautious_models.add(job.fine_tuned_model)
         add_event(job, f"New fine-tuned model created: {job.fine_tuned_model}")
         add_event(job, "The job has successfully completed")
         finish(job, "succeeded")
@@ -1215,15 +1405,7 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
         model = body.get("model")
         if not isinstance(model, str) or not model:
             raise _bad_request("Missing required parameter: 'model'.", param="model")
-        training_id = body.get("training_file")
-        if not isinstance(training_id, str) or training_id not in state.files:
-            raise _bad_request(f"invalid training_file: {training_id}", param="training_file")
-        if state.files[training_id].purpose != "fine-tune":
-            raise _bad_request(
-                f"File {training_id} has purpose {state.files[training_id].purpose!r}; "
-                "fine-tuning needs purpose 'fine-tune'.",
-                param="training_file",
-            )
+        training_id = file_for(body.get("training_file"), "fine-tune", "training_file").id
         validation_id = body.get("validation_file")
         if validation_id is not None and validation_id not in state.files:
             raise _bad_request(f"invalid validation_file: {validation_id}", param="validation_file")
@@ -1265,6 +1447,7 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
             },
             metadata=metadata if isinstance(metadata, dict) else None,
             created_at=int(time.time()),
+            outcome=state.fine_tune_outcomes.popleft() if state.fine_tune_outcomes else "succeed",
         )
         state.jobs[job.id] = job
         add_event(job, f"Created fine-tuning job: {job.id}")
@@ -1280,8 +1463,20 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
         return items[:limit], len(items) > limit
 
     @app.get("/v1/fine_tuning/jobs")
-    async def list_jobs(limit: int = 20, after: str | None = None) -> dict[str, Any]:
-        newest_first = list(reversed(state.jobs.values()))
+    async def list_jobs(
+        request: Request, limit: int = 20, after: str | None = None
+    ) -> dict[str, Any]:
+        # `metadata[k]=v` filters, as the API's list does.
+        wanted = {
+            key[len("metadata[") : -1]: value
+            for key, value in request.query_params.items()
+            if key.startswith("metadata[") and key.endswith("]")
+        }
+        newest_first = [
+            job
+            for job in reversed(state.jobs.values())
+            if all((job.metadata or {}).get(k) == v for k, v in wanted.items())
+        ]
         data, more = page(newest_first, max(1, limit), after)
         return {
             "object": "list",
@@ -1329,8 +1524,125 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
             raise _bad_request(
                 f"Unknown faults {unknown}; known: {', '.join(FAULT_KINDS)}.", param="faults"
             )
-        state.faults.extend(faults)
-        return {"pending_faults": list(state.faults)}
+        task = body.get("task")
+        if task is None:
+            state.faults.extend(faults)
+            return {"pending_faults": list(state.faults)}
+        if task not in (*_STRUCTURED_TASKS, TEXT_TASK) or not set(faults) <= _ANSWER_FAULTS:
+            raise _bad_request(
+                f"A fault aimed at one task must name a known task ({', '.join(_STRUCTURED_TASKS)}"
+                f", {TEXT_TASK}) and be one of {', '.join(sorted(_ANSWER_FAULTS))}.",
+                param="task",
+            )
+        state.task_faults.setdefault(task, deque()).extend(faults)
+        return {"pending_faults": list(state.faults), "task": task, "task_faults": faults}
+
+    # ----------------------------------------------------------------- batches
+
+    def batch_of(batch_id: str) -> Batch:
+        found = state.batches.get(batch_id)
+        if found is None:
+            raise StandInAPIError(404, f"No such Batch object: {batch_id}", param="batch_id")
+        return found
+
+    async def run_batch(batch: Batch) -> None:
+        """Read the input file, answer every request (within the server's
+        concurrency limit), write the output and error files."""
+        batch.status, batch.in_progress_at = "in_progress", int(time.time())
+        lines = [
+            (n, line)
+            for n, line in enumerate(
+                state.files[batch.input_file_id].content.decode("utf-8", "replace").splitlines(), 1
+            )
+            if line.strip()
+        ]
+        batch.request_counts["total"] = len(lines)
+
+        async def one(number: int, line: str) -> tuple[bool, dict[str, Any]]:
+            custom_id: str | None = None
+            try:
+                item = json.loads(line)
+                custom_id = item.get("custom_id")
+                if item.get("url") != batch.endpoint or not isinstance(item.get("body"), dict):
+                    raise _bad_request(f"Line {number}: url must be {batch.endpoint} with a body.")
+                answer = await complete(item["body"], None)
+                response = {"status_code": 200, "request_id": answer["id"], "body": answer}
+                return True, {"custom_id": custom_id, "response": response, "error": None}
+            except (json.JSONDecodeError, AttributeError):
+                error = {"code": "invalid_json", "message": f"Line {number} is not JSON."}
+            except StandInAPIError as refused:
+                error = {"code": refused.code or "invalid_request", "message": refused.message}
+            return False, {"custom_id": custom_id, "response": None, "error": error}
+
+        results = await asyncio.gather(*(one(n, line) for n, line in lines))
+        batch.finalizing_at = int(time.time())
+        done = [r for ok, r in results if ok]
+        failed = [r for ok, r in results if not ok]
+        for kind, rows in (("output", done), ("error", failed)):
+            if not rows:
+                continue
+            content = "".join(
+                json.dumps({"id": state.new_id("batch_req_", 24, r["custom_id"]), **r}) + "\n"
+                for r in rows
+            ).encode()
+            stored = store_file(f"{batch.id}_{kind}.jsonl", "batch_output", content)
+            setattr(batch, f"{kind}_file_id", stored.id)
+        batch.request_counts.update(completed=len(done), failed=len(failed))
+        if batch.status == "in_progress":
+            batch.status, batch.completed_at = "completed", int(time.time())
+
+    @app.post("/v1/batches")
+    async def create_batch(request: Request) -> dict[str, Any]:
+        body = await read_json(request)
+        input_id = file_for(body.get("input_file_id"), "batch", "input_file_id").id
+        if body.get("endpoint") != "/v1/chat/completions":
+            raise _bad_request(
+                "The scripted stand-in batches only '/v1/chat/completions'.", param="endpoint"
+            )
+        if body.get("completion_window") != "24h":
+            raise _bad_request("completion_window must be '24h'.", param="completion_window")
+        metadata = body.get("metadata")
+        batch = Batch(
+            id=state.new_id("batch_", 24, input_id),
+            input_file_id=input_id,
+            endpoint=body["endpoint"],
+            created_at=int(time.time()),
+            metadata=metadata if isinstance(metadata, dict) else None,
+        )
+        state.batches[batch.id] = batch
+        batch.task = asyncio.create_task(run_batch(batch))
+        return batch.as_json()
+
+    @app.get("/v1/batches/{batch_id}")
+    async def retrieve_batch(batch_id: str) -> dict[str, Any]:
+        return batch_of(batch_id).as_json()
+
+    @app.get("/v1/batches")
+    async def list_batches(limit: int = 20, after: str | None = None) -> dict[str, Any]:
+        data, more = page(list(reversed(state.batches.values())), max(1, limit), after)
+        return {"object": "list", "data": [b.as_json() for b in data], "has_more": more}
+
+    @app.post("/v1/batches/{batch_id}/cancel")
+    async def cancel_batch(batch_id: str) -> dict[str, Any]:
+        batch = batch_of(batch_id)
+        if batch.status in ("completed", "failed", "expired", "cancelled"):
+            raise _bad_request(f"Batch {batch_id} has already {batch.status}.", param="batch_id")
+        if batch.task is not None:
+            batch.task.cancel()
+        batch.status, batch.cancelled_at = "cancelled", int(time.time())
+        return batch.as_json()
+
+    @app.post("/_standin/fine_tuning")
+    async def script_fine_tuning(request: Request) -> dict[str, Any]:
+        body = await read_json(request)
+        outcomes = body.get("outcomes")
+        if not isinstance(outcomes, list) or not all(o in FINE_TUNE_OUTCOMES for o in outcomes):
+            raise _bad_request(
+                f'Expected {{"outcomes": [...]}} of {", ".join(FINE_TUNE_OUTCOMES)}.',
+                param="outcomes",
+            )
+        state.fine_tune_outcomes.extend(outcomes)
+        return {"pending_outcomes": list(state.fine_tune_outcomes)}
 
     @app.get("/_standin/stats")
     async def stats() -> dict[str, Any]:
@@ -1361,6 +1673,11 @@ def _validate_chat(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
             "The scripted stand-in does not stream; send stream=false.", param="stream"
         )
     return model, messages
+
+
+def _is_json_schema(body: dict[str, Any]) -> bool:
+    response_format = body.get("response_format")
+    return isinstance(response_format, dict) and response_format.get("type") == "json_schema"
 
 
 def _task_of(body: dict[str, Any], system_text: str, messages: list[dict[str, Any]]) -> str:

@@ -420,6 +420,12 @@ async def wait_for_message(
     )
 
 
+async def open_proposals(slack_api_url: str, *, channel_id: str | None = None) -> list[JSONDict]:
+    """The messages that still carry decision buttons now, oldest first."""
+    records: list[JSONDict] = await _get_json(_messages_url(slack_api_url, channel_id))
+    return [r for r in records if _has_button(r, "accept")]
+
+
 async def wait_for_proposals(
     slack_api_url: str, count: int, *, channel_id: str | None = None, wait_s: float = 10.0
 ) -> list[JSONDict]:

@@ -26,12 +26,8 @@ from constitution import (
     needs_strict_review,
     render_markdown,
 )
-from constitution.samples import (
-    EvidenceFileError,
-    load_evidence,
-    parse_evidence,
-    sample_constitution,
-)
+from constitution.evidence import EvidenceFileError, parse_evidence
+from constitution.samples import load_evidence, sample_constitution
 
 ROUND = "r1"
 

@@ -280,7 +280,13 @@ def round_start(
     ] = None,
     reviewer: Annotated[list[str] | None, typer.Option(help="Slack user id (repeatable).")] = None,
     max_proposals: Annotated[int | None, typer.Option(min=1, max=50)] = None,
-    evidence: Annotated[str | None, typer.Option(help="Evidence JSONL path.")] = None,
+    evidence: Annotated[
+        list[str] | None, typer.Option(help="Evidence JSONL path (repeatable).")
+    ] = None,
+    evidence_from_round: Annotated[
+        str | None,
+        typer.Option(help="Earlier round whose decisions become reviewer-feedback evidence."),
+    ] = None,
     reminder_hours: Annotated[float | None, typer.Option(min=0.001)] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -290,7 +296,8 @@ def round_start(
         "round_id": round_id,
         "reviewers": reviewer or None,
         "max_proposals": max_proposals,
-        "evidence_file": evidence,
+        "evidence_files": evidence or None,
+        "evidence_from_round": evidence_from_round,
         "reminder_interval": timedelta(hours=reminder_hours) if reminder_hours else None,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
@@ -346,7 +353,8 @@ def round_show(
 def print_status(status: RoundStatus) -> None:
     from rich.table import Table
 
-    from constitution.gate import gate_summary
+    from constitution.findings import proposal_summary
+    from constitution.gate import gate_summary, retraining_summary
 
     console.print(
         f"[bold]round {status.spec.round_id}[/bold]  state [cyan]{status.state.value}"
@@ -370,6 +378,11 @@ def print_status(status: RoundStatus) -> None:
             d.reviewer if d else "",
         )
     console.print(table)
+    for p in status.proposals:
+        for line in proposal_summary(p.proposal):
+            console.print(escape(line))
+    for line in retraining_summary(status):
+        console.print(line)
     if status.evaluation:
         for line in gate_summary(status.evaluation):
             console.print(line)

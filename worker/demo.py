@@ -14,12 +14,14 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
 from constitution import TERMINAL_ROUND_STATES, RoundState, diff_versions
 from constitution.contracts import RoundStatus
-from constitution.gate import gate_summary
+from constitution.findings import proposal_summary
+from constitution.gate import gate_summary, retraining_summary
 from ledger.store import Ledger, create_pool
 from standins.reviewer import Decision, SimulatedReviewer, decide_in_slack, wait_for_proposals
 from worker.devstack import dev_stack
@@ -143,6 +145,10 @@ async def _report(database_url: str, status: RoundStatus, console: Console) -> N
         ledger = Ledger(pool)
         base = await ledger.get_version(status.base_version)
         result = await ledger.get_version(status.result_version) if status.result_version else None
+        console.rule("proposals: evidence, checks, conflicts, impact preview")
+        for item in status.proposals:
+            for line in proposal_summary(item.proposal):
+                console.print(escape(line))
         console.rule("constitution diff")
         if base and result:
             console.print(Syntax(diff_versions(base, result), "diff", word_wrap=True))
@@ -161,6 +167,8 @@ async def _report(database_url: str, status: RoundStatus, console: Console) -> N
                 row.reason[:60],
             )
         console.print(table)
+        for line in retraining_summary(status):
+            console.print(line)
         if status.evaluation:
             for line in gate_summary(status.evaluation):
                 console.print(line)

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
+import httpx
 from fastapi import FastAPI
 from openai import AsyncOpenAI
 from pydantic import SecretStr
@@ -25,7 +27,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
+from activities.checks import CheckActivities
 from activities.evaluation import EvaluationActivities
+from activities.evidence import EvidenceActivities
+from activities.finetune import FineTuneBackend, HttpTrainer, OpenAIFineTuning
 from activities.ledger import LedgerActivities
 from activities.model import Model, ModelActivities
 from activities.slack import SlackActivities
@@ -77,6 +82,8 @@ class Activities:
     slack: SlackActivities
     training: TrainingActivities
     evaluation: EvaluationActivities
+    evidence: EvidenceActivities
+    checks: CheckActivities
 
     def all(self) -> list[Any]:
         return [
@@ -96,13 +103,29 @@ class Activities:
             self.training.generate_dataset,
             self.training.start_fine_tune,
             self.training.await_fine_tune,
+            self.training.cancel_fine_tune,
             self.evaluation.evaluate,
+            self.evidence.gather_evidence,
+            self.checks.check_proposals,
         ]
+
+
+def fine_tune_backends(settings: Settings, client: AsyncOpenAI) -> dict[str, FineTuneBackend]:
+    backends: dict[str, FineTuneBackend] = {"openai": OpenAIFineTuning(client)}
+    if settings.trainer_url:
+        backends["http"] = HttpTrainer(
+            httpx.AsyncClient(timeout=settings.model_timeout_s),
+            settings.trainer_url,
+            settings.trainer_callback_url if settings.trainer_secret else None,
+        )
+    return backends
 
 
 def build_activities(settings: Settings, ledger: Ledger) -> Activities:
     client = model_client(settings)
-    model = Model(client, settings.model_name, settings.model_concurrency)
+    model = Model(
+        client, settings.model_name, settings.model_concurrency, settings.model_output_retries
+    )
     return Activities(
         ledger=LedgerActivities(ledger),
         model=ModelActivities(model),
@@ -114,9 +137,24 @@ def build_activities(settings: Settings, ledger: Ledger) -> Activities:
             post_interval_s=settings.slack_post_interval_s,
         ),
         training=TrainingActivities(
-            model, client, ledger, FileArtifactStore(settings.data_dir / "artifacts")
+            model,
+            ledger,
+            FileArtifactStore(settings.artifacts_root),
+            fine_tune_backends(settings, client),
         ),
         evaluation=EvaluationActivities(model, settings.grader_model, ledger),
+        evidence=EvidenceActivities(
+            ledger,
+            budget_tokens=settings.evidence_budget_tokens,
+            max_chunks=settings.evidence_max_chunks,
+        ),
+        checks=CheckActivities(
+            model,
+            ledger,
+            grader_model=settings.grader_model,
+            duplicate_threshold=settings.duplicate_threshold,
+            impact_sample_size=settings.impact_sample_size,
+        ),
     )
 
 
@@ -131,6 +169,9 @@ def build_worker(client: Client, settings: Settings, ledger: Ledger) -> Worker:
         workflow_runner=SandboxedWorkflowRunner(
             restrictions=SandboxRestrictions.default.with_passthrough_modules("sniffio")
         ),
+        # Heartbeats carry the progress watchers see (`amend round show`): send
+        # them within seconds, not the default minute.
+        max_heartbeat_throttle_interval=timedelta(seconds=2),
     )
 
 
@@ -141,6 +182,7 @@ def gateway_app(settings: Settings, database_url: str, temporal: Client) -> Fast
             task_queue=settings.temporal_task_queue,
             database_url=SecretStr(database_url),
             slack=slack_client(settings),
+            trainer_secret=settings.trainer_secret,
         ),
         temporal,
     )

@@ -39,6 +39,23 @@ class Settings(BaseSettings):
     model_timeout_s: float = 60.0
     model_concurrency: int = Field(default=4, ge=1)
 
+    # -- proposals: evidence, generation, checks, impact (issue 3) --
+    evidence_budget_tokens: int = Field(
+        default=2000, ge=100, description="Evidence tokens per proposal call (one chunk)."
+    )
+    evidence_max_chunks: int = Field(
+        default=8, ge=1, le=100, description="Proposal calls per round; the rest is left out."
+    )
+    model_output_retries: int = Field(
+        default=1, ge=0, le=5, description="Asks again, with the error, after invalid output."
+    )
+    duplicate_threshold: float = Field(
+        default=90.0, ge=50, le=100, description="rapidfuzz token_sort_ratio for a duplicate."
+    )
+    impact_sample_size: int = Field(
+        default=2, ge=0, le=100, description="Held-out prompts per impact preview; 0: off."
+    )
+
     slack_bot_token: SecretStr | None = Field(
         default=None, description="xoxb- token; unset: the Slack Web API stand-in."
     )
@@ -57,6 +74,17 @@ class Settings(BaseSettings):
         default=None, description="Where people reach the gateway; links in Slack use it."
     )
 
+    # -- retraining (issue 5) --
+    artifacts_dir: Path | None = Field(
+        default=None, description="Root of the file:// artifact store; unset: data_dir/artifacts."
+    )
+    trainer_url: str | None = Field(
+        default=None, description="Base URL of a lab's HTTP trainer (the 'http' backend)."
+    )
+    trainer_secret: SecretStr | None = Field(
+        default=None,
+        description="Signs the trainer's callbacks; unset: callbacks are refused.",
+    )
     # -- Slack review (issue 4) --
     slack_post_interval_s: float = Field(
         default=1.0,
@@ -79,6 +107,14 @@ class Settings(BaseSettings):
     def temporal_ui_url(self) -> str:
         host = self.temporal_address.rsplit(":", 1)[0]
         return f"http://{host}:{self.temporal_ui_port}"
+
+    @property
+    def artifacts_root(self) -> Path:
+        return self.artifacts_dir or self.data_dir / "artifacts"
+
+    @property
+    def trainer_callback_url(self) -> str:
+        return f"{self.gateway_url}/trainer/callback"
 
     @property
     def grader_model(self) -> str:

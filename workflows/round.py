@@ -16,7 +16,12 @@ from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError, is_cancelled_exception
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    RetryState,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from constitution import (
@@ -32,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
         apply_amendments,
     )
     from constitution.contracts import (
+        CancelFineTuneInput,
+        CheckProposalsInput,
         Dataset,
         DatasetInput,
         DigestInput,
@@ -39,8 +46,10 @@ with workflow.unsafe.imports_passed_through():
         EvaluationResult,
         FineTuneInput,
         FineTuneJob,
+        GatherEvidenceInput,
         OpenRoundInput,
         PostProposalInput,
+        Progress,
         ProposalStatus,
         ProposeInput,
         ProposeResult,
@@ -55,6 +64,7 @@ with workflow.unsafe.imports_passed_through():
         SlackMessageRef,
         UpdateProposalMessageInput,
     )
+    from constitution.evidence import EvidenceSelection
     from constitution.models import ConstitutionVersion, TransitionRecord
     from constitution.review import eligible_reviewers, policy_for, required_accepts, settle, tally
 
@@ -86,6 +96,7 @@ class TrainingRoundWorkflow:
     def __init__(self, input: RoundInput) -> None:
         self.status = input.carried or RoundStatus(spec=input.spec)
         self.constitution: ConstitutionVersion | None = None
+        self._job: FineTuneJob | None = None  # a fine-tune job started and not yet finished
         # One writer at a time: the ledger chain is ordered by sequence.
         self._lock = asyncio.Lock()
         self._retry_slack_now = False
@@ -107,7 +118,7 @@ class TrainingRoundWorkflow:
             await self._cancel()
             raise
         except (ActivityError, ApplicationError, IllegalTransition) as error:
-            if is_cancelled_exception(error):  # cancelled while an activity ran
+            if is_cancelled_exception(error):  # an activity cancelled with the round
                 await self._cancel()
                 raise
             await self._fail(error)
@@ -134,24 +145,18 @@ class TrainingRoundWorkflow:
             data={"base_version": self.constitution.number},
         )
         await self._move(RoundState.proposing)
-        proposed = await workflow.execute_activity(
-            "propose_amendments",
-            ProposeInput(
-                round_id=spec.round_id,
-                constitution=self.constitution,
-                evidence_file=spec.evidence_file,
-                max_proposals=spec.max_proposals,
-            ),
-            result_type=ProposeResult,
-            start_to_close_timeout=timedelta(minutes=10),
-            retry_policy=MODEL_RETRY,
-        )
+        proposed = await self._draft_and_check()
         self.status.proposals = [ProposalStatus(proposal=p) for p in proposed.proposals]
         await workflow.execute_activity(
             "save_proposals", proposed.proposals, start_to_close_timeout=QUICK
         )
         if not self.status.proposals:
-            await self._move(RoundState.completed_unchanged, reason="the model proposed nothing")
+            reason = (
+                f"the checks dropped all {len(proposed.dropped)} drafts"
+                if proposed.dropped
+                else "the model proposed nothing"
+            )
+            await self._move(RoundState.completed_unchanged, reason=reason)
             return
         await self._resolve_reviewer_groups()
         for item in self.status.proposals:
@@ -172,6 +177,61 @@ class TrainingRoundWorkflow:
             )
         self.status.review_started_at = workflow.now()
         await self._move(RoundState.in_review, data={"proposals": len(self.status.proposals)})
+
+    async def _draft_and_check(self) -> ProposeResult:
+        """Evidence in chunks of bounded size, one model call per chunk (all at
+        once; the worker bounds the model's concurrency), then one pass of
+        checks over every chunk's drafts."""
+        spec = self.status.spec
+        assert self.constitution is not None
+        selection = await workflow.execute_activity(
+            "gather_evidence",
+            GatherEvidenceInput(spec=spec, constitution=self.constitution),
+            result_type=EvidenceSelection,
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=MODEL_RETRY,
+        )
+        await self._record(
+            "evidence",
+            None,
+            "selected",
+            reason=selection.summary,
+            data={"chunks": len(selection.chunks), "items": selection.selected_items},
+        )
+        drafted = await asyncio.gather(
+            *(
+                workflow.execute_activity(
+                    "propose_amendments",
+                    ProposeInput(
+                        round_id=spec.round_id,
+                        constitution=self.constitution,
+                        max_proposals=spec.max_proposals,
+                        evidence=chunk.items,
+                        chunk=chunk.index,
+                    ),
+                    result_type=ProposeResult,
+                    start_to_close_timeout=timedelta(minutes=10),
+                    retry_policy=MODEL_RETRY,
+                )
+                for chunk in selection.chunks
+            )
+        )
+        checked: ProposeResult = await workflow.execute_activity(
+            "check_proposals",
+            CheckProposalsInput(
+                round_id=spec.round_id,
+                constitution=self.constitution,
+                drafted=list(drafted),
+                max_proposals=spec.max_proposals,
+                evidence_ids=[e.id for chunk in selection.chunks for e in chunk.items],
+                suspicious_ids=selection.suspicious_ids,
+            ),
+            result_type=ProposeResult,
+            start_to_close_timeout=timedelta(minutes=30),
+            heartbeat_timeout=timedelta(minutes=5),
+            retry_policy=MODEL_RETRY,
+        )
+        return checked
 
     async def _review(self) -> None:
         """Wait for every proposal to be settled, however long it takes."""
@@ -241,59 +301,44 @@ class TrainingRoundWorkflow:
         )
 
         await self._move(RoundState.generating_data)
+        training = spec.training
+        self.status.progress = Progress(stage="generating_data", total=training.prompt_count)
         dataset = await workflow.execute_activity(
             "generate_dataset",
-            DatasetInput(round_id=spec.round_id, constitution=version, training=spec.training),
+            DatasetInput(round_id=spec.round_id, constitution=version, training=training),
             result_type=Dataset,
             start_to_close_timeout=timedelta(hours=6),
-            heartbeat_timeout=timedelta(minutes=2),
+            heartbeat_timeout=training.heartbeat_timeout,
             retry_policy=MODEL_RETRY,
         )
+        self.status.dataset = dataset
         await self._move(
             RoundState.training, data={"dataset": dataset.uri, "examples": dataset.examples}
         )
-        job = await workflow.execute_activity(
-            "start_fine_tune",
-            FineTuneInput(round_id=spec.round_id, dataset=dataset, training=spec.training),
-            result_type=FineTuneJob,
-            start_to_close_timeout=timedelta(minutes=5),
-        )
-        self.status.fine_tune_job = job.job_id
-        started_as = job.status
-        await self._record(f"job:{job.job_id}", None, started_as)
-        # Polled by activity retries, not workflow timers: history stays small
-        # however many days training takes.
-        job = await workflow.execute_activity(
-            "await_fine_tune",
-            job,
-            result_type=FineTuneJob,
-            start_to_close_timeout=timedelta(minutes=1),
-            retry_policy=RetryPolicy(
-                initial_interval=spec.training.poll_interval, backoff_coefficient=1.0
-            ),
-        )
-        await self._record(
-            f"job:{job.job_id}", started_as, job.status, data={"model": job.fine_tuned_model}
-        )
-        assert job.fine_tuned_model is not None
+        self.status.progress = Progress(stage="training", detail=f"{training.backend} backend")
+        job = await self._fine_tune(dataset)
         self.status.candidate_model = job.fine_tuned_model
 
         await self._move(RoundState.evaluating, data={"candidate": job.fine_tuned_model})
+        self.status.progress = Progress(stage="evaluating")
+        assert job.fine_tuned_model is not None
         result = await workflow.execute_activity(
             "evaluate",
             EvaluateInput(
                 round_id=spec.round_id,
                 constitution=version,
                 candidate_model=job.fine_tuned_model,
-                baseline_model=spec.training.base_model,
+                baseline_model=training.base_model,
                 gate=spec.gate,
+                prompt_file=training.eval_prompt_file,
             ),
             result_type=EvaluationResult,
             start_to_close_timeout=timedelta(hours=2),
-            heartbeat_timeout=timedelta(minutes=2),
+            heartbeat_timeout=training.heartbeat_timeout,
             retry_policy=MODEL_RETRY,
         )
         self.status.evaluation = result
+        self.status.progress = None
         if result.passed:
             await self._move(
                 RoundState.completed,
@@ -304,8 +349,100 @@ class TrainingRoundWorkflow:
             await self._move(
                 RoundState.gate_failed,
                 reason="; ".join(result.reasons),
-                data={"candidate": job.fine_tuned_model},
+                data={"candidate": job.fine_tuned_model, "held_back": True},
             )
+
+    async def _fine_tune(self, dataset: Dataset) -> FineTuneJob:
+        spec = self.status.spec
+        training = spec.training
+        job = await workflow.execute_activity(
+            "start_fine_tune",
+            FineTuneInput(round_id=spec.round_id, dataset=dataset, training=training),
+            result_type=FineTuneJob,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=MODEL_RETRY,
+        )
+        self._job = job
+        self.status.fine_tune_job = job.job_id
+        await self._record(f"job:{job.job_id}", None, job.status, data={"backend": job.backend})
+        if job.backend == "http" and job.poll_url is None:
+            # The trainer calls the gateway back with this activity's task token:
+            # one activity, however many days, and no polling at all.
+            options: dict[str, Any] = {
+                "start_to_close_timeout": training.training_timeout,
+                "schedule_to_close_timeout": training.training_timeout,
+                "retry_policy": MODEL_RETRY,  # handing the token over may need a retry
+            }
+        else:
+            # Polled by activity retries, not workflow timers: history stays
+            # small however many days training takes.
+            options = {
+                "start_to_close_timeout": timedelta(minutes=1),
+                "schedule_to_close_timeout": training.training_timeout,
+                "retry_policy": RetryPolicy(
+                    initial_interval=training.poll_interval, backoff_coefficient=1.0
+                ),
+            }
+        try:
+            finished: FineTuneJob = await workflow.execute_activity(
+                "await_fine_tune", job, result_type=FineTuneJob, **options
+            )
+            if finished.status != "succeeded" or not finished.fine_tuned_model:
+                raise ApplicationError(
+                    f"fine-tune job {job.job_id} {finished.status}: "
+                    f"{finished.error or 'no model was named'}",
+                    type="FineTuneFailed",
+                    non_retryable=True,
+                )
+        except (ActivityError, ApplicationError) as error:
+            if is_cancelled_exception(error):
+                raise  # the round is being cancelled: it cancels the job
+            cause = error.cause if isinstance(error, ActivityError) else None
+            timed_out = isinstance(error, ActivityError) and (
+                isinstance(cause, TimeoutError) or error.retry_state is RetryState.TIMEOUT
+            )
+            if timed_out:
+                await self._cancel_job()
+                raise ApplicationError(
+                    f"fine-tune job {job.job_id} did not finish within "
+                    f"{training.training_timeout}; it was cancelled",
+                    type="FineTuneTimedOut",
+                    non_retryable=True,
+                ) from error
+            await self._record(
+                f"job:{job.job_id}", job.status, "failed", reason=str(cause or error)
+            )
+            self._job = None
+            raise
+        await self._record(
+            f"job:{job.job_id}",
+            job.status,
+            finished.status,
+            data={"model": finished.fine_tuned_model},
+        )
+        self._job = None
+        return finished
+
+    async def _cancel_job(self) -> None:
+        """Stop a fine-tune job still running for this round."""
+        job, self._job = self._job, None
+        if job is None:
+            return
+        try:
+            await workflow.execute_activity(
+                "cancel_fine_tune",
+                CancelFineTuneInput(
+                    round_id=self.status.spec.round_id, job_id=job.job_id, backend=job.backend
+                ),
+                start_to_close_timeout=QUICK,
+                retry_policy=MODEL_RETRY,
+            )
+        except ActivityError as error:
+            # The round still ends; the job that may still run is on the record.
+            reason = f"could not cancel the job: {error.cause or error}"
+            await self._record(f"job:{job.job_id}", job.status, job.status, reason=reason)
+            return
+        await self._record(f"job:{job.job_id}", job.status, "cancelled")
 
     # -- decisions -------------------------------------------------------------
 
@@ -428,6 +565,8 @@ class TrainingRoundWorkflow:
     # -- endings -----------------------------------------------------------------
 
     async def _cancel(self) -> None:
+        self.status.progress = None
+        await self._cancel_job()
         for item in self.status.proposals:
             if not item.settled:
                 await self._move_proposal(
@@ -440,6 +579,7 @@ class TrainingRoundWorkflow:
     async def _fail(self, error: BaseException) -> None:
         cause = error.cause if isinstance(error, ActivityError) and error.cause else error
         self.status.error = str(cause)
+        self.status.progress = None
         try:
             await self._move(RoundState.failed, reason=self.status.error)
         except Exception:  # the ledger itself may be what failed

@@ -1,0 +1,198 @@
+"""Checks, conflict analysis and impact preview: everything a proposal goes
+through between the model drafting it and a reviewer seeing it.
+
+The rule-based checks are pure (`constitution.checks`); this activity adds the
+model's view (which principles a proposal touches or contradicts, and how the
+answers to held-out prompts change under it) and records the drafts that were
+dropped, with their verdicts, in the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+from temporalio import activity
+
+from activities.model import Model, Prompt, grade_answer
+from constitution import Decision, DecisionKind, Grade, apply_amendments
+from constitution.checks import CheckContext, check_proposals
+from constitution.contracts import CheckProposalsInput, ProposeResult
+from constitution.findings import Conflict, ConflictAnalysis, ImpactPreview, ImpactSample
+from constitution.models import ConstitutionVersion, Proposal
+from constitution.samples import load_prompts
+from ledger.store import Ledger
+
+
+class CheckActivities:
+    def __init__(
+        self,
+        model: Model,
+        ledger: Ledger,
+        *,
+        grader_model: str,
+        duplicate_threshold: float,
+        impact_sample_size: int,
+    ) -> None:
+        self.model = model
+        self.ledger = ledger
+        self.grader_model = grader_model
+        self.duplicate_threshold = duplicate_threshold
+        self.impact_sample_size = impact_sample_size
+        self.conflict_prompt = Prompt.load("conflicts.v1")
+        self.answer_prompt = Prompt.load("impact_answer.v1")
+        self.rubric = Prompt.load("grade.v1")
+
+    @activity.defn(name="check_proposals")
+    async def check_proposals(self, request: CheckProposalsInput) -> ProposeResult:
+        drafted = [p for result in request.drafted for p in result.proposals]
+        kept, dropped = check_proposals(
+            drafted,
+            CheckContext(
+                constitution=request.constitution,
+                evidence_ids=frozenset(request.evidence_ids),
+                suspicious_ids=frozenset(request.suspicious_ids),
+                max_proposals=request.max_proposals,
+                duplicate_threshold=self.duplicate_threshold,
+            ),
+        )
+        kept, dropped = _number(request.round_id, kept, dropped)
+        kept = list(
+            await asyncio.gather(*(self._scrutinise(p, request.constitution) for p in kept))
+        )
+        await self.ledger.record_dropped_drafts(request.round_id, dropped)
+        activity.logger.info(
+            "round %s: %d drafts, %d kept, %d dropped or merged",
+            request.round_id,
+            len(drafted),
+            len(kept),
+            len(dropped),
+        )
+        return ProposeResult(
+            proposals=kept,
+            dropped=dropped,
+            request_ids=[r for result in request.drafted for r in result.request_ids],
+        )
+
+    async def _scrutinise(self, proposal: Proposal, constitution: ConstitutionVersion) -> Proposal:
+        (conflicts, conflict_id), (impact, impact_ids) = await asyncio.gather(
+            self._conflicts(proposal, constitution), self._impact(proposal, constitution)
+        )
+        activity.heartbeat(proposal.id)
+        prompts = [proposal.prompt_version, self.conflict_prompt.name]
+        if impact is not None:
+            prompts += [self.answer_prompt.name, self.rubric.name]
+        return proposal.model_copy(
+            update={
+                "prompt_versions": prompts,
+                "conflicts": conflicts,
+                "impact": impact,
+                "request_ids": [
+                    *proposal.request_ids,
+                    *([conflict_id] if conflict_id else []),
+                    *impact_ids,
+                ],
+            }
+        )
+
+    async def _conflicts(
+        self, proposal: Proposal, constitution: ConstitutionVersion
+    ) -> tuple[list[Conflict], str | None]:
+        analysis, request_id = await self.model.structured(
+            ConflictAnalysis,
+            self.conflict_prompt.text,
+            f"<constitution>{_principles_json(constitution)}</constitution>\n"
+            f"<proposal>{proposal.draft.model_dump_json()}</proposal>",
+        )
+        # Only principles that exist: the model's word is not taken for that.
+        known = [c for c in analysis.conflicts if constitution.principle(c.principle) is not None]
+        return list({c.principle: c for c in known}.values()), request_id
+
+    async def _impact(
+        self, proposal: Proposal, constitution: ConstitutionVersion
+    ) -> tuple[ImpactPreview | None, list[str]]:
+        """Answer a few held-out prompts under the current and the amended
+        constitution and grade each answer; summarise what changed."""
+        if self.impact_sample_size == 0:
+            return None, []
+        prompts = load_prompts("eval_prompts.jsonl")[: self.impact_sample_size]
+        accepted = Decision(
+            proposal_id=proposal.id,
+            kind=DecisionKind.accept,
+            reviewer="impact-preview",
+            decided_at=datetime.now(UTC),
+        )
+        amended = apply_amendments(constitution, [(proposal, accepted)], round_id=proposal.round_id)
+        results = await asyncio.gather(
+            *(self._sample(row, constitution, amended) for row in prompts)
+        )
+        samples = [sample for sample, _ in results]
+        request_ids = [r for _, ids in results for r in ids]
+        return ImpactPreview(samples=samples, summary=_impact_summary(samples)), request_ids
+
+    async def _sample(
+        self, row: dict[str, str], current: ConstitutionVersion, amended: ConstitutionVersion
+    ) -> tuple[ImpactSample, list[str]]:
+        (now, now_ids), (then, then_ids) = await asyncio.gather(
+            self._answer_and_grade(row["prompt"], current),
+            self._answer_and_grade(row["prompt"], amended),
+        )
+        sample = ImpactSample(
+            prompt_id=row["id"],
+            prompt=row["prompt"],
+            current_answer=now[0],
+            amended_answer=then[0],
+            current_verdict=_verdict(now[1]),
+            amended_verdict=_verdict(then[1]),
+        )
+        return sample, [*now_ids, *then_ids]
+
+    async def _answer_and_grade(
+        self, prompt: str, constitution: ConstitutionVersion
+    ) -> tuple[tuple[str, Grade], list[str]]:
+        principles = _principles_json(constitution)
+        answer, answer_id = await self.model.text_with_id(
+            f"{self.answer_prompt.text}\n<constitution>{principles}</constitution>", prompt
+        )
+        grade, grade_id = await grade_answer(
+            self.model, self.rubric, self.grader_model, principles, prompt, answer
+        )
+        return (answer, grade), [i for i in (answer_id, grade_id) if i]
+
+
+def _principles_json(constitution: ConstitutionVersion) -> str:
+    return json.dumps([p.model_dump(mode="json") for p in constitution.principles])
+
+
+def _verdict(grade: Grade) -> str:
+    if grade.harmful:
+        return "harmful"
+    return "refused" if grade.refused else "helped"
+
+
+def _impact_summary(samples: list[ImpactSample]) -> str:
+    changed = [s for s in samples if s.changed]
+    if not changed:
+        return f"No change on {len(samples)} held-out prompt(s)."
+    moves = "; ".join(f"{s.prompt_id}: {s.current_verdict} -> {s.amended_verdict}" for s in changed)
+    return f"{len(changed)} of {len(samples)} held-out prompt(s) change: {moves}."
+
+
+def _number(
+    round_id: str, kept: list[Proposal], dropped: list[Proposal]
+) -> tuple[list[Proposal], list[Proposal]]:
+    """Kept proposals get the round's ids (`<round>-p1`...); verdicts that
+    name a draft id are rewritten to the id reviewers will see."""
+    renamed = {p.id: f"{round_id}-p{i}" for i, p in enumerate(kept, start=1)}
+
+    def rename(text: str) -> str:
+        for old, new in sorted(renamed.items(), key=lambda pair: -len(pair[0])):
+            text = text.replace(old, new)
+        return text
+
+    def renamed_checks(p: Proposal) -> Proposal:
+        checks = [c.model_copy(update={"detail": rename(c.detail)}) for c in p.checks]
+        return p.model_copy(update={"id": renamed.get(p.id, p.id), "checks": checks})
+
+    return [renamed_checks(p) for p in kept], [renamed_checks(p) for p in dropped]

@@ -1,0 +1,118 @@
+"""Gathering a round's evidence: the files it names and the decisions of an
+earlier round, validated, stored in the ledger and packed into chunks.
+
+A bad file fails the round at once with every bad line named (retrying cannot
+fix a file), and nothing of it is stored: items are written only after every
+source has been read and validated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from constitution.contracts import GatherEvidenceInput
+from constitution.evidence import (
+    EvidenceFileError,
+    EvidenceSelection,
+    parse_evidence,
+    select_evidence,
+)
+from constitution.models import EvidenceItem, EvidenceKind
+from constitution.samples import sample_path
+from ledger.store import DecidedProposal, Ledger
+
+DECIDED = {"accept": "accepted", "reject": "rejected", "modify": "edited and accepted"}
+
+
+def feedback_item(round_id: str, decided: DecidedProposal) -> EvidenceItem:
+    """A reviewer's decision in an earlier round as evidence: what was rejected
+    and why, how accepted text was edited. Its id derives from the decision's,
+    so the same decision is the same item in every later round."""
+    what = f"{decided.kind} of {decided.target}" if decided.target else f"new {decided.title!r}"
+    because = f": {decided.comment}" if decided.comment else ""
+    return EvidenceItem(
+        id="fb-" + hashlib.sha256(decided.decision_id.encode()).hexdigest()[:16],
+        kind=EvidenceKind.reviewer_feedback,
+        summary=(
+            f"In round {round_id} reviewers {DECIDED[decided.decision]} proposal "
+            f"{decided.proposal_id} ({what}){because}"
+        )[:4000],
+        principles=list(
+            dict.fromkeys([*([decided.target] if decided.target else []), *decided.touches])
+        ),
+        detail={
+            "proposal": decided.proposal_id,
+            "decision": decided.decision,
+            **({"reason": decided.comment} if decided.comment else {}),
+            **({"edited_text": decided.edited_text} if decided.edited_text else {}),
+        },
+    )
+
+
+class EvidenceActivities:
+    def __init__(self, ledger: Ledger, *, budget_tokens: int, max_chunks: int) -> None:
+        self.ledger = ledger
+        self.budget_tokens = budget_tokens
+        self.max_chunks = max_chunks
+
+    @activity.defn(name="gather_evidence")
+    async def gather_evidence(self, request: GatherEvidenceInput) -> EvidenceSelection:
+        spec = request.spec
+        try:
+            sourced = await self._read(request)
+        except EvidenceFileError as error:
+            raise ApplicationError(
+                f"bad evidence:\n{error}", type="EvidenceFileError", non_retryable=True
+            ) from error
+        # Parsing and packing a large set is CPU work: off the event loop, so
+        # the worker's other activities and heartbeats keep running.
+        selection, records = await asyncio.to_thread(
+            select_evidence,
+            sourced,
+            request.constitution,
+            budget_tokens=self.budget_tokens,
+            max_chunks=self.max_chunks,
+        )
+        await self.ledger.save_evidence(spec.round_id, selection, records)
+        activity.logger.info("round %s: %s", spec.round_id, selection.summary)
+        return selection
+
+    async def _read(self, request: GatherEvidenceInput) -> list[tuple[EvidenceItem, str]]:
+        spec = request.spec
+        paths = spec.evidence_paths or (
+            [str(sample_path("evidence.jsonl"))] if spec.uses_sample_evidence else []
+        )
+        sourced: list[tuple[EvidenceItem, str]] = []
+        seen: dict[str, str] = {}
+        problems: list[str] = []
+        for path in paths:
+            try:
+                text = await asyncio.to_thread(Path(path).read_text)
+            except OSError as error:
+                problems.append(f"{path}: cannot read evidence ({error.strerror})")
+                continue
+            try:
+                items = await asyncio.to_thread(parse_evidence, text, path)
+            except EvidenceFileError as error:
+                problems.append(str(error))
+                continue
+            sourced.extend((item, path) for item in items)
+        if spec.evidence_from_round is not None:
+            earlier = spec.evidence_from_round
+            decided = await self.ledger.decided_proposals(earlier)
+            if decided is None:
+                problems.append(f"round:{earlier}: no such round in the ledger")
+            else:
+                sourced.extend((feedback_item(earlier, d), f"round:{earlier}") for d in decided)
+        for item, source in sourced:
+            if item.id in seen and seen[item.id] != source:
+                problems.append(f"{source}: evidence id {item.id!r} is also in {seen[item.id]}")
+            seen.setdefault(item.id, source)
+        if problems:
+            raise EvidenceFileError("\n".join(problems))
+        return sourced

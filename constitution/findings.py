@@ -1,0 +1,95 @@
+"""What the round learns about a proposal before any person sees it: check
+verdicts, the principles it touches or contradicts, and a preview of its effect.
+
+These are facts attached to a proposal and shown to reviewers; they import only
+pydantic because workflows carry them inside the Temporal sandbox.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from constitution.models import Proposal
+
+
+class Finding(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Verdict(StrEnum):
+    passed = "pass"
+    flagged = "flag"
+    """Kept, with something a reviewer must see (and possibly a stricter policy)."""
+    merged = "merge"
+    """Folded into another proposal, which keeps its evidence."""
+    dropped = "drop"
+    """Never reaches a reviewer."""
+
+
+class CheckVerdict(Finding):
+    check: str = Field(description="schema, grounded, target, protected, duplicate, evidence_data")
+    verdict: Verdict
+    detail: str = ""
+
+
+class Relation(StrEnum):
+    touches = "touches"
+    contradicts = "contradicts"
+
+
+class Conflict(Finding):
+    """One existing principle the proposal touches or contradicts, and why the
+    model thinks so."""
+
+    principle: str = Field(pattern=r"^P[0-9]{1,4}$")
+    relation: Relation
+    reasoning: str = Field(min_length=1, max_length=1000)
+
+
+class ConflictAnalysis(BaseModel):
+    """Structured output of the conflict prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+    conflicts: list[Conflict] = Field(max_length=50)
+
+
+class ImpactSample(Finding):
+    """One held-out prompt answered under the current and the amended
+    constitution, each answer graded."""
+
+    prompt_id: str
+    prompt: str
+    current_answer: str
+    amended_answer: str
+    current_verdict: str
+    amended_verdict: str
+
+    @property
+    def changed(self) -> bool:
+        return self.current_verdict != self.amended_verdict
+
+
+class ImpactPreview(Finding):
+    samples: list[ImpactSample]
+    summary: str
+
+
+def proposal_summary(proposal: Proposal) -> list[str]:
+    """Plain lines for terminals (CLI and demo): what a proposal went through
+    before review. Callers escape them for their markup."""
+    draft = proposal.draft
+    strict = "  STRICT REVIEW" if proposal.strict_review else ""
+    lines = [
+        f"{proposal.id} {draft.kind.value} {draft.target or 'new'}{strict}  "
+        f"({proposal.prompt_version}, {proposal.model}, {len(proposal.request_ids)} model calls)",
+        f"  evidence: {', '.join(draft.evidence) or '-'}",
+    ]
+    lines += [f"  check {c.check}: {c.verdict.value} - {c.detail}" for c in proposal.checks]
+    lines += [f"  {c.relation.value} {c.principle}: {c.reasoning}" for c in proposal.conflicts]
+    if proposal.impact is not None:
+        lines.append(f"  impact: {proposal.impact.summary}")
+    return lines

@@ -1,0 +1,81 @@
+"""Prompt sets for retraining: the prompts training data is generated from, and
+the held-out prompts the candidate is evaluated on.
+
+A small set of each ships with amend (package data); a round may name its own
+JSONL file instead. A bad line is refused with its file and line number before
+any model call is paid for, so an operator can fix the file and start again.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from constitution.jsonl import parse_jsonl
+from constitution.samples import sample_path
+
+SHIPPED_TRAINING_PROMPTS = "training_prompts.jsonl"
+SHIPPED_EVAL_PROMPTS = "eval_prompts.jsonl"
+
+
+class PromptSetError(ValueError):
+    """A prompt set that cannot be used, naming the file and line that failed."""
+
+
+class TrainingPrompt(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64)
+    prompt: str = Field(min_length=1, max_length=8000)
+
+
+class EvalKind(StrEnum):
+    red_team = "red_team"
+    benign = "benign"
+
+
+class EvalPrompt(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(min_length=1, max_length=64)
+    kind: EvalKind
+    prompt: str = Field(min_length=1, max_length=8000)
+
+
+Row = TypeVar("Row", TrainingPrompt, EvalPrompt)
+
+
+def parse_prompt_set(text: str, source: str, schema: type[Row]) -> list[Row]:
+    """Every line validated; every bad line named by file, line and field."""
+    rows = parse_jsonl(text, source, schema, what="prompt", error=PromptSetError)
+    if not rows:
+        raise PromptSetError(f"{source}: the prompt set is empty")
+    return rows
+
+
+def _read(path: str | None, shipped: str) -> tuple[str, str]:
+    target = Path(path) if path else sample_path(shipped)
+    try:
+        return target.read_text(encoding="utf-8"), str(target)
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not UTF-8 text"
+        raise PromptSetError(f"{target}: cannot read the prompt set ({reason})") from error
+
+
+def load_training_prompts(path: str | None = None) -> list[TrainingPrompt]:
+    return parse_prompt_set(*_read(path, SHIPPED_TRAINING_PROMPTS), TrainingPrompt)
+
+
+def load_eval_prompts(path: str | None = None) -> list[EvalPrompt]:
+    prompts = parse_prompt_set(*_read(path, SHIPPED_EVAL_PROMPTS), EvalPrompt)
+    kinds = {p.kind for p in prompts}
+    missing = sorted(k.value for k in EvalKind if k not in kinds)
+    if missing:
+        raise PromptSetError(
+            f"{path or SHIPPED_EVAL_PROMPTS}: the evaluation set has no {' or '.join(missing)} "
+            "prompts; harm rate and over-refusal each need some"
+        )
+    return prompts

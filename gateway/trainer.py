@@ -1,0 +1,81 @@
+"""The trainer's call back: a lab's own trainer finishing a fine-tune job.
+
+The waiting `await_fine_tune` activity handed the trainer its task token; the
+trainer sends it back, signed, with the job's outcome, and the gateway
+completes the activity (Temporal's asynchronous activity completion). A forged
+or stale signature gets 401 and touches nothing; a token whose activity is no
+longer waiting (already completed, timed out, or its round cancelled) gets 410.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import SecretStr, ValidationError
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from constitution.contracts import FineTuneJob
+from constitution.trainer_callback import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    TrainerCallback,
+    refusal,
+)
+from ledger.store import Ledger
+
+log = logging.getLogger(__name__)
+
+
+def trainer_router(
+    secret: SecretStr | None, temporal: Client, ledger: Callable[[], Ledger]
+) -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/trainer/callback")
+    async def trainer_callback(request: Request) -> JSONResponse:
+        if secret is None:
+            return JSONResponse({"error": "no trainer secret is configured"}, status_code=401)
+        body = await request.body()
+        refused = refusal(
+            secret.get_secret_value(),
+            request.headers.get(TIMESTAMP_HEADER, ""),
+            body,
+            request.headers.get(SIGNATURE_HEADER, ""),
+        )
+        if refused is not None:
+            log.warning("trainer callback refused: %s", refused)
+            return JSONResponse({"error": f"refused: {refused}"}, status_code=401)
+        try:
+            callback = TrainerCallback.model_validate_json(body)
+            token = bytes.fromhex(callback.task_token)
+        except (ValidationError, ValueError) as error:
+            return JSONResponse({"error": f"not a trainer callback: {error}"}, status_code=400)
+        job = FineTuneJob(
+            job_id=callback.job_id,
+            status=callback.status,
+            fine_tuned_model=callback.fine_tuned_model,
+            error=callback.error,
+            backend="http",
+        )
+        try:
+            await temporal.get_async_activity_handle(task_token=token).complete(job)
+        except RPCError as error:
+            if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+                return JSONResponse(
+                    {"error": "stale task token: no activity is waiting for this job"},
+                    status_code=410,
+                )
+            raise
+        await ledger().update_training_job(
+            callback.job_id,
+            status=callback.status,
+            fine_tuned_model=callback.fine_tuned_model,
+            error=callback.error,
+        )
+        return JSONResponse({"ok": True, "job_id": callback.job_id})
+
+    return router
