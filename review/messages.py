@@ -247,41 +247,61 @@ def _title_line(status: ProposalStatus) -> SectionBlock:
     )
 
 
-def modify_view(workflow_id: str, status: ProposalStatus, channel: str, ts: str) -> View:
-    draft = status.proposal.draft
+def _decision_view(
+    callback_id: str,
+    title: str,
+    submit: str,
+    workflow_id: str,
+    status: ProposalStatus,
+    channel: str,
+    ts: str,
+    inputs: list[Block],
+) -> View:
+    """A decision modal; its metadata names the round, proposal and message."""
     return View(
         type="modal",
-        callback_id=MODIFY_CALLBACK,
+        callback_id=callback_id,
         private_metadata=_view_metadata(workflow_id, status.proposal.id, channel, ts),
-        title="Modify proposal",
-        submit="Accept modified",
+        title=title,
+        submit=submit,
         close="Cancel",
-        blocks=[
-            _title_line(status),
-            InputBlock(
-                block_id="text",
-                label="Text to adopt",
-                element=PlainTextInputElement(
-                    action_id="text",
-                    multiline=True,
-                    initial_value=draft.text or "",
-                    max_length=2000,
-                ),
-            ),
-            _comment_input("Comment"),
-        ],
+        blocks=[_title_line(status), *inputs],
+    )
+
+
+def modify_view(workflow_id: str, status: ProposalStatus, channel: str, ts: str) -> View:
+    text = InputBlock(
+        block_id="text",
+        label="Text to adopt",
+        element=PlainTextInputElement(
+            action_id="text",
+            multiline=True,
+            initial_value=status.proposal.draft.text or "",
+            max_length=2000,
+        ),
+    )
+    return _decision_view(
+        MODIFY_CALLBACK,
+        "Modify proposal",
+        "Accept modified",
+        workflow_id,
+        status,
+        channel,
+        ts,
+        [text, _comment_input("Comment")],
     )
 
 
 def reject_view(workflow_id: str, status: ProposalStatus, channel: str, ts: str) -> View:
-    return View(
-        type="modal",
-        callback_id=REJECT_CALLBACK,
-        private_metadata=_view_metadata(workflow_id, status.proposal.id, channel, ts),
-        title="Reject proposal",
-        submit="Reject",
-        close="Cancel",
-        blocks=[_title_line(status), _comment_input("Reason (optional)")],
+    return _decision_view(
+        REJECT_CALLBACK,
+        "Reject proposal",
+        "Reject",
+        workflow_id,
+        status,
+        channel,
+        ts,
+        [_comment_input("Reason (optional)")],
     )
 
 

@@ -13,14 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
-from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from constitution import ProposalState, RoundState
 from constitution.contracts import RoundResult, RoundStatus
 from ledger.store import Ledger
-from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
+from standins.reviewer import decide_in_slack, wait_for_proposals
 from tests.conftest import StackFactory
+from tests.test_round_end_to_end import handle, reviewer
+from tests.test_round_end_to_end import start_round as start_e2e_round
 from worker.stack import Stack
 from workflows.round import TrainingRoundWorkflow
 
@@ -35,29 +36,7 @@ async def stack(dev_server: WorkflowEnvironment, stack_on: StackFactory) -> Asyn
 
 
 async def start_round(stack: Stack, round_id: str, **spec: Any) -> None:
-    body = {
-        "round_id": round_id,
-        "reviewers": [ALICE],
-        "max_proposals": 1,
-        "training": {"poll_interval": "PT0.2S"},
-        **spec,
-    }
-    async with httpx.AsyncClient() as http:
-        response = await http.post(f"{stack.gateway_url}/api/rounds", json=body)
-    assert response.status_code == 201, response.text
-
-
-def person(stack: Stack, user: str) -> SimulatedReviewer:
-    return SimulatedReviewer(
-        stack.gateway_url,
-        stack.settings.slack_signing_secret.get_secret_value(),
-        user,
-        slack_api_url=stack.slack_stand_in_url,
-    )
-
-
-def handle(env: WorkflowEnvironment, round_id: str) -> WorkflowHandle[Any, Any]:
-    return env.client.get_workflow_handle(f"round-{round_id}", result_type=RoundResult)
+    await start_e2e_round(stack, round_id, **{"max_proposals": 1, **spec})
 
 
 async def standin(stack: Stack, path: str, body: Any = None) -> Any:
@@ -90,22 +69,26 @@ async def test_a_quorum_of_two_adopts_only_on_the_second_accept_and_one_vote_eac
 ) -> None:
     await start_round(stack, "quorum", reviewers=[ALICE, BOB, CAROL], policy={"quorum": 2})
     [message] = await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
-    first = await person(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
+    first = await reviewer(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
     assert first.json()["outcome"] == "taken"
     assert "1 of 2 accepts" in first.json()["message"]
     status = await status_of(dev_server, "quorum")
     assert status.proposals[0].state is ProposalState.posted
 
     # The message shows the vote and keeps its buttons while the proposal is open.
-    [record] = await standin(stack, "/_standin/messages")
-    assert "<@U0ALICE>" in str(record["blocks"]) and "2 accepts needed" in str(record["blocks"])
+    async def shows_the_vote() -> dict[str, Any] | None:
+        [record] = await standin(stack, "/_standin/messages")
+        return record if "<@U0ALICE>" in str(record["blocks"]) else None
+
+    record = await eventually(shows_the_vote, "the message to show the vote")
+    assert "2 accepts needed" in str(record["blocks"])
     assert any(b["type"] == "actions" for b in record["blocks"])
 
-    again = await person(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
+    again = await reviewer(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
     assert again.json()["outcome"] == "refused"
     assert "one vote" in again.json()["message"]
 
-    second = await person(stack, BOB).click(message, "accept", channel_id=CHANNEL)
+    second = await reviewer(stack, BOB).click(message, "accept", channel_id=CHANNEL)
     assert second.json()["outcome"] == "taken"
     result: RoundResult = await handle(dev_server, "quorum").result()
     assert result.state is RoundState.completed
@@ -122,9 +105,9 @@ async def test_under_veto_one_reject_with_a_reason_rejects_despite_an_accept(
 ) -> None:
     await start_round(stack, "veto", reviewers=[ALICE, BOB], policy={"quorum": 2, "veto": True})
     [message] = await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
-    await person(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
+    await reviewer(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
     response = await decide_in_slack(
-        person(stack, BOB),
+        reviewer(stack, BOB),
         stack.slack_stand_in_url or "",
         message,
         "reject",
@@ -153,7 +136,7 @@ async def test_members_of_a_reviewer_group_may_decide_and_outsiders_are_told_why
         strict_policy={"quorum": 1},
     )
     [message] = await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
-    outsider = await person(stack, MALLORY).click(message, "accept", channel_id=CHANNEL)
+    outsider = await reviewer(stack, MALLORY).click(message, "accept", channel_id=CHANNEL)
     assert outsider.json()["outcome"] == "refused"
     assert "not a reviewer" in outsider.json()["message"]
     assert "<!subteam^S0REVIEW>" in outsider.json()["message"]
@@ -162,7 +145,7 @@ async def test_members_of_a_reviewer_group_may_decide_and_outsiders_are_told_why
     told = await eventually(lambda: standin(stack, "/_standin/ephemeral"), "the outsider told")
     assert [e["user"] for e in told] == [MALLORY]
 
-    member = await person(stack, BOB).click(message, "accept", channel_id=CHANNEL)
+    member = await reviewer(stack, BOB).click(message, "accept", channel_id=CHANNEL)
     assert member.json()["outcome"] == "taken"
     assert (await handle(dev_server, "groups").result()).state is RoundState.completed
 
@@ -173,7 +156,7 @@ async def test_concurrent_double_and_retried_clicks_settle_a_proposal_once(
     # One accept settles it, protected principle or not.
     await start_round(stack, "storm", reviewers=[ALICE, BOB], strict_policy={"quorum": 1})
     [message] = await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
-    alice, bob = person(stack, ALICE), person(stack, BOB)
+    alice, bob = reviewer(stack, ALICE), reviewer(stack, BOB)
     retried = alice.encode(alice.block_actions_payload(message, "accept", channel_id=CHANNEL))
 
     async def retry_of_first_click(number: int) -> httpx.Response:
@@ -220,10 +203,10 @@ async def test_buttons_of_a_cancelled_round_get_a_clear_answer(
         return row is not None and row.state == "cancelled"
 
     await eventually(cancelled, "the round to be cancelled")
-    clicked = await person(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
+    clicked = await reviewer(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
     assert clicked.json()["outcome"] == "refused"
     assert "cancelled" in clicked.json()["message"]
-    modify = await person(stack, ALICE).click(message, "modify", channel_id=CHANNEL)
+    modify = await reviewer(stack, ALICE).click(message, "modify", channel_id=CHANNEL)
     assert modify.json()["outcome"] == "refused" and "cancelled" in modify.json()["message"]
     assert await ledger.decisions("gone") == []
     assert await standin(stack, "/_standin/views") == []
@@ -286,7 +269,7 @@ async def test_a_slack_error_retrying_cannot_fix_blocks_the_round_until_slack_an
     assert status.blocked is None
     slack_rows = [t for t in await ledger.timeline(round_id) if t.entity == "slack"]
     assert [t.to_state for t in slack_rows] == ["blocked", "ok"]
-    await person(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
+    await reviewer(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
     assert (await handle(dev_server, round_id).result()).state is RoundState.completed
     assert await ledger.verify_chain(round_id) == []
 
@@ -314,5 +297,5 @@ async def test_rate_limits_and_server_errors_are_retried_without_blocking(
     assert status.blocked is None
     messages = await standin(stack, "/_standin/messages")
     assert len([m for m in messages if m["ts"] == message["ts"]]) == 1
-    await person(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
+    await reviewer(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
     assert (await handle(dev_server, "flaky").result()).state is RoundState.completed
