@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -20,6 +20,7 @@ from constitution.contracts import RoundResult, RoundStatus
 from ledger.store import Ledger
 from standins.reviewer import decide_in_slack, wait_for_proposals
 from tests.conftest import StackFactory
+from tests.test_long_wait import eventually
 from tests.test_round_end_to_end import handle, reviewer
 from tests.test_round_end_to_end import start_round as start_e2e_round
 from worker.stack import Stack
@@ -47,16 +48,6 @@ async def standin(stack: Stack, path: str, body: Any = None) -> Any:
             response = await http.post(f"{stack.slack_stand_in_url}{path}", json=body)
     response.raise_for_status()
     return response.json()
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], what: str, wait_s: float = 30) -> Any:
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def status_of(env: WorkflowEnvironment, round_id: str) -> RoundStatus:
