@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, SecretStr, ValidationError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -31,6 +32,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from constitution import DecisionKind, DecisionOutcome, DecisionRequest, RoundSpec, RoundState
 from constitution.contracts import RoundStatus
 from gateway.rounds import RoundExists, RoundNotFound, round_status, start_round
+from gateway.socket_mode import SocketModeReceiver
 from gateway.trainer import trainer_router
 from ledger.store import Ledger, TransitionRow, create_pool
 from review.messages import (
@@ -59,6 +61,8 @@ class GatewayConfig(BaseModel):
     database_url: SecretStr
     slack: AsyncWebClient
     trainer_secret: SecretStr | None = None  # unset: trainer callbacks are refused
+    # Set: interactions also arrive over Socket Mode (see gateway.socket_mode).
+    socket_mode: SocketModeClient | None = None
 
 
 class StartedRound(BaseModel):
@@ -84,9 +88,15 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(config.database_url.get_secret_value(), max_size=5)
         state["ledger"] = Ledger(pool)
+        receiver = None
+        if config.socket_mode is not None:
+            receiver = SocketModeReceiver(config.socket_mode, interaction)
+            await receiver.start()
         try:
             yield
         finally:
+            if receiver is not None:
+                await receiver.stop()
             await pool.close()
 
     app = FastAPI(title="amend gateway", version="0.1.0", lifespan=lifespan)
@@ -111,6 +121,10 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
             payload = json.loads(parse_qs(body.decode())["payload"][0])
         except (KeyError, IndexError, ValueError, UnicodeDecodeError):
             return JSONResponse({"error": "no interaction payload"}, status_code=400)
+        return await interaction(payload)
+
+    async def interaction(payload: dict[str, Any]) -> Response:
+        """A verified interaction, from the HTTP endpoint or Socket Mode."""
         kind = payload.get("type")
         if kind == "block_actions":
             return await _block_actions(payload)

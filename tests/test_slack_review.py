@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
 from constitution import ProposalState, RoundState
@@ -290,3 +291,34 @@ async def test_rate_limits_and_server_errors_are_retried_without_blocking(
     assert len([m for m in messages if m["ts"] == message["ts"]]) == 1
     await reviewer(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
     assert (await handle(dev_server, "flaky").result()).state is RoundState.completed
+
+
+async def test_a_decision_arrives_over_socket_mode_and_is_acknowledged_on_the_socket(
+    dev_server: WorkflowEnvironment, stack_on: StackFactory, ledger: Ledger
+) -> None:
+    async with stack_on(dev_server, slack_app_token=SecretStr("xapp-amend-stand-in")) as stack:
+        await start_round(stack, "socket", strict_policy={"quorum": 1})
+        [message] = await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
+        # Slack sends the same block_actions payload over the socket, unsigned.
+        payload = reviewer(stack, ALICE).block_actions_payload(
+            message, "accept", channel_id=CHANNEL
+        )
+        sent = await standin(stack, "/_standin/socket", {"type": "interactive", "payload": payload})
+        assert sent["acked"] is True and sent["ack_payload"] is None
+        assert (await handle(dev_server, "socket").result()).state is RoundState.completed
+        [decision] = await ledger.decisions("socket")
+        assert decision["reviewer"] == ALICE and decision["kind"] == "accept"
+
+        # A modal submission is answered on the socket with Slack's response_action.
+        bogus = {
+            "type": "view_submission",
+            "user": {"id": ALICE},
+            "view": {
+                "callback_id": "reject_proposal",
+                "private_metadata": "round-socket|socket-p1|C|1",
+            },
+        }
+        late = await standin(stack, "/_standin/socket", {"type": "interactive", "payload": bogus})
+        assert late["acked"] is True
+        assert late["ack_payload"]["response_action"] == "errors"
+        assert "no longer" in late["ack_payload"]["errors"]["comment"]

@@ -21,6 +21,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -183,6 +184,12 @@ def gateway_app(settings: Settings, database_url: str, temporal: Client) -> Fast
             database_url=SecretStr(database_url),
             slack=slack_client(settings),
             trainer_secret=settings.trainer_secret,
+            socket_mode=SocketModeClient(
+                app_token=settings.slack_app_token.get_secret_value(),
+                web_client=slack_client(settings),
+            )
+            if settings.slack_app_token
+            else None,
         ),
         temporal,
     )

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     slack_rate_limit_retries: int = Field(
         default=2, ge=0, description="429 answers slack_sdk waits out (Retry-After) per call."
     )
+    slack_app_token: SecretStr | None = Field(
+        default=None,
+        description="xapp- token; set: the gateway takes interactions over Socket Mode.",
+    )
 
     stand_in_port_model: int = 8101
     stand_in_port_slack: int = 8102
