@@ -4,8 +4,8 @@ Cold: a fresh data directory, so PostgreSQL runs initdb and Temporal creates
 its database, as on a new machine. Ready: the gateway's /healthz answers,
 which needs the ledger migrated and the worker polling. The floor is the time
 to start the same Temporal dev server binary and the same embedded PostgreSQL
-on their own, one after the other (as `amend dev` starts them), each from a
-fresh directory of its own; the difference is what amend adds: importing its
+on their own, side by side (as `amend dev` starts them), from a fresh
+directory; the difference is what amend adds: importing its
 code, migrating, seeding, and starting the worker, stand-ins and gateway.
 """
 
@@ -65,8 +65,9 @@ async def _amend_dev() -> float:
     }
     amend = Path(sys.executable).parent / "amend"
     started = time.perf_counter()
-    process = subprocess.Popen(
-        [str(amend), "dev"],
+    process = await asyncio.create_subprocess_exec(
+        str(amend),
+        "dev",
         env=environment,
         cwd=data,
         stdout=subprocess.DEVNULL,
@@ -76,7 +77,7 @@ async def _amend_dev() -> float:
     try:
         async with httpx.AsyncClient(timeout=2) as http:
             while True:
-                if process.poll() is not None:
+                if process.returncode is not None:
                     raise RuntimeError(f"amend dev exited with {process.returncode}")
                 try:
                     if (await http.get(f"http://127.0.0.1:{gateway}/healthz")).status_code == 200:
@@ -87,19 +88,21 @@ async def _amend_dev() -> float:
                     raise RuntimeError(f"amend dev was not ready in {READY_TIMEOUT_S} s")
                 await asyncio.sleep(0.05)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            await asyncio.to_thread(process.wait, 60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        if process.returncode is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(process.wait(), 60)
+            except TimeoutError:
+                os.killpg(process.pid, signal.SIGKILL)
+                await process.wait()
 
 
 async def _servers_alone() -> float:
     data = Path(tempfile.mkdtemp(prefix="amend-bench-floor-"))
     port = free_port()
     started = time.perf_counter()
-    temporal = subprocess.Popen(
-        [
+    temporal = await asyncio.create_subprocess_exec(
+        *[
             str(temporal_binary()),
             "server",
             "start-dev",
@@ -119,14 +122,15 @@ async def _servers_alone() -> float:
         start_new_session=True,
     )
     try:
-        await _until_listening(port)
-        embedded = await asyncio.to_thread(start_embedded, data)
+        _, embedded = await asyncio.gather(
+            _until_listening(port), asyncio.to_thread(start_embedded, data)
+        )
         elapsed = time.perf_counter() - started
         await asyncio.to_thread(embedded.stop)
         return elapsed
     finally:
         temporal.terminate()
-        await asyncio.to_thread(temporal.wait, 30)
+        await temporal.wait()
 
 
 async def _until_listening(port: int) -> None:

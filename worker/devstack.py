@@ -156,9 +156,17 @@ class DevStack:
 
 @asynccontextmanager
 async def dev_stack(settings: Settings) -> AsyncIterator[DevStack]:
+    """Temporal and PostgreSQL start side by side (each takes a second or two
+    and neither needs the other), then the service on top of both."""
     async with AsyncExitStack() as stack:
-        temporal = await stack.enter_async_context(temporal_server(settings))
-        database_url = await stack.enter_async_context(ledger_database(settings))
+        async with asyncio.TaskGroup() as starting:
+            temporal_started = starting.create_task(
+                stack.enter_async_context(temporal_server(settings))
+            )
+            database_started = starting.create_task(
+                stack.enter_async_context(ledger_database(settings))
+            )
+        temporal, database_url = temporal_started.result(), database_started.result()
         if await seed_sample_constitution(database_url):
             log.info("seeded the sample constitution as v1")
         running = await stack.enter_async_context(running_stack(settings, database_url, temporal))
