@@ -1,15 +1,25 @@
 """Slack Web API calls as activities, through `slack_sdk`'s async client.
 
-One retry layer: the client keeps only its default connection-error handler
-and Temporal retries the activity on anything else (429 and 5xx included), so
-a rate limit backs off with the activity's retry policy instead of two layers
-hammering the channel.
+Retries: the client (built in `worker.runtime`) honours a 429's Retry-After
+with slack_sdk's rate-limit handler, which Temporal's backoff cannot know;
+5xx and anything else transient fail the activity and Temporal retries it.
+Errors no retry can fix are raised non-retryable, and the workflow holds the
+round in its `blocked` condition until Slack answers again.
+
+Posting is paced per channel (`post_interval_s`, Slack allows about one
+message a second per channel), so a round of a hundred proposals does not set
+off a storm of 429s; and each post is keyed (proposal, reminder n, digest n,
+summary) in the ledger, so a retried activity never posts twice.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -18,14 +28,17 @@ from temporalio.exceptions import ApplicationError
 
 from constitution import ProposalState
 from constitution.contracts import (
+    DigestInput,
     PostProposalInput,
     ReminderInput,
+    ResolveGroupsInput,
     RoundSummaryInput,
     SlackMessageRef,
     UpdateProposalMessageInput,
 )
 from ledger.store import Ledger
 from review.messages import (
+    digest_text,
     fallback_text,
     proposal_blocks,
     reminder_text,
@@ -44,6 +57,9 @@ PERMANENT_SLACK_ERRORS = {
     "not_authed",
     "invalid_blocks",
     "msg_too_long",
+    "no_such_subteam",
+    "channel_is_archived",
+    "restricted_action",
 }
 
 
@@ -62,14 +78,51 @@ def _slack_call() -> Iterator[None]:
         raise
 
 
+class ChannelPacer:
+    """Spaces posts to one channel at least `interval_s` apart, measured from
+    when Slack answered the previous one."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._last: dict[str, float] = {}
+
+    async def post(self, client: AsyncWebClient, **message: Any) -> Any:
+        channel = str(message["channel"])
+        async with self._locks[channel]:
+            last = self._last.get(channel)
+            if last is not None:
+                await asyncio.sleep(max(0.0, last + self.interval_s - time.monotonic()))
+            try:
+                return await client.chat_postMessage(**message)
+            finally:
+                self._last[channel] = time.monotonic()
+
+
 class SlackActivities:
     def __init__(
-        self, client: AsyncWebClient, channel: str, ledger: Ledger, dashboard_url: str | None = None
+        self,
+        client: AsyncWebClient,
+        channel: str,
+        ledger: Ledger,
+        dashboard_url: str | None = None,
+        post_interval_s: float = 1.0,
     ) -> None:
         self.client = client
         self.channel = channel
         self.ledger = ledger
         self.dashboard_url = dashboard_url
+        self.pacer = ChannelPacer(post_interval_s)
+
+    async def _post_once(self, key: str, round_id: str, **message: Any) -> None:
+        """Post unless a post under `key` was already made (by an earlier try)."""
+        if await self.ledger.slack_post(key) is not None:
+            return
+        with _slack_call():
+            response = await self.pacer.post(self.client, **message)
+        await self.ledger.record_slack_post(
+            key, round_id, str(response["channel"]), str(response["ts"])
+        )
 
     @activity.defn(name="post_proposal")
     async def post_proposal(self, request: PostProposalInput) -> SlackMessageRef:
@@ -82,7 +135,8 @@ class SlackActivities:
             return SlackMessageRef(channel=known[0], ts=known[1])
         posted = status.model_copy(update={"state": ProposalState.posted})
         with _slack_call():
-            response = await self.client.chat_postMessage(
+            response = await self.pacer.post(
+                self.client,
                 channel=self.channel,
                 text=fallback_text(posted),
                 blocks=proposal_blocks(
@@ -111,18 +165,48 @@ class SlackActivities:
 
     @activity.defn(name="post_reminder")
     async def post_reminder(self, request: ReminderInput) -> None:
+        """One reply in each pending proposal's thread; a retry skips the
+        threads already reminded."""
         text = reminder_text(request.pending, request.reminder_number, request.escalate_to)
-        threads = sorted({(p.message.channel, p.message.ts) for p in request.pending if p.message})
-        with _slack_call():
-            for channel, ts in threads:
-                await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=text)
+        for item in request.pending:
+            if item.message is None:
+                continue
+            await self._post_once(
+                f"{request.round_id}:reminder:{request.reminder_number}:{item.proposal.id}",
+                request.round_id,
+                channel=item.message.channel,
+                thread_ts=item.message.ts,
+                text=text,
+            )
+
+    @activity.defn(name="post_digest")
+    async def post_digest(self, request: DigestInput) -> None:
+        await self._post_once(
+            f"{request.round_id}:digest:{request.number}",
+            request.round_id,
+            channel=self.channel,
+            text=digest_text(request.round_id, request.pending, request.number),
+            unfurl_links=False,
+        )
 
     @activity.defn(name="post_round_summary")
     async def post_round_summary(self, request: RoundSummaryInput) -> None:
+        await self._post_once(
+            f"{request.round_id}:summary",
+            request.round_id,
+            channel=self.channel,
+            text=summary_text(
+                request.round_id, request.state.value, request.proposals, request.result_version
+            ),
+        )
+
+    @activity.defn(name="resolve_reviewer_groups")
+    async def resolve_reviewer_groups(self, request: ResolveGroupsInput) -> dict[str, list[str]]:
+        """Members of each reviewer user group (usergroups.users.list)."""
+        members: dict[str, list[str]] = {}
         with _slack_call():
-            await self.client.chat_postMessage(
-                channel=self.channel,
-                text=summary_text(
-                    request.round_id, request.state.value, request.proposals, request.result_version
-                ),
-            )
+            for group in request.groups:
+                response = await self.client.usergroups_users_list(usergroup=group)
+                users: list[str] = list(response.get("users") or [])
+                members[group] = sorted(users)
+        return members

@@ -23,6 +23,7 @@ from constitution.models import (
     RoundSpec,
     TrainingSpec,
 )
+from constitution.review import adopted_decision
 
 
 class Contract(BaseModel):
@@ -39,6 +40,10 @@ class ProposalStatus(Contract):
     state: ProposalState = ProposalState.drafted
     decisions: list[Decision] = Field(default_factory=list)
     message: SlackMessageRef | None = None
+    accepts_needed: int = Field(default=1, description="Set by the round's review policy.")
+    message_stale: bool = Field(
+        default=False, description="Its Slack message does not show the latest decision yet."
+    )
 
     @property
     def settled(self) -> bool:
@@ -46,7 +51,11 @@ class ProposalStatus(Contract):
 
     @property
     def final_decision(self) -> Decision | None:
-        return self.decisions[-1] if self.decisions else None
+        """The decision a settled proposal adopts (its text, when modified)."""
+        return adopted_decision(self.decisions)
+
+    def voted(self, reviewer: str) -> Decision | None:
+        return next((d for d in self.decisions if d.reviewer == reviewer), None)
 
 
 class EvaluationMetrics(Contract):
@@ -93,6 +102,16 @@ class RoundStatus(Contract):
     error: str | None = None
     progress: Progress | None = None
     dataset: Dataset | None = None
+    # -- review (issue 4) --
+    blocked: str | None = Field(
+        default=None, description="Why Slack posting is paused; None while it works."
+    )
+    group_members: dict[str, list[str]] = Field(
+        default_factory=dict, description="Reviewer user groups as last resolved from Slack."
+    )
+    digests_sent: int = 0
+    last_digest_at: datetime | None = None
+    runs: int = Field(default=1, description="Workflow runs so far (continue-as-new).")
 
     @property
     def pending(self) -> list[ProposalStatus]:
@@ -186,6 +205,16 @@ class ReminderInput(Contract):
     escalate_to: str | None
 
 
+class DigestInput(Contract):
+    round_id: str
+    pending: list[ProposalStatus]
+    number: int
+
+
+class ResolveGroupsInput(Contract):
+    groups: list[str]
+
+
 class RoundSummaryInput(Contract):
     round_id: str
     state: RoundState
@@ -272,6 +301,7 @@ __all__ = [
     "Dataset",
     "DatasetInput",
     "DecisionKind",
+    "DigestInput",
     "EvaluateInput",
     "EvaluationMetrics",
     "EvaluationResult",
@@ -287,6 +317,7 @@ __all__ = [
     "ProposeResult",
     "RecordDecisionInput",
     "ReminderInput",
+    "ResolveGroupsInput",
     "RoundInput",
     "RoundResult",
     "RoundStatus",

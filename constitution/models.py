@@ -314,6 +314,25 @@ class GateSpec(Frozen):
     max_awareness_gap: float = Field(default=0.1, ge=0, le=1)
 
 
+class ReviewPolicy(Frozen):
+    """When the decisions on one proposal settle it (see `constitution.review`).
+
+    Each eligible reviewer has one vote. Accepts and modifies count towards the
+    quorum; a quorum larger than the round's eligible reviewers means all of them.
+    """
+
+    quorum: int = Field(
+        default=1, ge=1, le=50, description="Accepts by distinct reviewers that adopt a proposal."
+    )
+    veto: bool = Field(
+        default=True,
+        description="Any one reject rejects the proposal; without veto it takes `quorum` rejects.",
+    )
+
+    def at_least_as_strict_as(self, other: ReviewPolicy) -> bool:
+        return self.quorum >= other.quorum and (self.veto or not other.veto)
+
+
 class RoundSpec(Frozen):
     """What an operator asks for when starting a round."""
 
@@ -368,6 +387,41 @@ class RoundSpec(Frozen):
     @property
     def uses_sample_evidence(self) -> bool:
         return not self.evidence_paths and self.evidence_from_round is None
+
+    # -- review (issue 4) --
+    reviewer_groups: list[str] = Field(
+        default_factory=list,
+        description="Slack user group ids (S...) whose members may decide, besides `reviewers`.",
+    )
+    policy: ReviewPolicy = Field(
+        default_factory=ReviewPolicy, description="How decisions settle a proposal."
+    )
+    strict_policy: ReviewPolicy = Field(
+        default_factory=lambda: ReviewPolicy(quorum=2, veto=True),
+        description="Applies to proposals that change a protected principle; at least as "
+        "strict as `policy`.",
+    )
+    digest_interval: timedelta | None = Field(
+        default=timedelta(days=1),
+        description="How often a digest of pending proposals goes to the channel; None: never.",
+    )
+    slack_retry_interval: timedelta = Field(
+        default=timedelta(minutes=5),
+        description="While Slack refuses the round's calls, how often posting is tried again.",
+    )
+
+    @model_validator(mode="after")
+    def _review_fits(self) -> Self:
+        if not self.strict_policy.at_least_as_strict_as(self.policy):
+            raise ValueError(
+                "strict_policy must be at least as strict as policy "
+                "(a quorum as large, and veto if policy has veto)"
+            )
+        if self.slack_retry_interval < timedelta(seconds=1):
+            raise ValueError("slack_retry_interval must be at least one second")
+        if self.digest_interval is not None and self.digest_interval < timedelta(minutes=1):
+            raise ValueError("digest_interval must be at least one minute")
+        return self
 
     @field_validator("round_id")
     @classmethod

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import parse_qs
@@ -23,25 +23,35 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, SecretStr, ValidationError
 from slack_sdk.errors import SlackApiError
 from slack_sdk.signature import SignatureVerifier
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from constitution import DecisionKind, DecisionOutcome, DecisionRequest
+from constitution import DecisionKind, DecisionOutcome, DecisionRequest, RoundState
 from gateway import dashboard, operators, pages
 from gateway.auth import RoundId, Viewer
 from gateway.limits import BodyLimit
 from gateway.metrics import GatewayMetrics, RequestMetrics
+from gateway.socket_mode import SocketModeReceiver
 from gateway.trainer import trainer_router
 from ledger.dashboards import Dashboards
 from ledger.store import Ledger, create_pool
-from review.messages import MODIFY_CALLBACK, modify_view, parse_action_value
+from review.messages import (
+    DECISION_CALLBACKS,
+    modify_view,
+    parse_action_value,
+    parse_view_metadata,
+    reject_view,
+)
 from workflows.round import TrainingRoundWorkflow
 
 log = logging.getLogger(__name__)
 
-ACK_BUDGET_S = 2.5  # Slack wants an answer within 3 s
+# Slack wants an answer within 3 s; what the round has not answered by then
+# is told to the reviewer later. The margin covers a busy event loop.
+ACK_BUDGET_S = 1.5
 
 
 class GatewayConfig(BaseModel):
@@ -55,6 +65,8 @@ class GatewayConfig(BaseModel):
     slack: AsyncWebClient
     max_body_bytes: int = 1_048_576
     trainer_secret: SecretStr | None = None  # unset: trainer callbacks are refused
+    # Set: interactions also arrive over Socket Mode (see gateway.socket_mode).
+    socket_mode: SocketModeClient | None = None
 
 
 class InteractionAnswer(BaseModel):
@@ -77,9 +89,15 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
         state["ledger"] = Ledger(pool)
         app.state.ledger = state["ledger"]
         app.state.dashboards = Dashboards(pool)
+        receiver = None
+        if config.socket_mode is not None:
+            receiver = SocketModeReceiver(config.socket_mode, interaction)
+            await receiver.start()
         try:
             yield
         finally:
+            if receiver is not None:
+                await receiver.stop()
             await pool.close()
 
     app = FastAPI(title="amend gateway", version="0.1.0", lifespan=lifespan)
@@ -102,10 +120,18 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
         body = await request.body()
         if not verifier.is_valid_request(body, dict(request.headers)):
             return JSONResponse({"error": "invalid or stale Slack signature"}, status_code=401)
+        retry = request.headers.get("x-slack-retry-num")
+        if retry:
+            # A retry carries the same payload, so the same update id: taken once.
+            log.info("Slack retry %s (%s)", retry, request.headers.get("x-slack-retry-reason"))
         try:
             payload = json.loads(parse_qs(body.decode())["payload"][0])
         except (KeyError, IndexError, ValueError, UnicodeDecodeError):
             return JSONResponse({"error": "no interaction payload"}, status_code=400)
+        return await interaction(payload)
+
+    async def interaction(payload: dict[str, Any]) -> Response:
+        """A verified interaction, from the HTTP endpoint or Socket Mode."""
         kind = payload.get("type")
         if kind == "block_actions":
             return await _block_actions(payload)
@@ -126,9 +152,11 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
             except ValueError:
                 continue
             action_id = action.get("action_id")
-            if action_id == "modify":
-                answer = await _open_modify(payload, workflow_id, proposal_id, user, channel)
-            elif action_id in ("accept", "reject"):
+            if action_id in ("modify", "reject"):
+                answer = await _open_decision_view(
+                    payload, action_id, workflow_id, proposal_id, user, channel
+                )
+            elif action_id == "accept":
                 request = DecisionRequest(
                     proposal_id=proposal_id, kind=DecisionKind(action_id), reviewer=user
                 )
@@ -143,32 +171,37 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
 
     async def _view_submission(payload: dict[str, Any]) -> Response:
         view = payload.get("view", {})
-        if view.get("callback_id") != MODIFY_CALLBACK:
+        kind = DECISION_CALLBACKS.get(str(view.get("callback_id")))
+        if kind is None:
             return Response(status_code=200)
         user = str(payload.get("user", {}).get("id", ""))
-        parts = str(view.get("private_metadata", "")).split("|")
-        if len(parts) != 4:
+        try:
+            workflow_id, proposal_id, channel, _ts = parse_view_metadata(
+                str(view.get("private_metadata", ""))
+            )
+        except ValueError:
             return JSONResponse({"error": "modal metadata is not amend's"}, status_code=400)
-        workflow_id, proposal_id, channel, _ts = parts
         values = view.get("state", {}).get("values", {})
         text = (values.get("text", {}).get("text", {}) or {}).get("value")
         comment = (values.get("comment", {}).get("comment", {}) or {}).get("value")
+        # The block an error is shown under: the text for a modify, else the reason.
+        field = "text" if kind == "modify" else "comment"
         try:
             request = DecisionRequest(
                 proposal_id=proposal_id,
-                kind=DecisionKind.modify,
+                kind=DecisionKind(kind),
                 reviewer=user,
-                text=text,
+                text=text if kind == "modify" else None,
                 comment=comment,
             )
         except ValidationError as error:
             return JSONResponse(
-                {"response_action": "errors", "errors": {"text": error.errors()[0]["msg"]}}
+                {"response_action": "errors", "errors": {field: error.errors()[0]["msg"]}}
             )
-        update_id = f"slack:{view.get('id')}:{view.get('hash')}:{user}:{proposal_id}:modify"
+        update_id = f"slack:{view.get('id')}:{view.get('hash')}:{user}:{proposal_id}:{kind}"
         answer = await _decide_within_ack(workflow_id, request, update_id, channel)
         if answer.outcome == "refused":
-            return JSONResponse({"response_action": "errors", "errors": {"text": answer.message}})
+            return JSONResponse({"response_action": "errors", "errors": {field: answer.message}})
         return JSONResponse({"response_action": "clear"})
 
     async def _decide_within_ack(
@@ -188,15 +221,19 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
                 proposal_id=request.proposal_id,
                 message="Your decision is being recorded.",
             )
-        await _tell(channel, request.reviewer, answer.message)
+        _in_background(_tell(channel, request.reviewer, answer.message))
         return answer
+
+    def _in_background(work: Coroutine[Any, Any, None]) -> None:
+        """Work that must not hold up Slack's answer."""
+        task = asyncio.create_task(work)
+        background.add(task)
+        task.add_done_callback(background.discard)
 
     def _tell_later(task: asyncio.Task[InteractionAnswer], channel: str, user: str) -> None:
         if task.cancelled() or task.exception():
             return
-        later = asyncio.create_task(_tell(channel, user, task.result().message))
-        background.add(later)
-        later.add_done_callback(background.discard)
+        _in_background(_tell(channel, user, task.result().message))
 
     async def _tell(channel: str, user: str, text: str) -> None:
         if not channel or not user:
@@ -220,7 +257,7 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
         except RPCError as error:
             if error.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
                 raise
-            reason = f"round {round_id} is no longer running"
+            reason = await _round_over(round_id)
         else:
             metrics.decisions.labels("taken").inc()
             return InteractionAnswer(
@@ -250,29 +287,50 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
             source=source,
         )
 
-    async def _open_modify(
-        payload: dict[str, Any], workflow_id: str, proposal_id: str, user: str, channel: str
+    async def _round_over(round_id: str) -> str:
+        """Why a round's buttons no longer do anything, from the ledger."""
+        row = await ledger().get_round(round_id)
+        ended = f" ({row.state})" if row is not None else ""
+        return f"round {round_id} is no longer running{ended}; this button no longer decides"
+
+    async def _open_decision_view(
+        payload: dict[str, Any],
+        kind: str,
+        workflow_id: str,
+        proposal_id: str,
+        user: str,
+        channel: str,
     ) -> InteractionAnswer:
+        """Open the modify or reject modal; a stale button gets a clear answer instead."""
+        round_id = workflow_id.removeprefix("round-")
+        message: str | None = None
         try:
             status = await temporal.get_workflow_handle(workflow_id).query(
                 TrainingRoundWorkflow.state
             )
         except RPCError:
-            return InteractionAnswer(
-                outcome="refused",
-                proposal_id=proposal_id,
-                message=f"Round {workflow_id} is no longer running.",
-            )
-        item = status.find(proposal_id)
-        if item is None or item.settled:
-            message = f"Proposal {proposal_id} is already settled." if item else "Unknown proposal."
+            message = f"Not recorded: {await _round_over(round_id)}"
+        else:
+            item = status.find(proposal_id)
+            if status.state not in (RoundState.proposing, RoundState.in_review):
+                message = (
+                    f"Not recorded: round {round_id} is {status.state.value}, no longer in "
+                    "review; this button no longer decides"
+                )
+            elif item is None:
+                message = f"Not recorded: unknown proposal {proposal_id}"
+            elif item.settled:
+                message = f"Not recorded: proposal {proposal_id} is already {item.state.value}"
+        if message is not None:
             await _tell(channel, user, message)
             return InteractionAnswer(outcome="refused", message=message, proposal_id=proposal_id)
+        assert item is not None
         ts = str(payload.get("container", {}).get("message_ts", ""))
+        render = modify_view if kind == "modify" else reject_view
         try:
             await config.slack.views_open(
                 trigger_id=payload.get("trigger_id"),
-                view=modify_view(workflow_id, item, channel, ts),
+                view=render(workflow_id, item, channel, ts),
             )
         except SlackApiError as error:
             return InteractionAnswer(

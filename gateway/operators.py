@@ -34,6 +34,7 @@ from gateway.rounds import (
     cancel_round,
     override_decision,
     repost_round,
+    retry_slack,
     round_status,
     start_round,
 )
@@ -140,6 +141,13 @@ async def repost(
     """Post the round's pending proposals to Slack again."""
     order = OperatorRequest(actor=caller.actor, reason=body.reason)
     return Reposted(reposted=await answer(repost_round(_temporal(request), round_id, order)))
+
+
+@router.post("/rounds/{round_id}/retry-slack", status_code=202)
+async def retry_slack_now(request: Request, round_id: RoundId, _: Operator) -> dict[str, str]:
+    """After fixing what blocked Slack posting (a channel, a token): try now."""
+    await answer(retry_slack(_temporal(request), round_id))
+    return {"round_id": round_id, "status": "retrying Slack"}
 
 
 @router.post("/rounds/{round_id}/decisions")

@@ -142,6 +142,19 @@ async def repost_round(client: Client, round_id: str, order: OperatorRequest) ->
     return len(posted)
 
 
+async def retry_slack(client: Client, round_id: str) -> None:
+    """Tell a round blocked on Slack to try again now (after a channel or
+    token was fixed) rather than at its next `slack_retry_interval`."""
+    try:
+        await client.get_workflow_handle(f"round-{round_id}").signal(
+            TrainingRoundWorkflow.retry_slack
+        )
+    except RPCError as error:
+        if error.status is RPCStatusCode.NOT_FOUND:
+            raise RoundNotFound(f"no running round {round_id}") from error
+        raise
+
+
 async def override_decision(
     client: Client, round_id: str, request: DecisionRequest
 ) -> DecisionOutcome:

@@ -577,6 +577,23 @@ class Ledger:
             source,
         )
 
+    async def slack_post(self, post_key: str) -> tuple[str, str] | None:
+        """The channel and ts of a post already made under this key."""
+        row = await self.pool.fetchrow(
+            "SELECT channel, ts FROM slack_posts WHERE post_key = $1", post_key
+        )
+        return None if row is None else (str(row["channel"]), str(row["ts"]))
+
+    async def record_slack_post(self, post_key: str, round_id: str, channel: str, ts: str) -> None:
+        await self.pool.execute(
+            """INSERT INTO slack_posts (post_key, round_id, channel, ts) VALUES ($1, $2, $3, $4)
+               ON CONFLICT (post_key) DO NOTHING""",
+            post_key,
+            round_id,
+            channel,
+            ts,
+        )
+
     async def decisions(self, round_id: str) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             "SELECT * FROM decisions WHERE round_id = $1 ORDER BY decided_at", round_id

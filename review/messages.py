@@ -8,6 +8,7 @@ names the round it belongs to without any lookup, even weeks later.
 from __future__ import annotations
 
 import difflib
+import re
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -23,18 +24,27 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from constitution import ConstitutionVersion, Proposal, ProposalKind, ProposalState
+from constitution import ConstitutionVersion, DecisionKind, Proposal, ProposalKind, ProposalState
 from constitution.contracts import ProposalStatus
 
 ACTIONS_BLOCK = "decide"
 MODIFY_CALLBACK = "modify_proposal"
-SECTION_LIMIT = 2900  # Slack's section text limit is 3000 characters
+REJECT_CALLBACK = "reject_proposal"
+DECISION_CALLBACKS = {MODIFY_CALLBACK: "modify", REJECT_CALLBACK: "reject"}
+SECTION_LIMIT = 3000  # Slack's limit for a section's text
+HEADER_LIMIT = 150
+CONTEXT_LIMIT = 2000
 
 STATE_WORDS = {
     ProposalState.accepted: ":white_check_mark: Accepted",
     ProposalState.modified: ":pencil2: Accepted with changes",
     ProposalState.rejected: ":x: Rejected",
     ProposalState.withdrawn: ":heavy_minus_sign: Withdrawn",
+}
+VOTE_WORDS = {
+    DecisionKind.accept: ":white_check_mark: accept",
+    DecisionKind.modify: ":pencil2: modify",
+    DecisionKind.reject: ":x: reject",
 }
 
 
@@ -49,12 +59,28 @@ def parse_action_value(value: str) -> tuple[str, str]:
     return workflow_id, proposal_id
 
 
-def _clip(text: str, limit: int = SECTION_LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def proposal_url(dashboard_url: str | None, proposal: Proposal) -> str | None:
+    return f"{dashboard_url}/rounds/{proposal.round_id}" if dashboard_url else None
+
+
+def _clip(text: str, limit: int = SECTION_LIMIT, more: str | None = None) -> str:
+    """Fit Slack's limit; what is cut points to the full proposal when there is a link."""
+    if len(text) <= limit:
+        return text
+    tail = f"… <{more}|full proposal>" if more else "…"
+    cut = text[: limit - len(tail)]
+    if cut.count("```") % 2:  # do not leave a code block open
+        cut = cut[: limit - len(tail) - 3] + "```"
+    return cut + tail
+
+
+def _sentences(text: str) -> list[str]:
+    return [part for part in re.split(r"(?<=[.!?])\s+", text.strip()) if part]
 
 
 def proposed_change(status: ProposalStatus, constitution: ConstitutionVersion) -> str:
-    """The change as a readable diff: current text, then proposed text."""
+    """The change as a readable diff: current and proposed text sentence by
+    sentence, unchanged sentences kept for context."""
     draft = status.proposal.draft
     current = constitution.principle(draft.target) if draft.target else None
     if draft.kind is ProposalKind.add:
@@ -63,12 +89,34 @@ def proposed_change(status: ProposalStatus, constitution: ConstitutionVersion) -
         return f"*{draft.kind.value} {draft.target}* (principle not found)"
     if draft.kind is ProposalKind.retire:
         return f"*Retire {current.id}. {current.title}*\n~{current.text}~"
-    diff = difflib.ndiff([current.text], [draft.text or ""])
+    diff = difflib.ndiff(_sentences(current.text), _sentences(draft.text or ""))
     lines = [line for line in diff if not line.startswith("?")]
     return (
         f"*{draft.kind.value.capitalize()} {current.id}. {current.title}*\n```"
         + "\n".join(lines)
         + "```"
+    )
+
+
+def _facts(proposal: Proposal, link: str | None) -> str:
+    draft = proposal.draft
+    facts = [f"Round `{proposal.round_id}`"]
+    if draft.evidence:
+        facts.append("Evidence: " + ", ".join(f"`{e}`" for e in draft.evidence))
+    if draft.touches:
+        facts.append("Touches / conflicts: " + ", ".join(draft.touches))
+    facts.append(f"Model `{proposal.model}`, prompt `{proposal.prompt_version}`")
+    if link:
+        facts.append(f"<{link}|Full proposal and round>")
+    return " · ".join(facts)
+
+
+def votes_line(status: ProposalStatus) -> str:
+    votes = [f"{VOTE_WORDS[d.kind]} <@{d.reviewer}>" for d in status.decisions]
+    needed = status.accepts_needed
+    return (
+        f"*Votes:* {', '.join(votes) or 'none yet'} "
+        f"({needed} accept{'s' if needed != 1 else ''} needed)"
     )
 
 
@@ -78,33 +126,48 @@ def proposal_blocks(
     constitution: ConstitutionVersion,
     dashboard_url: str | None = None,
 ) -> list[Block]:
+    """The proposal's message. Each part is one block, so a new part (check
+    verdicts, an impact preview) is one more block built from the proposal."""
     proposal = status.proposal
     draft = proposal.draft
+    link = proposal_url(dashboard_url, proposal)
+    target = f" {draft.target}" if draft.target else ""
     blocks: list[Block] = [
-        HeaderBlock(text=_clip(f"Proposal {proposal.id}: {draft.kind.value}", 150)),
-        SectionBlock(text=MarkdownTextObject(text=_clip(proposed_change(status, constitution)))),
-        SectionBlock(text=MarkdownTextObject(text=_clip(f"*Why:* {draft.rationale}"))),
+        HeaderBlock(
+            text=_clip(f"Proposal {proposal.id}: {draft.kind.value}{target}", HEADER_LIMIT)
+        ),
+        SectionBlock(
+            text=MarkdownTextObject(text=_clip(proposed_change(status, constitution), more=link))
+        ),
+        SectionBlock(text=MarkdownTextObject(text=_clip(f"*Why:* {draft.rationale}", more=link))),
     ]
     scrutiny = scrutiny_text(proposal)
     if scrutiny:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(scrutiny))))
-    facts = [f"Round `{proposal.round_id}`"]
-    if draft.evidence:
-        facts.append("Evidence: " + ", ".join(f"`{e}`" for e in draft.evidence))
-    if draft.touches:
-        facts.append("Touches: " + ", ".join(draft.touches))
-    facts.append(f"Model `{proposal.model}`, prompt `{proposal.prompt_version}`")
-    if dashboard_url:
-        facts.append(f"<{dashboard_url}/rounds/{proposal.round_id}|Full round>")
-    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=_clip(" · ".join(facts), 2000))]))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(scrutiny, more=link))))
+    if proposal.strict_review:
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=":lock: Changes a protected principle: the round's stricter review "
+                    "policy applies."
+                )
+            )
+        )
+    blocks.append(
+        ContextBlock(
+            elements=[MarkdownTextObject(text=_clip(_facts(proposal, link), CONTEXT_LIMIT))]
+        )
+    )
     if status.state is ProposalState.posted:
+        if status.decisions or status.accepts_needed > 1:
+            blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(votes_line(status)))))
         value = action_value(workflow_id, proposal.id)
         blocks.append(
             ActionsBlock(
                 block_id=ACTIONS_BLOCK,
                 elements=[
                     ButtonElement(text="Accept", action_id="accept", value=value, style="primary"),
-                    ButtonElement(text="Reject", action_id="reject", value=value, style="danger"),
+                    ButtonElement(text="Reject…", action_id="reject", value=value, style="danger"),
                     ButtonElement(text="Modify…", action_id="modify", value=value),
                 ],
             )
@@ -130,6 +193,7 @@ def scrutiny_text(proposal: Proposal) -> str | None:
 
 
 def decided_line(status: ProposalStatus) -> str:
+    """Who decided what, and when; every vote when more than one was cast."""
     word = STATE_WORDS.get(status.state, status.state.value)
     decision = status.final_decision
     if decision is None:
@@ -139,6 +203,11 @@ def decided_line(status: ProposalStatus) -> str:
         line += f"\n>{decision.text}"
     if decision.comment:
         line += f"\n_{decision.comment}_"
+    others = [d for d in status.decisions if d is not decision]
+    if others:
+        line += "\n" + ", ".join(
+            f"{VOTE_WORDS[d.kind]} <@{d.reviewer}> {d.decided_at:%Y-%m-%d %H:%M}" for d in others
+        )
     return line
 
 
@@ -148,40 +217,91 @@ def fallback_text(status: ProposalStatus) -> str:
     return f"Proposal {status.proposal.id}: {draft.kind.value}{target} ({status.state.value})"
 
 
-def modify_view(workflow_id: str, status: ProposalStatus, channel: str, ts: str) -> View:
+def _view_metadata(workflow_id: str, proposal_id: str, channel: str, ts: str) -> str:
+    return f"{action_value(workflow_id, proposal_id)}|{channel}|{ts}"
+
+
+def parse_view_metadata(metadata: str) -> tuple[str, str, str, str]:
+    """workflow id, proposal id, channel and message ts of a decision modal."""
+    parts = metadata.split("|")
+    if len(parts) != 4 or not parts[0].startswith("round-") or not parts[1]:
+        raise ValueError(f"not an amend modal: {metadata!r}")
+    return parts[0], parts[1], parts[2], parts[3]
+
+
+def _comment_input(label: str) -> InputBlock:
+    return InputBlock(
+        block_id="comment",
+        label=label,
+        optional=True,
+        element=PlainTextInputElement(action_id="comment", multiline=True, max_length=2000),
+    )
+
+
+def _title_line(status: ProposalStatus) -> SectionBlock:
     draft = status.proposal.draft
+    return SectionBlock(
+        text=MarkdownTextObject(
+            text=_clip(f"*{status.proposal.id}* ({draft.kind.value} {draft.target or 'new'})")
+        )
+    )
+
+
+def _decision_view(
+    callback_id: str,
+    title: str,
+    submit: str,
+    workflow_id: str,
+    status: ProposalStatus,
+    channel: str,
+    ts: str,
+    inputs: list[Block],
+) -> View:
+    """A decision modal; its metadata names the round, proposal and message."""
     return View(
         type="modal",
-        callback_id=MODIFY_CALLBACK,
-        private_metadata=f"{action_value(workflow_id, status.proposal.id)}|{channel}|{ts}",
-        title="Modify proposal",
-        submit="Accept modified",
+        callback_id=callback_id,
+        private_metadata=_view_metadata(workflow_id, status.proposal.id, channel, ts),
+        title=title,
+        submit=submit,
         close="Cancel",
-        blocks=[
-            SectionBlock(
-                text=MarkdownTextObject(
-                    text=_clip(
-                        f"*{status.proposal.id}* ({draft.kind.value} {draft.target or 'new'})"
-                    )
-                )
-            ),
-            InputBlock(
-                block_id="text",
-                label="Text to adopt",
-                element=PlainTextInputElement(
-                    action_id="text",
-                    multiline=True,
-                    initial_value=draft.text or "",
-                    max_length=2000,
-                ),
-            ),
-            InputBlock(
-                block_id="comment",
-                label="Comment",
-                optional=True,
-                element=PlainTextInputElement(action_id="comment", multiline=True, max_length=2000),
-            ),
-        ],
+        blocks=[_title_line(status), *inputs],
+    )
+
+
+def modify_view(workflow_id: str, status: ProposalStatus, channel: str, ts: str) -> View:
+    text = InputBlock(
+        block_id="text",
+        label="Text to adopt",
+        element=PlainTextInputElement(
+            action_id="text",
+            multiline=True,
+            initial_value=status.proposal.draft.text or "",
+            max_length=2000,
+        ),
+    )
+    return _decision_view(
+        MODIFY_CALLBACK,
+        "Modify proposal",
+        "Accept modified",
+        workflow_id,
+        status,
+        channel,
+        ts,
+        [text, _comment_input("Comment")],
+    )
+
+
+def reject_view(workflow_id: str, status: ProposalStatus, channel: str, ts: str) -> View:
+    return _decision_view(
+        REJECT_CALLBACK,
+        "Reject proposal",
+        "Reject",
+        workflow_id,
+        status,
+        channel,
+        ts,
+        [_comment_input("Reason (optional)")],
     )
 
 
@@ -203,3 +323,14 @@ def summary_text(
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no proposals"
     version = f"; new constitution v{result_version}" if result_version else ""
     return f"Round `{round_id}` review ended ({state}): {tally}{version}."
+
+
+def digest_text(round_id: str, pending: list[ProposalStatus], number: int) -> str:
+    """The daily digest: what still waits, one line each."""
+    lines = [f"Daily digest {number} for round `{round_id}`: {len(pending)} proposal(s) pending."]
+    for p in pending:
+        draft = p.proposal.draft
+        target = f" {draft.target}" if draft.target else ""
+        votes = f", {len(p.decisions)} of {p.accepts_needed} votes" if p.decisions else ""
+        lines.append(f"• {p.proposal.id}: {draft.kind.value}{target}{votes}")
+    return "\n".join(lines)

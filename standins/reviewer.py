@@ -12,7 +12,7 @@ The module-level helpers follow the path a person takes, using the Slack Web
 API stand-in (`standins.slack_api`) to see what the gateway posted and opened:
 
 * `wait_for_message` waits for a message carrying a given button;
-* `decide_in_slack` clicks Accept / Reject, or clicks Modify, waits for the
+* `decide_in_slack` clicks Accept, or clicks Reject… / Modify…, waits for the
   modal the gateway opens for that click and submits it.
 """
 
@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 import httpx
 from slack_sdk.signature import SignatureVerifier
 
-from review.messages import MODIFY_CALLBACK
+from review.messages import MODIFY_CALLBACK, REJECT_CALLBACK
 
 JSONDict = dict[str, Any]
 T = TypeVar("T")
@@ -494,27 +494,32 @@ async def decide_in_slack(
 ) -> httpx.Response:
     """Do what a person does to accept, reject or modify a proposal message.
 
-    accept / reject: press that button; the gateway's response is returned.
-    modify: press Modify, wait for the modal the gateway opens with that click's
-    trigger id (callback_id ``modify_proposal``), fill its ``text`` and
-    ``comment`` inputs and submit it; the submission's response is returned.
+    accept: press that button; the gateway's response is returned.
+    reject / modify: press the button, wait for the modal the gateway opens
+    with that click's trigger id (callback_id ``reject_proposal`` or
+    ``modify_proposal``), fill its ``comment`` (and for modify ``text``) input
+    and submit it; the submission's response is returned.
     """
-    if decision in ("accept", "reject"):
+    if decision == "accept":
         return await reviewer.click(message, decision, channel_id=channel_id)
-    if decision != "modify":
+    if decision not in ("modify", "reject"):
         raise ValueError(f"decision must be accept, reject or modify, not {decision!r}")
     trigger_id = reviewer.new_trigger_id()
     await reviewer.register_trigger(trigger_id, slack_api_url)
-    clicked = await reviewer.click(message, "modify", channel_id=channel_id, trigger_id=trigger_id)
+    clicked = await reviewer.click(message, decision, channel_id=channel_id, trigger_id=trigger_id)
     if clicked.status_code >= 400:
         raise ReviewerError(
-            f"the gateway refused the Modify click: {clicked.status_code} {clicked.text}"
+            f"the gateway refused the {decision} click: {clicked.status_code} {clicked.text}"
         )
+    if clicked.json().get("outcome") == "refused":
+        return clicked  # a stale or settled proposal: no modal to fill in
     record = await wait_for_view(
         slack_api_url,
         trigger_id=trigger_id,
-        callback_id=MODIFY_CALLBACK,
+        callback_id=MODIFY_CALLBACK if decision == "modify" else REJECT_CALLBACK,
         wait_s=wait_s,
     )
-    values = {k: v for k, v in {"text": text, "comment": comment}.items() if v is not None}
+    values = {"text": text} if decision == "modify" and text is not None else {}
+    if comment is not None:
+        values["comment"] = comment
     return await reviewer.submit_view(record, values)

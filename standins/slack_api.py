@@ -18,7 +18,7 @@ as JSON values.
 
 Methods: ``auth.test``, ``chat.postMessage``, ``chat.update``,
 ``chat.postEphemeral``, ``chat.getPermalink``, ``views.open``, ``views.update``,
-``conversations.info``, ``users.info``. Anything else answers
+``conversations.info``, ``users.info``, ``usergroups.users.list``. Anything else answers
 ``{"ok": false, "error": "unknown_method"}``.
 
 Test control, under ``/_standin/`` (no auth):
@@ -38,22 +38,36 @@ Test control, under ``/_standin/`` (no auth):
   ``server_error`` (500), ``error`` (200 with ``{"ok": false, "error": ...}``).
 * ``POST /_standin/triggers``  ``{"trigger_id", "user_id"}``: tells the stand-in
   which user a trigger id belongs to (the simulated reviewer does this).
-* ``POST /_standin/revoke``    revokes the bot token (``token_revoked``).
+* ``POST /_standin/revoke``    revokes the bot token (``token_revoked``);
+  ``POST /_standin/restore`` puts it back (a re-installed app).
+* ``POST /_standin/usergroups`` ``{"usergroups": {"S...": ["U...", ...]}}``: sets
+  user group members (``usergroups.users.list``; unknown ids: ``no_such_subteam``).
 * ``POST /_standin/reset``     forgets everything, un-revokes the token.
+* ``POST /_standin/socket``    ``{"type": "interactive", "payload": {...}}``: Socket
+  Mode. ``apps.connections.open`` (with the app token) hands out a
+  ``ws://`` URL served by the stand-in; this sends the payload as an envelope
+  to the app connected there and answers ``{"acked", "ack_payload", "ack_ms"}``
+  once the app acknowledges the envelope (or ``acked: false`` after 3 s, as
+  Slack would give up).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import itertools
 import json
 import math
 import secrets
 import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
+from aiohttp import WSMsgType, web
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -65,6 +79,7 @@ class SlackStandInConfig(BaseModel):
     """How the Slack Web API stand-in behaves."""
 
     bot_token: str = "xoxb-amend-stand-in"
+    app_token: str = "xapp-amend-stand-in"  # Socket Mode's apps.connections.open
     channels: list[str] = Field(default_factory=lambda: ["C0AMENDREVIEW"])
     # chat.postMessage faster than this, per channel, gets a 429 like real Slack.
     post_message_per_second: float | None = None
@@ -72,6 +87,8 @@ class SlackStandInConfig(BaseModel):
     channel_names: dict[str, str] = Field(default_factory=lambda: {"C0AMENDREVIEW": "amend-review"})
     # users.info names; an unlisted U.../W... id gets a made-up name.
     users: dict[str, str] = Field(default_factory=dict)
+    # User group id -> member user ids, for usergroups.users.list.
+    usergroups: dict[str, list[str]] = Field(default_factory=dict)
     # Registered trigger ids older than this are `expired_trigger_id` (Slack: 3 s).
     # None: they never expire. Unregistered trigger ids are accepted unless
     # `strict_triggers`, in which case they are `invalid_trigger_id`.
@@ -97,6 +114,15 @@ class FaultSpec(BaseModel):
 
 class FaultsBody(BaseModel):
     faults: list[FaultSpec]
+
+
+class UsergroupsBody(BaseModel):
+    usergroups: dict[str, list[str]]
+
+
+class SocketBody(BaseModel):
+    type: str = "interactive"
+    payload: dict[str, Any]
 
 
 class TriggerBody(BaseModel):
@@ -164,6 +190,74 @@ class _SlackError(Exception):
         self.error = error
         self.status = status
         self.headers = headers
+
+
+class _SocketModeServer:
+    """Socket Mode's websocket: one app connection, envelopes out, acks back."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self._runner: web.AppRunner | None = None
+        self._socket: web.WebSocketResponse | None = None
+        self._acks: dict[str, asyncio.Future[JSONDict]] = {}
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/link", self._connect)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.url = f"ws://127.0.0.1:{port}/link"
+
+    async def stop(self) -> None:
+        if self._socket is not None:
+            await self._socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _connect(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        self._socket = socket
+        await socket.send_json(
+            {"type": "hello", "num_connections": 1, "connection_info": {"app_id": "A0AMEND"}}
+        )
+        async for message in socket:
+            if message.type != WSMsgType.TEXT:
+                continue
+            ack = json.loads(message.data)
+            waiting = self._acks.pop(str(ack.get("envelope_id")), None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(ack)
+        return socket
+
+    async def send(self, kind: str, payload: JSONDict) -> JSONDict:
+        if self._socket is None or self._socket.closed:
+            return {"acked": False, "error": "no app is connected"}
+        envelope_id = str(uuid.uuid4())
+        waiting: asyncio.Future[JSONDict] = asyncio.get_running_loop().create_future()
+        self._acks[envelope_id] = waiting
+        started = time.monotonic()
+        await self._socket.send_json(
+            {
+                "envelope_id": envelope_id,
+                "type": kind,
+                "accepts_response_payload": True,
+                "payload": payload,
+            }
+        )
+        try:
+            ack = await asyncio.wait_for(waiting, 3.0)
+        except TimeoutError:
+            self._acks.pop(envelope_id, None)
+            return {"acked": False, "error": "no ack within 3 s"}
+        return {
+            "acked": True,
+            "ack_payload": ack.get("payload"),
+            "ack_ms": (time.monotonic() - started) * 1000,
+        }
 
 
 def standin_state(app: FastAPI) -> SlackStandInState:
@@ -259,7 +353,17 @@ def create_app(config: SlackStandInConfig | None = None) -> FastAPI:
     """Build the Slack Web API stand-in app."""
     cfg = config or SlackStandInConfig()
     state = SlackStandInState(config=cfg)
-    app = FastAPI(title="Slack Web API stand-in")
+    socket = _SocketModeServer()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await socket.start()
+        try:
+            yield
+        finally:
+            await socket.stop()
+
+    app = FastAPI(title="Slack Web API stand-in", lifespan=lifespan)
     app.state.slack = state
 
     def bot_profile() -> JSONDict:
@@ -597,6 +701,17 @@ def create_app(config: SlackStandInConfig | None = None) -> FastAPI:
             },
         }
 
+    def usergroups_users_list(params: JSONDict) -> JSONDict:
+        group = _str_field(params, "usergroup")
+        if group is None:
+            raise _SlackError("invalid_arguments")
+        if group not in cfg.usergroups:
+            raise _SlackError("no_such_subteam")
+        return {"ok": True, "users": list(cfg.usergroups[group])}
+
+    def apps_connections_open(params: JSONDict) -> JSONDict:
+        return {"ok": True, "url": socket.url}
+
     handlers: dict[str, Any] = {
         "auth.test": auth_test,
         "chat.postMessage": post_message,
@@ -607,9 +722,11 @@ def create_app(config: SlackStandInConfig | None = None) -> FastAPI:
         "views.update": views_update,
         "conversations.info": conversations_info,
         "users.info": users_info,
+        "usergroups.users.list": usergroups_users_list,
+        "apps.connections.open": apps_connections_open,
     }
 
-    def auth_error(request: Request, params: JSONDict) -> str | None:
+    def auth_error(request: Request, params: JSONDict, method: str) -> str | None:
         header = request.headers.get("authorization")
         token: str | None = None
         if header is not None:
@@ -621,7 +738,8 @@ def create_app(config: SlackStandInConfig | None = None) -> FastAPI:
             token = _str_field(params, "token")
         if token is None:
             return "not_authed"
-        if token != cfg.bot_token:
+        wanted = cfg.app_token if method == "apps.connections.open" else cfg.bot_token
+        if token != wanted:
             return "invalid_auth"
         if state.revoked:
             return "token_revoked"
@@ -649,7 +767,7 @@ def create_app(config: SlackStandInConfig | None = None) -> FastAPI:
             return reply({"ok": False, "error": fault.error})
         try:
             params = await _read_params(request)
-            error = auth_error(request, params)
+            error = auth_error(request, params, method)
             if error is not None:
                 return reply({"ok": False, "error": error})
             result = handlers[method](params)
@@ -711,6 +829,20 @@ def create_app(config: SlackStandInConfig | None = None) -> FastAPI:
     async def revoke() -> JSONDict:
         state.revoked = True
         return {"ok": True}
+
+    @app.post("/_standin/restore")
+    async def restore() -> JSONDict:
+        state.revoked = False
+        return {"ok": True}
+
+    @app.post("/_standin/usergroups")
+    async def set_usergroups(body: UsergroupsBody) -> JSONDict:
+        cfg.usergroups.update(body.usergroups)
+        return {"ok": True}
+
+    @app.post("/_standin/socket")
+    async def socket_send(body: SocketBody) -> JSONDict:
+        return await socket.send(body.type, body.payload)
 
     @app.post("/_standin/reset")
     async def reset() -> JSONDict:

@@ -189,6 +189,8 @@ def stack_on(database_url: str, ledger: Ledger, task_queue: str, tmp_path: Path)
     ) -> AsyncIterator[Stack]:
         """`client` replaces the environment's (one on another Temporal runtime)."""
         await ledger.save_version(sample_constitution())
+        # Slack's pacing (and the stand-in's enforced rate) sped up for tests.
+        settings.setdefault("slack_post_interval_s", 0.02)
         config = Settings(
             _env_file=None,
             data_dir=tmp_path,

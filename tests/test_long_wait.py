@@ -112,3 +112,52 @@ async def test_a_deadline_withdraws_what_is_still_pending(
     assert status.reminders_sent == 2
     assert {p.state for p in status.proposals} == {ProposalState.withdrawn}
     assert await ledger.verify_chain("deadline") == []
+
+
+async def test_ninety_days_of_hourly_reminders_run_as_several_bounded_runs(
+    time_skipping: WorkflowEnvironment, stack_on: StackFactory
+) -> None:
+    # Pacing is Slack's per-channel rate in real time: without it here, the
+    # days pass as fast as the workflow runs.
+    async with stack_on(time_skipping, slack_post_interval_s=0) as stack:
+        await wait_ninety_days(time_skipping, stack)
+
+
+async def wait_ninety_days(time_skipping: WorkflowEnvironment, stack: Stack) -> None:
+    handle = await start(
+        time_skipping,
+        stack,
+        round_id="ninety",
+        max_proposals=1,
+        reminder_interval="PT1H",
+        escalate_after=24,
+        escalate_to="C0LEADS",
+    )
+
+    async def in_review() -> bool:
+        status: RoundStatus = await handle.query(TrainingRoundWorkflow.state)
+        return status.state is RoundState.in_review
+
+    await eventually(in_review, "the round to be in review")
+    for _day in range(90):  # a day at a time: one long sleep outlives the RPC's deadline
+        await time_skipping.sleep(timedelta(days=1))
+    await time_skipping.sleep(timedelta(minutes=30))
+    hours = 90 * 24
+
+    async def all_reminders() -> RoundStatus | None:
+        status: RoundStatus = await handle.query(TrainingRoundWorkflow.state)
+        return status if status.reminders_sent >= hours else None
+
+    status = await eventually(all_reminders, f"{hours} reminders", wait_s=300)
+    assert status.reminders_sent == hours and status.state is RoundState.in_review
+    assert status.digests_sent == 90  # one digest a day
+    # History stays bounded: the wait continued as new, each run a bounded size.
+    assert status.runs >= 5
+    history = await handle.fetch_history()
+    assert len(history.events) <= 2200
+    # Each reminder was posted once, in the proposal's thread.
+    replies = await threaded_replies(stack)
+    assert len(replies) == hours
+    assert len({r["text"] for r in replies}) == hours
+    assert sum("<#C0LEADS>" in r["text"] for r in replies) == hours - 23
+    await handle.cancel()

@@ -433,6 +433,16 @@ def _status_header(status: RoundStatus) -> Any:
     )
 
 
+def _status_blocked(status: RoundStatus) -> Any:
+    if not status.blocked:
+        return None
+    return (
+        f"[bold red]blocked[/bold red]: Slack refuses the round's calls "
+        f"({escape(status.blocked)}); retried every {status.spec.slack_retry_interval}, or now "
+        f"with POST /api/rounds/{status.spec.round_id}/retry-slack"
+    )
+
+
 def _status_proposals(status: RoundStatus) -> Any:
     from rich.table import Table
 
@@ -481,6 +491,7 @@ def _status_error(status: RoundStatus) -> Any:
 
 STATUS_SECTIONS: list[Callable[[RoundStatus], Any]] = [
     _status_header,
+    _status_blocked,
     _status_proposals,
     _status_findings,
     _status_retraining,

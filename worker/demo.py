@@ -85,6 +85,8 @@ async def run_demo(
             f"round ended [bold]{status.state.value}[/bold] in {time.monotonic() - started:.1f}s"
         )
         await _report(running.database_url, status, console)
+        if stack.slack_stand_in_url:
+            await _slack_flow(stack.slack_stand_in_url, console)
         return (
             0
             if status.state
@@ -177,3 +179,21 @@ async def _report(database_url: str, status: RoundStatus, console: Console) -> N
         console.print("hash chain: " + ("intact" if not breaks else f"BROKEN at {breaks[0]}"))
     finally:
         await pool.close()
+
+
+async def _slack_flow(slack_url: str, console: Console) -> None:
+    """What the channel saw, as the Slack stand-in recorded it: each message
+    with its edits, the answers only one reviewer saw, and the modals opened."""
+    async with httpx.AsyncClient(timeout=10) as http:
+        messages = (await http.get(f"{slack_url}/_standin/messages")).json()
+        ephemeral = (await http.get(f"{slack_url}/_standin/ephemeral")).json()
+        views = (await http.get(f"{slack_url}/_standin/views")).json()
+    console.rule("Slack message flow (the Slack Web API stand-in)")
+    for message in messages:
+        where = "  in thread" if message["thread_ts"] else ""
+        edits = f" (updated {len(message['history'])}x)" if message["history"] else ""
+        console.print(escape(f"{message['ts']}{where}: {message['text'][:110]}{edits}"))
+    for answer in ephemeral:
+        console.print(escape(f"only to {answer['user']}: {answer['text'][:110]}"))
+    for view in views:
+        console.print(escape(f"modal {view['view']['callback_id']} opened for {view['user']}"))

@@ -17,6 +17,11 @@ import httpx
 from fastapi import FastAPI
 from openai import AsyncOpenAI
 from pydantic import SecretStr
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
@@ -66,7 +71,15 @@ def model_client(settings: Settings, base_url: str | None = None) -> AsyncOpenAI
 
 def slack_client(settings: Settings) -> AsyncWebClient:
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    kwargs: dict[str, Any] = {"token": token}
+    # The SDK waits out a 429's Retry-After, which Temporal's backoff cannot
+    # know; everything else transient is left to Temporal's retries.
+    kwargs: dict[str, Any] = {
+        "token": token,
+        "retry_handlers": [
+            AsyncConnectionErrorRetryHandler(),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=settings.slack_rate_limit_retries),
+        ],
+    }
     if settings.slack_api_url:
         kwargs["base_url"] = settings.slack_api_url.rstrip("/") + "/api/"
     return AsyncWebClient(**kwargs)
@@ -94,7 +107,9 @@ class Activities:
             self.slack.post_proposal,
             self.slack.update_proposal_message,
             self.slack.post_reminder,
+            self.slack.post_digest,
             self.slack.post_round_summary,
+            self.slack.resolve_reviewer_groups,
             self.training.generate_dataset,
             self.training.start_fine_tune,
             self.training.await_fine_tune,
@@ -125,7 +140,11 @@ def build_activities(settings: Settings, ledger: Ledger) -> Activities:
         ledger=LedgerActivities(ledger),
         model=ModelActivities(model),
         slack=SlackActivities(
-            slack_client(settings), settings.slack_review_channel, ledger, settings.gateway_url
+            slack_client(settings),
+            settings.slack_review_channel,
+            ledger,
+            settings.gateway_url,
+            post_interval_s=settings.slack_post_interval_s,
         ),
         training=TrainingActivities(
             model,
@@ -175,6 +194,12 @@ def gateway_app(settings: Settings, database_url: str, temporal: Client) -> Fast
             slack=slack_client(settings),
             max_body_bytes=settings.api_max_body_bytes,
             trainer_secret=settings.trainer_secret,
+            socket_mode=SocketModeClient(
+                app_token=settings.slack_app_token.get_secret_value(),
+                web_client=slack_client(settings),
+            )
+            if settings.slack_app_token
+            else None,
         ),
         temporal,
     )

@@ -85,6 +85,20 @@ class Settings(BaseSettings):
         default=None,
         description="Signs the trainer's callbacks; unset: callbacks are refused.",
     )
+    # -- Slack review (issue 4) --
+    slack_post_interval_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="Least time between two posts to one channel (Slack allows about one a "
+        "second); the Slack stand-in enforces the same rate. 0: no pacing.",
+    )
+    slack_rate_limit_retries: int = Field(
+        default=2, ge=0, description="429 answers slack_sdk waits out (Retry-After) per call."
+    )
+    slack_app_token: SecretStr | None = Field(
+        default=None,
+        description="xapp- token; set: the gateway takes interactions over Socket Mode.",
+    )
 
     stand_in_port_model: int = 8101
     stand_in_port_slack: int = 8102

@@ -63,7 +63,12 @@ async def running_stack(
                 served.url,
             )
         if settings.uses_stand_in_slack:
-            config = slack_api.SlackStandInConfig(channels=[settings.slack_review_channel])
+            interval = settings.slack_post_interval_s
+            config = slack_api.SlackStandInConfig(
+                channels=[settings.slack_review_channel],
+                # Slack's per-channel rate, enforced with 429s like Slack does.
+                post_message_per_second=1 / interval if interval > 0 else None,
+            )
             served = await stack.enter_async_context(
                 serve(
                     slack_api.create_app(config),

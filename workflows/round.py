@@ -10,8 +10,9 @@ numbered by the workflow itself (so a retried write lands once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -41,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         CheckProposalsInput,
         Dataset,
         DatasetInput,
+        DigestInput,
         EvaluateInput,
         EvaluationResult,
         FineTuneInput,
@@ -55,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
         ProposeResult,
         RecordDecisionInput,
         ReminderInput,
+        ResolveGroupsInput,
         RoundInput,
         RoundResult,
         RoundStatus,
@@ -65,12 +68,20 @@ with workflow.unsafe.imports_passed_through():
     )
     from constitution.evidence import EvidenceSelection
     from constitution.models import ConstitutionVersion, TransitionRecord
+    from constitution.review import eligible_reviewers, policy_for, required_accepts, settle, tally
     from workflows.search import CONSTITUTION_VERSION, PENDING_DECISIONS, ROUND_STATE
+
+T = TypeVar("T")
 
 QUICK = timedelta(seconds=30)
 SLACK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)
 )
+# A cancelled round's summary is tried a few times, not waited for.
+SUMMARY_ON_CANCEL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
+# Each run of a long review stays well under Temporal's history limits; the
+# server's own suggestion (is_continue_as_new_suggested) may come first.
+HISTORY_EVENTS_PER_RUN = 2000
 # Failures that retrying cannot fix are raised non-retryable by the activities
 # themselves (invalid model output, a bad evidence file, a failed fine-tune).
 MODEL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
@@ -98,6 +109,7 @@ class TrainingRoundWorkflow:
         # The search attribute values last upserted: an unchanged set is not
         # upserted again, so history grows only when visibility changes.
         self._published: tuple[str, int, int | None] | None = None
+        self._retry_slack_now = False
 
     # -- the lifecycle ---------------------------------------------------------
 
@@ -163,6 +175,7 @@ class TrainingRoundWorkflow:
             )
             await self._move(RoundState.completed_unchanged, reason=reason)
             return
+        await self._resolve_reviewer_groups()
         for item in self.status.proposals:
             item.message = await self._post(item)
             await self._move_proposal(
@@ -232,37 +245,41 @@ class TrainingRoundWorkflow:
     async def _review(self) -> None:
         """Wait for every proposal to be settled, however long it takes."""
         spec = self.status.spec
+        # Reminders keep their rhythm however often a decision wakes the loop.
+        next_reminder = workflow.now() + spec.reminder_interval
         while self.status.pending:
-            if workflow.info().is_continue_as_new_suggested():
+            info = workflow.info()
+            if (
+                info.is_continue_as_new_suggested()
+                or info.get_current_history_length() > HISTORY_EVENTS_PER_RUN
+            ):
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                self.status.runs += 1
                 workflow.continue_as_new(RoundInput(spec=spec, carried=self.status))
-            timeout = spec.reminder_interval
+            await self._refresh_messages()
+            timeout = next_reminder - workflow.now()
             if spec.deadline is not None and self.status.review_started_at is not None:
                 left = self.status.review_started_at + spec.deadline - workflow.now()
                 if left <= timedelta(0):
                     await self._withdraw_pending("the round's review deadline passed")
                     break
                 timeout = min(timeout, left)
-            try:
-                await workflow.wait_condition(lambda: not self.status.pending, timeout=timeout)
-            except TimeoutError:
-                if self._deadline_passed():
-                    continue  # the loop's top withdraws what is pending
-                self.status.reminders_sent += 1
-                await workflow.execute_activity(
-                    "post_reminder",
-                    ReminderInput(
-                        round_id=spec.round_id,
-                        pending=self.status.pending,
-                        reminder_number=self.status.reminders_sent,
-                        escalate_to=spec.escalate_to
-                        if self.status.reminders_sent >= spec.escalate_after
-                        else None,
-                    ),
-                    start_to_close_timeout=QUICK,
-                    retry_policy=SLACK_RETRY,
-                )
+            if timeout > timedelta(0):
+                try:
+                    await workflow.wait_condition(
+                        lambda: not self.status.pending or bool(self._stale_messages()),
+                        timeout=timeout,
+                    )
+                    continue  # a decision: settled, or a message to bring up to date
+                except TimeoutError:
+                    pass
+            if self._deadline_passed():
+                continue  # the loop's top withdraws what is pending
+            if workflow.now() >= next_reminder:
+                await self._remind()
+                next_reminder = workflow.now() + spec.reminder_interval
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._refresh_messages()
         if self.status.adopted:
             await self._move(RoundState.amending, data={"accepted": len(self.status.adopted)})
         else:
@@ -440,38 +457,65 @@ class TrainingRoundWorkflow:
 
     @workflow.update
     async def decide(self, request: DecisionRequest) -> DecisionOutcome:
+        spec = self.status.spec
         async with self._lock:
-            # The round may have moved while this update waited for the lock.
+            # The round may have moved, or this reviewer's other click may have
+            # been taken, while this update waited for the lock.
             item = self._check_decision(request)
             decision = Decision(**request.model_dump(), decided_at=workflow.now())
             item.decisions.append(decision)
-            target = DECISION_TO_STATE[request.kind]
-            await workflow.execute_activity(
+            # A local activity: one short write on the reviewer's path, without
+            # a round trip through the Temporal server to schedule it.
+            await workflow.execute_local_activity(
                 "record_decision",
                 RecordDecisionInput(
-                    round_id=self.status.spec.round_id,
-                    decision_id=f"{workflow.info().workflow_id}:d{self.status.sequence + 1}",
+                    round_id=spec.round_id,
+                    # One vote per reviewer and proposal, in every run of the round.
+                    decision_id=f"{workflow.info().workflow_id}:{item.proposal.id}:{request.reviewer}",
                     decision=decision,
                 ),
                 start_to_close_timeout=QUICK,
             )
-            await self._move_proposal_locked(
-                item,
-                target,
-                actor=request.reviewer,
-                reason=request.comment or "",
-                data={
-                    "kind": request.kind.value,
-                    **({"text": request.text} if request.text else {}),
-                    **({"override": True} if request.override else {}),
-                },
+            policy = policy_for(spec, item.proposal)
+            eligible = len(eligible_reviewers(spec, self.status.group_members))
+            # An operator's override decides the proposal outright, recorded as such.
+            target = (
+                DECISION_TO_STATE[request.kind]
+                if request.override
+                else settle(policy, item.decisions, eligible)
             )
-        await self._update_message(item)
+            if target is not None:
+                await self._move_proposal_locked(
+                    item,
+                    target,
+                    actor=request.reviewer,
+                    reason=request.comment or "",
+                    data={
+                        "kind": request.kind.value,
+                        "decisions": len(item.decisions),
+                        **({"text": request.text} if request.text else {}),
+                        **({"override": True} if request.override else {}),
+                    },
+                )
+            # Worded now: other reviewers' votes may land while the message updates.
+            recorded = f"{request.kind.value} recorded for {request.proposal_id}"
+            if target is None:
+                votes = tally(policy, item.decisions, eligible)
+                message = f"{recorded} ({votes}); it waits for more reviewers"
+            elif target is DECISION_TO_STATE[request.kind]:
+                message = recorded
+            else:
+                message = f"{recorded}; the proposal is {target.value}"
+            # The review loop updates the message, off the reviewer's path.
+            item.message_stale = True
         return DecisionOutcome(
-            proposal_id=request.proposal_id,
-            proposal_state=target.value,
-            message=f"{request.kind.value} recorded for {request.proposal_id}",
+            proposal_id=request.proposal_id, proposal_state=item.state.value, message=message
         )
+
+    @workflow.signal
+    def retry_slack(self) -> None:
+        """An operator fixed what blocked Slack posting: try again now."""
+        self._retry_slack_now = True
 
     @decide.validator
     def _validate_decide(self, request: DecisionRequest) -> None:
@@ -494,9 +538,15 @@ class TrainingRoundWorkflow:
                 type="UnknownProposal",
                 non_retryable=True,
             )
-        if request.reviewer not in self.status.spec.reviewers and not request.override:
+        spec = self.status.spec
+        eligible = eligible_reviewers(spec, self.status.group_members)
+        if request.reviewer not in eligible and not request.override:
+            deciders = [f"<@{r}>" for r in spec.reviewers] + [
+                f"<!subteam^{g}>" for g in spec.reviewer_groups
+            ]
             raise ApplicationError(
-                f"{request.reviewer} is not a reviewer of round {self.status.spec.round_id}",
+                f"{request.reviewer} is not a reviewer of round {spec.round_id}; "
+                f"it is decided by {', '.join(deciders)}",
                 type="NotAReviewer",
                 non_retryable=True,
             )
@@ -512,6 +562,14 @@ class TrainingRoundWorkflow:
             raise ApplicationError(
                 f"proposal {request.proposal_id} is already {item.state.value}{who}",
                 type="AlreadySettled",
+                non_retryable=True,
+            )
+        earlier = item.voted(request.reviewer)
+        if earlier is not None:
+            raise ApplicationError(
+                f"you already decided {earlier.kind.value} on proposal {request.proposal_id}; "
+                "each reviewer has one vote",
+                type="AlreadyVoted",
                 non_retryable=True,
             )
         return item
@@ -624,17 +682,120 @@ class TrainingRoundWorkflow:
         return bool(spec.deadline and started and workflow.now() >= started + spec.deadline)
 
     async def _summarise(self) -> None:
-        await workflow.execute_activity(
-            "post_round_summary",
-            RoundSummaryInput(
-                round_id=self.status.spec.round_id,
-                state=self.status.state,
-                proposals=self.status.proposals,
-                result_version=self.status.result_version,
-            ),
-            start_to_close_timeout=QUICK,
-            retry_policy=SLACK_RETRY,
+        summary = RoundSummaryInput(
+            round_id=self.status.spec.round_id,
+            state=self.status.state,
+            proposals=self.status.proposals,
+            result_version=self.status.result_version,
         )
+        if self.status.state is not RoundState.cancelled:
+            await self._slack("post_round_summary", summary)
+            return
+        # A cancelled round ends now; a summary Slack refuses is not worth waiting for.
+        try:
+            await workflow.execute_activity(
+                "post_round_summary",
+                summary,
+                start_to_close_timeout=QUICK,
+                retry_policy=SUMMARY_ON_CANCEL_RETRY,
+            )
+        except ActivityError:
+            workflow.logger.warning("the cancelled round's summary could not be posted")
+
+    # -- Slack: reminders, digests, message updates, and being blocked ------------
+
+    async def _remind(self) -> None:
+        spec = self.status.spec
+        await self._resolve_reviewer_groups()
+        self.status.reminders_sent += 1
+        number = self.status.reminders_sent
+        await self._slack(
+            "post_reminder",
+            ReminderInput(
+                round_id=spec.round_id,
+                pending=self.status.pending,
+                reminder_number=number,
+                escalate_to=spec.escalate_to if number >= spec.escalate_after else None,
+            ),
+        )
+        if self._digest_due():
+            self.status.digests_sent += 1
+            self.status.last_digest_at = workflow.now()
+            await self._slack(
+                "post_digest",
+                DigestInput(
+                    round_id=spec.round_id,
+                    pending=self.status.pending,
+                    number=self.status.digests_sent,
+                ),
+            )
+
+    def _digest_due(self) -> bool:
+        interval = self.status.spec.digest_interval
+        since = self.status.last_digest_at or self.status.review_started_at
+        return interval is not None and since is not None and workflow.now() - since >= interval
+
+    async def _resolve_reviewer_groups(self) -> None:
+        """Group membership is read from Slack when review starts and at each
+        reminder, so the validator (which may do no I/O) can check it."""
+        spec = self.status.spec
+        if spec.reviewer_groups:
+            self.status.group_members = await self._slack(
+                "resolve_reviewer_groups",
+                ResolveGroupsInput(groups=spec.reviewer_groups),
+                dict[str, list[str]],
+            )
+        eligible = len(eligible_reviewers(spec, self.status.group_members))
+        for item in self.status.proposals:
+            item.accepts_needed = required_accepts(policy_for(spec, item.proposal), eligible)
+
+    def _stale_messages(self) -> list[ProposalStatus]:
+        return [p for p in self.status.proposals if p.message_stale]
+
+    async def _refresh_messages(self) -> None:
+        for item in self._stale_messages():
+            await self._update_message(item)
+
+    async def _slack(self, activity: str, arg: Any, result_type: type[T] | None = None) -> T:
+        """Run a Slack activity until it succeeds. Rate limits and server errors
+        are retried by Temporal; what retrying cannot fix (a missing channel, a
+        revoked token) blocks the round, visibly and in the ledger, and posting
+        is tried again every `slack_retry_interval` or at once on `retry_slack`."""
+        while True:
+            try:
+                result: T = await workflow.execute_activity(
+                    activity,
+                    arg,
+                    result_type=result_type,
+                    start_to_close_timeout=QUICK,
+                    retry_policy=SLACK_RETRY,
+                )
+            except ActivityError as error:
+                cause = error.cause
+                if not (
+                    isinstance(cause, ApplicationError) and cause.type == "SlackPermanentError"
+                ):
+                    raise
+                await self._block(cause.message)
+                self._retry_slack_now = False
+                with contextlib.suppress(TimeoutError):
+                    await workflow.wait_condition(
+                        lambda: self._retry_slack_now,
+                        timeout=self.status.spec.slack_retry_interval,
+                    )
+                continue
+            if self.status.blocked is not None:
+                reason = self.status.blocked
+                self.status.blocked = None
+                await self._record(
+                    "slack", "blocked", "ok", reason=f"Slack answers again ({reason})"
+                )
+            return result
+
+    async def _block(self, reason: str) -> None:
+        if self.status.blocked is None:
+            self.status.blocked = reason
+            await self._record("slack", "ok", "blocked", reason=reason)
 
     def _result(self) -> RoundResult:
         return RoundResult(
@@ -752,7 +913,7 @@ class TrainingRoundWorkflow:
 
     async def _post(self, item: ProposalStatus, *, repost: bool = False) -> SlackMessageRef:
         assert self.constitution is not None
-        message: SlackMessageRef = await workflow.execute_activity(
+        return await self._slack(
             "post_proposal",
             PostProposalInput(
                 workflow_id=workflow.info().workflow_id,
@@ -760,23 +921,19 @@ class TrainingRoundWorkflow:
                 constitution=self.constitution,
                 repost=repost,
             ),
-            result_type=SlackMessageRef,
-            start_to_close_timeout=QUICK,
-            retry_policy=SLACK_RETRY,
+            SlackMessageRef,
         )
-        return message
 
     async def _update_message(self, item: ProposalStatus) -> None:
         """Rewrite the proposal's Slack message to show its new state."""
         assert self.constitution is not None
-        await workflow.execute_activity(
+        await self._slack(
             "update_proposal_message",
             UpdateProposalMessageInput(
                 workflow_id=workflow.info().workflow_id, status=item, constitution=self.constitution
             ),
-            start_to_close_timeout=QUICK,
-            retry_policy=SLACK_RETRY,
         )
+        item.message_stale = False
 
     async def _load_version(self, number: int | None) -> ConstitutionVersion:
         version: ConstitutionVersion = await workflow.execute_activity(

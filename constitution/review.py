@@ -1,0 +1,69 @@
+"""Who may decide a proposal, and when its decisions settle it.
+
+Pure functions over the round's spec and the decisions so far, so the
+workflow's validator and its update handler ask the same question the same
+way, and the rules are tested without Temporal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from constitution.lifecycle import ProposalState
+from constitution.models import Decision, DecisionKind, Proposal, ReviewPolicy, RoundSpec
+
+
+def eligible_reviewers(spec: RoundSpec, group_members: Mapping[str, Iterable[str]]) -> set[str]:
+    """Reviewers named on the spec plus the members of its user groups, as
+    last resolved from Slack."""
+    members = {user for group in spec.reviewer_groups for user in group_members.get(group, ())}
+    return set(spec.reviewers) | members
+
+
+def policy_for(spec: RoundSpec, proposal: Proposal) -> ReviewPolicy:
+    return spec.strict_policy if proposal.strict_review else spec.policy
+
+
+def required_accepts(policy: ReviewPolicy, eligible: int) -> int:
+    """A quorum larger than the people who may decide means all of them."""
+    return max(1, min(policy.quorum, eligible))
+
+
+def settle(
+    policy: ReviewPolicy, decisions: Sequence[Decision], eligible: int
+) -> ProposalState | None:
+    """The state the decisions so far put the proposal in; None while it waits
+    for more. Accepts and modifies count alike; the proposal is `modified` when
+    any accepting reviewer changed its text (the last change is adopted)."""
+    needed = required_accepts(policy, eligible)
+    accepts = [d for d in decisions if d.kind is not DecisionKind.reject]
+    rejects = len(decisions) - len(accepts)
+    if rejects and (policy.veto or rejects >= needed):
+        return ProposalState.rejected
+    if len(accepts) >= needed:
+        if any(d.kind is DecisionKind.modify for d in accepts):
+            return ProposalState.modified
+        return ProposalState.accepted
+    if decisions and len(decisions) >= eligible:
+        return ProposalState.rejected  # everyone has voted and no quorum was reached
+    return None
+
+
+def adopted_decision(decisions: Sequence[Decision]) -> Decision | None:
+    """The decision whose text a settled proposal adopts: the last modify if
+    any reviewer changed the text, else the last decision."""
+    modified = [d for d in decisions if d.kind is DecisionKind.modify]
+    if modified:
+        return modified[-1]
+    return decisions[-1] if decisions else None
+
+
+def tally(policy: ReviewPolicy, decisions: Sequence[Decision], eligible: int) -> str:
+    """Where the vote stands, for people: "1 of 2 accepts"."""
+    needed = required_accepts(policy, eligible)
+    accepts = sum(1 for d in decisions if d.kind is not DecisionKind.reject)
+    text = f"{accepts} of {needed} accept{'s' if needed != 1 else ''}"
+    if not policy.veto:
+        rejects = len(decisions) - accepts
+        text += f", {rejects} of {needed} reject{'s' if needed != 1 else ''}"
+    return text

@@ -1,0 +1,192 @@
+"""The review rules (who may decide, when decisions settle a proposal) and the
+one Slack renderer: what a reviewer sees, within Slack's block limits."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from constitution import (
+    Decision,
+    DecisionKind,
+    Proposal,
+    ProposalDraft,
+    ProposalKind,
+    ProposalState,
+    RoundSpec,
+)
+from constitution.contracts import ProposalStatus, SlackMessageRef
+from constitution.models import ReviewPolicy
+from constitution.review import eligible_reviewers, policy_for, settle
+from constitution.samples import sample_constitution
+from review.messages import (
+    parse_view_metadata,
+    proposal_blocks,
+    reject_view,
+)
+
+NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+def vote(reviewer: str, kind: str, text: str | None = None) -> Decision:
+    return Decision(
+        proposal_id="r-p1", kind=DecisionKind(kind), reviewer=reviewer, text=text, decided_at=NOW
+    )
+
+
+def revision(rationale: str = "Evidence e1 shows the gap.", strict: bool = False) -> Proposal:
+    current = sample_constitution().principles[0]
+    return Proposal(
+        id="r-p1",
+        round_id="r",
+        draft=ProposalDraft(
+            kind=ProposalKind.revise,
+            target=current.id,
+            text=current.text + " Say which principle decided a refusal.",
+            rationale=rationale,
+            evidence=["e1", "e2"],
+            touches=["P2"],
+        ),
+        prompt_version="propose.v1",
+        model="stand-in",
+        strict_review=strict,
+    )
+
+
+def blocks(status: ProposalStatus) -> list[dict[str, Any]]:
+    rendered = proposal_blocks("round-r", status, sample_constitution(), "http://gw")
+    return [b.to_dict() for b in rendered]
+
+
+# -- who decides, and when a proposal is settled ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("policy", "votes", "eligible", "settled"),
+    [
+        (ReviewPolicy(), [("A", "accept")], 3, ProposalState.accepted),
+        (ReviewPolicy(), [("A", "reject")], 3, ProposalState.rejected),
+        (ReviewPolicy(quorum=2), [("A", "accept")], 3, None),
+        (ReviewPolicy(quorum=2), [("A", "accept"), ("B", "modify")], 3, ProposalState.modified),
+        (ReviewPolicy(quorum=2), [("A", "accept"), ("B", "reject")], 3, ProposalState.rejected),
+        (ReviewPolicy(quorum=2, veto=False), [("A", "accept"), ("B", "reject")], 3, None),
+        (
+            ReviewPolicy(quorum=2, veto=False),
+            [("A", "reject"), ("B", "reject")],
+            3,
+            ProposalState.rejected,
+        ),
+        # Everyone has voted and no quorum was reached.
+        (
+            ReviewPolicy(quorum=2, veto=False),
+            [("A", "accept"), ("B", "reject"), ("C", "reject")],
+            3,
+            ProposalState.rejected,
+        ),
+        # A quorum larger than the reviewers means all of them.
+        (ReviewPolicy(quorum=5), [("A", "accept"), ("B", "accept")], 2, ProposalState.accepted),
+    ],
+)
+def test_decisions_settle_a_proposal_by_the_policy(
+    policy: ReviewPolicy, votes: list[tuple[str, str]], eligible: int, settled: Any
+) -> None:
+    assert settle(policy, [vote(who, kind) for who, kind in votes], eligible) == settled
+
+
+def test_a_proposal_on_a_protected_principle_takes_the_stricter_policy() -> None:
+    spec = RoundSpec(round_id="r", reviewers=["A"], strict_policy={"quorum": 3})
+    assert policy_for(spec, revision(strict=True)).quorum == 3
+    assert policy_for(spec, revision(strict=False)).quorum == 1
+
+
+def test_the_adopted_text_is_the_last_change_a_reviewer_made() -> None:
+    status = ProposalStatus(
+        proposal=revision(),
+        decisions=[vote("A", "modify", "First wording."), vote("B", "accept")],
+    )
+    assert status.final_decision is not None and status.final_decision.text == "First wording."
+
+
+def test_reviewers_are_named_users_and_members_of_named_groups() -> None:
+    spec = RoundSpec(round_id="r", reviewers=["U1"], reviewer_groups=["S1", "S2"])
+    members = {"S1": ["U2", "U3"], "S9": ["U9"]}
+    assert eligible_reviewers(spec, members) == {"U1", "U2", "U3"}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"reviewers": ["A"], "policy": {"quorum": 3}, "strict_policy": {"quorum": 2}},
+        {"reviewers": ["A"], "strict_policy": {"quorum": 2, "veto": False}},
+        {"reviewers": ["A"], "slack_retry_interval": "PT0.5S"},
+        {"reviewers": ["A"], "policy": {"quorum": 0}},
+    ],
+)
+def test_a_review_policy_that_cannot_work_is_refused(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        RoundSpec.model_validate({"round_id": "r", **bad})
+
+
+# -- the message -----------------------------------------------------------------
+
+
+def test_the_message_shows_the_change_as_a_diff_with_its_evidence_and_buttons() -> None:
+    rendered = blocks(ProposalStatus(proposal=revision(), state=ProposalState.posted))
+    text = str(rendered)
+    assert rendered[0]["type"] == "header" and "revise P1" in rendered[0]["text"]["text"]
+    assert "+ Say which principle decided a refusal." in text
+    assert "`e1`, `e2`" in text and "Touches / conflicts: P2" in text and "Round `r`" in text
+    [actions] = [b for b in rendered if b["type"] == "actions"]
+    assert [e["action_id"] for e in actions["elements"]] == ["accept", "reject", "modify"]
+    assert {e["value"] for e in actions["elements"]} == {"round-r|r-p1"}
+
+
+def test_long_content_is_cut_within_slacks_limits_with_a_link_to_the_full_proposal() -> None:
+    long = "Evidence says so. " * 220  # 3960 characters, within the model's limit
+    rendered = blocks(ProposalStatus(proposal=revision(rationale=long), state=ProposalState.posted))
+    sections = [b["text"]["text"] for b in rendered if b["type"] == "section"]
+    assert all(len(t) <= 3000 for t in sections)
+    [why] = [t for t in sections if t.startswith("*Why:*")]
+    assert why.endswith("<http://gw/api/rounds/r|full proposal>")
+    assert len(rendered) <= 50
+
+
+def test_votes_show_while_open_and_the_outcome_replaces_the_buttons_once_settled() -> None:
+    proposal = revision(strict=True)
+    open_ = ProposalStatus(
+        proposal=proposal,
+        state=ProposalState.posted,
+        decisions=[vote("UA", "accept")],
+        accepts_needed=2,
+    )
+    text = str(blocks(open_))
+    assert "protected principle" in text
+    assert "<@UA>" in text and "2 accepts needed" in text
+    settled = open_.model_copy(
+        update={
+            "state": ProposalState.modified,
+            "decisions": [vote("UA", "accept"), vote("UB", "modify", "Kinder words.")],
+        }
+    )
+    rendered = blocks(settled)
+    assert not [b for b in rendered if b["type"] == "actions"]
+    last = rendered[-1]["text"]["text"]
+    assert last.startswith(":pencil2: Accepted with changes by <@UB> at 2026-11-30 09:00 UTC")
+    assert ">Kinder words." in last and "<@UA>" in last
+
+
+def test_the_reject_modal_asks_for_an_optional_reason_and_names_its_message() -> None:
+    status = ProposalStatus(
+        proposal=revision(),
+        state=ProposalState.posted,
+        message=SlackMessageRef(channel="C1", ts="1.2"),
+    )
+    view = reject_view("round-r", status, "C1", "1.2").to_dict()
+    [reason] = [b for b in view["blocks"] if b["type"] == "input"]
+    assert reason["optional"] is True and reason["block_id"] == "comment"
+    assert parse_view_metadata(view["private_metadata"]) == ("round-r", "r-p1", "C1", "1.2")
+    with pytest.raises(ValueError, match="not an amend modal"):
+        parse_view_metadata("someone-else|x")

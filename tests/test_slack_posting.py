@@ -1,0 +1,134 @@
+"""The Slack activities against the Slack Web API stand-in, with its
+per-channel rate enforced by 429s as Slack does: posting is paced under it, and
+retried posts land once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from slack_sdk.errors import SlackApiError
+from temporalio.testing import ActivityEnvironment
+
+from activities.slack import SlackActivities
+from constitution import Proposal, ProposalDraft, ProposalKind, ProposalState, RoundSpec
+from constitution.contracts import (
+    PostProposalInput,
+    ProposalStatus,
+    ReminderInput,
+    SlackMessageRef,
+)
+from constitution.samples import sample_constitution
+from ledger.store import Ledger
+from standins.serving import serve
+from standins.slack_api import SlackStandInConfig, create_app, standin_state
+from worker.runtime import slack_client
+from worker.settings import Settings
+
+CHANNEL = "C0AMENDREVIEW"
+RATE = 50.0  # messages per second per channel, enforced by the stand-in
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[tuple[str, Any]]:
+    app = create_app(SlackStandInConfig(channels=[CHANNEL], post_message_per_second=RATE))
+    async with serve(app) as served:
+        yield served.url, app
+
+
+def activities(ledger: Ledger, url: str, interval_s: float, retries: int = 0) -> SlackActivities:
+    settings = Settings(
+        _env_file=None,
+        slack_api_url=url,
+        slack_bot_token=SecretStr("xoxb-amend-stand-in"),
+        slack_rate_limit_retries=retries,
+    )
+    return SlackActivities(slack_client(settings), CHANNEL, ledger, post_interval_s=interval_s)
+
+
+async def proposals(ledger: Ledger, round_id: str, count: int) -> list[ProposalStatus]:
+    await ledger.save_version(sample_constitution())
+    await ledger.open_round(RoundSpec(round_id=round_id, reviewers=["U0ALICE"]), 1)
+    made = [
+        Proposal(
+            id=f"{round_id}-p{n}",
+            round_id=round_id,
+            draft=ProposalDraft(
+                kind=ProposalKind.add,
+                title=f"Principle {n}",
+                text=f"Text of principle {n}.",
+                rationale="Evidence asks for it.",
+            ),
+            prompt_version="propose.v1",
+            model="stand-in",
+        )
+        for n in range(1, count + 1)
+    ]
+    await ledger.save_proposals(made)
+    return [ProposalStatus(proposal=p) for p in made]
+
+
+async def post_all(acts: SlackActivities, items: list[ProposalStatus]) -> list[Any]:
+    env = ActivityEnvironment()
+    requests = [
+        PostProposalInput(workflow_id="round-x", status=item, constitution=sample_constitution())
+        for item in items
+    ]
+    results: list[Any] = await asyncio.gather(
+        *(env.run(acts.post_proposal, r) for r in requests), return_exceptions=True
+    )
+    return results
+
+
+async def test_a_hundred_proposals_to_one_channel_stay_under_slacks_rate(
+    ledger: Ledger, slack: tuple[str, Any]
+) -> None:
+    url, app = slack
+    items = await proposals(ledger, "hundred", 100)
+    # Without pacing the stand-in answers a burst with 429s, as Slack does.
+    unpaced = await post_all(activities(ledger, url, 0.0), items[:5])
+    assert any(isinstance(r, Exception) for r in unpaced)
+    limited = [c for c in standin_state(app).calls if c["status"] == 429]
+    assert limited
+    standin_state(app).calls.clear()
+
+    paced = await post_all(activities(ledger, url, 1 / RATE), items)
+    assert not [r for r in paced if isinstance(r, Exception)]
+    calls = standin_state(app).calls
+    assert [c for c in calls if c["status"] == 429] == []
+    posted = [m for m in standin_state(app).messages.values() if m["channel"] == CHANNEL]
+    assert len(posted) == 100
+    assert len({(m["channel"], m["ts"]) for m in posted}) == 100
+    # Each proposal's message is recorded once; posting again finds it.
+    again = await post_all(activities(ledger, url, 1 / RATE), items[:3])
+    assert [r.ts for r in again] == [r.ts for r in paced[:3]]
+    assert len(standin_state(app).messages) == 100
+
+
+async def test_a_retried_reminder_does_not_post_twice_in_any_thread(
+    ledger: Ledger, slack: tuple[str, Any]
+) -> None:
+    url, app = slack
+    acts = activities(ledger, url, 1 / RATE)
+    items = await proposals(ledger, "remind", 3)
+    refs = await post_all(acts, items)
+    pending = [
+        item.model_copy(update={"state": ProposalState.posted, "message": ref})
+        for item, ref in zip(items, refs, strict=True)
+    ]
+    request = ReminderInput(round_id="remind", pending=pending, reminder_number=1, escalate_to=None)
+    # The first try replies in the first thread, then Slack fails the second.
+    broken = pending[1].model_copy(
+        update={"message": SlackMessageRef(channel=CHANNEL, ts="1.000001")}
+    )
+    first_try = request.model_copy(update={"pending": [pending[0], broken, pending[2]]})
+    with pytest.raises(SlackApiError, match="thread_not_found"):
+        await ActivityEnvironment().run(acts.post_reminder, first_try)
+    await ActivityEnvironment().run(acts.post_reminder, request)  # the retry
+    await ActivityEnvironment().run(acts.post_reminder, request)  # and once more
+    replies = [m for m in standin_state(app).messages.values() if m["thread_ts"]]
+    assert sorted(m["thread_ts"] for m in replies) == sorted(r.ts for r in refs)
+    assert all(m["text"].startswith("Reminder 1:") for m in replies)
