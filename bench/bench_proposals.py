@@ -19,6 +19,7 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -58,7 +59,7 @@ async def run(env: BenchEnv) -> list[Figure]:
     _evidence(evidence)
     config = ScriptedModelConfig(latency_s=LATENCY_S, max_concurrency=LIMIT)
     async with serve(create_app(config)) as model:
-        settings = {
+        settings: dict[str, Any] = {
             "model_base_url": f"{model.url}/v1",
             "model_concurrency": LIMIT,
             "evidence_budget_tokens": 100,

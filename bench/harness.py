@@ -233,9 +233,13 @@ class BenchEnv:
         return url
 
     @asynccontextmanager
-    async def stack(self, **settings: Any) -> AsyncIterator[BenchStack]:
+    async def stack(
+        self, *, temporal: Client | None = None, **settings: Any
+    ) -> AsyncIterator[BenchStack]:
         """Stand-ins, worker and gateway on a fresh ledger, on free ports, on
-        a task queue of their own."""
+        a task queue of their own; on the run's dev server unless `temporal`
+        names another (the time-skipping server, for long waits)."""
+        temporal = temporal or self.temporal
         url = await self.database()
         config = Settings(
             _env_file=None,
@@ -246,8 +250,8 @@ class BenchEnv:
         )
         pool = await create_pool(url, max_size=4)
         try:
-            async with running_stack(config, url, self.temporal, any_port=True) as running:
-                yield BenchStack(running, url, Ledger(pool), self.temporal)
+            async with running_stack(config, url, temporal, any_port=True) as running:
+                yield BenchStack(running, url, Ledger(pool), temporal)
         finally:
             await pool.close()
 

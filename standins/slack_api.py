@@ -35,7 +35,9 @@ Test control, under ``/_standin/`` (no auth):
 * ``POST /_standin/faults``    ``{"faults": [...]}``, queued; each later Web API
   call consumes the first queued fault (one whose optional ``method`` matches,
   when it has one). Kinds: ``rate_limited`` (429, ``Retry-After``),
-  ``server_error`` (500), ``error`` (200 with ``{"ok": false, "error": ...}``).
+  ``server_error`` (500), ``error`` (200 with ``{"ok": false, "error": ...}``),
+  ``slow_answer`` (the call takes effect at once, its answer comes ``hold_s``
+  later, as over a slow network).
 * ``POST /_standin/triggers``  ``{"trigger_id", "user_id"}``: tells the stand-in
   which user a trigger id belongs to (the simulated reviewer does this).
 * ``POST /_standin/revoke``    revokes the bot token (``token_revoked``);
@@ -106,8 +108,9 @@ class SlackStandInConfig(BaseModel):
 class FaultSpec(BaseModel):
     """One injected failure, consumed by the next matching Web API call."""
 
-    kind: Literal["rate_limited", "server_error", "error"]
+    kind: Literal["rate_limited", "server_error", "error", "slow_answer"]
     retry_after: int = 1
+    hold_s: float = 2.0  # slow_answer: the call takes effect, its answer comes this much later
     error: str = "internal_error"
     method: str | None = None
 
@@ -758,7 +761,8 @@ def create_app(config: SlackStandInConfig | None = None) -> FastAPI:
         if method not in handlers:
             return reply({"ok": False, "error": "unknown_method", "req_method": method})
         fault = state.take_fault(method)
-        if fault is not None:
+        hold_s = fault.hold_s if fault is not None and fault.kind == "slow_answer" else 0.0
+        if fault is not None and not hold_s:
             if fault.kind == "rate_limited":
                 headers = {"Retry-After": str(fault.retry_after)}
                 return reply({"ok": False, "error": "ratelimited"}, 429, headers)
@@ -773,6 +777,8 @@ def create_app(config: SlackStandInConfig | None = None) -> FastAPI:
             result = handlers[method](params)
         except _SlackError as exc:
             return reply({"ok": False, "error": exc.error}, exc.status, exc.headers)
+        if hold_s:
+            await asyncio.sleep(hold_s)
         return reply(result)
 
     app.add_api_route("/api/{method}", web_api, methods=["POST", "GET"])

@@ -271,6 +271,23 @@ async def test_a_slack_error_retrying_cannot_fix_blocks_the_round_until_slack_an
     assert await ledger.verify_chain(round_id) == []
 
 
+async def test_a_click_while_the_message_is_still_being_posted_is_taken_not_refused(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
+) -> None:
+    """Slack shows a message before chat.postMessage answers, so a quick
+    reviewer can click before the round has noted the proposal as posted."""
+    slow = {"kind": "slow_answer", "hold_s": 2.0, "method": "chat.postMessage"}
+    await standin(stack, "/_standin/faults", {"faults": [slow]})
+    await start_round(stack, "quick-click")
+    [message] = await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
+    clicked = await reviewer(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
+    assert clicked.json()["outcome"] in ("taken", "pending")
+    result = await asyncio.wait_for(handle(dev_server, "quick-click").result(), 60)
+    assert result.state is RoundState.completed
+    assert [d["reviewer"] for d in await ledger.decisions("quick-click")] == [ALICE]
+    assert await ledger.decision_attempts("quick-click") == []
+
+
 async def test_rate_limits_and_server_errors_are_retried_without_blocking(
     stack: Stack, dev_server: WorkflowEnvironment
 ) -> None:

@@ -79,9 +79,10 @@ SLACK_RETRY = RetryPolicy(
 )
 # A cancelled round's summary is tried a few times, not waited for.
 SUMMARY_ON_CANCEL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_attempts=3)
-# Each run of a long review stays well under Temporal's history limits; the
-# server's own suggestion (is_continue_as_new_suggested) may come first.
-HISTORY_EVENTS_PER_RUN = 2000
+# Each run of a long review stays under a quarter of the events at which
+# Temporal suggests continuing as new (4 Ki by default), whose own suggestion
+# (is_continue_as_new_suggested) may come first; a loop turn adds a few dozen.
+HISTORY_EVENTS_PER_RUN = 960
 # Failures that retrying cannot fix are raised non-retryable by the activities
 # themselves (invalid model output, a bad evidence file, a failed fine-tune).
 MODEL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
@@ -110,6 +111,9 @@ class TrainingRoundWorkflow:
         # upserted again, so history grows only when visibility changes.
         self._published: tuple[str, int, int | None] | None = None
         self._retry_slack_now = False
+        # The proposal whose message is being posted: Slack shows it (and a
+        # quick reviewer may click it) before the round has noted it as posted.
+        self._posting: str | None = None
 
     # -- the lifecycle ---------------------------------------------------------
 
@@ -177,6 +181,7 @@ class TrainingRoundWorkflow:
             return
         await self._resolve_reviewer_groups()
         for item in self.status.proposals:
+            self._posting = item.proposal.id
             item.message = await self._post(item)
             await self._move_proposal(
                 item,
@@ -184,6 +189,7 @@ class TrainingRoundWorkflow:
                 actor="workflow",
                 data={"channel": item.message.channel, "ts": item.message.ts},
             )
+            self._posting = None
         self.status.review_started_at = workflow.now()
         await self._move(RoundState.in_review, data={"proposals": len(self.status.proposals)})
 
@@ -458,6 +464,9 @@ class TrainingRoundWorkflow:
     @workflow.update
     async def decide(self, request: DecisionRequest) -> DecisionOutcome:
         spec = self.status.spec
+        pending = self._check_decision(request)
+        # A click on the message being posted waits until the round notes it.
+        await workflow.wait_condition(lambda: pending.state is not ProposalState.drafted)
         async with self._lock:
             # The round may have moved, or this reviewer's other click may have
             # been taken, while this update waited for the lock.
@@ -550,7 +559,7 @@ class TrainingRoundWorkflow:
                 type="NotAReviewer",
                 non_retryable=True,
             )
-        if item.state is ProposalState.drafted:
+        if item.state is ProposalState.drafted and self._posting != item.proposal.id:
             raise ApplicationError(
                 f"proposal {request.proposal_id} is not posted yet",
                 type="NotPosted",
