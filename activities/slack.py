@@ -30,6 +30,7 @@ from constitution import ProposalState
 from constitution.contracts import (
     DigestInput,
     PostProposalInput,
+    ProposalStatus,
     ReminderInput,
     ResolveGroupsInput,
     RoundSummaryInput,
@@ -114,6 +115,10 @@ class SlackActivities:
         self.dashboard_url = dashboard_url
         self.pacer = ChannelPacer(post_interval_s)
 
+    async def _evidence(self, status: ProposalStatus) -> dict[str, str]:
+        proposal = status.proposal
+        return await self.ledger.evidence_summaries(proposal.round_id, proposal.draft.evidence)
+
     async def _post_once(self, key: str, round_id: str, **message: Any) -> None:
         """Post unless a post under `key` was already made (by an earlier try)."""
         if await self.ledger.slack_post(key) is not None:
@@ -140,7 +145,11 @@ class SlackActivities:
                 channel=self.channel,
                 text=fallback_text(posted),
                 blocks=proposal_blocks(
-                    request.workflow_id, posted, request.constitution, self.dashboard_url
+                    request.workflow_id,
+                    posted,
+                    request.constitution,
+                    self.dashboard_url,
+                    await self._evidence(posted),
                 ),
                 unfurl_links=False,
             )
@@ -159,7 +168,11 @@ class SlackActivities:
                 ts=status.message.ts,
                 text=fallback_text(status),
                 blocks=proposal_blocks(
-                    request.workflow_id, status, request.constitution, self.dashboard_url
+                    request.workflow_id,
+                    status,
+                    request.constitution,
+                    self.dashboard_url,
+                    await self._evidence(status),
                 ),
             )
 

@@ -904,6 +904,18 @@ class Ledger:
         )
         return [dict(r) for r in rows]
 
+    async def evidence_summaries(self, round_id: str, ids: Sequence[str]) -> dict[str, str]:
+        """Summaries of the named items, for a proposal's message."""
+        if not ids:
+            return {}
+        rows = await self.pool.fetch(
+            """SELECT evidence_id, summary FROM evidence
+               WHERE round_id = $1 AND evidence_id = ANY($2::text[])""",
+            round_id,
+            list(ids),
+        )
+        return {r["evidence_id"]: r["summary"] for r in rows}
+
     async def evidence_selection(self, round_id: str) -> dict[str, Any] | None:
         row = await self.pool.fetchrow(
             "SELECT * FROM evidence_selections WHERE round_id = $1", round_id

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Mapping
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -34,6 +35,8 @@ DECISION_CALLBACKS = {MODIFY_CALLBACK: "modify", REJECT_CALLBACK: "reject"}
 SECTION_LIMIT = 3000  # Slack's limit for a section's text
 HEADER_LIMIT = 150
 CONTEXT_LIMIT = 2000
+EXCERPTS_SHOWN = 3
+EXCERPT_LIMIT = 240
 
 STATE_WORDS = {
     ProposalState.accepted: ":white_check_mark: Accepted",
@@ -125,9 +128,11 @@ def proposal_blocks(
     status: ProposalStatus,
     constitution: ConstitutionVersion,
     dashboard_url: str | None = None,
+    evidence: Mapping[str, str] | None = None,
 ) -> list[Block]:
     """The proposal's message. Each part is one block, so a new part (check
-    verdicts, an impact preview) is one more block built from the proposal."""
+    verdicts, an impact preview) is one more block built from the proposal.
+    `evidence` maps the ids the proposal cites to their summaries."""
     proposal = status.proposal
     draft = proposal.draft
     link = proposal_url(dashboard_url, proposal)
@@ -141,6 +146,9 @@ def proposal_blocks(
         ),
         SectionBlock(text=MarkdownTextObject(text=_clip(f"*Why:* {draft.rationale}", more=link))),
     ]
+    excerpts = evidence_excerpts(proposal, evidence or {})
+    if excerpts:
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(excerpts, more=link))))
     scrutiny = scrutiny_text(proposal)
     if scrutiny:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(scrutiny, more=link))))
@@ -176,6 +184,23 @@ def proposal_blocks(
         blocks.append(DividerBlock())
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(decided_line(status)))))
     return blocks
+
+
+def evidence_excerpts(proposal: Proposal, evidence: Mapping[str, str]) -> str | None:
+    """The first few items the proposal rests on, each cut short: enough to
+    see what it is grounded in; the rest is behind the link."""
+    cited = [e for e in proposal.draft.evidence if e in evidence]
+    if not cited:
+        return None
+    lines = [f"> `{e}` {_one_line(evidence[e], EXCERPT_LIMIT)}" for e in cited[:EXCERPTS_SHOWN]]
+    if len(cited) > EXCERPTS_SHOWN:
+        lines.append(f"_and {len(cited) - EXCERPTS_SHOWN} more_")
+    return "*Evidence:*\n" + "\n".join(lines)
+
+
+def _one_line(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def scrutiny_text(proposal: Proposal) -> str | None:

@@ -144,13 +144,25 @@ def test_the_message_shows_the_change_as_a_diff_with_its_evidence_and_buttons() 
     assert {e["value"] for e in actions["elements"]} == {"round-r|r-p1"}
 
 
+def test_the_message_quotes_the_evidence_it_rests_on_cut_short() -> None:
+    status = ProposalStatus(proposal=revision(), state=ProposalState.posted)
+    evidence = {"e1": "A red-team prompt got a refusal\nthat named no principle. " * 20}
+    rendered = proposal_blocks("round-r", status, sample_constitution(), "http://gw", evidence)
+    [excerpts] = [
+        b["text"]["text"] for b in (r.to_dict() for r in rendered) if "*Evidence:*" in str(b)
+    ]
+    assert "> `e1` A red-team prompt got a refusal that named no principle." in excerpts
+    assert len(excerpts.splitlines()[1]) < 300 and excerpts.endswith("…")
+    assert "`e2`" not in excerpts  # cited, but not in the ledger: no excerpt invented
+
+
 def test_long_content_is_cut_within_slacks_limits_with_a_link_to_the_full_proposal() -> None:
     long = "Evidence says so. " * 220  # 3960 characters, within the model's limit
     rendered = blocks(ProposalStatus(proposal=revision(rationale=long), state=ProposalState.posted))
     sections = [b["text"]["text"] for b in rendered if b["type"] == "section"]
     assert all(len(t) <= 3000 for t in sections)
     [why] = [t for t in sections if t.startswith("*Why:*")]
-    assert why.endswith("<http://gw/api/rounds/r|full proposal>")
+    assert why.endswith("<http://gw/rounds/r|full proposal>")
     assert len(rendered) <= 50
 
 
