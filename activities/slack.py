@@ -19,6 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -81,23 +82,41 @@ def _slack_call() -> Iterator[None]:
 
 class ChannelPacer:
     """Spaces posts to one channel at least `interval_s` apart, measured from
-    when Slack answered the previous one."""
+    when Slack answered the previous one (so a slow answer never lets two
+    posts land closer than that). A post with more than `max_wait_s` of posts
+    queued ahead of it does not wait inside its activity, where the
+    start-to-close timeout would cut it off while it holds a worker slot: it
+    asks Temporal to retry it about when the queue has drained (many rounds
+    posting to one channel at once)."""
 
-    def __init__(self, interval_s: float) -> None:
+    def __init__(self, interval_s: float, max_wait_s: float = 10.0) -> None:
         self.interval_s = interval_s
+        self.max_wait_s = max_wait_s
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._last: dict[str, float] = {}
+        self._queued: defaultdict[str, int] = defaultdict(int)
 
     async def post(self, client: AsyncWebClient, **message: Any) -> Any:
         channel = str(message["channel"])
-        async with self._locks[channel]:
-            last = self._last.get(channel)
-            if last is not None:
-                await asyncio.sleep(max(0.0, last + self.interval_s - time.monotonic()))
-            try:
-                return await client.chat_postMessage(**message)
-            finally:
-                self._last[channel] = time.monotonic()
+        ahead = self._queued[channel] * self.interval_s
+        if ahead > self.max_wait_s:
+            raise ApplicationError(
+                f"channel {channel} has {ahead:.0f} s of posts queued ahead; posting later",
+                type="SlackChannelBusy",
+                next_retry_delay=timedelta(seconds=ahead - self.max_wait_s / 2),
+            )
+        self._queued[channel] += 1
+        try:
+            async with self._locks[channel]:
+                last = self._last.get(channel)
+                if last is not None:
+                    await asyncio.sleep(max(0.0, last + self.interval_s - time.monotonic()))
+                try:
+                    return await client.chat_postMessage(**message)
+                finally:
+                    self._last[channel] = time.monotonic()
+        finally:
+            self._queued[channel] -= 1
 
 
 class SlackActivities:

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from slack_sdk.errors import SlackApiError
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.slack import SlackActivities
+from activities.slack import ChannelPacer, SlackActivities
 from constitution import Proposal, ProposalDraft, ProposalKind, ProposalState, RoundSpec
 from constitution.contracts import (
     PostProposalInput,
@@ -132,3 +133,25 @@ async def test_a_retried_reminder_does_not_post_twice_in_any_thread(
     replies = [m for m in standin_state(app).messages.values() if m["thread_ts"]]
     assert sorted(m["thread_ts"] for m in replies) == sorted(r.ts for r in refs)
     assert all(m["text"].startswith("Reminder 1:") for m in replies)
+
+
+async def test_a_post_whose_turn_is_far_off_asks_to_be_retried_then_instead_of_waiting(
+    slack: tuple[str, Any],
+) -> None:
+    """Many rounds posting to one channel: a post does not sit in its activity
+    past the pacer's bound (its timeout would cut it off); Temporal retries it
+    near its turn."""
+    url, _ = slack
+    settings = Settings(
+        _env_file=None, slack_api_url=url, slack_bot_token=SecretStr("xoxb-amend-stand-in")
+    )
+    pacer = ChannelPacer(interval_s=1.0, max_wait_s=2.5)
+    client = slack_client(settings)
+    posts = [pacer.post(client, channel=CHANNEL, text=f"post {n}") for n in range(4)]
+    outcomes = await asyncio.gather(*posts, return_exceptions=True)
+    posted = [o for o in outcomes if not isinstance(o, BaseException)]
+    [deferred] = [o for o in outcomes if isinstance(o, ApplicationError)]
+    assert len(posted) == 3 and all(p["ok"] for p in posted)
+    assert deferred.type == "SlackChannelBusy" and not deferred.non_retryable
+    assert deferred.next_retry_delay is not None
+    assert deferred.next_retry_delay.total_seconds() > 0
