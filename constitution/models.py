@@ -19,6 +19,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -346,7 +347,17 @@ class RoundSpec(Frozen):
         default=None,
         description="JSONL evidence path readable by the worker; the sample when unset.",
     )
-    reviewers: list[str] = Field(min_length=1, description="Slack user ids allowed to decide.")
+    # Declared before `reviewers`, whose check needs it.
+    reviewer_groups: list[str] = Field(
+        default_factory=list,
+        description="Slack user group ids (S...) whose members may decide, besides `reviewers`.",
+    )
+    reviewers: list[str] = Field(
+        default_factory=list,
+        validate_default=True,
+        description="Slack user ids allowed to decide; may be empty when `reviewer_groups` "
+        "names a group.",
+    )
     max_proposals: int = Field(default=5, ge=1, le=50)
     reminder_interval: timedelta = Field(default=timedelta(days=1))
     escalate_after: int = Field(default=3, ge=1, description="Reminders before escalation.")
@@ -389,10 +400,6 @@ class RoundSpec(Frozen):
         return not self.evidence_paths and self.evidence_from_round is None
 
     # -- review (issue 4) --
-    reviewer_groups: list[str] = Field(
-        default_factory=list,
-        description="Slack user group ids (S...) whose members may decide, besides `reviewers`.",
-    )
     policy: ReviewPolicy = Field(
         default_factory=ReviewPolicy, description="How decisions settle a proposal."
     )
@@ -409,6 +416,15 @@ class RoundSpec(Frozen):
         default=timedelta(minutes=5),
         description="While Slack refuses the round's calls, how often posting is tried again.",
     )
+
+    @field_validator("reviewers")
+    @classmethod
+    def _someone_reviews(cls, reviewers: list[str], info: ValidationInfo) -> list[str]:
+        if not reviewers and not info.data.get("reviewer_groups"):
+            raise ValueError(
+                "a round needs reviewers: Slack user ids, or user groups in reviewer_groups"
+            )
+        return reviewers
 
     @model_validator(mode="after")
     def _review_fits(self) -> Self:

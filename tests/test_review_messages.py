@@ -116,6 +116,14 @@ def test_reviewers_are_named_users_and_members_of_named_groups() -> None:
     assert eligible_reviewers(spec, members) == {"U1", "U2", "U3"}
 
 
+def test_a_round_may_name_only_groups_but_not_nobody() -> None:
+    groups_only = RoundSpec(round_id="r", reviewer_groups=["S1"])
+    assert eligible_reviewers(groups_only, {"S1": ["U2"]}) == {"U2"}
+    with pytest.raises(ValidationError, match="a round needs reviewers") as raised:
+        RoundSpec(round_id="r")
+    assert raised.value.errors()[0]["loc"] == ("reviewers",)
+
+
 @pytest.mark.parametrize(
     "bad",
     [

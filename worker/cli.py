@@ -336,6 +336,10 @@ def round_start(
         Path | None, typer.Option("--spec", help="Spec file (YAML or JSON).")
     ] = None,
     reviewer: Annotated[list[str] | None, typer.Option(help="Slack user id (repeatable).")] = None,
+    reviewer_group: Annotated[
+        list[str] | None,
+        typer.Option(help="Slack user group id (S...) whose members may decide (repeatable)."),
+    ] = None,
     max_proposals: Annotated[int | None, typer.Option(min=1, max=50)] = None,
     evidence: Annotated[
         list[str] | None, typer.Option(help="Evidence JSONL path (repeatable).")
@@ -356,6 +360,7 @@ def round_start(
     overrides = {
         "round_id": round_id,
         "reviewers": reviewer or None,
+        "reviewer_groups": reviewer_group or None,
         "max_proposals": max_proposals,
         "evidence_files": evidence or None,
         "evidence_from_round": evidence_from_round,
