@@ -4,7 +4,9 @@ Nothing here runs a container. The checks tie deploy/ to the code it deploys:
 every AMEND_* variable is a field of `worker.settings.Settings` and its value
 validates as one; settings.md documents exactly the fields the class has; the
 commands the manifests run are commands of the `amend` CLI; the image, the
-compose stack and the Kubernetes manifests agree on ports, users and names.
+compose stack and the Kubernetes manifests agree on ports, users and names;
+Grafana gets the files of deploy/grafana/ where its provisioning expects them,
+every variable its data source reads, and a read-only ledger role.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ DOCKERFILE = DEPLOY / "Dockerfile"
 ENV_EXAMPLE = DEPLOY / ".env.example"
 SETTINGS_MD = DEPLOY / "settings.md"
 INIT_SQL = DEPLOY / "postgres-init.sql"
+GRAFANA = DEPLOY / "grafana"
+GRAFANA_DATASOURCE = GRAFANA / "provisioning" / "datasources" / "amend.yaml"
+GRAFANA_PROVIDER = GRAFANA / "provisioning" / "dashboards" / "amend.yaml"
 
 PLACEHOLDER = "REPLACE_ME"
 FIELDS = Settings.model_fields
@@ -51,6 +56,7 @@ def _types(annotation: Any) -> tuple[Any, ...]:
 SECRET_FIELDS = {name for name, f in FIELDS.items() if SecretStr in _types(f.annotation)}
 SECRET_ENV_VARS = {f"AMEND_{name.upper()}" for name in SECRET_FIELDS}
 APP_SERVICES = ("migrate", "worker", "gateway")
+AMEND_IMAGE = "amend"  # the image name the Kubernetes manifests use for deploy/Dockerfile
 
 
 # -- helpers ---------------------------------------------------------------------
@@ -99,10 +105,14 @@ def _k8s(kind: str, name: str) -> dict[str, Any]:
     return found[0]
 
 
-def _pod_specs() -> Iterator[tuple[str, dict[str, Any]]]:
+def _pod_specs(image: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, pod spec) of every Deployment and Job; with `image`, only the pods
+    whose containers all run that image."""
     for doc in _k8s_docs():
         if doc.get("kind") in ("Deployment", "Job"):
-            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+            pod = doc["spec"]["template"]["spec"]
+            if image is None or all(c["image"] == image for c in pod["containers"]):
+                yield doc["metadata"]["name"], pod
 
 
 def _env_example() -> dict[str, str]:
@@ -213,6 +223,11 @@ def test_deploy_holds_the_expected_files() -> None:
         K8S / "secret.template.yaml",
         K8S / "worker.yaml",
         K8S / "gateway.yaml",
+        K8S / "grafana.yaml",
+        K8S / "grafana-configmaps.yaml",
+        GRAFANA_DATASOURCE,
+        GRAFANA_PROVIDER,
+        GRAFANA / "dashboards" / "amend.json",
     ):
         assert path.is_file(), f"missing {path.relative_to(ROOT)}"
 
@@ -307,7 +322,7 @@ def test_every_amend_variable_is_a_settings_field(path: Path) -> None:
 
 def test_compose_has_the_stack() -> None:
     services = _compose()["services"]
-    assert set(services) >= {"postgres", "temporal", "temporal-ui", *APP_SERVICES}
+    assert set(services) >= {"postgres", "temporal", "temporal-ui", "grafana", *APP_SERVICES}
 
 
 def test_compose_postgres_hosts_temporal_and_the_ledger() -> None:
@@ -371,7 +386,7 @@ def test_compose_depends_on_and_healthchecks() -> None:
             assert spec["condition"] in conditions
             if spec["condition"] == "service_healthy":
                 assert "healthcheck" in services[target], f"{target} has no healthcheck"
-    for name in ("postgres", "temporal", "worker", "gateway"):
+    for name in ("postgres", "temporal", "worker", "gateway", "grafana"):
         assert "healthcheck" in services[name], f"{name} has no healthcheck"
     for name in ("worker", "gateway"):
         deps = services[name]["depends_on"]
@@ -405,20 +420,45 @@ def test_compose_gateway_publishes_its_port() -> None:
     assert port in " ".join(_docker("EXPOSE")).split()
 
 
+SECRETISH = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|API_KEY")
+FROM_ENV = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*:\?[^}]*\}$")
+
+
 def test_compose_secrets_come_from_the_environment() -> None:
-    secretish = re.compile(r"PASSWORD|PWD|SECRET|TOKEN|API_KEY")
-    from_env = re.compile(r"^\$\{[A-Z_][A-Z0-9_]*:\?[^}]*\}$")
     for name, service in _compose()["services"].items():
         for key, value in (service.get("environment") or {}).items():
-            if key in SECRET_ENV_VARS - {"AMEND_DATABASE_URL"} or secretish.search(key):
-                assert from_env.match(str(value)), (
+            if key in SECRET_ENV_VARS - {"AMEND_DATABASE_URL"} or SECRETISH.search(key):
+                assert FROM_ENV.match(str(value)), (
                     f"{name}: {key} must be ${{VAR:?...}} from deploy/.env, not {value!r}"
                 )
             if key == "AMEND_DATABASE_URL":
                 credentials = re.match(r"^postgresql://[^:/@]+:(\$\{[^}]*\})@", str(value))
-                assert credentials and from_env.match(credentials.group(1)), (
+                assert credentials and FROM_ENV.match(credentials.group(1)), (
                     f"{name}: the ledger password must be ${{VAR:?...}}, not inline"
                 )
+
+
+def test_compose_required_variables_name_deploy_env() -> None:
+    """A secret is never optional, and compose's message for a missing variable
+    says where to set it."""
+    required = set()
+    for match in INTERPOLATION.finditer(COMPOSE.read_text().replace("$$", "")):
+        name, op, arg = match.group(1), match.group(2), match.group(3)
+        if SECRETISH.search(name):
+            assert op == ":?", f"${{{name}}} is a secret: write ${{{name}:?...}}"
+        if op == ":?":
+            assert arg == f"set {name} in deploy/.env", f"${{{name}:?{arg}}}"
+            required.add(name)
+    assert {"GRAFANA_DB_PASSWORD", "GRAFANA_ADMIN_PASSWORD"} <= required
+
+
+def test_compose_host_ports_are_bound_to_localhost() -> None:
+    published = 0
+    for name, service in _compose()["services"].items():
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} to every host"
+            published += 1
+    assert published
 
 
 def test_compose_interpolations_are_in_env_example() -> None:
@@ -479,12 +519,20 @@ def test_secret_template_is_placeholders_only() -> None:
     for key, value in data.items():
         assert value == PLACEHOLDER, f"{key} is not the placeholder"
     assert "data" not in secret
+    template = [d for d in yaml.safe_load_all(text) if d is not None and d.get("kind") == "Secret"]
+    assert len(template) >= 2, "the template holds amend's and Grafana's Secrets"
+    for doc in template:
+        assert "data" not in doc, doc["metadata"]["name"]
+        for key, value in doc["stringData"].items():
+            assert value == PLACEHOLDER, f"{doc['metadata']['name']}: {key} is not the placeholder"
 
 
 def test_pods_use_real_settings_and_known_config() -> None:
     config = _k8s("ConfigMap", "amend-config")["metadata"]["name"]
     secret = _k8s("Secret", "amend-secrets")
-    for name, pod in _pod_specs():
+    pods = dict(_pod_specs(AMEND_IMAGE))
+    assert {"amend-migrate", "amend-worker", "amend-gateway"} <= set(pods)
+    for name, pod in pods.items():
         for container in pod["containers"]:
             _check_cli_args(container["args"])
             assert "command" not in container, f"{name}: keep the image's entrypoint"
@@ -536,7 +584,8 @@ def test_pods_run_as_the_image_user_and_share_artifacts() -> None:
     claims = {d["metadata"]["name"] for d in _k8s_docs() if d["kind"] == "PersistentVolumeClaim"}
     for name, pod in _pod_specs():
         assert pod["securityContext"]["runAsNonRoot"] is True, name
-        assert pod["securityContext"]["runAsUser"] == uid, name
+        if name in dict(_pod_specs(AMEND_IMAGE)):
+            assert pod["securityContext"]["runAsUser"] == uid, name
         for volume in pod.get("volumes", []):
             if "persistentVolumeClaim" in volume:
                 assert volume["persistentVolumeClaim"]["claimName"] in claims
@@ -547,6 +596,277 @@ def test_pods_run_as_the_image_user_and_share_artifacts() -> None:
     assert "persistentVolumeClaim" in volumes[mounts[data_dir]], "workers must share data_dir"
     (claim,) = [d for d in _k8s_docs() if d["kind"] == "PersistentVolumeClaim"]
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+
+
+# -- Grafana (deploy/grafana/) in compose and Kubernetes -----------------------------------
+
+GRAFANA_IMAGE = re.compile(r"^(grafana/grafana(?:-oss)?):(\d+\.\d+\.\d+)$")
+GRAFANA_PORT = 3000
+
+
+def _datasource() -> dict[str, Any]:
+    [source] = yaml.safe_load(GRAFANA_DATASOURCE.read_text())["datasources"]
+    assert isinstance(source, dict)
+    return source
+
+
+def _strings(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+    elif isinstance(node, str):
+        yield node
+
+
+def _datasource_variables() -> set[str]:
+    """The environment variables Grafana expands in the provisioned data source
+    ($VAR and ${VAR} in its values; comments do not count)."""
+    found = {
+        match.group(1) or match.group(2)
+        for value in _strings(_datasource())
+        for match in re.finditer(r"\$\{([A-Za-z_]\w*)\}|\$([A-Za-z_]\w*)", value)
+    }
+    assert found, f"{GRAFANA_DATASOURCE.name} reads no variable"
+    return found
+
+
+def _variable(value: str) -> str:
+    """The one variable a data source value is made of."""
+    match = re.fullmatch(r"\$\{([A-Za-z_]\w*)\}|\$([A-Za-z_]\w*)", value)
+    assert match, f"{value!r} is not one environment variable"
+    return match.group(1) or match.group(2)
+
+
+def _provider_path() -> str:
+    [provider] = yaml.safe_load(GRAFANA_PROVIDER.read_text())["providers"]
+    assert provider["type"] == "file"
+    path: str = provider["options"]["path"]
+    return path
+
+
+def _compose_mounts(service: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """mount path -> (source, options) of a service's volumes; a bind mount's
+    source resolved against deploy/, a named volume's left as its name."""
+    mounts: dict[str, tuple[str, str]] = {}
+    for entry in service.get("volumes", []):
+        source, target, *options = str(entry).split(":")
+        if source.startswith((".", "/")):
+            source = str((COMPOSE.parent / source).resolve())
+        mounts[target] = (source, ",".join(options))
+    return mounts
+
+
+def _init_sql() -> str:
+    """postgres-init.sql without its comments, all whitespace one space."""
+    lines = [line.split("--", 1)[0] for line in INIT_SQL.read_text().splitlines()]
+    return re.sub(r"\s+", " ", " ".join(lines))
+
+
+def _role_password_variable(role: str) -> str:
+    """The postgres container's variable postgres-init.sql takes `role`'s password from."""
+    sql = _init_sql()
+    created = re.search(rf"CREATE ROLE {role}\b[^;]*\bPASSWORD :'(\w+)'", sql)
+    assert created, f"postgres-init.sql does not create role {role} with a password"
+    getenv = re.search(rf"\\getenv {created.group(1)} (\w+)", sql)
+    assert getenv, f"postgres-init.sql does not \\getenv the password of {role}"
+    return getenv.group(1)
+
+
+def _ledger_url() -> Any:
+    """The ledger URL the migration connects with, as compose gives it."""
+    env = _compose()["services"]["migrate"]["environment"]
+    return urlsplit(_interpolate(str(env["AMEND_DATABASE_URL"])))
+
+
+def test_compose_grafana_mounts_what_its_provisioning_reads() -> None:
+    compose = _compose()
+    grafana = compose["services"]["grafana"]
+    assert GRAFANA_IMAGE.match(str(grafana["image"])), (
+        f"pin an official Grafana image version, not {grafana['image']!r}"
+    )
+    mounts = _compose_mounts(grafana)
+    provisioning = GRAFANA / "provisioning"
+    assert mounts.get("/etc/grafana/provisioning") == (str(provisioning.resolve()), "ro")
+    assert (provisioning / "datasources").is_dir() and (provisioning / "dashboards").is_dir()
+    dashboards = GRAFANA / "dashboards"
+    assert mounts.get(_provider_path()) == (str(dashboards.resolve()), "ro"), (
+        f"deploy/grafana/dashboards is not mounted at {_provider_path()}, where "
+        f"{GRAFANA_PROVIDER.name} loads dashboards from"
+    )
+    assert list(dashboards.glob("*.json")), "no dashboard to load"
+    data, _ = mounts["/var/lib/grafana"]
+    assert data in compose["volumes"], "Grafana's data is not a named volume"
+
+
+def test_compose_grafana_sets_every_variable_its_data_source_reads() -> None:
+    services = _compose()["services"]
+    env = {k: str(v) for k, v in services["grafana"]["environment"].items()}
+    missing = _datasource_variables() - set(env)
+    assert not missing, (
+        f"grafana's environment lacks {sorted(missing)}, read by {GRAFANA_DATASOURCE.name}"
+    )
+    value = {k: _interpolate(v) for k, v in env.items()}
+    source = _datasource()
+    host, port = value[_variable(source["url"])].rsplit(":", 1)
+    assert host in services and str(services[host]["image"]).startswith("postgres:")
+    assert port == "5432"
+    assert source["jsonData"]["database"] == _ledger_url().path.lstrip("/")
+    assert value[_variable(source["jsonData"]["sslmode"])] in {
+        "disable",
+        "require",
+        "verify-ca",
+        "verify-full",
+    }
+    # The password is the one postgres-init.sql gives that user, from deploy/.env.
+    user = value[_variable(source["user"])]
+    password = env[_variable(source["secureJsonData"]["password"])]
+    assert FROM_ENV.match(password), f"the ledger password must be ${{VAR:?...}}, not {password}"
+    postgres = services["postgres"]["environment"]
+    assert password == str(postgres[_role_password_variable(user)]), (
+        f"grafana's password for {user} is not the one postgres-init.sql sets"
+    )
+
+
+def test_compose_grafana_is_private_and_starts_after_the_migration() -> None:
+    grafana = _compose()["services"]["grafana"]
+    env = {k: str(v) for k, v in grafana["environment"].items()}
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"] == "false"
+    assert FROM_ENV.match(env["GF_SECURITY_ADMIN_PASSWORD"])
+    # The dashboards read the dash_* views the migration creates.
+    assert grafana["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    (published,) = [str(p) for p in grafana["ports"]]
+    assert published.startswith("127.0.0.1:")
+    assert published.rsplit(":", 1)[-1] == str(GRAFANA_PORT)
+    assert _interpolate(published).split(":")[1].isdigit()
+    test = " ".join(grafana["healthcheck"]["test"])
+    assert f"127.0.0.1:{GRAFANA_PORT}/api/health" in test
+
+
+def test_init_sql_checks_every_password_it_reads() -> None:
+    sql = _init_sql()
+    variables = re.findall(r"\\getenv (\w+) \w+", sql)
+    assert len(variables) >= 3
+    check = re.search(r"SELECT ([^;]*?) AS passwords_set \\gset", sql)
+    assert check, "postgres-init.sql does not check its passwords"
+    for var in variables:
+        # Unset, \getenv leaves the variable alone: start it empty, then check it.
+        assert f"\\set {var} ''" in sql, f"{var} is not reset before \\getenv"
+        assert f":'{var}' <> ''" in check.group(1), f"{var} is not checked non-empty"
+    assert re.search(r"\\if :passwords_set \\else .*? SELECT 1/0; \\endif", sql)
+
+
+def test_init_sql_creates_a_read_only_grafana_role() -> None:
+    user = _compose()["services"]["grafana"]["environment"]["GRAFANA_LEDGER_USER"]
+    assert user == "grafana_reader"
+    sql = _init_sql()
+    (create,) = re.findall(rf"CREATE ROLE {user}\b[^;]*;", sql)
+    assert " LOGIN " in create
+    assert not re.search(r"\b(SUPERUSER|CREATEDB|CREATEROLE|REPLICATION|BYPASSRLS)\b", create)
+    assert re.search(rf"ALTER ROLE {user} SET default_transaction_read_only = on;", sql)
+    for grant in re.findall(rf"GRANT ([^;]*?) TO {user}\b", sql):
+        privileges, on, _ = grant.partition(" ON ")
+        assert on, f"{user} is made a member of a role: GRANT {grant}"
+        assert set(re.split(r",\s*", privileges)) <= {"CONNECT", "USAGE", "SELECT"}, grant
+    ledger = _ledger_url()
+    database, owner = ledger.path.lstrip("/"), ledger.username
+    assert re.search(rf"CREATE DATABASE {database} OWNER {owner};", sql)
+    assert re.search(rf"GRANT CONNECT ON DATABASE {database} TO {user};", sql)
+    _, connected, in_ledger = sql.partition(f"\\connect {database} ")
+    assert connected, f"postgres-init.sql does not \\connect {database}"
+    # The migration creates the tables and dash_* views later, as the owner.
+    assert re.search(rf"GRANT USAGE ON SCHEMA public TO {user};", in_ledger)
+    assert re.search(
+        rf"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public "
+        rf"GRANT SELECT ON TABLES TO {user};",
+        in_ledger,
+    ), f"tables {owner} creates later are not readable by {user}"
+
+
+def _grafana_pod() -> tuple[dict[str, Any], dict[str, Any]]:
+    deployment = _k8s("Deployment", "amend-grafana")
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return pod, container
+
+
+def test_kubernetes_grafana_runs_the_compose_version_with_secrets_by_reference() -> None:
+    compose = _compose()["services"]["grafana"]
+    pod, container = _grafana_pod()
+    match = GRAFANA_IMAGE.match(str(compose["image"]))
+    assert match
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    images = {i["name"]: i for i in kustomization["images"]}
+    assert container["image"] == match.group(1)
+    assert images[match.group(1)]["newTag"] == match.group(2), "not the version compose runs"
+    env = {var["name"]: var for var in container["env"]}
+    missing = _datasource_variables() - set(env)
+    assert not missing, f"amend-grafana lacks {sorted(missing)}"
+    secret = _k8s("Secret", "amend-grafana-secrets")
+    secret_vars = {name for name in env if SECRETISH.search(name)}
+    assert secret_vars >= {
+        "GF_SECURITY_ADMIN_PASSWORD",
+        _variable(_datasource()["secureJsonData"]["password"]),
+    }
+    for name in secret_vars:
+        assert "value" not in env[name], f"amend-grafana: {name} written in the manifest"
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == secret["metadata"]["name"] and ref["key"] == name
+    assert set(secret["stringData"]) == secret_vars, "the Secret holds what Grafana reads"
+    user = _variable(_datasource()["user"])
+    assert env[user]["value"] == compose["environment"][user]
+    assert env["GF_AUTH_ANONYMOUS_ENABLED"]["value"] == "false"
+    assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_kubernetes_grafana_mounts_the_files_of_deploy_grafana() -> None:
+    pod, container = _grafana_pod()
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+
+    def mounted(path: str) -> dict[str, str]:
+        """file path -> text, of the ConfigMap mounted at `path`."""
+        assert path in mounts, f"amend-grafana mounts nothing at {path}"
+        assert mounts[path].get("readOnly") is True, path
+        volume = volumes[mounts[path]["name"]]["configMap"]
+        data: dict[str, str] = _k8s("ConfigMap", volume["name"])["data"]
+        items = volume.get("items") or [{"key": key, "path": key} for key in data]
+        return {item["path"]: data[item["key"]] for item in items}
+
+    provisioning = GRAFANA / "provisioning"
+    files = {str(p.relative_to(provisioning)): p for p in provisioning.rglob("*") if p.is_file()}
+    copies = mounted("/etc/grafana/provisioning")
+    assert set(copies) == set(files)
+    for name, path in files.items():
+        assert copies[name] == path.read_text(), (
+            f"grafana-configmaps.yaml: {name} differs from {path.relative_to(DEPLOY)}"
+        )
+    dashboards = {p.name: p for p in (GRAFANA / "dashboards").iterdir() if p.is_file()}
+    copies = mounted(_provider_path())
+    assert set(copies) == set(dashboards)
+    for name, path in dashboards.items():
+        assert json.loads(copies[name]) == json.loads(path.read_text()), (
+            f"grafana-configmaps.yaml: {name} differs from {path.relative_to(DEPLOY)}"
+        )
+    assert "emptyDir" in volumes[mounts["/var/lib/grafana"]["name"]]
+
+
+def test_kubernetes_grafana_probes_and_service() -> None:
+    _, container = _grafana_pod()
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert list(ports.values()) == [GRAFANA_PORT]
+    for probe in ("livenessProbe", "readinessProbe"):
+        get = container[probe]["httpGet"]
+        assert get["path"] == "/api/health", probe
+        assert ports.get(get["port"], get["port"]) == GRAFANA_PORT, probe
+    labels = _k8s("Deployment", "amend-grafana")["spec"]["template"]["metadata"]["labels"]
+    service = _k8s("Service", "amend-grafana")
+    assert service["spec"]["selector"].items() <= labels.items()
+    assert service["spec"].get("type", "ClusterIP") == "ClusterIP", "keep Grafana private"
+    (service_port,) = service["spec"]["ports"]
+    assert ports.get(service_port["targetPort"], service_port["targetPort"]) == GRAFANA_PORT
 
 
 # -- Dockerfile ---------------------------------------------------------------------------
