@@ -28,10 +28,11 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Worker
 
-from bench.harness import BenchEnv, BenchStack, Figure, at_least, value_at_most
+from bench.harness import BenchEnv, BenchStack, Figure, at_least, served_apart, value_at_most
 from bench.noop import NoOpRound, NoOpRoundInput, noop
 from constitution.contracts import RoundResult
 from standins.reviewer import SimulatedReviewer, open_proposals
+from standins.slack_api import SlackStandInConfig
 
 ROUNDS = int(os.environ.get("AMEND_BENCH_ROUNDS", "40"))
 PROPOSALS = 10  # asked for; the scripted model's evidence yields fewer
@@ -40,7 +41,7 @@ REPRESS_S = 5.0
 SUGGEST_EVENTS = 4 * 1024
 SUGGEST_BYTES = 4 * 1024 * 1024
 REVIEWER = "U0BENCHREVIEWER"
-CHANNEL = "C0AMENDBENCH"
+CHANNEL = SlackStandInConfig().channels[0]
 
 
 def _cpu_seconds() -> float:
@@ -65,19 +66,32 @@ async def run(env: BenchEnv) -> list[Figure]:
         # measure against the server's capacity).
         "model_concurrency": 64,
     }
-    async with env.stack(**settings) as bench:
-        ours = await _our_rounds(bench)
+    # The stand-ins run in processes of their own, as the real model server and
+    # Slack would, so this process's CPU is the service's (worker, gateway) and
+    # the simulated reviewer's.
+    async with (
+        served_apart("standins.model_server:create_app") as model_url,
+        served_apart("standins.slack_api:create_app") as slack_url,
+    ):
+        settings |= {
+            "model_base_url": f"{model_url}/v1",
+            "slack_api_url": slack_url,
+            "slack_bot_token": SlackStandInConfig().bot_token,
+            "slack_review_channel": CHANNEL,
+        }
+        async with env.stack(**settings) as bench:
+            ours = await _our_rounds(bench, slack_url)
     floor = await _noop_rounds(env.temporal, ours["activities"], ours["updates"])
     return _figures(ours, floor)
 
 
-async def _our_rounds(bench: BenchStack) -> dict[str, Any]:
+async def _our_rounds(bench: BenchStack, slack_url: str) -> dict[str, Any]:
     stack = bench.stack
     reviewer = SimulatedReviewer(
         stack.gateway_url,
         stack.settings.slack_signing_secret.get_secret_value(),
         REVIEWER,
-        slack_api_url=stack.slack_stand_in_url,
+        slack_api_url=slack_url,
     )
     batch = uuid.uuid4().hex[:6]
     round_ids = [f"bench-{batch}-{i}" for i in range(ROUNDS)]
@@ -103,9 +117,7 @@ async def _our_rounds(bench: BenchStack) -> dict[str, Any]:
             for r in round_ids
         ]
         results = asyncio.ensure_future(asyncio.gather(*(h.result() for h in handles)))
-        clicker = asyncio.ensure_future(
-            _accept_everything(stack.slack_stand_in_url or "", reviewer)
-        )
+        clicker = asyncio.ensure_future(_accept_everything(slack_url, reviewer))
         try:
             async with asyncio.timeout(TIMEOUT_S):
                 await asyncio.wait([results, clicker], return_when=asyncio.FIRST_COMPLETED)
@@ -196,23 +208,23 @@ def _figures(ours: dict[str, Any], floor: dict[str, Any]) -> list[Figure]:
             ROUNDS / floor["elapsed"],
             "no-op workflow, same shape",
             at_least(0.8),
-            note=f"{shape}; {ours['failed']} rounds did not complete. Missed: the measured "
-            "process also runs the scripted model (every proposal, check, preview, dataset "
-            "and evaluation call of every round), the Slack stand-in and the simulated "
-            "reviewer, so on two cores it competes with them for CPU that a deployment would "
-            "not share; the round also waits on real timers (fine-tune polls) that the no-op "
-            "floor does not have",
+            note=f"{shape}; {ours['failed']} rounds did not complete. Where missed: on two "
+            "cores the service competes for CPU with the stand-in model (every proposal, "
+            "check, preview, dataset and evaluation call of every round) and the Slack "
+            "stand-in, which the no-op floor does not run, and the round waits on real "
+            "timers (fine-tune polls) that the floor does not have",
         ),
         Figure(
-            "rounds: CPU per round (this process)",
+            "rounds: CPU per round (worker, gateway and reviewer process)",
             ours["cpu"] / ROUNDS * 1000,
             "ms",
             floor["cpu"] / ROUNDS * 1000,
             "no-op workflow, same shape",
-            note="worker, gateway, stand-ins and reviewer share the process; the Temporal "
-            "server's own CPU is not counted on either side",
+            note="the stand-ins run in processes of their own and are not counted; the "
+            "simulated reviewer shares the process; the Temporal server's CPU is not counted "
+            "on either side",
         ),
-        Figure("rounds: peak RSS of this process", ours["rss"], "MiB"),
+        Figure("rounds: peak RSS of the worker and gateway process", ours["rss"], "MiB"),
         Figure("history: events per proposal", per_proposal_events, "events"),
         Figure("history: bytes per proposal", per_proposal_bytes, "bytes"),
         Figure(

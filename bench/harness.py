@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import math
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 from temporalio.client import Client
 
 from constitution.samples import sample_constitution
@@ -245,8 +248,7 @@ class BenchEnv:
             _env_file=None,
             data_dir=self.workdir / uuid.uuid4().hex[:8],
             temporal_task_queue=f"amend-bench-{uuid.uuid4().hex[:8]}",
-            slack_review_channel="C0AMENDBENCH",
-            **settings,
+            **{"slack_review_channel": "C0AMENDBENCH", **settings},
         )
         pool = await create_pool(url, max_size=4)
         try:
@@ -262,6 +264,42 @@ class BenchEnv:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await conn.close()
+
+
+@asynccontextmanager
+async def served_apart(factory: str) -> AsyncIterator[str]:
+    """Serve an ASGI app factory (`module:function`) from a process of its
+    own, so its CPU is not counted as the service's; yields its base URL."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "--factory",
+        factory,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(timeout=1) as http:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    await http.get(url)
+                    break
+                except httpx.TransportError:
+                    if process.returncode is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"{factory} did not start on port {port}") from None
+                    await asyncio.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        await process.wait()
 
 
 @asynccontextmanager

@@ -6,7 +6,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateStage,
+)
 from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -111,12 +117,20 @@ async def heartbeat_progress(client: Client, handle: WorkflowHandle[Any, Any]) -
     return None
 
 
-async def _send(client: Client, round_id: str, update: Any, arg: Any) -> Any:
+async def _send(
+    client: Client, round_id: str, update: Any, arg: Any, *, accepted_only: bool = False
+) -> Any:
     """Send an operator's order (a workflow update) and turn Temporal's
     refusals into the operator's errors: a validator's reason, or for a round
-    whose workflow has closed, the state it ended in."""
+    whose workflow has closed, the state it ended in. `accepted_only` returns
+    once the round has accepted the order, without its answer."""
+    handle = client.get_workflow_handle(f"round-{round_id}")
     try:
-        return await client.get_workflow_handle(f"round-{round_id}").execute_update(update, arg)
+        if accepted_only:
+            return await handle.start_update(
+                update, arg, wait_for_stage=WorkflowUpdateStage.ACCEPTED
+            )
+        return await handle.execute_update(update, arg)
     except WorkflowUpdateFailedError as error:
         cause = error.cause
         reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
@@ -131,8 +145,18 @@ async def _send(client: Client, round_id: str, update: Any, arg: Any) -> Any:
 
 
 async def cancel_round(client: Client, round_id: str, order: OperatorRequest) -> RoundResult:
-    """Cancel an active round; refused (RoundRefused) once it has ended."""
-    result: RoundResult = await _send(client, round_id, TrainingRoundWorkflow.cancel, order)
+    """Cancel an active round; refused (RoundRefused) once it has ended.
+
+    The answer is the round's own result: a cancelled round ends with it, and
+    waiting for the workflow's end, rather than polling the update's outcome,
+    does not depend on the server keeping that outcome after the workflow has
+    closed in the same task (the poll was seen to hang there)."""
+    await _send(client, round_id, TrainingRoundWorkflow.cancel, order, accepted_only=True)
+    handle = client.get_workflow_handle(f"round-{round_id}", result_type=RoundResult)
+    try:
+        result: RoundResult = await handle.result()
+    except WorkflowFailureError as error:
+        raise RoundRefused(f"round {round_id} failed while cancelling: {error.cause}") from error
     return result
 
 
