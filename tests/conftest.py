@@ -10,9 +10,11 @@ it); both binaries come from the venv, so nothing is downloaded.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -151,6 +153,17 @@ def task_queue() -> Iterator[str]:
 
 
 StackFactory = Callable[..., AbstractAsyncContextManager[Stack]]
+
+
+async def eventually(check: Callable[[], Any], what: str, wait_s: float = 30) -> Any:
+    """Poll `check` until it answers something truthy (a round moving on, an
+    eventually consistent visibility store); return that answer."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if found := await check():
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
 
 
 def operator_api(stack: Stack) -> httpx.AsyncClient:

@@ -36,6 +36,7 @@ from gateway.rounds import heartbeat_progress
 from ledger.store import Ledger
 from standins import model_server
 from standins.serving import serve
+from tests.conftest import eventually
 from worker.runtime import build_worker
 from worker.settings import Settings
 
@@ -69,14 +70,6 @@ class GenerateDatasetOnly:
 
 def lines_of(uri: str) -> list[str]:
     return Path(uri.removeprefix("file://")).read_text().splitlines()
-
-
-async def wait_for(condition: object, what: str, seconds: float = 60) -> None:
-    for _ in range(int(seconds / 0.05)):
-        if await condition():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_a_worker_killed_mid_generation_is_resumed_without_redoing_or_duplicating(
@@ -147,7 +140,7 @@ async def test_a_worker_killed_mid_generation_is_resumed_without_redoing_or_dupl
                     return progress is not None and progress.done > 0
 
                 # Heartbeats are throttled to a fraction of the heartbeat timeout.
-                await wait_for(progress_reported, "a heartbeat with examples done")
+                await eventually(progress_reported, "a heartbeat with examples done", 60)
                 doomed.send_signal(signal.SIGKILL)
                 await doomed.wait()
                 kept_at_kill = len(await ledger.dataset_examples("resume"))
@@ -211,7 +204,7 @@ async def test_a_batch_generation_resumed_from_its_heartbeat_waits_for_the_same_
             last = beats[-1] if beats else ()
             return len(last) == 2 and last[1].step == 1 and last[1].batch_id is not None
 
-        await wait_for(waiting_on_the_second_step, "the second step's batch")
+        await eventually(waiting_on_the_second_step, "the second step's batch", 60)
         doomed.cancel()
         await asyncio.gather(doomed, return_exceptions=True)
         waited_for = beats[-1][1].batch_id

@@ -4,9 +4,7 @@ cancellation that withdraws what was pending."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from constitution import ProposalState, RoundSpec, RoundState
 from constitution.contracts import RoundInput, RoundStatus
 from ledger.store import Ledger
-from tests.conftest import StackFactory
+from tests.conftest import StackFactory, eventually
 from worker.stack import Stack
 from workflows.round import TrainingRoundWorkflow
 
@@ -39,16 +37,6 @@ async def start(env: WorkflowEnvironment, stack: Stack, **spec: Any) -> Workflow
         id=round_spec.workflow_id,
         task_queue=stack.settings.temporal_task_queue,
     )
-
-
-async def eventually(check: Callable[[], Any], what: str, wait_s: float = 30) -> Any:
-    deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def threaded_replies(stack: Stack) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from constitution import RoundSpec
 from gateway.rounds import RoundExists, start_round
 from ledger.store import Ledger
 from standins.reviewer import wait_for_proposals
-from tests.conftest import VENV_BIN, StackFactory, operator_api
+from tests.conftest import VENV_BIN, StackFactory, eventually, operator_api
 from tests.conftest import start_round as start_over_api
 from worker.cli import EXIT_FAILED, app
 from worker.stack import Stack
@@ -70,15 +70,6 @@ async def messages(stack: Stack) -> list[dict[str, Any]]:
             await http.get(f"{stack.slack_stand_in_url}/_standin/messages")
         ).json()
     return found
-
-
-async def until(check: Callable[[], Any], what: str, wait_s: float = 15) -> Any:
-    """Poll an eventually consistent answer (Temporal's visibility store)."""
-    for _ in range(int(wait_s / 0.2)):
-        if found := await check():
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"never saw {what}")
 
 
 async def test_cancel_withdraws_pending_proposals_with_the_operator_and_reason_and_updates_slack(
@@ -205,14 +196,15 @@ async def test_search_attributes_let_a_list_query_find_rounds_by_state_and_pendi
     async def in_review() -> list[str]:
         return await listed("RoundState = 'in_review' AND PendingDecisions = 2")
 
-    assert await until(in_review, "the round in review with 2 pending") == ["round-visible"]
+    found = await eventually(in_review, "the round in review with 2 pending", 15)
+    assert found == ["round-visible"]
     assert await listed("ConstitutionVersion = 1") == ["round-visible"]
     await amend("round", "cancel", "visible", "--reason", "done")
 
     async def cancelled() -> list[str]:
         return await listed("RoundState = 'cancelled' AND PendingDecisions = 0")
 
-    assert await until(cancelled, "the cancelled round") == ["round-visible"]
+    assert await eventually(cancelled, "the cancelled round", 15) == ["round-visible"]
 
 
 async def test_round_list_filters_by_state_and_version_and_unknown_rounds_are_errors(

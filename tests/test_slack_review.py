@@ -20,9 +20,8 @@ from constitution import ProposalState, RoundState
 from constitution.contracts import RoundResult, RoundStatus
 from ledger.store import Ledger
 from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
-from tests.conftest import StackFactory, operator_api
+from tests.conftest import StackFactory, eventually, operator_api
 from tests.conftest import start_round as start_e2e_round
-from tests.test_long_wait import eventually
 from tests.test_round_end_to_end import handle, reviewer
 from worker.stack import Stack
 from workflows.round import TrainingRoundWorkflow
