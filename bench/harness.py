@@ -45,7 +45,6 @@ class Bound(StrEnum):
     ratio_at_most = "ratio_at_most"
     ratio_at_least = "ratio_at_least"
     value_at_most = "value_at_most"
-    value_at_least = "value_at_least"
 
 
 @dataclass(frozen=True)
@@ -79,10 +78,6 @@ def at_least(limit: float) -> Target:
 
 def value_at_most(limit: float) -> Target:
     return Target(Bound.value_at_most, limit)
-
-
-def value_at_least(limit: float) -> Target:
-    return Target(Bound.value_at_least, limit)
 
 
 @dataclass(frozen=True)
@@ -154,21 +149,6 @@ def percentile(samples: tuple[float, ...] | list[float], pct: float) -> float:
         raise ValueError("no samples")
     rank = max(1, math.ceil(pct / 100 * len(ordered)))
     return ordered[rank - 1]
-
-
-async def timed(
-    operation: Callable[[int], Awaitable[object]], repeat: int, warmup: int = 3
-) -> Timings:
-    """Run `operation(i)` `warmup` times unmeasured, then `repeat` times one
-    after another, each timed on its own."""
-    for i in range(warmup):
-        await operation(-1 - i)
-    samples = []
-    for i in range(repeat):
-        started = time.perf_counter()
-        await operation(i)
-        samples.append(time.perf_counter() - started)
-    return Timings(tuple(samples))
 
 
 async def alternating(
