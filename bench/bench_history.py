@@ -22,14 +22,19 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from bench.harness import BenchEnv, Figure, value_at_most
+from bench.harness import (
+    SUGGEST_BYTES,
+    SUGGEST_EVENTS,
+    BenchEnv,
+    Figure,
+    history_bytes,
+    value_at_most,
+)
 from constitution import RoundSpec, RoundState
 from constitution.contracts import RoundInput, RoundStatus
 from workflows.round import TrainingRoundWorkflow
 
 DAYS = 90
-SUGGEST_EVENTS = 4 * 1024
-SUGGEST_BYTES = 4 * 1024 * 1024
 WAIT_S = 300
 
 
@@ -113,7 +118,7 @@ async def _runs(client: Client, workflow_id: str) -> list[tuple[int, int]]:
     run_id: str | None = None
     while True:
         history = await client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
-        sizes.append((len(history.events), sum(e.ByteSize() for e in history.events)))
+        sizes.append((len(history.events), history_bytes(history)))
         started = history.events[0].workflow_execution_started_event_attributes
         if not started.continued_execution_run_id:
             return sizes

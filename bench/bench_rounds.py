@@ -28,7 +28,17 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Worker
 
-from bench.harness import BenchEnv, BenchStack, Figure, at_least, served_apart, value_at_most
+from bench.harness import (
+    SUGGEST_BYTES,
+    SUGGEST_EVENTS,
+    BenchEnv,
+    BenchStack,
+    Figure,
+    at_least,
+    history_bytes,
+    served_apart,
+    value_at_most,
+)
 from bench.noop import NoOpRound, NoOpRoundInput, noop
 from constitution.contracts import RoundResult
 from standins.reviewer import SimulatedReviewer, open_proposals
@@ -38,8 +48,6 @@ ROUNDS = int(os.environ.get("AMEND_BENCH_ROUNDS", "40"))
 PROPOSALS = 10  # asked for; the scripted model's evidence yields fewer
 TIMEOUT_S = 600
 REPRESS_S = 5.0
-SUGGEST_EVENTS = 4 * 1024
-SUGGEST_BYTES = 4 * 1024 * 1024
 REVIEWER = "U0BENCHREVIEWER"
 CHANNEL = SlackStandInConfig().channels[0]
 
@@ -143,16 +151,12 @@ async def _our_rounds(bench: BenchStack, slack_url: str) -> dict[str, Any]:
         "activities": _count(histories[0], EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED),
         "updates": _count(histories[0], EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED),
         "events": sum(len(h.events) for h in histories) / len(histories),
-        "bytes": sum(_size(h) for h in histories) / len(histories),
+        "bytes": sum(history_bytes(h) for h in histories) / len(histories),
     }
 
 
 def _count(history: WorkflowHistory, kind: int) -> int:
     return sum(1 for e in history.events if e.event_type == kind)
-
-
-def _size(history: WorkflowHistory) -> int:
-    return sum(e.ByteSize() for e in history.events)
 
 
 async def _accept_everything(slack_url: str, reviewer: SimulatedReviewer) -> None:

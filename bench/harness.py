@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 import httpx
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHistory
 
 from constitution.samples import sample_constitution
 from ledger.migrate import migrate_url
@@ -37,6 +37,15 @@ from worker.database import EmbeddedPostgres, ensure_database, start_embedded
 from worker.devstack import temporal_server
 from worker.settings import Settings
 from worker.stack import Stack, running_stack
+
+# Where Temporal suggests continuing as new, by default
+# (limit.historyCount.suggestContinueAsNew, limit.historySize.suggestContinueAsNew).
+SUGGEST_EVENTS = 4 * 1024
+SUGGEST_BYTES = 4 * 1024 * 1024
+
+
+def history_bytes(history: WorkflowHistory) -> int:
+    return sum(e.ByteSize() for e in history.events)
 
 
 class Bound(StrEnum):
