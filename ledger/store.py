@@ -821,26 +821,17 @@ class Ledger:
         row = await self.pool.fetchrow("SELECT * FROM datasets WHERE round_id = $1", round_id)
         return dict(row) if row else None
 
-    async def record_job_events(self, job_id: str, events: Sequence[dict[str, Any]]) -> int:
-        """Keep a fine-tune job's events, skipping ones already kept; how many were new."""
-        if not events:
-            return 0
-        async with self.pool.acquire() as conn:
-            before = await conn.fetchval(
-                "SELECT count(*) FROM training_job_events WHERE job_id = $1", job_id
-            )
-            await conn.executemany(
-                """INSERT INTO training_job_events (job_id, event_id, level, message, data, at)
-                   VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
-                [
-                    (job_id, e["id"], e["level"], e["message"], e.get("data") or {}, e["at"])
-                    for e in events
-                ],
-            )
-            after = await conn.fetchval(
-                "SELECT count(*) FROM training_job_events WHERE job_id = $1", job_id
-            )
-        return int(after) - int(before)
+    async def record_job_events(self, job_id: str, events: Sequence[dict[str, Any]]) -> None:
+        """Keep a fine-tune job's events; each look reports recent ones again,
+        and those already kept are skipped."""
+        await self.pool.executemany(
+            """INSERT INTO training_job_events (job_id, event_id, level, message, data, at)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+            [
+                (job_id, e["id"], e["level"], e["message"], e.get("data") or {}, e["at"])
+                for e in events
+            ],
+        )
 
     async def job_events(self, job_id: str) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
