@@ -21,7 +21,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.batch import BatchRunner
-from activities.finetune import FineTuneBackend, FineTuneRefused, HttpTrainer
+from activities.finetune import FineTuneBackend, FineTuneRefused, HttpTrainer, JobState
 from activities.model import Model, Prompt, json_instructions
 from constitution import ConstitutionVersion, PreferenceJudgement, Principle
 from constitution.contracts import (
@@ -452,29 +452,33 @@ class TrainingActivities:
         activity.heartbeat(
             Progress(stage="training", detail=f"job {job.job_id} {state.status}: {latest}".strip())
         )
-        return await self._settle(job, state.status, state.fine_tuned_model, state.error)
+        return await self._settle(job, state)
 
-    async def _settle(
-        self, job: FineTuneJob, status: str, model: str | None, error: str | None
-    ) -> FineTuneJob:
-        if status in ("succeeded", "failed", "cancelled"):
-            await self.ledger.update_training_job(
-                job.job_id, status=status, fine_tuned_model=model, error=error
-            )
-        if status == "succeeded" and model:
-            return job.model_copy(update={"status": status, "fine_tuned_model": model})
-        if status in ("succeeded", "failed", "cancelled"):
-            reason = error or ("it named no model" if status == "succeeded" else status)
+    async def _settle(self, job: FineTuneJob, state: JobState) -> FineTuneJob:
+        if not state.finished:
+            # BENIGN: an expected "not yet", logged quietly rather than as a failure.
             raise ApplicationError(
-                f"fine-tune job {job.job_id} {status}: {reason}",
-                type="FineTuneFailed",
-                non_retryable=True,
+                f"fine-tune job {job.job_id} is {state.status}",
+                type="FineTuneRunning",
+                category=ApplicationErrorCategory.BENIGN,
             )
-        # BENIGN: an expected "not yet", logged quietly rather than as a failure.
+        await self.ledger.update_training_job(
+            job.job_id,
+            status=state.status,
+            fine_tuned_model=state.fine_tuned_model,
+            error=state.error,
+        )
+        if state.status == "succeeded" and state.fine_tuned_model:
+            return job.model_copy(
+                update={"status": state.status, "fine_tuned_model": state.fine_tuned_model}
+            )
+        reason = state.error or (
+            "it named no model" if state.status == "succeeded" else state.status
+        )
         raise ApplicationError(
-            f"fine-tune job {job.job_id} is {status}",
-            type="FineTuneRunning",
-            category=ApplicationErrorCategory.BENIGN,
+            f"fine-tune job {job.job_id} {state.status}: {reason}",
+            type="FineTuneFailed",
+            non_retryable=True,
         )
 
     @activity.defn(name="cancel_fine_tune")
