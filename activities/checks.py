@@ -40,6 +40,8 @@ class CheckActivities:
         self.grader_model = grader_model
         self.duplicate_threshold = duplicate_threshold
         self.impact_sample_size = impact_sample_size
+        # Read once per worker, not once per proposal.
+        self.impact_prompts = load_prompts("eval_prompts.jsonl")[:impact_sample_size]
         self.conflict_prompt = Prompt.load("conflicts.v1")
         self.answer_prompt = Prompt.load("impact_answer.v1")
         self.rubric = Prompt.load("grade.v1")
@@ -116,7 +118,6 @@ class CheckActivities:
         constitution and grade each answer; summarise what changed."""
         if self.impact_sample_size == 0:
             return None, []
-        prompts = load_prompts("eval_prompts.jsonl")[: self.impact_sample_size]
         accepted = Decision(
             proposal_id=proposal.id,
             kind=DecisionKind.accept,
@@ -125,7 +126,7 @@ class CheckActivities:
         )
         amended = apply_amendments(constitution, [(proposal, accepted)], round_id=proposal.round_id)
         results = await asyncio.gather(
-            *(self._sample(row, constitution, amended) for row in prompts)
+            *(self._sample(row, constitution, amended) for row in self.impact_prompts)
         )
         samples = [sample for sample, _ in results]
         request_ids = [r for _, ids in results for r in ids]
