@@ -186,10 +186,11 @@ class Model:
                 response_format={"type": "json_object"},
             )
         )
-        plain = fallback.parse().choices[0].message
+        answered = fallback.parse()
+        plain = answered.choices[0].message
         _refuse_if_refused(plain.refusal)
-        if fallback.parse().choices[0].finish_reason == "length":
-            raise openai.LengthFinishReasonError(completion=fallback.parse())
+        if answered.choices[0].finish_reason == "length":
+            raise openai.LengthFinishReasonError(completion=answered)
         return schema.model_validate_json(plain.content or ""), fallback.headers.get("x-request-id")
 
 
