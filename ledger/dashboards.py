@@ -134,12 +134,11 @@ class Dashboards:
         offset: int = 0,
     ) -> RoundPage:
         """Rounds newest first; `version` matches the version amended or made."""
-        where = [
-            "($1::text IS NULL OR state = $1)",
-            "($2::timestamptz IS NULL OR created_at >= $2)",
-        ]
-        where.append("($3::integer IS NULL OR base_version = $3 OR result_version = $3)")
-        clause = " AND ".join(where)
+        clause = (
+            "($1::text IS NULL OR state = $1)"
+            " AND ($2::timestamptz IS NULL OR created_at >= $2)"
+            " AND ($3::integer IS NULL OR base_version = $3 OR result_version = $3)"
+        )
         args: list[Any] = [state, since, version]
         async with self.pool.acquire() as conn:
             total = await conn.fetchval(f"SELECT count(*) FROM rounds WHERE {clause}", *args)
