@@ -225,3 +225,15 @@ async def test_ledger_commands_use_the_embedded_database_a_running_dev_stack_hol
     # Reading never starts it: once `amend dev` has stopped, the CLI says so.
     after = await amend("constitution", "show")
     assert after.exit_code == EXIT_UNREACHABLE and "amend dev" in after.output
+
+
+async def test_migrate_on_the_embedded_database_reports_what_it_applied(tmp_path: Path) -> None:
+    amend = Amend({"AMEND_DATABASE_URL": None, "AMEND_DATA_DIR": str(tmp_path / "dev")})
+    first = await amend("migrate", "--seed")
+    assert first.exit_code == 0, first.output
+    assert "applied: 0001_ledger" in first.output
+    assert "seeded the sample constitution as v1" in first.output
+    again = await amend("migrate", "--seed")
+    assert again.exit_code == 0, again.output
+    assert "applied: nothing (up to date)" in again.output
+    assert "seeded" not in again.output

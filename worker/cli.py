@@ -260,19 +260,20 @@ def migrate(
 ) -> None:
     """Apply the ledger's migrations (safe to run twice or concurrently)."""
     from ledger.migrate import migrate_url
-    from worker.devstack import ledger_database, seed_sample_constitution
+    from worker.devstack import embedded_database, seed_sample_constitution
 
     s = settings()
 
+    async def on(url: str) -> tuple[list[str], bool]:
+        return await migrate_url(url), (await seed_sample_constitution(url) if seed else False)
+
     async def main() -> None:
+        # Not `ledger_database`: it migrates first, and what was applied would go unreported.
         if s.database_url is not None:
-            applied = await migrate_url(s.database_url.get_secret_value())
-            url = s.database_url.get_secret_value()
-            seeded = await seed_sample_constitution(url) if seed else False
+            applied, seeded = await on(s.database_url.get_secret_value())
         else:
-            async with ledger_database(s) as url:
-                applied = await migrate_url(url)
-                seeded = await seed_sample_constitution(url) if seed else False
+            async with embedded_database(s.data_dir) as url:
+                applied, seeded = await on(url)
         console.print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
         if seeded:
             console.print("seeded the sample constitution as v1")

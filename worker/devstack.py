@@ -118,6 +118,18 @@ async def temporal_server(settings: Settings) -> AsyncIterator[Client]:
 
 
 @asynccontextmanager
+async def embedded_database(data_dir: Path) -> AsyncIterator[str]:
+    """The URL of the ledger database on the embedded server (created if
+    missing, not migrated), started here and stopped on exit."""
+    embedded = await asyncio.to_thread(start_embedded, data_dir)
+    try:
+        await ensure_database(embedded.url("postgres"), DATABASE_NAME)
+        yield embedded.url(DATABASE_NAME)
+    finally:
+        await asyncio.to_thread(embedded.stop)
+
+
+@asynccontextmanager
 async def ledger_database(settings: Settings) -> AsyncIterator[str]:
     """The migrated ledger database's URL: the configured one, or the embedded
     server's, started here and stopped on exit."""
@@ -126,14 +138,9 @@ async def ledger_database(settings: Settings) -> AsyncIterator[str]:
         await migrate_url(url)
         yield url
         return
-    embedded = await asyncio.to_thread(start_embedded, settings.data_dir)
-    try:
-        await ensure_database(embedded.url("postgres"), DATABASE_NAME)
-        url = embedded.url(DATABASE_NAME)
+    async with embedded_database(settings.data_dir) as url:
         await migrate_url(url)
         yield url
-    finally:
-        await asyncio.to_thread(embedded.stop)
 
 
 async def seed_sample_constitution(database_url: str) -> bool:
