@@ -186,17 +186,17 @@ def build_worker(client: Client, settings: Settings, ledger: Ledger) -> Worker:
 
 
 def gateway_app(settings: Settings, database_url: str, temporal: Client) -> FastAPI:
+    slack = slack_client(settings)
     return create_app(
         GatewayConfig(
             signing_secret=settings.slack_signing_secret,
             task_queue=settings.temporal_task_queue,
             database_url=SecretStr(database_url),
-            slack=slack_client(settings),
+            slack=slack,
             max_body_bytes=settings.api_max_body_bytes,
             trainer_secret=settings.trainer_secret,
             socket_mode=SocketModeClient(
-                app_token=settings.slack_app_token.get_secret_value(),
-                web_client=slack_client(settings),
+                app_token=settings.slack_app_token.get_secret_value(), web_client=slack
             )
             if settings.slack_app_token
             else None,
