@@ -186,6 +186,13 @@ def test_a_missing_spec_file_exits_2_and_names_it(invoke: Invoke, tmp_path: Path
     assert says(result, f"cannot read {missing}"), result.output
 
 
+def test_importing_a_missing_document_exits_2_and_names_it(invoke: Invoke, tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-constitution.md"
+    result = invoke(["constitution", "import", str(missing)])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert says(result, f"cannot read {missing}"), result.output
+
+
 def test_a_spec_path_with_brackets_is_named_verbatim(invoke: Invoke, tmp_path: Path) -> None:
     # Paths and user input are text, never console markup: "[v2]" must not vanish.
     missing = tmp_path / "spec[v2].yaml"

