@@ -15,10 +15,10 @@ import json
 import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, SecretStr, ValidationError
 from slack_sdk.errors import SlackApiError
@@ -26,14 +26,13 @@ from slack_sdk.signature import SignatureVerifier
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client, WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from constitution import DecisionKind, DecisionOutcome, DecisionRequest, RoundState
 from gateway import dashboard, operators, pages
-from gateway.auth import RoundId, Viewer
 from gateway.limits import BodyLimit
 from gateway.metrics import GatewayMetrics, RequestMetrics
+from gateway.rounds import CLOSED_ROUND, refusal_reason
 from gateway.socket_mode import SocketModeReceiver
 from gateway.trainer import trainer_router
 from ledger.dashboards import Dashboards
@@ -52,6 +51,7 @@ log = logging.getLogger(__name__)
 # Slack wants an answer within 3 s; what the round has not answered by then
 # is told to the reviewer later. The margin covers a busy event loop.
 ACK_BUDGET_S = 1.5
+T = TypeVar("T")
 
 
 class GatewayConfig(BaseModel):
@@ -80,14 +80,12 @@ class InteractionAnswer(BaseModel):
 
 def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     verifier = SignatureVerifier(config.signing_secret.get_secret_value())
-    state: dict[str, Any] = {}
     background: set[asyncio.Task[Any]] = set()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(config.database_url.get_secret_value(), max_size=5)
-        state["ledger"] = Ledger(pool)
-        app.state.ledger = state["ledger"]
+        app.state.ledger = Ledger(pool)
         app.state.dashboards = Dashboards(pool)
         receiver = None
         if config.socket_mode is not None:
@@ -109,7 +107,7 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
 
     def ledger() -> Ledger:
-        return state["ledger"]  # type: ignore[no-any-return]
+        return app.state.ledger  # type: ignore[no-any-return]
 
     app.include_router(trainer_router(config.trainer_secret, temporal, ledger))
 
@@ -209,9 +207,7 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     ) -> InteractionAnswer:
         """Decide, telling the reviewer the outcome; answer Slack in time even
         when the round is slow to respond."""
-        task = asyncio.create_task(_decide(workflow_id, request, update_id, "slack"))
-        background.add(task)
-        task.add_done_callback(background.discard)
+        task = _in_background(_decide(workflow_id, request, update_id))
         try:
             answer = await asyncio.wait_for(asyncio.shield(task), ACK_BUDGET_S)
         except TimeoutError:
@@ -224,11 +220,12 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
         _in_background(_tell(channel, request.reviewer, answer.message))
         return answer
 
-    def _in_background(work: Coroutine[Any, Any, None]) -> None:
-        """Work that must not hold up Slack's answer."""
+    def _in_background(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Work that must not hold up Slack's answer, kept referenced until done."""
         task = asyncio.create_task(work)
         background.add(task)
         task.add_done_callback(background.discard)
+        return task
 
     def _tell_later(task: asyncio.Task[InteractionAnswer], channel: str, user: str) -> None:
         if task.cancelled() or task.exception():
@@ -244,7 +241,7 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
             log.warning("could not tell %s the outcome: %s", user, error.response.get("error"))
 
     async def _decide(
-        workflow_id: str, request: DecisionRequest, update_id: str, source: str
+        workflow_id: str, request: DecisionRequest, update_id: str
     ) -> InteractionAnswer:
         round_id = workflow_id.removeprefix("round-")
         try:
@@ -252,10 +249,9 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
                 workflow_id
             ).execute_update(TrainingRoundWorkflow.decide, request, id=update_id)
         except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            reason = cause.message if isinstance(cause, ApplicationError) else str(cause or error)
+            reason = refusal_reason(error)
         except RPCError as error:
-            if error.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+            if error.status not in CLOSED_ROUND:
                 raise
             reason = await _round_over(round_id)
         else:
@@ -271,12 +267,6 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
             reason,
             extra={"round_id": round_id, "proposal_id": request.proposal_id},
         )
-        await _refused(round_id, request, reason, source)
-        return InteractionAnswer(
-            outcome="refused", message=f"Not recorded: {reason}", proposal_id=request.proposal_id
-        )
-
-    async def _refused(round_id: str, request: DecisionRequest, reason: str, source: str) -> None:
         await ledger().record_decision_attempt(
             round_id=round_id,
             proposal_id=request.proposal_id,
@@ -284,7 +274,10 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
             kind=request.kind.value,
             outcome="refused",
             reason=reason,
-            source=source,
+            source="slack",
+        )
+        return InteractionAnswer(
+            outcome="refused", message=f"Not recorded: {reason}", proposal_id=request.proposal_id
         )
 
     async def _round_over(round_id: str) -> str:
@@ -346,20 +339,6 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     app.include_router(dashboard.router)
     app.include_router(pages.router)
     app.add_exception_handler(pages.SignIn, pages.sign_in)
-
-    @app.get("/api/rounds/{round_id}/evidence")
-    async def round_evidence(
-        round_id: RoundId, _: Viewer, selected: bool = False
-    ) -> dict[str, Any]:
-        """The evidence a round read (and left out, with why) and its selection;
-        proposals link to items here by id."""
-        if await ledger().get_round(round_id) is None:
-            raise HTTPException(404, f"no round {round_id}")
-        return {
-            "selection": await ledger().evidence_selection(round_id),
-            "items": await ledger().evidence(round_id, selected_only=selected),
-            "dropped_drafts": await ledger().dropped_drafts(round_id),
-        }
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

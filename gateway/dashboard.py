@@ -5,7 +5,7 @@ from the worker), with filters and pagination. All of it needs a viewer token.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
@@ -74,6 +74,21 @@ async def proposals(request: Request, round_id: RoundId, _: Viewer) -> list[Prop
     """The round's proposals with their decisions (overrides marked)."""
     await _known_round(request, round_id)
     return await _dashboards(request).proposals(round_id)
+
+
+@router.get("/rounds/{round_id}/evidence")
+async def evidence(
+    request: Request, round_id: RoundId, _: Viewer, selected: bool = False
+) -> dict[str, Any]:
+    """The evidence a round read (and left out, with why) and its selection;
+    proposals link to items here by id."""
+    await _known_round(request, round_id)
+    ledger: Ledger = request.app.state.ledger
+    return {
+        "selection": await ledger.evidence_selection(round_id),
+        "items": await ledger.evidence(round_id, selected_only=selected),
+        "dropped_drafts": await ledger.dropped_drafts(round_id),
+    }
 
 
 @router.get("/dashboard/decision-latency")

@@ -38,6 +38,16 @@ class RoundRefused(Exception):
     nothing changed."""
 
 
+# What Temporal answers an update sent to a round whose workflow has closed.
+CLOSED_ROUND = (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION)
+
+
+def refusal_reason(error: WorkflowUpdateFailedError) -> str:
+    """Why the round refused an update: its validator's own words."""
+    cause = error.cause
+    return cause.message if isinstance(cause, ApplicationError) else str(cause or error)
+
+
 def _first_search_attributes(spec: RoundSpec) -> TypedSearchAttributes:
     pairs: list[SearchAttributePair[Any]] = [
         SearchAttributePair(ROUND_STATE, "created"),
@@ -132,11 +142,9 @@ async def _send(
             )
         return await handle.execute_update(update, arg)
     except WorkflowUpdateFailedError as error:
-        cause = error.cause
-        reason = cause.message if isinstance(cause, ApplicationError) else str(cause)
-        raise RoundRefused(reason) from error
+        raise RoundRefused(refusal_reason(error)) from error
     except RPCError as error:
-        if error.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.FAILED_PRECONDITION):
+        if error.status not in CLOSED_ROUND:
             raise
         status = await round_status(client, round_id)  # RoundNotFound when there is none
         raise RoundRefused(
