@@ -18,10 +18,9 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials
 
 from constitution import RoundState, render_markdown
-from gateway.auth import COOKIE, Caller, identify
+from gateway.auth import COOKIE, Caller, bearer, identify
 from ledger.dashboards import (
     LARGEST_OFFSET,
     LARGEST_VERSION,
@@ -57,15 +56,8 @@ class SignIn(Exception):
 
 
 async def viewer(request: Request) -> Caller:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    credentials = (
-        HTTPAuthorizationCredentials(scheme=scheme, credentials=token)
-        if scheme.lower() == "bearer" and token
-        else None
-    )
     try:
-        return await identify(request, credentials)
+        return await identify(request, await bearer(request))
     except HTTPException as error:
         raise SignIn from error
 
