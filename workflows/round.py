@@ -532,14 +532,7 @@ class TrainingRoundWorkflow:
 
     def _check_decision(self, request: DecisionRequest) -> ProposalStatus:
         """Refuse what may not be decided; ApplicationError reaches the caller."""
-        # Proposals are open from the moment they are posted, even while the
-        # rest of the round's proposals are still being posted.
-        if self.status.state not in (RoundState.proposing, RoundState.in_review):
-            raise ApplicationError(
-                f"round {self.status.spec.round_id} is {self.status.state.value}, not in review",
-                type="RoundNotInReview",
-                non_retryable=True,
-            )
+        self._require_review()
         item = self.status.find(request.proposal_id)
         if item is None:
             raise ApplicationError(
@@ -582,6 +575,16 @@ class TrainingRoundWorkflow:
                 non_retryable=True,
             )
         return item
+
+    def _require_review(self) -> None:
+        """Refuse unless the round is in review. Proposals are open from the
+        moment they are posted, even while the rest are still being posted."""
+        if self.status.state not in (RoundState.proposing, RoundState.in_review):
+            raise ApplicationError(
+                f"round {self.status.spec.round_id} is {self.status.state.value}, not in review",
+                type="RoundNotInReview",
+                non_retryable=True,
+            )
 
     @workflow.query
     def state(self) -> RoundStatus:
@@ -640,12 +643,7 @@ class TrainingRoundWorkflow:
 
     @repost.validator
     def _validate_repost(self, request: OperatorRequest) -> None:
-        if self.status.state not in (RoundState.proposing, RoundState.in_review):
-            raise ApplicationError(
-                f"round {self.status.spec.round_id} is {self.status.state.value}, not in review",
-                type="RoundNotInReview",
-                non_retryable=True,
-            )
+        self._require_review()
         if not self.status.pending or self.constitution is None:
             raise ApplicationError(
                 f"round {self.status.spec.round_id} has no pending proposal to re-post",
