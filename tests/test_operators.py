@@ -25,7 +25,7 @@ from tests.conftest import VENV_BIN, StackFactory, eventually, operator_api
 from tests.conftest import start_round as start_over_api
 from worker.cli import EXIT_FAILED, app
 from worker.stack import Stack
-from workflows.search import ROUND_STATE
+from workflows.search import ROUND_STATE, dev_server_flags
 
 REVIEWER = "U0ALICE"
 
@@ -205,6 +205,17 @@ async def test_search_attributes_let_a_list_query_find_rounds_by_state_and_pendi
         return await listed("RoundState = 'cancelled' AND PendingDecisions = 0")
 
     assert await eventually(cancelled, "the cancelled round", 15) == ["round-visible"]
+
+
+def test_the_dev_server_registers_each_search_attribute_with_its_own_type() -> None:
+    assert dev_server_flags() == [
+        "--search-attribute",
+        "RoundState=Keyword",
+        "--search-attribute",
+        "PendingDecisions=Int",
+        "--search-attribute",
+        "ConstitutionVersion=Int",
+    ]
 
 
 async def test_round_list_filters_by_state_and_version_and_unknown_rounds_are_errors(

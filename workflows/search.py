@@ -8,7 +8,7 @@ runs rounds.
 
 from __future__ import annotations
 
-from temporalio.common import SearchAttributeKey
+from temporalio.common import SearchAttributeIndexedValueType, SearchAttributeKey
 
 ROUND_STATE = SearchAttributeKey.for_keyword("RoundState")
 PENDING_DECISIONS = SearchAttributeKey.for_int("PendingDecisions")
@@ -16,11 +16,17 @@ CONSTITUTION_VERSION = SearchAttributeKey.for_int("ConstitutionVersion")
 
 ROUND_SEARCH_ATTRIBUTES = (ROUND_STATE, PENDING_DECISIONS, CONSTITUTION_VERSION)
 
+# The type names `temporal server start-dev --search-attribute` takes.
+_CLI_TYPES = {
+    SearchAttributeIndexedValueType.KEYWORD: "Keyword",
+    SearchAttributeIndexedValueType.INT: "Int",
+}
+
 
 def dev_server_flags() -> list[str]:
     """`temporal server start-dev` arguments that register the attributes."""
     flags: list[str] = []
     for key in ROUND_SEARCH_ATTRIBUTES:
-        kind = "Keyword" if key is ROUND_STATE else "Int"
+        kind = _CLI_TYPES[key.indexed_value_type]
         flags += ["--search-attribute", f"{key.name}={kind}"]
     return flags
