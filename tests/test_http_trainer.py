@@ -11,12 +11,13 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 from fastapi import FastAPI
-from temporalio.client import WorkflowFailureError
+from pydantic import SecretStr
+from temporalio.client import Client, WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from constitution import RoundState
@@ -27,6 +28,7 @@ from constitution.trainer_callback import (
     signed_headers,
 )
 from gateway.rounds import round_status
+from gateway.trainer import trainer_router
 from ledger.store import Ledger
 from standins import trainer
 from standins.serving import free_port, serve
@@ -141,3 +143,28 @@ async def test_without_a_trainer_secret_a_callback_trainer_fails_the_round_at_on
     assert "AMEND_TRAINER_SECRET is unset" in failed.reason
     [job] = lab.state.jobs.values()
     assert not job.callbacks
+
+
+async def test_a_signed_callback_that_is_not_a_trainer_callback_is_400_and_completes_nothing() -> (
+    None
+):
+    # No Temporal and no ledger: a bad body must be refused before either is touched.
+    def untouched() -> Ledger:
+        raise AssertionError("the ledger was touched")
+
+    app = FastAPI()
+    app.include_router(trainer_router(SecretStr(SECRET), cast(Client, None), untouched))
+    bodies = [
+        b"not json",
+        b'{"job_id": "x", "status": "succeeded"}',  # no task token
+        b'{"task_token": "not-hex", "job_id": "x", "status": "succeeded"}',
+        b'{"task_token": "00", "job_id": "x", "status": "exploded"}',
+    ]
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        answers = [
+            await http.post("/trainer/callback", content=body, headers=signed_headers(SECRET, body))
+            for body in bodies
+        ]
+    assert [a.status_code for a in answers] == [400] * len(bodies)
+    assert all("not a trainer callback" in a.json()["error"] for a in answers)
