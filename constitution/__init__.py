@@ -1,5 +1,14 @@
 """The pure domain of amend: principles, versions, proposals, decisions, rounds
-and their lifecycles. Imports nothing of the project and does no I/O."""
+and their lifecycles. Imports nothing of the project.
+
+It does no I/O but for reading files, in two modules only and always named
+to it: `samples` reads the sample constitution, evidence and prompt sets that
+ship as package data, and the evidence file a round names; `prompt_sets`
+reads the training and evaluation prompt files a round names (or the shipped
+ones). Both read, parse and validate in one place, so a bad file is refused
+with its path and line wherever it is loaded; nothing here writes, and
+nothing here talks to a network or a database.
+"""
 
 from constitution.amendment import (
     AmendmentConflict,
@@ -7,6 +16,7 @@ from constitution.amendment import (
     diff_versions,
     render_markdown,
 )
+from constitution.errors import ErrorType
 from constitution.lifecycle import (
     PROPOSAL_TRANSITIONS,
     ROUND_TRANSITIONS,
@@ -38,6 +48,8 @@ from constitution.models import (
     TrainingSpec,
     TransitionRecord,
     needs_strict_review,
+    round_id_of,
+    round_workflow_id,
 )
 
 __all__ = [
@@ -51,6 +63,7 @@ __all__ = [
     "DecisionKind",
     "DecisionOutcome",
     "DecisionRequest",
+    "ErrorType",
     "EvidenceItem",
     "EvidenceKind",
     "GateSpec",
@@ -73,4 +86,6 @@ __all__ = [
     "diff_versions",
     "needs_strict_review",
     "render_markdown",
+    "round_id_of",
+    "round_workflow_id",
 ]

@@ -28,6 +28,22 @@ from constitution.findings import CheckVerdict, Conflict, ImpactPreview
 
 PRINCIPLE_ID = re.compile(r"^P[0-9]{1,4}$")
 ROUND_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+WORKFLOW_ID_PREFIX = "round-"
+
+
+def round_workflow_id(round_id: str) -> str:
+    """The id of the workflow that runs `round_id`: one workflow per round, so
+    Temporal itself refuses a second start of the same round."""
+    return f"{WORKFLOW_ID_PREFIX}{round_id}"
+
+
+def round_id_of(workflow_id: str) -> str | None:
+    """The round a workflow id names, or None when it names no round (a
+    Slack payload or a log record from elsewhere)."""
+    if not workflow_id.startswith(WORKFLOW_ID_PREFIX):
+        return None
+    round_id = workflow_id.removeprefix(WORKFLOW_ID_PREFIX)
+    return round_id or None
 
 
 class Frozen(BaseModel):
@@ -251,7 +267,7 @@ class TrainingSpec(Frozen):
         default=timedelta(seconds=60),
         description="How often a running fine-tune job is polled (by activity retries).",
     )
-    # -- retraining (issue 5) --
+    # -- retraining --
     critique_passes: int = Field(
         default=1, ge=1, le=8, description="Critique-and-revise passes per supervised example."
     )
@@ -373,7 +389,7 @@ class RoundSpec(Frozen):
         description="Who started the round; set by the API from the caller's token.",
     )
 
-    # -- evidence (issue 3) --
+    # -- evidence --
     evidence_files: list[str] = Field(
         default_factory=list,
         max_length=50,
@@ -399,7 +415,7 @@ class RoundSpec(Frozen):
     def uses_sample_evidence(self) -> bool:
         return not self.evidence_paths and self.evidence_from_round is None
 
-    # -- review (issue 4) --
+    # -- review --
     policy: ReviewPolicy = Field(
         default_factory=ReviewPolicy, description="How decisions settle a proposal."
     )
@@ -455,7 +471,8 @@ class RoundSpec(Frozen):
 
     @property
     def workflow_id(self) -> str:
-        return f"round-{self.round_id}"
+        """The id of the workflow that runs this round."""
+        return round_workflow_id(self.round_id)
 
 
 class EvidenceKind(StrEnum):

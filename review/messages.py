@@ -25,15 +25,25 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from constitution import ConstitutionVersion, DecisionKind, Proposal, ProposalKind, ProposalState
+from constitution import (
+    ConstitutionVersion,
+    DecisionKind,
+    Proposal,
+    ProposalKind,
+    ProposalState,
+    round_id_of,
+)
 from constitution.contracts import ProposalStatus
 
 ACTIONS_BLOCK = "decide"
 MODIFY_CALLBACK = "modify_proposal"
 REJECT_CALLBACK = "reject_proposal"
 DECISION_CALLBACKS = {MODIFY_CALLBACK: "modify", REJECT_CALLBACK: "reject"}
-SECTION_LIMIT = 3000  # Slack's limit for a section's text
-HEADER_LIMIT = 150
+# Slack's text limits, as its Block Kit models state them.
+SECTION_LIMIT = SectionBlock.text_max_length
+HEADER_LIMIT = HeaderBlock.text_max_length
+# slack_sdk's models state no limit for a context element; Slack refuses more
+# than 3000, and a context line is meant to be short.
 CONTEXT_LIMIT = 2000
 EXCERPTS_SHOWN = 3
 EXCERPT_LIMIT = 240
@@ -57,7 +67,7 @@ def action_value(workflow_id: str, proposal_id: str) -> str:
 
 def parse_action_value(value: str) -> tuple[str, str]:
     workflow_id, sep, proposal_id = value.partition("|")
-    if not sep or not workflow_id.startswith("round-") or not proposal_id:
+    if not sep or round_id_of(workflow_id) is None or not proposal_id:
         raise ValueError(f"not an amend action value: {value!r}")
     return workflow_id, proposal_id
 
@@ -249,7 +259,7 @@ def _view_metadata(workflow_id: str, proposal_id: str, channel: str, ts: str) ->
 def parse_view_metadata(metadata: str) -> tuple[str, str, str, str]:
     """workflow id, proposal id, channel and message ts of a decision modal."""
     parts = metadata.split("|")
-    if len(parts) != 4 or not parts[0].startswith("round-") or not parts[1]:
+    if len(parts) != 4 or round_id_of(parts[0]) is None or not parts[1]:
         raise ValueError(f"not an amend modal: {metadata!r}")
     return parts[0], parts[1], parts[2], parts[3]
 

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
-from constitution import TERMINAL_ROUND_STATES, RoundState, diff_versions
+from constitution import TERMINAL_ROUND_STATES, RoundState, diff_versions, round_workflow_id
 from constitution.contracts import RoundStatus
 from constitution.findings import proposal_summary
 from constitution.gate import gate_summary, retraining_summary
@@ -55,7 +55,7 @@ async def run_demo(
         if response.status_code != 201:
             console.print(f"[red]could not start the round:[/red] {response.text}")
             return 1
-        workflow_id = f"round-{round_id}"
+        workflow_id = round_workflow_id(round_id)
         console.print(f"started round [bold]{round_id}[/bold] (workflow {workflow_id})")
         console.print(
             f"  Temporal UI: {settings.temporal_ui_url}/namespaces/"

@@ -21,6 +21,8 @@ from typing import Any
 
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
+from constitution import round_id_of
+
 CONTEXT_KEYS = ("temporal_workflow", "temporal_activity")
 
 
@@ -36,8 +38,8 @@ class JsonLogFormatter(logging.Formatter):
             context = getattr(record, key, None)
             if isinstance(context, dict):
                 workflow_id = str(context.get("workflow_id", ""))
-                if workflow_id.startswith("round-"):
-                    entry["round_id"] = workflow_id.removeprefix("round-")
+                if (round_id := round_id_of(workflow_id)) is not None:
+                    entry["round_id"] = round_id
                 entry["workflow_id"] = workflow_id or None
                 for name in ("activity_type", "workflow_type", "attempt"):
                     if name in context:
