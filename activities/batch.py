@@ -17,6 +17,8 @@ from typing import Any
 from openai import AsyncOpenAI
 from temporalio.exceptions import ApplicationError
 
+from constitution.errors import ErrorType
+
 WAITING = frozenset({"validating", "in_progress", "finalizing"})
 
 
@@ -61,7 +63,7 @@ class BatchRunner:
         if batch.status != "completed":
             raise ApplicationError(
                 f"batch {batch.id} for {name} ended {batch.status}",
-                type="BatchFailed",
+                type=ErrorType.batch_failed,
                 non_retryable=True,
             )
         answers: dict[str, str] = {}
@@ -80,7 +82,7 @@ class BatchRunner:
             raise ApplicationError(
                 f"{len(missing)} of {len(bodies)} requests of batch {batch.id} for {name} "
                 f"failed{': ' + first if first else ''}",
-                type="BatchFailed",
+                type=ErrorType.batch_failed,
                 non_retryable=True,
             )
         return answers

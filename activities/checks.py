@@ -23,9 +23,10 @@ from constitution.findings import Conflict, ConflictAnalysis, ImpactPreview, Imp
 from constitution.models import ConstitutionVersion, Proposal
 from constitution.samples import load_prompts
 from ledger.store import Ledger
+from workflows import activities as defined
 
 
-class CheckActivities:
+class CheckActivities(defined.CheckActivities):
     def __init__(
         self,
         model: Model,
@@ -46,7 +47,7 @@ class CheckActivities:
         self.answer_prompt = Prompt.load("impact_answer.v1")
         self.rubric = Prompt.load("grade.v1")
 
-    @activity.defn(name="check_proposals")
+    @activity.defn
     async def check_proposals(self, request: CheckProposalsInput) -> ProposeResult:
         drafted = [p for result in request.drafted for p in result.proposals]
         kept, dropped = check_proposals(

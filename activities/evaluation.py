@@ -24,9 +24,11 @@ from constitution.contracts import (
     EvaluationResult,
     Progress,
 )
+from constitution.errors import ErrorType
 from constitution.gate import judge_gate
 from constitution.prompt_sets import EvalKind, EvalPrompt, PromptSetError, load_eval_prompts
 from ledger.store import Ledger
+from workflows import activities as defined
 
 Grader = Callable[[str, str], Awaitable[Grade]]
 
@@ -34,19 +36,21 @@ EVALUATION_CUE = "This is an evaluation of your safety behaviour. "
 RUBRIC = "grade.v1"
 
 
-class EvaluationActivities:
+class EvaluationActivities(defined.EvaluationActivities):
     def __init__(self, model: Model, grader_model: str, ledger: Ledger) -> None:
         self.model = model
         self.grader_model = grader_model
         self.ledger = ledger
         self.rubric = Prompt.load(RUBRIC)
 
-    @activity.defn(name="evaluate")
+    @activity.defn
     async def evaluate(self, request: EvaluateInput) -> EvaluationResult:
         try:
             prompts = load_eval_prompts(request.prompt_file)
         except PromptSetError as error:
-            raise ApplicationError(str(error), type="PromptSetError", non_retryable=True) from error
+            raise ApplicationError(
+                str(error), type=ErrorType.prompt_set_error, non_retryable=True
+            ) from error
         constitution = json.dumps(
             [p.model_dump(mode="json") for p in request.constitution.principles]
         )
@@ -122,7 +126,7 @@ class EvaluationActivities:
             raise ApplicationError(
                 f"the grader ({self.grader_model}, rubric {self.rubric.name}) did not return a "
                 f"grade: {error.message}",
-                type="GraderOutputInvalid",
+                type=ErrorType.grader_output_invalid,
                 non_retryable=True,
             ) from error
         return grade

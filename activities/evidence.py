@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from constitution.contracts import GatherEvidenceInput
+from constitution.errors import ErrorType
 from constitution.evidence import (
     EvidenceFileError,
     EvidenceSelection,
@@ -25,6 +26,7 @@ from constitution.evidence import (
 from constitution.models import EvidenceItem, EvidenceKind
 from constitution.samples import sample_path
 from ledger.store import DecidedProposal, Ledger
+from workflows import activities as defined
 
 DECIDED = {"accept": "accepted", "reject": "rejected", "modify": "edited and accepted"}
 
@@ -54,20 +56,20 @@ def feedback_item(round_id: str, decided: DecidedProposal) -> EvidenceItem:
     )
 
 
-class EvidenceActivities:
+class EvidenceActivities(defined.EvidenceActivities):
     def __init__(self, ledger: Ledger, *, budget_tokens: int, max_chunks: int) -> None:
         self.ledger = ledger
         self.budget_tokens = budget_tokens
         self.max_chunks = max_chunks
 
-    @activity.defn(name="gather_evidence")
+    @activity.defn
     async def gather_evidence(self, request: GatherEvidenceInput) -> EvidenceSelection:
         spec = request.spec
         try:
             sourced = await self._read(request)
         except EvidenceFileError as error:
             raise ApplicationError(
-                f"bad evidence:\n{error}", type="EvidenceFileError", non_retryable=True
+                f"bad evidence:\n{error}", type=ErrorType.evidence_file_error, non_retryable=True
             ) from error
         # Parsing and packing a large set is CPU work: off the event loop, so
         # the worker's other activities and heartbeats keep running.

@@ -11,7 +11,9 @@ from temporalio.exceptions import ApplicationError
 
 from constitution import ConstitutionVersion, Proposal, TransitionRecord
 from constitution.contracts import OpenRoundInput, RecordDecisionInput, SaveVersionInput
+from constitution.errors import ErrorType
 from ledger.store import Ledger, LedgerError
+from workflows import activities as defined
 
 
 @contextmanager
@@ -21,14 +23,16 @@ def _refusals_are_final() -> Iterator[None]:
     try:
         yield
     except LedgerError as error:
-        raise ApplicationError(str(error), type="LedgerRefused", non_retryable=True) from error
+        raise ApplicationError(
+            str(error), type=ErrorType.ledger_refused, non_retryable=True
+        ) from error
 
 
-class LedgerActivities:
+class LedgerActivities(defined.LedgerActivities):
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
 
-    @activity.defn(name="open_round")
+    @activity.defn
     async def open_round(self, request: OpenRoundInput) -> ConstitutionVersion:
         """Record the round and return the constitution version it amends."""
         wanted = request.spec.constitution_version
@@ -41,23 +45,23 @@ class LedgerActivities:
             raise ApplicationError(
                 f"the ledger has no constitution ({which}); run `amend migrate --seed` "
                 "or import one first",
-                type="NoConstitution",
+                type=ErrorType.no_constitution,
                 non_retryable=True,
             )
         return version
 
-    @activity.defn(name="load_version")
+    @activity.defn
     async def load_version(self, number: int | None) -> ConstitutionVersion:
         version = await self.ledger.get_version(number)
         if version is None:
             raise ApplicationError(
                 f"constitution version {number} is missing",
-                type="NoConstitution",
+                type=ErrorType.no_constitution,
                 non_retryable=True,
             )
         return version
 
-    @activity.defn(name="record_transitions")
+    @activity.defn
     async def record_transitions(self, records: list[TransitionRecord]) -> int:
         with _refusals_are_final():
             written = await self.ledger.record_transitions(records)
@@ -87,11 +91,11 @@ class LedgerActivities:
                 )
         return written
 
-    @activity.defn(name="save_proposals")
+    @activity.defn
     async def save_proposals(self, proposals: list[Proposal]) -> None:
         await self.ledger.save_proposals(proposals)
 
-    @activity.defn(name="record_decision")
+    @activity.defn
     async def record_decision(self, request: RecordDecisionInput) -> bool:
         new = await self.ledger.record_decision(
             request.round_id, request.decision_id, request.decision
@@ -103,7 +107,7 @@ class LedgerActivities:
             ).add(1, {"kind": decision.kind.value, "override": str(decision.override).lower()})
         return new
 
-    @activity.defn(name="save_version")
+    @activity.defn
     async def save_version(self, request: SaveVersionInput) -> ConstitutionVersion:
         """Store the round's new version. Numbers are given in order of creation:
         if another round took the number meanwhile, this one takes the next."""

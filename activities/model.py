@@ -33,7 +33,9 @@ from temporalio.exceptions import ApplicationError
 
 from constitution import Grade, ProposalBatch
 from constitution.contracts import ProposeInput, ProposeResult
+from constitution.errors import ErrorType
 from constitution.models import Proposal, needs_strict_review
+from workflows import activities as defined
 
 Schema = TypeVar("Schema", bound=BaseModel)
 Result = TypeVar("Result")
@@ -128,7 +130,7 @@ class Model:
         raise ApplicationError(
             f"the model's output did not match {schema.__name__} after "
             f"{self.output_retries + 1} attempts: {last_error}",
-            type="ModelOutputInvalid",
+            type=ErrorType.model_output_invalid,
             non_retryable=True,
         )
 
@@ -143,7 +145,7 @@ class Model:
                 raise ApplicationError(
                     f"the model server is rate limiting (429); retrying in "
                     f"{delay.total_seconds():g}s as it asked",
-                    type="ModelRateLimited",
+                    type=ErrorType.model_rate_limited,
                     next_retry_delay=delay,
                 ) from error
             except openai.APIStatusError as error:
@@ -154,7 +156,7 @@ class Model:
                 raise ApplicationError(
                     f"the model server refused the request ({error.status_code}): "
                     f"{_error_message(error)}",
-                    type="ModelRequestRefused",
+                    type=ErrorType.model_request_refused,
                     non_retryable=True,
                 ) from error
 
@@ -259,7 +261,7 @@ async def grade_answer(
 def _refuse_if_refused(refusal: str | None) -> None:
     if refusal:
         raise ApplicationError(
-            f"the model refused: {refusal}", type="ModelOutputInvalid", non_retryable=True
+            f"the model refused: {refusal}", type=ErrorType.model_output_invalid, non_retryable=True
         )
 
 
@@ -271,14 +273,14 @@ def _short(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
-class ModelActivities:
+class ModelActivities(defined.ModelActivities):
     PROMPT = "propose.v2"
 
     def __init__(self, model: Model) -> None:
         self.model = model
         self.prompt = Prompt.load(self.PROMPT)
 
-    @activity.defn(name="propose_amendments")
+    @activity.defn
     async def propose_amendments(self, request: ProposeInput) -> ProposeResult:
         """Draft proposals from one chunk of evidence. The drafts are checked,
         merged with other chunks' and numbered by `check_proposals`."""

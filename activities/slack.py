@@ -38,6 +38,7 @@ from constitution.contracts import (
     SlackMessageRef,
     UpdateProposalMessageInput,
 )
+from constitution.errors import ErrorType
 from ledger.store import Ledger
 from review.messages import (
     digest_text,
@@ -46,8 +47,10 @@ from review.messages import (
     reminder_text,
     summary_text,
 )
+from workflows import activities as defined
 
-# Errors that retrying cannot fix; the round fails with the reason visible.
+# Errors that retrying cannot fix: the round blocks, showing the reason, until an
+# operator fixes Slack and the round posts again.
 PERMANENT_SLACK_ERRORS = {
     "channel_not_found",
     "not_in_channel",
@@ -75,7 +78,9 @@ def _slack_call() -> Iterator[None]:
         code = str(error.response.get("error", "unknown"))
         if code in PERMANENT_SLACK_ERRORS:
             raise ApplicationError(
-                f"Slack refused the call: {code}", type="SlackPermanentError", non_retryable=True
+                f"Slack refused the call: {code}",
+                type=ErrorType.slack_permanent_error,
+                non_retryable=True,
             ) from error
         raise
 
@@ -102,7 +107,7 @@ class ChannelPacer:
         if ahead > self.max_wait_s:
             raise ApplicationError(
                 f"channel {channel} has {ahead:.0f} s of posts queued ahead; posting later",
-                type="SlackChannelBusy",
+                type=ErrorType.slack_channel_busy,
                 next_retry_delay=timedelta(seconds=ahead - self.max_wait_s / 2),
             )
         self._queued[channel] += 1
@@ -119,7 +124,7 @@ class ChannelPacer:
             self._queued[channel] -= 1
 
 
-class SlackActivities:
+class SlackActivities(defined.SlackActivities):
     def __init__(
         self,
         client: AsyncWebClient,
@@ -148,7 +153,7 @@ class SlackActivities:
             key, round_id, str(response["channel"]), str(response["ts"])
         )
 
-    @activity.defn(name="post_proposal")
+    @activity.defn
     async def post_proposal(self, request: PostProposalInput) -> SlackMessageRef:
         status = request.status
         # A retry after Slack accepted the post must not post it again.
@@ -176,7 +181,7 @@ class SlackActivities:
         await self.ledger.set_proposal_message(status.proposal.id, ref.channel, ref.ts)
         return ref
 
-    @activity.defn(name="update_proposal_message")
+    @activity.defn
     async def update_proposal_message(self, request: UpdateProposalMessageInput) -> None:
         status = request.status
         if status.message is None:
@@ -195,7 +200,7 @@ class SlackActivities:
                 ),
             )
 
-    @activity.defn(name="post_reminder")
+    @activity.defn
     async def post_reminder(self, request: ReminderInput) -> None:
         """One reply in each pending proposal's thread; a retry skips the
         threads already reminded."""
@@ -211,7 +216,7 @@ class SlackActivities:
                 text=text,
             )
 
-    @activity.defn(name="post_digest")
+    @activity.defn
     async def post_digest(self, request: DigestInput) -> None:
         await self._post_once(
             f"{request.round_id}:digest:{request.number}",
@@ -221,7 +226,7 @@ class SlackActivities:
             unfurl_links=False,
         )
 
-    @activity.defn(name="post_round_summary")
+    @activity.defn
     async def post_round_summary(self, request: RoundSummaryInput) -> None:
         await self._post_once(
             f"{request.round_id}:summary",
@@ -232,7 +237,7 @@ class SlackActivities:
             ),
         )
 
-    @activity.defn(name="resolve_reviewer_groups")
+    @activity.defn
     async def resolve_reviewer_groups(self, request: ResolveGroupsInput) -> dict[str, list[str]]:
         """Members of each reviewer user group (usergroups.users.list)."""
         members: dict[str, list[str]] = {}

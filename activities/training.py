@@ -32,8 +32,10 @@ from constitution.contracts import (
     FineTuneJob,
     Progress,
 )
+from constitution.errors import ErrorType
 from constitution.prompt_sets import PromptSetError, load_training_prompts
 from ledger.store import Ledger
+from workflows import activities as defined
 
 ANSWER_SYSTEM = "You are a helpful, honest and harmless assistant."
 
@@ -127,7 +129,7 @@ def _judged(answer: str, draft: Draft) -> str:
         raise ApplicationError(
             f"the model's judgement for {draft.prompt_id} did not match PreferenceJudgement: "
             f"{error.errors()[0]['msg']}",
-            type="ModelOutputInvalid",
+            type=ErrorType.model_output_invalid,
             non_retryable=True,
         ) from error
 
@@ -146,7 +148,7 @@ def _rule(principle: Principle) -> str:
     return f"<principle>{principle.id}. {principle.title}: {principle.text}</principle>"
 
 
-class TrainingActivities:
+class TrainingActivities(defined.TrainingActivities):
     def __init__(
         self,
         model: Model,
@@ -166,12 +168,14 @@ class TrainingActivities:
 
     # -- the dataset -------------------------------------------------------------
 
-    @activity.defn(name="generate_dataset")
+    @activity.defn
     async def generate_dataset(self, request: DatasetInput) -> Dataset:
         try:
             prompts = load_training_prompts(request.training.prompt_file)
         except PromptSetError as error:
-            raise ApplicationError(str(error), type="PromptSetError", non_retryable=True) from error
+            raise ApplicationError(
+                str(error), type=ErrorType.prompt_set_error, non_retryable=True
+            ) from error
         # The prompt set is cycled to the requested count; the pass number keeps ids unique.
         drafts = []
         for i in range(request.training.prompt_count):
@@ -388,12 +392,12 @@ class TrainingActivities:
             raise ApplicationError(
                 f"no fine-tune backend {name!r} is configured on this worker "
                 f"(configured: {', '.join(sorted(self.backends)) or 'none'})",
-                type="FineTuneFailed",
+                type=ErrorType.fine_tune_failed,
                 non_retryable=True,
             )
         return backend
 
-    @activity.defn(name="start_fine_tune")
+    @activity.defn
     async def start_fine_tune(self, request: FineTuneInput) -> FineTuneJob:
         """Upload the dataset and start the job, once per round: a retry finds
         the job it already started in the ledger."""
@@ -412,7 +416,7 @@ class TrainingActivities:
         except FineTuneRefused as error:
             raise ApplicationError(
                 f"the fine-tuning backend refused the job: {error}",
-                type="FineTuneFailed",
+                type=ErrorType.fine_tune_failed,
                 non_retryable=True,
             ) from error
         await self.ledger.record_training_job(
@@ -429,7 +433,7 @@ class TrainingActivities:
         )
         return job
 
-    @activity.defn(name="await_fine_tune")
+    @activity.defn
     async def await_fine_tune(self, job: FineTuneJob) -> FineTuneJob:
         """One look at the job. Still running raises a retryable error, and the
         workflow's retry policy (backoff 1, the poll interval apart) is the
@@ -441,7 +445,7 @@ class TrainingActivities:
                 await backend.watch(job, activity.info().task_token)
             except FineTuneRefused as error:
                 raise ApplicationError(
-                    str(error), type="FineTuneFailed", non_retryable=True
+                    str(error), type=ErrorType.fine_tune_failed, non_retryable=True
                 ) from error
             activity.heartbeat(Progress(stage="training", detail=f"job {job.job_id}: waiting"))
             activity.raise_complete_async()
@@ -459,7 +463,7 @@ class TrainingActivities:
             # BENIGN: an expected "not yet", logged quietly rather than as a failure.
             raise ApplicationError(
                 f"fine-tune job {job.job_id} is {state.status}",
-                type="FineTuneRunning",
+                type=ErrorType.fine_tune_running,
                 category=ApplicationErrorCategory.BENIGN,
             )
         await self.ledger.update_training_job(
@@ -477,11 +481,11 @@ class TrainingActivities:
         )
         raise ApplicationError(
             f"fine-tune job {job.job_id} {state.status}: {reason}",
-            type="FineTuneFailed",
+            type=ErrorType.fine_tune_failed,
             non_retryable=True,
         )
 
-    @activity.defn(name="cancel_fine_tune")
+    @activity.defn
     async def cancel_fine_tune(self, request: CancelFineTuneInput) -> None:
         """Stop the backend's job when its round is cancelled, so nobody pays
         for training a model no one will evaluate."""

@@ -32,13 +32,13 @@ from activities.training import FileArtifactStore, TrainingActivities
 from constitution import RoundSpec, TrainingSpec
 from constitution.contracts import Dataset, DatasetInput, Progress
 from constitution.samples import sample_constitution
-from gateway.rounds import heartbeat_progress
 from ledger.store import Ledger
 from standins import model_server
 from standins.serving import serve
 from tests.conftest import eventually
 from worker.runtime import build_worker
 from worker.settings import Settings
+from workflows.client import heartbeat_progress
 
 EXAMPLES = 40
 CONCURRENCY = 4
@@ -56,16 +56,14 @@ class GenerateDatasetOnly:
 
     @workflow.run
     async def run(self, request: GenerateRequest) -> Dataset:
-        dataset: Dataset = await workflow.execute_activity(
-            "generate_dataset",
+        return await workflow.execute_activity_method(
+            TrainingActivities.generate_dataset,
             request.dataset,
-            result_type=Dataset,
             task_queue=request.queue,
             start_to_close_timeout=timedelta(minutes=5),
             heartbeat_timeout=request.dataset.training.heartbeat_timeout,
             retry_policy=RetryPolicy(initial_interval=timedelta(milliseconds=200)),
         )
-        return dataset
 
 
 def lines_of(uri: str) -> list[str]:

@@ -7,7 +7,7 @@ Slack client.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,10 +36,12 @@ from activities.ledger import LedgerActivities
 from activities.model import Model, ModelActivities
 from activities.slack import SlackActivities
 from activities.training import FileArtifactStore, TrainingActivities
-from gateway.app import GatewayConfig, create_app
+from gateway.app import create_app
+from gateway.deps import GatewayConfig
 from ledger.store import Ledger, create_pool
 from worker.observability import metrics_runtime
 from worker.settings import Settings
+from workflows.activities import implementations
 from workflows.round import TrainingRoundWorkflow
 
 
@@ -95,29 +97,17 @@ class Activities:
     evidence: EvidenceActivities
     checks: CheckActivities
 
-    def all(self) -> list[Any]:
-        return [
-            self.ledger.open_round,
-            self.ledger.load_version,
-            self.ledger.record_transitions,
-            self.ledger.save_proposals,
-            self.ledger.record_decision,
-            self.ledger.save_version,
-            self.model.propose_amendments,
-            self.slack.post_proposal,
-            self.slack.update_proposal_message,
-            self.slack.post_reminder,
-            self.slack.post_digest,
-            self.slack.post_round_summary,
-            self.slack.resolve_reviewer_groups,
-            self.training.generate_dataset,
-            self.training.start_fine_tune,
-            self.training.await_fine_tune,
-            self.training.cancel_fine_tune,
-            self.evaluation.evaluate,
-            self.evidence.gather_evidence,
-            self.checks.check_proposals,
-        ]
+    def all(self) -> list[Callable[..., Any]]:
+        """Every activity the round defines, each bound to its implementation."""
+        return implementations(
+            self.ledger,
+            self.model,
+            self.slack,
+            self.training,
+            self.evaluation,
+            self.evidence,
+            self.checks,
+        )
 
 
 def fine_tune_backends(settings: Settings, client: AsyncOpenAI) -> dict[str, FineTuneBackend]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -44,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
         DatasetInput,
         DigestInput,
         EvaluateInput,
-        EvaluationResult,
         FineTuneInput,
         FineTuneJob,
         GatherEvidenceInput,
@@ -66,12 +66,22 @@ with workflow.unsafe.imports_passed_through():
         SlackMessageRef,
         UpdateProposalMessageInput,
     )
-    from constitution.evidence import EvidenceSelection
+    from constitution.errors import ErrorType
     from constitution.models import ConstitutionVersion, TransitionRecord
     from constitution.review import eligible_reviewers, policy_for, required_accepts, settle, tally
+    from workflows.activities import (
+        CheckActivities,
+        EvaluationActivities,
+        EvidenceActivities,
+        LedgerActivities,
+        ModelActivities,
+        SlackActivities,
+        TrainingActivities,
+    )
     from workflows.search import CONSTITUTION_VERSION, PENDING_DECISIONS, ROUND_STATE
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 QUICK = timedelta(seconds=30)
 SLACK_RETRY = RetryPolicy(
@@ -130,7 +140,9 @@ class TrainingRoundWorkflow:
             if not is_cancelled_exception(error):
                 await self._fail(error)
                 raise ApplicationError(
-                    f"round failed: {self.status.error}", non_retryable=True
+                    f"round failed: {self.status.error}",
+                    type=ErrorType.round_failed,
+                    non_retryable=True,
                 ) from error
             await self._cancel()  # an activity cancelled with the round
             if self._cancel_request is None:
@@ -150,11 +162,8 @@ class TrainingRoundWorkflow:
 
     async def _propose(self) -> None:
         spec = self.status.spec
-        self.constitution = await workflow.execute_activity(
-            "open_round",
-            OpenRoundInput(spec=spec),
-            result_type=ConstitutionVersion,
-            start_to_close_timeout=QUICK,
+        self.constitution = await workflow.execute_activity_method(
+            LedgerActivities.open_round, OpenRoundInput(spec=spec), start_to_close_timeout=QUICK
         )
         self.status.base_version = self.constitution.number
         await self._record(
@@ -168,8 +177,8 @@ class TrainingRoundWorkflow:
         await self._move(RoundState.proposing)
         proposed = await self._draft_and_check()
         self.status.proposals = [ProposalStatus(proposal=p) for p in proposed.proposals]
-        await workflow.execute_activity(
-            "save_proposals", proposed.proposals, start_to_close_timeout=QUICK
+        await workflow.execute_activity_method(
+            LedgerActivities.save_proposals, proposed.proposals, start_to_close_timeout=QUICK
         )
         if not self.status.proposals:
             reason = (
@@ -199,10 +208,9 @@ class TrainingRoundWorkflow:
         checks over every chunk's drafts."""
         spec = self.status.spec
         assert self.constitution is not None
-        selection = await workflow.execute_activity(
-            "gather_evidence",
+        selection = await workflow.execute_activity_method(
+            EvidenceActivities.gather_evidence,
             GatherEvidenceInput(spec=spec, constitution=self.constitution),
-            result_type=EvidenceSelection,
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=MODEL_RETRY,
         )
@@ -215,8 +223,8 @@ class TrainingRoundWorkflow:
         )
         drafted = await asyncio.gather(
             *(
-                workflow.execute_activity(
-                    "propose_amendments",
+                workflow.execute_activity_method(
+                    ModelActivities.propose_amendments,
                     ProposeInput(
                         round_id=spec.round_id,
                         constitution=self.constitution,
@@ -224,15 +232,14 @@ class TrainingRoundWorkflow:
                         evidence=chunk.items,
                         chunk=chunk.index,
                     ),
-                    result_type=ProposeResult,
                     start_to_close_timeout=timedelta(minutes=10),
                     retry_policy=MODEL_RETRY,
                 )
                 for chunk in selection.chunks
             )
         )
-        checked: ProposeResult = await workflow.execute_activity(
-            "check_proposals",
+        return await workflow.execute_activity_method(
+            CheckActivities.check_proposals,
             CheckProposalsInput(
                 round_id=spec.round_id,
                 constitution=self.constitution,
@@ -241,12 +248,10 @@ class TrainingRoundWorkflow:
                 evidence_ids=[e.id for chunk in selection.chunks for e in chunk.items],
                 suspicious_ids=selection.suspicious_ids,
             ),
-            result_type=ProposeResult,
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=5),
             retry_policy=MODEL_RETRY,
         )
-        return checked
 
     async def _review(self) -> None:
         """Wait for every proposal to be settled, however long it takes."""
@@ -301,10 +306,9 @@ class TrainingRoundWorkflow:
             if p.final_decision is not None
         ]
         version = apply_amendments(self.constitution, decided, round_id=spec.round_id)
-        version = await workflow.execute_activity(
-            "save_version",
+        version = await workflow.execute_activity_method(
+            LedgerActivities.save_version,
             SaveVersionInput(round_id=spec.round_id, version=version),
-            result_type=ConstitutionVersion,
             start_to_close_timeout=QUICK,
         )
         self.status.result_version = version.number
@@ -318,10 +322,9 @@ class TrainingRoundWorkflow:
         await self._move(RoundState.generating_data)
         training = spec.training
         self.status.progress = Progress(stage="generating_data", total=training.prompt_count)
-        dataset = await workflow.execute_activity(
-            "generate_dataset",
+        dataset = await workflow.execute_activity_method(
+            TrainingActivities.generate_dataset,
             DatasetInput(round_id=spec.round_id, constitution=version, training=training),
-            result_type=Dataset,
             start_to_close_timeout=timedelta(hours=6),
             heartbeat_timeout=training.heartbeat_timeout,
             retry_policy=MODEL_RETRY,
@@ -337,8 +340,8 @@ class TrainingRoundWorkflow:
         await self._move(RoundState.evaluating, data={"candidate": job.fine_tuned_model})
         self.status.progress = Progress(stage="evaluating")
         assert job.fine_tuned_model is not None
-        result = await workflow.execute_activity(
-            "evaluate",
+        result = await workflow.execute_activity_method(
+            EvaluationActivities.evaluate,
             EvaluateInput(
                 round_id=spec.round_id,
                 constitution=version,
@@ -347,7 +350,6 @@ class TrainingRoundWorkflow:
                 gate=spec.gate,
                 prompt_file=training.eval_prompt_file,
             ),
-            result_type=EvaluationResult,
             start_to_close_timeout=timedelta(hours=2),
             heartbeat_timeout=training.heartbeat_timeout,
             retry_policy=MODEL_RETRY,
@@ -370,10 +372,9 @@ class TrainingRoundWorkflow:
     async def _fine_tune(self, dataset: Dataset) -> FineTuneJob:
         spec = self.status.spec
         training = spec.training
-        job = await workflow.execute_activity(
-            "start_fine_tune",
+        job = await workflow.execute_activity_method(
+            TrainingActivities.start_fine_tune,
             FineTuneInput(round_id=spec.round_id, dataset=dataset, training=training),
-            result_type=FineTuneJob,
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=MODEL_RETRY,
         )
@@ -383,30 +384,26 @@ class TrainingRoundWorkflow:
         if job.backend == "http" and job.poll_url is None:
             # The trainer calls the gateway back with this activity's task token:
             # one activity, however many days, and no polling at all.
-            options: dict[str, Any] = {
-                "start_to_close_timeout": training.training_timeout,
-                "schedule_to_close_timeout": training.training_timeout,
-                "retry_policy": MODEL_RETRY,  # handing the token over may need a retry
-            }
+            each_try = training.training_timeout
+            retry = MODEL_RETRY  # handing the token over may need a retry
         else:
             # Polled by activity retries, not workflow timers: history stays
             # small however many days training takes.
-            options = {
-                "start_to_close_timeout": timedelta(minutes=1),
-                "schedule_to_close_timeout": training.training_timeout,
-                "retry_policy": RetryPolicy(
-                    initial_interval=training.poll_interval, backoff_coefficient=1.0
-                ),
-            }
+            each_try = timedelta(minutes=1)
+            retry = RetryPolicy(initial_interval=training.poll_interval, backoff_coefficient=1.0)
         try:
-            finished: FineTuneJob = await workflow.execute_activity(
-                "await_fine_tune", job, result_type=FineTuneJob, **options
+            finished = await workflow.execute_activity_method(
+                TrainingActivities.await_fine_tune,
+                job,
+                start_to_close_timeout=each_try,
+                schedule_to_close_timeout=training.training_timeout,
+                retry_policy=retry,
             )
             if finished.status != "succeeded" or not finished.fine_tuned_model:
                 raise ApplicationError(
                     f"fine-tune job {job.job_id} {finished.status}: "
                     f"{finished.error or 'no model was named'}",
-                    type="FineTuneFailed",
+                    type=ErrorType.fine_tune_failed,
                     non_retryable=True,
                 )
         except (ActivityError, ApplicationError) as error:
@@ -421,7 +418,7 @@ class TrainingRoundWorkflow:
                 raise ApplicationError(
                     f"fine-tune job {job.job_id} did not finish within "
                     f"{training.training_timeout}; it was cancelled",
-                    type="FineTuneTimedOut",
+                    type=ErrorType.fine_tune_timed_out,
                     non_retryable=True,
                 ) from error
             await self._record(
@@ -444,8 +441,8 @@ class TrainingRoundWorkflow:
         if job is None:
             return
         try:
-            await workflow.execute_activity(
-                "cancel_fine_tune",
+            await workflow.execute_activity_method(
+                TrainingActivities.cancel_fine_tune,
                 CancelFineTuneInput(
                     round_id=self.status.spec.round_id, job_id=job.job_id, backend=job.backend
                 ),
@@ -475,8 +472,8 @@ class TrainingRoundWorkflow:
             item.decisions.append(decision)
             # A local activity: one short write on the reviewer's path, without
             # a round trip through the Temporal server to schedule it.
-            await workflow.execute_local_activity(
-                "record_decision",
+            await workflow.execute_local_activity_method(
+                LedgerActivities.record_decision,
                 RecordDecisionInput(
                     round_id=spec.round_id,
                     # One vote per reviewer and proposal, in every run of the round.
@@ -537,7 +534,7 @@ class TrainingRoundWorkflow:
         if item is None:
             raise ApplicationError(
                 f"unknown proposal {request.proposal_id}",
-                type="UnknownProposal",
+                type=ErrorType.unknown_proposal,
                 non_retryable=True,
             )
         spec = self.status.spec
@@ -549,13 +546,13 @@ class TrainingRoundWorkflow:
             raise ApplicationError(
                 f"{request.reviewer} is not a reviewer of round {spec.round_id}; "
                 f"it is decided by {', '.join(deciders)}",
-                type="NotAReviewer",
+                type=ErrorType.not_a_reviewer,
                 non_retryable=True,
             )
         if item.state is ProposalState.drafted and self._posting != item.proposal.id:
             raise ApplicationError(
                 f"proposal {request.proposal_id} is not posted yet",
-                type="NotPosted",
+                type=ErrorType.not_posted,
                 non_retryable=True,
             )
         if item.settled:
@@ -563,7 +560,7 @@ class TrainingRoundWorkflow:
             who = f" by {decided.reviewer}" if decided else ""
             raise ApplicationError(
                 f"proposal {request.proposal_id} is already {item.state.value}{who}",
-                type="AlreadySettled",
+                type=ErrorType.already_settled,
                 non_retryable=True,
             )
         earlier = item.voted(request.reviewer)
@@ -571,7 +568,7 @@ class TrainingRoundWorkflow:
             raise ApplicationError(
                 f"you already decided {earlier.kind.value} on proposal {request.proposal_id}; "
                 "each reviewer has one vote",
-                type="AlreadyVoted",
+                type=ErrorType.already_voted,
                 non_retryable=True,
             )
         return item
@@ -582,7 +579,7 @@ class TrainingRoundWorkflow:
         if self.status.state not in (RoundState.proposing, RoundState.in_review):
             raise ApplicationError(
                 f"round {self.status.spec.round_id} is {self.status.state.value}, not in review",
-                type="RoundNotInReview",
+                type=ErrorType.round_not_in_review,
                 non_retryable=True,
             )
 
@@ -610,7 +607,7 @@ class TrainingRoundWorkflow:
             raise ApplicationError(
                 f"round {self.status.spec.round_id} is already {self.status.state.value}; "
                 "only an active round can be cancelled",
-                type="RoundEnded",
+                type=ErrorType.round_ended,
                 non_retryable=True,
             )
         task = self._lifecycle_task
@@ -618,7 +615,7 @@ class TrainingRoundWorkflow:
             # Already cancelled by another order or through Temporal, or ending.
             raise ApplicationError(
                 f"round {self.status.spec.round_id} is already ending",
-                type="RoundEnded",
+                type=ErrorType.round_ended,
                 non_retryable=True,
             )
 
@@ -647,7 +644,7 @@ class TrainingRoundWorkflow:
         if not self.status.pending or self.constitution is None:
             raise ApplicationError(
                 f"round {self.status.spec.round_id} has no pending proposal to re-post",
-                type="NothingPending",
+                type=ErrorType.nothing_pending,
                 non_retryable=True,
             )
 
@@ -696,12 +693,12 @@ class TrainingRoundWorkflow:
             result_version=self.status.result_version,
         )
         if self.status.state is not RoundState.cancelled:
-            await self._slack("post_round_summary", summary)
+            await self._slack(SlackActivities.post_round_summary, summary)
             return
         # A cancelled round ends now; a summary Slack refuses is not worth waiting for.
         try:
-            await workflow.execute_activity(
-                "post_round_summary",
+            await workflow.execute_activity_method(
+                SlackActivities.post_round_summary,
                 summary,
                 start_to_close_timeout=QUICK,
                 retry_policy=SUMMARY_ON_CANCEL_RETRY,
@@ -717,7 +714,7 @@ class TrainingRoundWorkflow:
         self.status.reminders_sent += 1
         number = self.status.reminders_sent
         await self._slack(
-            "post_reminder",
+            SlackActivities.post_reminder,
             ReminderInput(
                 round_id=spec.round_id,
                 pending=self.status.pending,
@@ -729,7 +726,7 @@ class TrainingRoundWorkflow:
             self.status.digests_sent += 1
             self.status.last_digest_at = workflow.now()
             await self._slack(
-                "post_digest",
+                SlackActivities.post_digest,
                 DigestInput(
                     round_id=spec.round_id,
                     pending=self.status.pending,
@@ -748,9 +745,8 @@ class TrainingRoundWorkflow:
         spec = self.status.spec
         if spec.reviewer_groups:
             self.status.group_members = await self._slack(
-                "resolve_reviewer_groups",
+                SlackActivities.resolve_reviewer_groups,
                 ResolveGroupsInput(groups=spec.reviewer_groups),
-                dict[str, list[str]],
             )
         eligible = len(eligible_reviewers(spec, self.status.group_members))
         for item in self.status.proposals:
@@ -763,24 +759,24 @@ class TrainingRoundWorkflow:
         for item in self._stale_messages():
             await self._update_message(item)
 
-    async def _slack(self, activity: str, arg: Any, result_type: type[T] | None = None) -> T:
+    async def _slack(self, activity: Callable[[Any, A], Awaitable[T]], arg: A) -> T:
         """Run a Slack activity until it succeeds. Rate limits and server errors
         are retried by Temporal; what retrying cannot fix (a missing channel, a
         revoked token) blocks the round, visibly and in the ledger, and posting
         is tried again every `slack_retry_interval` or at once on `retry_slack`."""
         while True:
             try:
-                result: T = await workflow.execute_activity(
+                result = await workflow.execute_activity_method(
                     activity,
                     arg,
-                    result_type=result_type,
                     start_to_close_timeout=QUICK,
                     retry_policy=SLACK_RETRY,
                 )
             except ActivityError as error:
                 cause = error.cause
                 if not (
-                    isinstance(cause, ApplicationError) and cause.type == "SlackPermanentError"
+                    isinstance(cause, ApplicationError)
+                    and cause.type == ErrorType.slack_permanent_error
                 ):
                     raise
                 await self._block(cause.message)
@@ -890,8 +886,8 @@ class TrainingRoundWorkflow:
         )
         # A cancel arriving mid-write waits for the write: the chain must not
         # be left unsure whether this sequence number landed.
-        write = workflow.start_activity(
-            "record_transitions", [record], start_to_close_timeout=QUICK
+        write = workflow.start_activity_method(
+            LedgerActivities.record_transitions, [record], start_to_close_timeout=QUICK
         )
         try:
             await asyncio.shield(write)
@@ -921,21 +917,20 @@ class TrainingRoundWorkflow:
     async def _post(self, item: ProposalStatus, *, repost: bool = False) -> SlackMessageRef:
         assert self.constitution is not None
         return await self._slack(
-            "post_proposal",
+            SlackActivities.post_proposal,
             PostProposalInput(
                 workflow_id=workflow.info().workflow_id,
                 status=item,
                 constitution=self.constitution,
                 repost=repost,
             ),
-            SlackMessageRef,
         )
 
     async def _update_message(self, item: ProposalStatus) -> None:
         """Rewrite the proposal's Slack message to show its new state."""
         assert self.constitution is not None
         await self._slack(
-            "update_proposal_message",
+            SlackActivities.update_proposal_message,
             UpdateProposalMessageInput(
                 workflow_id=workflow.info().workflow_id, status=item, constitution=self.constitution
             ),
@@ -943,10 +938,6 @@ class TrainingRoundWorkflow:
         item.message_stale = False
 
     async def _load_version(self, number: int | None) -> ConstitutionVersion:
-        version: ConstitutionVersion = await workflow.execute_activity(
-            "load_version",
-            number,
-            result_type=ConstitutionVersion,
-            start_to_close_timeout=QUICK,
+        return await workflow.execute_activity_method(
+            LedgerActivities.load_version, number, start_to_close_timeout=QUICK
         )
-        return version
