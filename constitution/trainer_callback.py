@@ -3,24 +3,27 @@
 It carries the task token of the activity waiting for the job (Temporal's
 asynchronous activity completion) and is signed with a secret the trainer and
 amend share: HMAC-SHA256 over `v1:<timestamp>:<body>`, the scheme Slack signs
-its requests with. A forged, altered or stale callback is refused, so nobody
-who merely learns a task token can finish a round's training.
+its requests with (as `v0`). A forged, altered or stale callback is refused by
+the gateway (`gateway.signing`), so nobody who merely learns a task token can
+finish a round's training. This module holds the wire format only, with no
+clock: the sender chooses the timestamp, the receiver judges its age.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
 SIGNATURE_HEADER = "X-Amend-Signature"
 TIMESTAMP_HEADER = "X-Amend-Timestamp"
-MAX_AGE_S = 300
+SCHEME = "v1"
 
 
 class TrainerCallback(BaseModel):
+    """The body of a trainer's callback: which job ended, and how."""
+
     model_config = ConfigDict(extra="forbid")
 
     task_token: str = Field(min_length=2, description="Hex of the waiting activity's token.")
@@ -30,24 +33,17 @@ class TrainerCallback(BaseModel):
     error: str | None = Field(default=None, max_length=4000)
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), f"v1:{timestamp}:".encode() + body, hashlib.sha256)
-    return "v1=" + mac.hexdigest()
+def sign(secret: str, timestamp: str, body: bytes, scheme: str = SCHEME) -> str:
+    """The signature of `body` sent at `timestamp`: `<scheme>=<hex HMAC-SHA256>`
+    over `<scheme>:<timestamp>:<body>`. Slack's request signatures are this with
+    scheme `v0`, so the gateway checks both with this one function."""
+    mac = hmac.new(secret.encode(), f"{scheme}:{timestamp}:".encode() + body, hashlib.sha256)
+    return f"{scheme}={mac.hexdigest()}"
 
 
-def signed_headers(secret: str, body: bytes) -> dict[str, str]:
-    timestamp = str(int(time.time()))
-    return {TIMESTAMP_HEADER: timestamp, SIGNATURE_HEADER: sign(secret, timestamp, body)}
-
-
-def refusal(secret: str, timestamp: str, body: bytes, signature: str) -> str | None:
-    """Why a callback is refused, or None when it is genuine and fresh."""
-    try:
-        age = abs(time.time() - int(timestamp))
-    except ValueError:
-        return "the timestamp is missing or not a number"
-    if age > MAX_AGE_S:
-        return "the request is too old"
-    if not hmac.compare_digest(sign(secret, timestamp, body), signature):
-        return "the signature does not match"
-    return None
+def signed_headers(secret: str, body: bytes, timestamp: int) -> dict[str, str]:
+    """The headers a trainer sends with a callback made at `timestamp` (Unix seconds)."""
+    return {
+        TIMESTAMP_HEADER: str(timestamp),
+        SIGNATURE_HEADER: sign(secret, str(timestamp), body),
+    }

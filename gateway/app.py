@@ -1,95 +1,72 @@
-"""The HTTP edge: Slack interactions, the operator API and health.
+"""The HTTP edge, assembled: Slack interactions, trainer callbacks, the
+operator and dashboard APIs, the built-in pages, metrics and health.
 
-Slack requests are verified on the raw body before anything else; a forged or
-stale one gets 401 and touches nothing. A decision becomes the workflow's
-`decide` update with an id derived from the interaction, so Slack's retries of
-one click are taken once, and the workflow's validator answers at once whether
-it was taken, already made or not allowed. Refusals never reach Temporal's
-history, so the gateway records them in the ledger as attempts.
+Each concern is a router of its own module; this one builds the services
+they share (`gateway.deps`) once, when the app starts, and answers the
+round's refusals in HTTP with exception handlers, so routes only say what
+they do.
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
-from urllib.parse import parse_qs
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, SecretStr, ValidationError
-from slack_sdk.errors import SlackApiError
-from slack_sdk.signature import SignatureVerifier
-from slack_sdk.socket_mode.aiohttp import SocketModeClient
-from slack_sdk.web.async_client import AsyncWebClient
-from temporalio.client import Client, WorkflowUpdateFailedError
+from fastapi.responses import JSONResponse
+from temporalio.client import Client
 from temporalio.service import RPCError
 
-from constitution import DecisionKind, DecisionOutcome, DecisionRequest, RoundState
-from gateway import dashboard, operators, pages
+from gateway import dashboard, operators, pages, slack, trainer
+from gateway.deps import GatewayConfig, LedgerDep, Services
 from gateway.limits import BodyLimit
 from gateway.metrics import GatewayMetrics, RequestMetrics
-from gateway.rounds import CLOSED_ROUND, refusal_reason
 from gateway.socket_mode import SocketModeReceiver
-from gateway.trainer import trainer_router
 from ledger.dashboards import Dashboards
 from ledger.store import Ledger, create_pool
-from review.messages import (
-    DECISION_CALLBACKS,
-    modify_view,
-    parse_action_value,
-    parse_view_metadata,
-    reject_view,
-)
-from workflows.round import TrainingRoundWorkflow
+from workflows.client import RoundExists, RoundNotFound, RoundRefused
 
 log = logging.getLogger(__name__)
 
-# Slack wants an answer within 3 s; what the round has not answered by then
-# is told to the reviewer later. The margin covers a busy event loop.
-ACK_BUDGET_S = 1.5
-T = TypeVar("T")
+__all__ = ["GatewayConfig", "create_app"]
 
 
-class GatewayConfig(BaseModel):
-    """What the gateway needs from the settings; secrets stay out of reprs."""
-
-    model_config = {"arbitrary_types_allowed": True}
-
-    signing_secret: SecretStr
-    task_queue: str
-    database_url: SecretStr
-    slack: AsyncWebClient
-    max_body_bytes: int = 1_048_576
-    trainer_secret: SecretStr | None = None  # unset: trainer callbacks are refused
-    # Set: interactions also arrive over Socket Mode (see gateway.socket_mode).
-    socket_mode: SocketModeClient | None = None
+async def _not_found(_: Request, error: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=404)
 
 
-class InteractionAnswer(BaseModel):
-    """What the gateway makes of an interaction; Slack ignores the body of a
-    block_actions answer, the simulated reviewer and the tests read it."""
+async def _conflict(_: Request, error: Exception) -> JSONResponse:
+    """The round refused the order, or it is already so: nothing changed."""
+    return JSONResponse({"detail": str(error)}, status_code=409)
 
-    outcome: str  # taken | refused | pending | opened
-    message: str
-    proposal_id: str | None = None
+
+async def _temporal_unreachable(_: Request, error: Exception) -> JSONResponse:
+    message = error.message if isinstance(error, RPCError) else str(error)
+    log.warning("Temporal did not answer: %s", message)
+    return JSONResponse({"detail": f"Temporal did not answer: {message}"}, status_code=503)
 
 
 def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
-    verifier = SignatureVerifier(config.signing_secret.get_secret_value())
-    background: set[asyncio.Task[Any]] = set()
+    """The gateway for one Temporal client; the ledger's pool opens when it starts."""
+    metrics = GatewayMetrics()
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(config.database_url.get_secret_value(), max_size=5)
-        app.state.ledger = Ledger(pool)
-        app.state.dashboards = Dashboards(pool)
+        services = Services(
+            config=config,
+            temporal=temporal,
+            ledger=Ledger(pool),
+            dashboards=Dashboards(pool),
+            metrics=metrics,
+        )
+        interactions = slack.SlackInteractions(services)
+        app.state.services = services
+        app.state.slack_interactions = interactions
         receiver = None
         if config.socket_mode is not None:
-            receiver = SocketModeReceiver(config.socket_mode, interaction)
+            receiver = SocketModeReceiver(config.socket_mode, interactions.handle)
             await receiver.start()
         try:
             yield
@@ -99,250 +76,25 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
             await pool.close()
 
     app = FastAPI(title="amend gateway", version="0.1.0", lifespan=lifespan)
-    app.state.temporal = temporal
-    app.state.config = config
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
-    metrics = GatewayMetrics()
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
 
-    def ledger() -> Ledger:
-        return app.state.ledger  # type: ignore[no-any-return]
-
-    app.include_router(trainer_router(config.trainer_secret, temporal, ledger))
-
-    # -- Slack -------------------------------------------------------------------
-
-    @app.post("/slack/interactions")
-    async def slack_interactions(request: Request) -> Response:
-        body = await request.body()
-        if not verifier.is_valid_request(body, dict(request.headers)):
-            return JSONResponse({"error": "invalid or stale Slack signature"}, status_code=401)
-        retry = request.headers.get("x-slack-retry-num")
-        if retry:
-            # A retry carries the same payload, so the same update id: taken once.
-            log.info("Slack retry %s (%s)", retry, request.headers.get("x-slack-retry-reason"))
-        try:
-            payload = json.loads(parse_qs(body.decode())["payload"][0])
-        except (KeyError, IndexError, ValueError, UnicodeDecodeError):
-            return JSONResponse({"error": "no interaction payload"}, status_code=400)
-        return await interaction(payload)
-
-    async def interaction(payload: dict[str, Any]) -> Response:
-        """A verified interaction, from the HTTP endpoint or Socket Mode."""
-        kind = payload.get("type")
-        if kind == "block_actions":
-            return await _block_actions(payload)
-        if kind == "view_submission":
-            return await _view_submission(payload)
-        return Response(status_code=200)
-
-    async def _block_actions(payload: dict[str, Any]) -> Response:
-        user = str(payload.get("user", {}).get("id", ""))
-        channel = str(
-            payload.get("container", {}).get("channel_id")
-            or payload.get("channel", {}).get("id", "")
-        )
-        answers = []
-        for action in payload.get("actions", []):
-            try:
-                workflow_id, proposal_id = parse_action_value(str(action.get("value", "")))
-            except ValueError:
-                continue
-            action_id = action.get("action_id")
-            if action_id in ("modify", "reject"):
-                answer = await _open_decision_view(
-                    payload, action_id, workflow_id, proposal_id, user, channel
-                )
-            elif action_id == "accept":
-                request = DecisionRequest(
-                    proposal_id=proposal_id, kind=DecisionKind(action_id), reviewer=user
-                )
-                update_id = f"slack:{action.get('action_ts')}:{user}:{proposal_id}:{action_id}"
-                answer = await _decide_within_ack(workflow_id, request, update_id, channel)
-            else:
-                continue
-            answers.append(answer)
-        if not answers:
-            return JSONResponse({"error": "no amend action in the payload"}, status_code=400)
-        return JSONResponse(answers[0].model_dump())
-
-    async def _view_submission(payload: dict[str, Any]) -> Response:
-        view = payload.get("view", {})
-        kind = DECISION_CALLBACKS.get(str(view.get("callback_id")))
-        if kind is None:
-            return Response(status_code=200)
-        user = str(payload.get("user", {}).get("id", ""))
-        try:
-            workflow_id, proposal_id, channel, _ts = parse_view_metadata(
-                str(view.get("private_metadata", ""))
-            )
-        except ValueError:
-            return JSONResponse({"error": "modal metadata is not amend's"}, status_code=400)
-        values = view.get("state", {}).get("values", {})
-        text = (values.get("text", {}).get("text", {}) or {}).get("value")
-        comment = (values.get("comment", {}).get("comment", {}) or {}).get("value")
-        # The block an error is shown under: the text for a modify, else the reason.
-        field = "text" if kind == "modify" else "comment"
-        try:
-            request = DecisionRequest(
-                proposal_id=proposal_id,
-                kind=DecisionKind(kind),
-                reviewer=user,
-                text=text if kind == "modify" else None,
-                comment=comment,
-            )
-        except ValidationError as error:
-            return JSONResponse(
-                {"response_action": "errors", "errors": {field: error.errors()[0]["msg"]}}
-            )
-        update_id = f"slack:{view.get('id')}:{view.get('hash')}:{user}:{proposal_id}:{kind}"
-        answer = await _decide_within_ack(workflow_id, request, update_id, channel)
-        if answer.outcome == "refused":
-            return JSONResponse({"response_action": "errors", "errors": {field: answer.message}})
-        return JSONResponse({"response_action": "clear"})
-
-    async def _decide_within_ack(
-        workflow_id: str, request: DecisionRequest, update_id: str, channel: str
-    ) -> InteractionAnswer:
-        """Decide, telling the reviewer the outcome; answer Slack in time even
-        when the round is slow to respond."""
-        task = _in_background(_decide(workflow_id, request, update_id))
-        try:
-            answer = await asyncio.wait_for(asyncio.shield(task), ACK_BUDGET_S)
-        except TimeoutError:
-            task.add_done_callback(lambda t: _tell_later(t, channel, request.reviewer))
-            return InteractionAnswer(
-                outcome="pending",
-                proposal_id=request.proposal_id,
-                message="Your decision is being recorded.",
-            )
-        _in_background(_tell(channel, request.reviewer, answer.message))
-        return answer
-
-    def _in_background(work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        """Work that must not hold up Slack's answer, kept referenced until done."""
-        task = asyncio.create_task(work)
-        background.add(task)
-        task.add_done_callback(background.discard)
-        return task
-
-    def _tell_later(task: asyncio.Task[InteractionAnswer], channel: str, user: str) -> None:
-        if task.cancelled() or task.exception():
-            return
-        _in_background(_tell(channel, user, task.result().message))
-
-    async def _tell(channel: str, user: str, text: str) -> None:
-        if not channel or not user:
-            return
-        try:
-            await config.slack.chat_postEphemeral(channel=channel, user=user, text=text)
-        except SlackApiError as error:
-            log.warning("could not tell %s the outcome: %s", user, error.response.get("error"))
-
-    async def _decide(
-        workflow_id: str, request: DecisionRequest, update_id: str
-    ) -> InteractionAnswer:
-        round_id = workflow_id.removeprefix("round-")
-        try:
-            outcome: DecisionOutcome = await temporal.get_workflow_handle(
-                workflow_id
-            ).execute_update(TrainingRoundWorkflow.decide, request, id=update_id)
-        except WorkflowUpdateFailedError as error:
-            reason = refusal_reason(error)
-        except RPCError as error:
-            if error.status not in CLOSED_ROUND:
-                raise
-            reason = await _round_over(round_id)
-        else:
-            metrics.decisions.labels("taken").inc()
-            return InteractionAnswer(
-                outcome="taken", message=outcome.message, proposal_id=request.proposal_id
-            )
-        metrics.decisions.labels("refused").inc()
-        log.info(
-            "refused %s on %s: %s",
-            request.kind.value,
-            request.proposal_id,
-            reason,
-            extra={"round_id": round_id, "proposal_id": request.proposal_id},
-        )
-        await ledger().record_decision_attempt(
-            round_id=round_id,
-            proposal_id=request.proposal_id,
-            reviewer=request.reviewer,
-            kind=request.kind.value,
-            outcome="refused",
-            reason=reason,
-            source="slack",
-        )
-        return InteractionAnswer(
-            outcome="refused", message=f"Not recorded: {reason}", proposal_id=request.proposal_id
-        )
-
-    async def _round_over(round_id: str) -> str:
-        """Why a round's buttons no longer do anything, from the ledger."""
-        row = await ledger().get_round(round_id)
-        ended = f" ({row.state})" if row is not None else ""
-        return f"round {round_id} is no longer running{ended}; this button no longer decides"
-
-    async def _open_decision_view(
-        payload: dict[str, Any],
-        kind: str,
-        workflow_id: str,
-        proposal_id: str,
-        user: str,
-        channel: str,
-    ) -> InteractionAnswer:
-        """Open the modify or reject modal; a stale button gets a clear answer instead."""
-        round_id = workflow_id.removeprefix("round-")
-        message: str | None = None
-        try:
-            status = await temporal.get_workflow_handle(workflow_id).query(
-                TrainingRoundWorkflow.state
-            )
-        except RPCError:
-            message = f"Not recorded: {await _round_over(round_id)}"
-        else:
-            item = status.find(proposal_id)
-            if status.state not in (RoundState.proposing, RoundState.in_review):
-                message = (
-                    f"Not recorded: round {round_id} is {status.state.value}, no longer in "
-                    "review; this button no longer decides"
-                )
-            elif item is None:
-                message = f"Not recorded: unknown proposal {proposal_id}"
-            elif item.settled:
-                message = f"Not recorded: proposal {proposal_id} is already {item.state.value}"
-        if message is not None:
-            await _tell(channel, user, message)
-            return InteractionAnswer(outcome="refused", message=message, proposal_id=proposal_id)
-        assert item is not None
-        ts = str(payload.get("container", {}).get("message_ts", ""))
-        render = modify_view if kind == "modify" else reject_view
-        try:
-            await config.slack.views_open(
-                trigger_id=payload.get("trigger_id"),
-                view=render(workflow_id, item, channel, ts),
-            )
-        except SlackApiError as error:
-            return InteractionAnswer(
-                outcome="refused",
-                proposal_id=proposal_id,
-                message=f"Slack would not open the editor: {error.response.get('error')}",
-            )
-        return InteractionAnswer(outcome="opened", message="editor opened", proposal_id=proposal_id)
-
-    # -- operators and dashboards ------------------------------------------------
-
+    app.include_router(slack.router)
+    app.include_router(trainer.router)
     app.include_router(operators.router)
     app.include_router(dashboard.router)
     app.include_router(pages.router)
+
+    app.add_exception_handler(RoundNotFound, _not_found)
+    app.add_exception_handler(RoundRefused, _conflict)
+    app.add_exception_handler(RoundExists, _conflict)
+    app.add_exception_handler(RPCError, _temporal_unreachable)
     app.add_exception_handler(pages.SignIn, pages.sign_in)
 
     @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        await ledger().pool.fetchval("SELECT 1")
+    async def healthz(ledger: LedgerDep) -> dict[str, str]:
+        await ledger.pool.fetchval("SELECT 1")
         return {"status": "ok"}
 
     return app

@@ -16,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 
 from constitution.models import PRINCIPLE_ID, ROUND_ID
-from ledger.store import Ledger
+from gateway.deps import services
 
 COOKIE = "amend_token"
 
@@ -48,8 +48,7 @@ async def identify(request: Request, credentials: HTTPAuthorizationCredentials |
     token = credentials.credentials if credentials else request.cookies.get(COOKIE)
     if not token:
         raise _unauthorized("a bearer token is required (see `amend token create`)")
-    ledger: Ledger = request.app.state.ledger
-    holder = await ledger.token_holder(token)
+    holder = await services(request).ledger.token_holder(token)
     if holder is None:
         raise _unauthorized("unknown or revoked token")
     return Caller(name=holder.name, role=Role(holder.role), token_id=holder.token_id)

@@ -7,14 +7,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 
 from constitution import RoundState
 from gateway.auth import PrincipleId, RoundId, Viewer
+from gateway.deps import DashboardsDep, LedgerDep
 from ledger.dashboards import (
     LARGEST_OFFSET,
     LARGEST_VERSION,
-    Dashboards,
     LatencyStats,
     LineageEntry,
     PendingProposal,
@@ -28,20 +28,15 @@ from ledger.store import Ledger, TransitionRow
 router = APIRouter(prefix="/api", tags=["dashboards"])
 
 
-def _dashboards(request: Request) -> Dashboards:
-    return request.app.state.dashboards  # type: ignore[no-any-return]
-
-
-async def _known_round(request: Request, round_id: str) -> None:
-    ledger: Ledger = request.app.state.ledger
+async def _known_round(ledger: Ledger, round_id: str) -> None:
     if await ledger.get_round(round_id) is None:
         raise HTTPException(404, f"no round {round_id}")
 
 
 @router.get("/rounds")
 async def list_rounds(
-    request: Request,
     _: Viewer,
+    dashboards: DashboardsDep,
     state: RoundState | None = None,
     since: Annotated[datetime | None, Query(description="Started at or after.")] = None,
     version: Annotated[
@@ -52,7 +47,7 @@ async def list_rounds(
     offset: Annotated[int, Query(ge=0, le=LARGEST_OFFSET)] = 0,
 ) -> RoundPage:
     """Rounds newest first; `total` counts every page."""
-    return await _dashboards(request).rounds(
+    return await dashboards.rounds(
         state=state.value if state else None,
         since=since,
         version=version,
@@ -62,28 +57,28 @@ async def list_rounds(
 
 
 @router.get("/rounds/{round_id}/timeline")
-async def timeline(request: Request, round_id: RoundId, _: Viewer) -> list[TransitionRow]:
+async def timeline(round_id: RoundId, _: Viewer, ledger: LedgerDep) -> list[TransitionRow]:
     """Every transition of the round in order, with its chained hash."""
-    await _known_round(request, round_id)
-    ledger: Ledger = request.app.state.ledger
+    await _known_round(ledger, round_id)
     return await ledger.timeline(round_id)
 
 
 @router.get("/rounds/{round_id}/proposals")
-async def proposals(request: Request, round_id: RoundId, _: Viewer) -> list[ProposalRow]:
+async def proposals(
+    round_id: RoundId, _: Viewer, ledger: LedgerDep, dashboards: DashboardsDep
+) -> list[ProposalRow]:
     """The round's proposals with their decisions (overrides marked)."""
-    await _known_round(request, round_id)
-    return await _dashboards(request).proposals(round_id)
+    await _known_round(ledger, round_id)
+    return await dashboards.proposals(round_id)
 
 
 @router.get("/rounds/{round_id}/evidence")
 async def evidence(
-    request: Request, round_id: RoundId, _: Viewer, selected: bool = False
+    round_id: RoundId, _: Viewer, ledger: LedgerDep, selected: bool = False
 ) -> dict[str, Any]:
     """The evidence a round read (and left out, with why) and its selection;
     proposals link to items here by id."""
-    await _known_round(request, round_id)
-    ledger: Ledger = request.app.state.ledger
+    await _known_round(ledger, round_id)
     return {
         "selection": await ledger.evidence_selection(round_id),
         "items": await ledger.evidence(round_id, selected_only=selected),
@@ -93,34 +88,36 @@ async def evidence(
 
 @router.get("/dashboard/decision-latency")
 async def decision_latency(
-    request: Request, _: Viewer, since: datetime | None = None
+    _: Viewer, dashboards: DashboardsDep, since: datetime | None = None
 ) -> LatencyStats:
     """From posting to first decision: count, mean, p50, p90, max, and the latest points."""
-    return await _dashboards(request).decision_latency(since=since)
+    return await dashboards.decision_latency(since=since)
 
 
 @router.get("/dashboard/evaluations")
-async def evaluations(request: Request, _: Viewer) -> list[VersionMetrics]:
+async def evaluations(_: Viewer, dashboards: DashboardsDep) -> list[VersionMetrics]:
     """Harm rate, over-refusal and awareness gap per constitution version."""
-    return await _dashboards(request).evaluations()
+    return await dashboards.evaluations()
 
 
 @router.get("/dashboard/pending")
-async def pending(request: Request, _: Viewer) -> list[PendingProposal]:
+async def pending(_: Viewer, dashboards: DashboardsDep) -> list[PendingProposal]:
     """Proposals waiting for reviewers, oldest first, with their age."""
-    return await _dashboards(request).pending()
+    return await dashboards.pending()
 
 
 @router.get("/constitution/versions")
-async def versions(request: Request, _: Viewer) -> list[VersionSummary]:
+async def versions(_: Viewer, dashboards: DashboardsDep) -> list[VersionSummary]:
     """Every constitution version, oldest first."""
-    return await _dashboards(request).versions()
+    return await dashboards.versions()
 
 
 @router.get("/principles/{principle_id}/lineage")
-async def lineage(request: Request, principle_id: PrincipleId, _: Viewer) -> list[LineageEntry]:
+async def lineage(
+    principle_id: PrincipleId, _: Viewer, dashboards: DashboardsDep
+) -> list[LineageEntry]:
     """Every version of a principle and the round, proposal, evidence and reviewers behind it."""
-    entries = await _dashboards(request).lineage(principle_id)
+    entries = await dashboards.lineage(principle_id)
     if not entries:
         raise HTTPException(404, f"no version has principle {principle_id}")
     return entries

@@ -5,14 +5,11 @@ operator token, and every write records the caller as its actor.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query, Request
+from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from temporalio.client import Client
-from temporalio.service import RPCError
 
 from constitution import (
     ConstitutionVersion,
@@ -27,10 +24,10 @@ from constitution import (
 from constitution.contracts import OperatorRequest, RoundResult, RoundStatus
 from constitution.documents import DocumentError, imported_version, parse_markdown
 from gateway.auth import Operator, RoundId, Viewer
-from gateway.rounds import (
-    RoundExists,
-    RoundNotFound,
-    RoundRefused,
+from gateway.deps import ConfigDep, LedgerDep, TemporalDep
+from ledger.dashboards import LARGEST_VERSION
+from ledger.store import ChainBreak, Ledger
+from workflows.client import (
     cancel_round,
     override_decision,
     repost_round,
@@ -38,11 +35,8 @@ from gateway.rounds import (
     round_status,
     start_round,
 )
-from ledger.dashboards import LARGEST_VERSION
-from ledger.store import ChainBreak, Ledger
 
 router = APIRouter(prefix="/api", tags=["operators"])
-T = TypeVar("T")
 
 
 class Body(BaseModel):
@@ -90,69 +84,54 @@ class AuditReport(BaseModel):
     breaks: list[ChainBreak]
 
 
-def _temporal(request: Request) -> Client:
-    return request.app.state.temporal  # type: ignore[no-any-return]
-
-
-def _ledger(request: Request) -> Ledger:
-    return request.app.state.ledger  # type: ignore[no-any-return]
-
-
-async def answer(call: Awaitable[T]) -> T:
-    """Await an order or read sent to a round, answering its refusals in HTTP:
-    404 unknown, 409 refused or already there, 503 Temporal unreachable."""
-    try:
-        return await call
-    except RoundNotFound as error:
-        raise HTTPException(404, str(error)) from error
-    except (RoundRefused, RoundExists) as error:
-        raise HTTPException(409, str(error)) from error
-    except RPCError as error:
-        raise HTTPException(503, f"Temporal did not answer: {error.message}") from error
+# Refusals of the round (unknown: 404, refused or already there: 409) and an
+# unreachable Temporal (503) are answered by the app's exception handlers.
 
 
 @router.post("/rounds", status_code=201)
-async def start(request: Request, spec: RoundSpec, caller: Operator) -> StartedRound:
+async def start(
+    spec: RoundSpec, caller: Operator, temporal: TemporalDep, config: ConfigDep
+) -> StartedRound:
     """Start a round; the caller is recorded as the one who started it."""
     spec = spec.model_copy(update={"requested_by": caller.actor})
-    await answer(start_round(_temporal(request), spec, request.app.state.config.task_queue))
+    await start_round(temporal, spec, config.task_queue)
     return StartedRound(round_id=spec.round_id, workflow_id=spec.workflow_id)
 
 
 @router.get("/rounds/{round_id}")
-async def show_round(request: Request, round_id: RoundId, _: Viewer) -> RoundStatus:
+async def show_round(round_id: RoundId, _: Viewer, temporal: TemporalDep) -> RoundStatus:
     """The round's live state from its workflow."""
-    return await answer(round_status(_temporal(request), round_id))
+    return await round_status(temporal, round_id)
 
 
 @router.post("/rounds/{round_id}/cancel")
 async def cancel(
-    request: Request, round_id: RoundId, body: OrderBody, caller: Operator
+    round_id: RoundId, body: OrderBody, caller: Operator, temporal: TemporalDep
 ) -> RoundResult:
     """Cancel an active round; pending proposals are withdrawn (409 once it ended)."""
     order = OperatorRequest(actor=caller.actor, reason=body.reason)
-    return await answer(cancel_round(_temporal(request), round_id, order))
+    return await cancel_round(temporal, round_id, order)
 
 
 @router.post("/rounds/{round_id}/repost")
 async def repost(
-    request: Request, round_id: RoundId, body: RepostBody, caller: Operator
+    round_id: RoundId, body: RepostBody, caller: Operator, temporal: TemporalDep
 ) -> Reposted:
     """Post the round's pending proposals to Slack again."""
     order = OperatorRequest(actor=caller.actor, reason=body.reason)
-    return Reposted(reposted=await answer(repost_round(_temporal(request), round_id, order)))
+    return Reposted(reposted=await repost_round(temporal, round_id, order))
 
 
 @router.post("/rounds/{round_id}/retry-slack", status_code=202)
-async def retry_slack_now(request: Request, round_id: RoundId, _: Operator) -> dict[str, str]:
+async def retry_slack_now(round_id: RoundId, _: Operator, temporal: TemporalDep) -> dict[str, str]:
     """After fixing what blocked Slack posting (a channel, a token): try now."""
-    await answer(retry_slack(_temporal(request), round_id))
+    await retry_slack(temporal, round_id)
     return {"round_id": round_id, "status": "retrying Slack"}
 
 
 @router.post("/rounds/{round_id}/decisions")
 async def decide(
-    request: Request, round_id: RoundId, body: OverrideBody, caller: Operator
+    round_id: RoundId, body: OverrideBody, caller: Operator, temporal: TemporalDep
 ) -> DecisionOutcome:
     """Decide a proposal in the reviewers' stead, recorded as an operator override."""
     try:
@@ -166,14 +145,14 @@ async def decide(
         )
     except ValidationError as error:
         raise HTTPException(422, error.errors()[0]["msg"]) from error
-    return await answer(override_decision(_temporal(request), round_id, decision))
+    return await override_decision(temporal, round_id, decision)
 
 
 # -- the constitution --------------------------------------------------------------
 
 
-async def _version(request: Request, number: int | None) -> ConstitutionVersion:
-    version = await _ledger(request).get_version(number)
+async def _version(ledger: Ledger, number: int | None) -> ConstitutionVersion:
+    version = await ledger.get_version(number)
     if version is None:
         raise HTTPException(404, f"no constitution version {number or ''}".strip())
     return version
@@ -185,12 +164,13 @@ async def _version(request: Request, number: int | None) -> ConstitutionVersion:
     response_model=ConstitutionVersion,
 )
 async def show_version(
-    request: Request,
     number: Annotated[int, Path(ge=1, le=LARGEST_VERSION)],
     _: Viewer,
+    ledger: LedgerDep,
     format: Annotated[Literal["json", "markdown"], Query()] = "json",
 ) -> ConstitutionVersion | PlainTextResponse:
-    version = await _version(request, number)
+    """A constitution version, as JSON or as the Markdown `export` writes."""
+    version = await _version(ledger, number)
     if format == "markdown":
         return PlainTextResponse(render_markdown(version), media_type="text/markdown")
     return version
@@ -198,17 +178,17 @@ async def show_version(
 
 @router.get("/constitution/diff", response_class=PlainTextResponse)
 async def diff(
-    request: Request,
     _: Viewer,
+    ledger: LedgerDep,
     old: Annotated[int, Query(alias="from", ge=1, le=LARGEST_VERSION)],
     new: Annotated[int, Query(alias="to", ge=1, le=LARGEST_VERSION)],
 ) -> str:
     """A unified diff from one version to another."""
-    return diff_versions(await _version(request, old), await _version(request, new))
+    return diff_versions(await _version(ledger, old), await _version(ledger, new))
 
 
 @router.post("/constitution/versions", status_code=201)
-async def import_version(request: Request, body: ImportBody, caller: Operator) -> Imported:
+async def import_version(body: ImportBody, caller: Operator, ledger: LedgerDep) -> Imported:
     """Store a document as the next version; principles it lacks are retired."""
     if (body.markdown is None) == (body.principles is None):
         raise HTTPException(422, "send either 'markdown' or 'principles'")
@@ -218,7 +198,6 @@ async def import_version(request: Request, body: ImportBody, caller: Operator) -
             if body.markdown is not None
             else tuple(body.principles or ())
         )
-        ledger = _ledger(request)
         latest = await ledger.get_version()
         version = imported_version(principles, latest)
     except DocumentError as error:
@@ -231,10 +210,11 @@ async def import_version(request: Request, body: ImportBody, caller: Operator) -
 
 @router.get("/audit/verify")
 async def verify(
-    request: Request, _: Viewer, round_id: Annotated[str | None, Query(alias="round")] = None
+    _: Viewer,
+    ledger: LedgerDep,
+    round_id: Annotated[str | None, Query(alias="round")] = None,
 ) -> AuditReport:
     """Walk the hash chains; `breaks` names the first bad row of each broken round."""
-    ledger = _ledger(request)
     if round_id is not None and await ledger.get_round(round_id) is None:
         raise HTTPException(404, f"no round {round_id}")
     checked = 1 if round_id else await ledger.pool.fetchval("SELECT count(*) FROM rounds")

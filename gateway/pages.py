@@ -21,14 +21,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from constitution import RoundState, render_markdown
 from gateway.auth import COOKIE, Caller, bearer, identify
+from gateway.deps import services
 from ledger.dashboards import (
     LARGEST_OFFSET,
     LARGEST_VERSION,
-    Dashboards,
     LatencyPoint,
     VersionMetrics,
 )
-from ledger.store import Ledger
 
 router = APIRouter(include_in_schema=False)
 
@@ -60,14 +59,6 @@ async def viewer(request: Request) -> Caller:
         return await identify(request, await bearer(request))
     except HTTPException as error:
         raise SignIn from error
-
-
-def _dashboards(request: Request) -> Dashboards:
-    return request.app.state.dashboards  # type: ignore[no-any-return]
-
-
-def _ledger(request: Request) -> Ledger:
-    return request.app.state.ledger  # type: ignore[no-any-return]
 
 
 def page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
@@ -119,7 +110,7 @@ async def login_form(error: str = "") -> HTMLResponse:
 async def login(request: Request) -> Response:
     fields = parse_qs((await request.body()).decode(errors="replace"))
     token = (fields.get("token") or [""])[0].strip()
-    if not token or await _ledger(request).token_holder(token) is None:
+    if not token or await services(request).ledger.token_holder(token) is None:
         return RedirectResponse("/login?" + urlencode({"error": "unknown token"}), 303)
     response = RedirectResponse("/rounds", 303)
     response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
@@ -148,7 +139,7 @@ async def rounds_page(
     offset: Annotated[int, Query(ge=0, le=LARGEST_OFFSET)] = 0,
 ) -> HTMLResponse:
     await viewer(request)
-    found = await _dashboards(request).rounds(
+    found = await services(request).dashboards.rounds(
         state=state.value if state else None, limit=PAGE_SIZE, offset=offset
     )
     filters = " ".join(
@@ -185,12 +176,12 @@ async def rounds_page(
 @router.get("/rounds/{round_id}")
 async def round_page(request: Request, round_id: str) -> HTMLResponse:
     await viewer(request)
-    ledger = _ledger(request)
+    ledger = services(request).ledger
     found = await ledger.get_round(round_id)
     if found is None:
         return page("Not found", f"<p>No round {escape(round_id)}.</p>", 404)
     timeline = await ledger.timeline(round_id)
-    proposals = await _dashboards(request).proposals(round_id)
+    proposals = await services(request).dashboards.proposals(round_id)
     head = (
         f'<div class="card">State {state_badge(found.state)} · base '
         f"v{found.base_version or '-'} · result "
@@ -257,7 +248,7 @@ async def round_page(request: Request, round_id: str) -> HTMLResponse:
 @router.get("/versions")
 async def versions_page(request: Request) -> HTMLResponse:
     await viewer(request)
-    versions = await _dashboards(request).versions()
+    versions = await services(request).dashboards.versions()
     rows = []
     for i, v in enumerate(versions):
         query = urlencode({"from": versions[i - 1].number, "to": v.number}) if i else ""
@@ -288,7 +279,7 @@ async def diff_page(
     new: Annotated[int, Query(alias="to", ge=1, le=LARGEST_VERSION)],
 ) -> HTMLResponse:
     await viewer(request)
-    ledger = _ledger(request)
+    ledger = services(request).ledger
     a, b = await ledger.get_version(old), await ledger.get_version(new)
     if a is None or b is None:
         return page("Not found", f"<p>No version {old if a is None else new}.</p>", 404)
@@ -306,7 +297,7 @@ async def version_page(
     request: Request, number: Annotated[int, Path(ge=1, le=LARGEST_VERSION)]
 ) -> HTMLResponse:
     await viewer(request)
-    version = await _ledger(request).get_version(number)
+    version = await services(request).ledger.get_version(number)
     if version is None:
         return page("Not found", f"<p>No version {number}.</p>", 404)
     rows = [
@@ -323,7 +314,7 @@ async def version_page(
 @router.get("/principles/{principle_id}")
 async def lineage_page(request: Request, principle_id: str) -> HTMLResponse:
     await viewer(request)
-    entries = await _dashboards(request).lineage(principle_id)
+    entries = await services(request).dashboards.lineage(principle_id)
     if not entries:
         return page("Not found", f"<p>No version has {escape(principle_id)}.</p>", 404)
     rows = [
@@ -427,7 +418,7 @@ def latency_chart(points: list[LatencyPoint]) -> str:
 @router.get("/charts")
 async def charts_page(request: Request) -> HTMLResponse:
     await viewer(request)
-    dashboards = _dashboards(request)
+    dashboards = services(request).dashboards
     metrics = await dashboards.evaluations()
     latency = await dashboards.decision_latency()
 

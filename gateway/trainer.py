@@ -10,72 +10,70 @@ longer waiting (already completed, timed out, or its round cancelled) gets 410.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import SecretStr, ValidationError
-from temporalio.client import Client
+from pydantic import ValidationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from constitution.contracts import FineTuneJob
-from constitution.trainer_callback import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    TrainerCallback,
-    refusal,
-)
-from ledger.store import Ledger
+from constitution.trainer_callback import TrainerCallback
+from gateway.deps import ConfigDep, LedgerDep, TemporalDep
+from gateway.signing import SignedRequestVerifier, trainer_verifier
 
 log = logging.getLogger(__name__)
 
+router = APIRouter(tags=["trainer"])
 
-def trainer_router(
-    secret: SecretStr | None, temporal: Client, ledger: Callable[[], Ledger]
-) -> APIRouter:
-    router = APIRouter()
 
-    @router.post("/trainer/callback")
-    async def trainer_callback(request: Request) -> JSONResponse:
-        if secret is None:
-            return JSONResponse({"error": "no trainer secret is configured"}, status_code=401)
-        body = await request.body()
-        refused = refusal(
-            secret.get_secret_value(),
-            request.headers.get(TIMESTAMP_HEADER, ""),
-            body,
-            request.headers.get(SIGNATURE_HEADER, ""),
-        )
-        if refused is not None:
-            log.warning("trainer callback refused: %s", refused)
-            return JSONResponse({"error": f"refused: {refused}"}, status_code=401)
-        try:
-            callback = TrainerCallback.model_validate_json(body)
-            token = bytes.fromhex(callback.task_token)
-        except (ValidationError, ValueError) as error:
-            return JSONResponse({"error": f"not a trainer callback: {error}"}, status_code=400)
-        job = FineTuneJob(
-            job_id=callback.job_id,
-            status=callback.status,
-            fine_tuned_model=callback.fine_tuned_model,
-            error=callback.error,
-            backend="http",
-        )
-        try:
-            await temporal.get_async_activity_handle(task_token=token).complete(job)
-        except RPCError as error:
-            if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
-                return JSONResponse(
-                    {"error": "stale task token: no activity is waiting for this job"},
-                    status_code=410,
-                )
-            raise
-        await ledger().update_training_job(
-            callback.job_id,
-            status=callback.status,
-            fine_tuned_model=callback.fine_tuned_model,
-            error=callback.error,
-        )
-        return JSONResponse({"ok": True, "job_id": callback.job_id})
+def callback_verifier(config: ConfigDep) -> SignedRequestVerifier | None:
+    """The verifier of trainer callbacks; None when no trainer secret is set."""
+    if config.trainer_secret is None:
+        return None
+    return trainer_verifier(config.trainer_secret.get_secret_value())
 
-    return router
+
+@router.post("/trainer/callback")
+async def trainer_callback(
+    request: Request,
+    verifier: Annotated[SignedRequestVerifier | None, Depends(callback_verifier)],
+    temporal: TemporalDep,
+    ledger: LedgerDep,
+) -> JSONResponse:
+    """A lab trainer's signed report that a fine-tune job ended."""
+    if verifier is None:
+        return JSONResponse({"error": "no trainer secret is configured"}, status_code=401)
+    body = await request.body()
+    refused = verifier.refusal(request.headers, body)
+    if refused is not None:
+        log.warning("trainer callback refused: %s", refused)
+        return JSONResponse({"error": f"refused: {refused}"}, status_code=401)
+    try:
+        callback = TrainerCallback.model_validate_json(body)
+        token = bytes.fromhex(callback.task_token)
+    except (ValidationError, ValueError) as error:
+        return JSONResponse({"error": f"not a trainer callback: {error}"}, status_code=400)
+    job = FineTuneJob(
+        job_id=callback.job_id,
+        status=callback.status,
+        fine_tuned_model=callback.fine_tuned_model,
+        error=callback.error,
+        backend="http",
+    )
+    try:
+        await temporal.get_async_activity_handle(task_token=token).complete(job)
+    except RPCError as error:
+        if error.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            return JSONResponse(
+                {"error": "stale task token: no activity is waiting for this job"},
+                status_code=410,
+            )
+        raise
+    await ledger.update_training_job(
+        callback.job_id,
+        status=callback.status,
+        fine_tuned_model=callback.fine_tuned_model,
+        error=callback.error,
+    )
+    return JSONResponse({"ok": True, "job_id": callback.job_id})

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -113,7 +114,10 @@ def create_app(config: TrainerStandInConfig) -> FastAPI:
                 "fine_tuned_model": job.fine_tuned_model,
             }
         ).encode()
-        headers = {"content-type": "application/json", **signed_headers(config.secret, payload)}
+        headers = {
+            "content-type": "application/json",
+            **signed_headers(config.secret, payload, int(time.time())),
+        }
         async with httpx.AsyncClient() as http:
             response = await http.post(url, content=payload, headers=headers)
         sent.append({"url": url, "body": payload, "status_code": response.status_code})

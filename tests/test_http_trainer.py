@@ -11,13 +11,14 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import SecretStr
-from temporalio.client import Client, WorkflowFailureError
+from slack_sdk.web.async_client import AsyncWebClient
+from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from constitution import RoundState
@@ -27,16 +28,22 @@ from constitution.trainer_callback import (
     sign,
     signed_headers,
 )
-from gateway.rounds import round_status
-from gateway.trainer import trainer_router
+from gateway import deps
+from gateway.trainer import router as trainer_router
 from ledger.store import Ledger
 from standins import trainer
 from standins.serving import free_port, serve
 from tests.conftest import StackFactory
 from tests.test_retraining import accepted_round
 from worker.stack import Stack
+from workflows.client import round_status
 
 SECRET = "trainer-secret-for-tests"
+
+
+def signed_now(secret: str, body: bytes) -> dict[str, str]:
+    """The headers a trainer signing `body` now sends."""
+    return signed_headers(secret, body, int(time.time()))
 
 
 @asynccontextmanager
@@ -78,7 +85,7 @@ async def test_a_trainer_that_calls_back_completes_the_round_and_forged_or_stale
         ).encode()
 
         # Someone who learned the token but not the secret is refused.
-        forged = await send_callback(stack, claim, signed_headers("not-the-secret", claim))
+        forged = await send_callback(stack, claim, signed_now("not-the-secret", claim))
         old = str(int(time.time()) - 3600)
         stale = await send_callback(
             stack, claim, {TIMESTAMP_HEADER: old, SIGNATURE_HEADER: sign(SECRET, old, claim)}
@@ -99,7 +106,7 @@ async def test_a_trainer_that_calls_back_completes_the_round_and_forged_or_stale
         assert sent["status_code"] == 200
 
         # The same callback again, freshly signed: its activity is no longer waiting.
-        replayed = await send_callback(stack, sent["body"], signed_headers(SECRET, sent["body"]))
+        replayed = await send_callback(stack, sent["body"], signed_now(SECRET, sent["body"]))
         assert replayed.status_code == 410
         row = await ledger.training_job_for_round("lab-callback")
         assert row is not None and row["backend"] == "http" and row["status"] == "succeeded"
@@ -135,7 +142,7 @@ async def test_without_a_trainer_secret_a_callback_trainer_fails_the_round_at_on
             await handle.result()
         # And the gateway refuses every callback, signed with anything.
         body = b'{"task_token": "00", "job_id": "x", "status": "succeeded"}'
-        refused = await send_callback(stack, body, signed_headers(SECRET, body))
+        refused = await send_callback(stack, body, signed_now(SECRET, body))
     assert refused.status_code == 401
     assert "no trainer secret" in refused.json()["error"]
     timeline = await ledger.timeline("lab-no-secret")
@@ -149,11 +156,22 @@ async def test_a_signed_callback_that_is_not_a_trainer_callback_is_400_and_compl
     None
 ):
     # No Temporal and no ledger: a bad body must be refused before either is touched.
-    def untouched() -> Ledger:
-        raise AssertionError("the ledger was touched")
+    class Untouched:
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"{name} of a service was touched")
 
     app = FastAPI()
-    app.include_router(trainer_router(SecretStr(SECRET), cast(Client, None), untouched))
+    app.include_router(trainer_router)
+    config = deps.GatewayConfig(
+        signing_secret=SecretStr("unused"),
+        task_queue="unused",
+        database_url=SecretStr("postgresql://unused"),
+        slack=AsyncWebClient(),
+        trainer_secret=SecretStr(SECRET),
+    )
+    app.dependency_overrides[deps.config] = lambda: config
+    app.dependency_overrides[deps.temporal] = Untouched
+    app.dependency_overrides[deps.ledger] = Untouched
     bodies = [
         b"not json",
         b'{"job_id": "x", "status": "succeeded"}',  # no task token
@@ -163,7 +181,11 @@ async def test_a_signed_callback_that_is_not_a_trainer_callback_is_400_and_compl
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
         answers = [
-            await http.post("/trainer/callback", content=body, headers=signed_headers(SECRET, body))
+            await http.post(
+                "/trainer/callback",
+                content=body,
+                headers=signed_now(SECRET, body),
+            )
             for body in bodies
         ]
     assert [a.status_code for a in answers] == [400] * len(bodies)

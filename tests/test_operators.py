@@ -18,13 +18,13 @@ from temporalio.testing import WorkflowEnvironment
 from typer.testing import CliRunner, Result
 
 from constitution import RoundSpec
-from gateway.rounds import RoundExists, start_round
 from ledger.store import Ledger
 from standins.reviewer import wait_for_proposals
 from tests.conftest import VENV_BIN, StackFactory, eventually, operator_api
 from tests.conftest import start_round as start_over_api
 from worker.cli import EXIT_FAILED, app
 from worker.stack import Stack
+from workflows.client import RoundExists, start_round
 from workflows.search import ROUND_STATE, dev_server_flags
 
 REVIEWER = "U0ALICE"
@@ -274,7 +274,7 @@ async def test_a_cluster_without_the_search_attributes_still_starts_rounds_and_s
     )
     try:
         spec = RoundSpec(round_id="no-attributes", reviewers=[REVIEWER])
-        with caplog.at_level(logging.WARNING, logger="gateway.rounds"):
+        with caplog.at_level(logging.WARNING, logger="workflows.client"):
             await start_round(bare.client, spec, "nobody-polls")
         described = await bare.client.get_workflow_handle(spec.workflow_id).describe()
         assert described.status is WorkflowExecutionStatus.RUNNING

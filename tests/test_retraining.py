@@ -21,11 +21,11 @@ from temporalio.testing import WorkflowEnvironment
 from constitution import RoundState
 from constitution.contracts import RoundResult
 from constitution.gate import retraining_summary
-from gateway.rounds import round_status
 from ledger.store import Ledger
 from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
 from tests.conftest import REVIEW_CHANNEL, StackFactory, start_round
 from worker.stack import Stack
+from workflows.client import round_status
 
 REVIEWER = "U0ALICE"
 

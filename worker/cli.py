@@ -386,7 +386,7 @@ def round_start(
     s = settings()
 
     async def main() -> None:
-        from gateway.rounds import RoundExists, start_round
+        from workflows.client import RoundExists, start_round
 
         client = await _temporal(s)
         try:
@@ -407,7 +407,7 @@ def round_show(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Show a round's state, proposals and decisions."""
-    from gateway.rounds import round_status
+    from workflows.client import round_status
 
     s = settings()
     status = run(_order(s, lambda client: round_status(client, round_id)))
@@ -567,7 +567,7 @@ def on_ledger(call: Callable[[Ledger, Dashboards], Coroutine[Any, Any, T]]) -> T
 
 async def _order(s: Settings, call: Callable[[Client], Coroutine[Any, Any, T]]) -> T:
     """Send an operator's order to a round, mapping refusals to exit codes."""
-    from gateway.rounds import RoundNotFound, RoundRefused
+    from workflows.client import RoundNotFound, RoundRefused
 
     client = await _temporal(s)
     try:
@@ -640,7 +640,7 @@ def round_watch(
     s = settings()
 
     async def main() -> RoundStatus:
-        from gateway.rounds import round_status
+        from workflows.client import round_status
 
         async def look(client: Client) -> RoundStatus:
             return await round_status(client, round_id)
@@ -705,7 +705,7 @@ def round_cancel(
 ) -> None:
     """Cancel an active round: pending proposals are withdrawn and their Slack
     messages updated. A round that has ended is refused (exit 1)."""
-    from gateway.rounds import cancel_round
+    from workflows.client import cancel_round
 
     order = OperatorRequest(actor=operator_name(actor), reason=reason)
     s = settings()
@@ -724,7 +724,7 @@ def round_repost(
 ) -> None:
     """Post a round's pending proposals to Slack again (a message was lost or
     the channel changed). Decisions on the old messages still count."""
-    from gateway.rounds import repost_round
+    from workflows.client import repost_round
 
     order = OperatorRequest(actor=operator_name(actor), reason=reason)
     s = settings()
@@ -743,7 +743,7 @@ def round_decide(
 ) -> None:
     """Decide a proposal as an operator, in the reviewers' stead. The decision
     is recorded as an override with the operator's name and reason."""
-    from gateway.rounds import override_decision
+    from workflows.client import override_decision
 
     try:
         request = DecisionRequest(

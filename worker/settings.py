@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     model_timeout_s: float = 60.0
     model_concurrency: int = Field(default=4, ge=1)
 
-    # -- proposals: evidence, generation, checks, impact (issue 3) --
+    # -- proposals: evidence, generation, checks, impact --
     evidence_budget_tokens: int = Field(
         default=2000, ge=100, description="Evidence tokens per proposal call (one chunk)."
     )
@@ -74,7 +74,7 @@ class Settings(BaseSettings):
         default=None, description="Where people reach the gateway; links in Slack use it."
     )
 
-    # -- retraining (issue 5) --
+    # -- retraining --
     artifacts_dir: Path | None = Field(
         default=None, description="Root of the file:// artifact store; unset: data_dir/artifacts."
     )
@@ -85,7 +85,7 @@ class Settings(BaseSettings):
         default=None,
         description="Signs the trainer's callbacks; unset: callbacks are refused.",
     )
-    # -- Slack review (issue 4) --
+    # -- Slack review --
     slack_post_interval_s: float = Field(
         default=1.0,
         ge=0,

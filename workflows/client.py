@@ -1,5 +1,10 @@
-"""The one way an operator starts, reads and steers a round, shared by the
-HTTP API and the CLI."""
+"""How any client starts, reads, decides and cancels rounds: the gateway's
+operator API and Slack interactions, and the CLI, all go through these
+functions, so Temporal's answers become the same errors everywhere.
+
+It lives beside the workflow it drives (and the CLI imports it without the
+gateway): it names the workflow's updates, queries and signals by reference.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from constitution import DecisionOutcome, DecisionRequest, RoundSpec
+from constitution import DecisionOutcome, DecisionRequest, RoundSpec, round_workflow_id
 from constitution.contracts import OperatorRequest, Progress, RoundInput, RoundResult, RoundStatus
 from workflows.round import TrainingRoundWorkflow
 from workflows.search import CONSTITUTION_VERSION, PENDING_DECISIONS, ROUND_STATE
@@ -97,7 +102,7 @@ async def _start(
 async def round_status(client: Client, round_id: str) -> RoundStatus:
     """The round's full state from its workflow (running or closed), with the
     progress its long-running activity last heartbeated."""
-    handle = client.get_workflow_handle(f"round-{round_id}")
+    handle = client.get_workflow_handle(round_workflow_id(round_id))
     try:
         status = await handle.query(TrainingRoundWorkflow.state)
         if status.progress is not None:
@@ -134,7 +139,7 @@ async def _send(
     refusals into the operator's errors: a validator's reason, or for a round
     whose workflow has closed, the state it ended in. `accepted_only` returns
     once the round has accepted the order, without its answer."""
-    handle = client.get_workflow_handle(f"round-{round_id}")
+    handle = client.get_workflow_handle(round_workflow_id(round_id))
     try:
         if accepted_only:
             return await handle.start_update(
@@ -160,7 +165,7 @@ async def cancel_round(client: Client, round_id: str, order: OperatorRequest) ->
     does not depend on the server keeping that outcome after the workflow has
     closed in the same task (the poll was seen to hang there)."""
     await _send(client, round_id, TrainingRoundWorkflow.cancel, order, accepted_only=True)
-    handle = client.get_workflow_handle(f"round-{round_id}", result_type=RoundResult)
+    handle = client.get_workflow_handle(round_workflow_id(round_id), result_type=RoundResult)
     try:
         result: RoundResult = await handle.result()
     except WorkflowFailureError as error:
@@ -178,7 +183,7 @@ async def retry_slack(client: Client, round_id: str) -> None:
     """Tell a round blocked on Slack to try again now (after a channel or
     token was fixed) rather than at its next `slack_retry_interval`."""
     try:
-        await client.get_workflow_handle(f"round-{round_id}").signal(
+        await client.get_workflow_handle(round_workflow_id(round_id)).signal(
             TrainingRoundWorkflow.retry_slack
         )
     except RPCError as error:
