@@ -102,7 +102,7 @@ class RoundStatus(Contract):
     error: str | None = None
     progress: Progress | None = None
     dataset: Dataset | None = None
-    # -- review (issue 4) --
+    # -- review --
     blocked: str | None = Field(
         default=None, description="Why Slack posting is paused; None while it works."
     )

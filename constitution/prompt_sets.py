@@ -4,6 +4,8 @@ the held-out prompts the candidate is evaluated on.
 A small set of each ships with amend (package data); a round may name its own
 JSONL file instead. A bad line is refused with its file and line number before
 any model call is paid for, so an operator can fix the file and start again.
+This module reads the prompt file it is given (or the shipped one); parsing
+alone (`parse_prompt_set`) reads nothing.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """The sample constitution, evidence and prompt sets that ship with amend.
 
 They are package data so `amend demo` and the tests run on a fresh install;
-operators replace them with their own files.
+operators replace them with their own files. This module reads files (one of
+the two in `constitution` that do): the package data under
+`constitution/data/`, and the evidence file a round names.
 """
 
 from __future__ import annotations
