@@ -2,7 +2,7 @@
 services that cannot be reached. No services run for these tests; Temporal is
 pointed at a closed port (127.0.0.1:1) where it must be unreachable.
 
-Exit codes (worker/cli.py): 2 bad arguments or input, 3 a service unreachable.
+Exit codes (worker/cli/render.py): 2 bad arguments or input, 3 a service unreachable.
 """
 
 from __future__ import annotations
@@ -284,7 +284,7 @@ def test_round_watch_draws_the_state_pending_count_and_a_progress_bar() -> None:
 
     from constitution import RoundSpec, RoundState
     from constitution.contracts import Progress, RoundStatus
-    from worker.cli import watch_view
+    from worker.cli.render import watch_view
 
     status = RoundStatus(
         spec=RoundSpec(round_id="drawn", reviewers=["U1"]),

