@@ -78,7 +78,7 @@ async def run(env: BenchEnv) -> list[Figure]:
     # Slack would, so this process's CPU is the service's (worker, gateway) and
     # the simulated reviewer's.
     async with (
-        served_apart("standins.model_server:create_app") as model_url,
+        served_apart("standins.model.app:create_app") as model_url,
         served_apart("standins.slack_api:create_app") as slack_url,
     ):
         settings |= {

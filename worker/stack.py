@@ -18,7 +18,9 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from ledger.store import Ledger, create_pool
-from standins import model_server, slack_api
+from standins import slack_api
+from standins.model.app import create_app as create_model_stand_in
+from standins.model.config import ScriptedModelConfig
 from standins.serving import free_port, serve
 from worker.runtime import gateway_app, running_worker
 from worker.settings import Settings
@@ -48,10 +50,8 @@ async def running_stack(
         if settings.uses_stand_in_model:
             served = await stack.enter_async_context(
                 serve(
-                    model_server.create_app(
-                        model_server.ScriptedModelConfig(
-                            api_key=settings.model_api_key.get_secret_value()
-                        )
+                    create_model_stand_in(
+                        ScriptedModelConfig(api_key=settings.model_api_key.get_secret_value())
                     ),
                     port=0 if any_port else settings.stand_in_port_model,
                 )
