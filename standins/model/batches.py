@@ -19,17 +19,14 @@ from fastapi import APIRouter, Request
 from standins.model.chat import complete
 from standins.model.files import file_for, store_file
 from standins.model.state import Batch, ModelServerState, ServerState
-from standins.model.wire import StandInAPIError, bad_request, page, read_json
+from standins.model.wire import StandInAPIError, bad_request, found, page, read_json
 
 router = APIRouter()
 
 
 def batch_of(state: ModelServerState, batch_id: str) -> Batch:
     """The batch named in a path, or OpenAI's 404."""
-    found = state.batches.get(batch_id)
-    if found is None:
-        raise StandInAPIError(404, f"No such Batch object: {batch_id}", param="batch_id")
-    return found
+    return found(state.batches, batch_id, f"No such Batch object: {batch_id}", "batch_id")
 
 
 async def run_batch(state: ModelServerState, batch: Batch) -> None:

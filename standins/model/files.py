@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from standins.model.state import ModelServerState, ServerState, StoredFile, digest
-from standins.model.wire import StandInAPIError, bad_request
+from standins.model.wire import bad_request, found
 
 FILE_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_data", "evals"})
 """The purposes OpenAI accepts on upload; anything else is a 400."""
@@ -62,10 +62,7 @@ def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | Non
 
 def stored_file(state: ModelServerState, file_id: str) -> StoredFile:
     """The file named in a Files API path, or OpenAI's 404."""
-    found = state.files.get(file_id)
-    if found is None:
-        raise StandInAPIError(404, f"No such File object: {file_id}", param="id")
-    return found
+    return found(state.files, file_id, f"No such File object: {file_id}", "id")
 
 
 def store_file(state: ModelServerState, filename: str, purpose: str, content: bytes) -> StoredFile:

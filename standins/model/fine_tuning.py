@@ -23,7 +23,7 @@ from standins.model.state import (
     ServerState,
     digest,
 )
-from standins.model.wire import StandInAPIError, bad_request, estimate_tokens, page, read_json
+from standins.model.wire import bad_request, estimate_tokens, found, page, read_json
 
 FineTuneOutcome = Literal["succeed", "fail", "never", "overcautious"]
 """How a scripted job ends: `succeed`; `fail` after validation; `never` (it runs
@@ -99,10 +99,7 @@ def resolve_hyperparameters(raw: Any, method: str) -> dict[str, Any]:
 
 def job_of(state: ModelServerState, job_id: str) -> FineTuningJob:
     """The job named in a path, or OpenAI's 404 for an unknown fine-tune."""
-    found = state.jobs.get(job_id)
-    if found is None:
-        raise StandInAPIError(404, f"Could not find fine-tune: {job_id}", param="fine_tune_id")
-    return found
+    return found(state.jobs, job_id, f"Could not find fine-tune: {job_id}", "fine_tune_id")
 
 
 def add_event(

@@ -106,6 +106,23 @@ async def read_json(request: Request) -> dict[str, Any]:
     return body
 
 
+ObjectT = TypeVar("ObjectT")
+
+
+def found(objects: Mapping[str, ObjectT], object_id: str, message: str, param: str) -> ObjectT:
+    """The object a request path names, or OpenAI's 404 in the area's own wording.
+
+    Args:
+        objects: The area's objects by id.
+        object_id: The id from the path.
+        message: What OpenAI says for an unknown object of this kind.
+        param: The parameter OpenAI names in that error.
+    """
+    if object_id not in objects:
+        raise StandInAPIError(404, message, param=param)
+    return objects[object_id]
+
+
 class Listed(Protocol):
     """Anything a list endpoint pages through: the cursor is its id."""
 
