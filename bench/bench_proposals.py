@@ -24,7 +24,8 @@ from typing import Any
 import httpx
 
 from bench.harness import BenchEnv, Figure, at_least
-from standins.model_server import ScriptedModelConfig, create_app
+from standins.model.app import create_app
+from standins.model.config import ScriptedModelConfig
 from standins.serving import serve
 
 CHUNKS = 80

@@ -42,7 +42,7 @@ from bench.harness import (
 from bench.noop import NoOpRound, NoOpRoundInput, noop
 from constitution.contracts import RoundResult
 from standins.reviewer import SimulatedReviewer, open_proposals
-from standins.slack_api import SlackStandInConfig
+from standins.slack.config import SlackStandInConfig
 
 ROUNDS = int(os.environ.get("AMEND_BENCH_ROUNDS", "40"))
 PROPOSALS = 10  # asked for; the scripted model's evidence yields fewer
@@ -78,8 +78,8 @@ async def run(env: BenchEnv) -> list[Figure]:
     # Slack would, so this process's CPU is the service's (worker, gateway) and
     # the simulated reviewer's.
     async with (
-        served_apart("standins.model_server:create_app") as model_url,
-        served_apart("standins.slack_api:create_app") as slack_url,
+        served_apart("standins.model.app:create_app") as model_url,
+        served_apart("standins.slack.app:create_app") as slack_url,
     ):
         settings |= {
             "model_base_url": f"{model_url}/v1",

@@ -27,7 +27,9 @@ from constitution import RoundSpec, TrainingSpec
 from constitution.contracts import DatasetInput
 from constitution.samples import sample_constitution
 from ledger.store import Ledger, create_pool
-from standins import model_server
+from standins.model.app import create_app
+from standins.model.config import ScriptedModelConfig
+from standins.model.state import ModelServerState
 from standins.serving import serve
 
 LATENCY_S = 0.1
@@ -40,8 +42,8 @@ CALLS_PER_EXAMPLE = 3  # answer, critique, revision
 async def run(env: BenchEnv) -> list[Figure]:
     url = await env.database()
     pool = await create_pool(url, max_size=LIMIT + 2)
-    config = model_server.ScriptedModelConfig(latency_s=LATENCY_S, max_concurrency=LIMIT)
-    stand_in = model_server.create_app(config)
+    config = ScriptedModelConfig(latency_s=LATENCY_S, max_concurrency=LIMIT)
+    stand_in = create_app(config)
     try:
         async with serve(stand_in) as server:
             client = AsyncOpenAI(base_url=f"{server.url}/v1", api_key="bench", max_retries=0)
@@ -102,7 +104,7 @@ async def _open(ledger: Ledger, round_id: str) -> None:
 
 
 async def _throughput(
-    training: TrainingActivities, ledger: Ledger, stats: model_server.StandInState
+    training: TrainingActivities, ledger: Ledger, stats: ModelServerState
 ) -> float:
     await _open(ledger, "bench-throughput")
     before = stats.tasks["text"]
@@ -115,7 +117,7 @@ async def _throughput(
 
 
 async def _kill_and_resume(
-    training: TrainingActivities, ledger: Ledger, stats: model_server.StandInState
+    training: TrainingActivities, ledger: Ledger, stats: ModelServerState
 ) -> tuple[float, float]:
     await _open(ledger, "bench-kill")
     request = _request("bench-kill", KILL_EXAMPLES)

@@ -9,7 +9,7 @@ person presses a button on a proposal message or submits a modal: a signed
 ``v0:{timestamp}:{raw body}`` with the signing secret).
 
 The module-level helpers follow the path a person takes, using the Slack Web
-API stand-in (`standins.slack_api`) to see what the gateway posted and opened:
+API stand-in (`standins.slack`) to see what the gateway posted and opened:
 
 * `wait_for_message` waits for a message carrying a given button;
 * `decide_in_slack` clicks Accept, or clicks Reject… / Modify…, waits for the

@@ -33,7 +33,8 @@ from constitution import RoundSpec, TrainingSpec
 from constitution.contracts import Dataset, DatasetInput, Progress
 from constitution.samples import sample_constitution
 from ledger.store import Ledger
-from standins import model_server
+from standins.model.app import create_app
+from standins.model.config import ScriptedModelConfig
 from standins.serving import serve
 from tests.conftest import eventually
 from worker.runtime import build_worker
@@ -89,7 +90,7 @@ async def test_a_worker_killed_mid_generation_is_resumed_without_redoing_or_dupl
     )
     request = DatasetInput(round_id="resume", constitution=sample_constitution(), training=training)
     activity_queue = f"{task_queue}-data"
-    stand_in = model_server.create_app(model_server.ScriptedModelConfig(latency_s=0.1))
+    stand_in = create_app(ScriptedModelConfig(latency_s=0.1))
     client = dev_server.client
 
     async with serve(stand_in) as model:
@@ -184,7 +185,7 @@ async def test_a_batch_generation_resumed_from_its_heartbeat_waits_for_the_same_
     request = DatasetInput(
         round_id="batch-resume", constitution=sample_constitution(), training=training_spec
     )
-    stand_in = model_server.create_app(model_server.ScriptedModelConfig(latency_s=0.3))
+    stand_in = create_app(ScriptedModelConfig(latency_s=0.3))
     async with serve(stand_in) as model:
         client = AsyncOpenAI(base_url=f"{model.url}/v1", api_key="none", max_retries=0)
         training = TrainingActivities(

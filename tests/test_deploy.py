@@ -911,7 +911,8 @@ def test_dockerfile_installs_the_project_and_bakes_no_secret() -> None:
 
 def test_dockerfile_copies_every_package() -> None:
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    packages = pyproject["tool"]["setuptools"]["packages"]
+    # A subpackage ("standins.model") travels in its top-level folder.
+    packages = {p.split(".")[0] for p in pyproject["tool"]["setuptools"]["packages"]}
     copied = {
         s.rstrip("/")
         for rest in _docker("COPY")

@@ -20,7 +20,8 @@ from temporalio.exceptions import ApplicationError
 from activities.model import DEFAULT_RETRY_AFTER, Model, retry_after_delay
 from constitution import ProposalBatch
 from constitution.samples import load_evidence, sample_constitution
-from standins.model_server import ScriptedModelConfig, create_app
+from standins.model.app import create_app
+from standins.model.config import ScriptedModelConfig
 from standins.serving import Served, serve
 
 SYSTEM = "Propose amendments."

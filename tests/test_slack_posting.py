@@ -25,7 +25,9 @@ from constitution.contracts import (
 from constitution.samples import sample_constitution
 from ledger.store import Ledger
 from standins.serving import serve
-from standins.slack_api import SlackStandInConfig, create_app, standin_state
+from standins.slack.app import create_app
+from standins.slack.config import SlackStandInConfig
+from standins.slack.state import standin_state
 from worker.runtime import slack_client
 from worker.settings import Settings
 

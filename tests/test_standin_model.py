@@ -27,14 +27,11 @@ from constitution.models import (
     ProposalKind,
 )
 from constitution.samples import load_evidence, sample_constitution
-from standins.model_server import (
-    FAULT_KINDS,
-    HARMFUL_KEYWORDS,
-    SYSTEM_FINGERPRINT,
-    ScriptedModelConfig,
-    create_app,
-    is_harmful,
-)
+from standins.model.app import create_app
+from standins.model.behaviour import HARMFUL_KEYWORDS, is_harmful
+from standins.model.chat import SYSTEM_FINGERPRINT
+from standins.model.config import ScriptedModelConfig
+from standins.model.control import FAULT_KINDS
 from standins.serving import Served, serve
 
 API_KEY = "sk-stand-in-test-key"

@@ -25,7 +25,9 @@ from standins.reviewer import (
     wait_for_message,
 )
 from standins.serving import serve
-from standins.slack_api import SlackStandInConfig, create_app, standin_state
+from standins.slack.app import create_app
+from standins.slack.config import SlackStandInConfig
+from standins.slack.state import standin_state
 
 TOKEN = "xoxb-amend-stand-in"
 CHANNEL = "C0AMENDREVIEW"

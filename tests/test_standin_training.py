@@ -16,7 +16,8 @@ import pytest
 from activities.finetune import OpenAIFineTuning
 from constitution import TrainingSpec
 from constitution.contracts import Dataset, FineTuneInput
-from standins.model_server import ScriptedModelConfig, create_app
+from standins.model.app import create_app
+from standins.model.config import ScriptedModelConfig
 from standins.serving import Served, serve
 
 

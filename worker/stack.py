@@ -18,8 +18,11 @@ from pydantic import SecretStr
 from temporalio.client import Client
 
 from ledger.store import Ledger, create_pool
-from standins import model_server, slack_api
+from standins.model.app import create_app as create_model_stand_in
+from standins.model.config import ScriptedModelConfig
 from standins.serving import free_port, serve
+from standins.slack.app import create_app as create_slack_stand_in
+from standins.slack.config import SlackStandInConfig
 from worker.runtime import gateway_app, running_worker
 from worker.settings import Settings
 
@@ -48,10 +51,8 @@ async def running_stack(
         if settings.uses_stand_in_model:
             served = await stack.enter_async_context(
                 serve(
-                    model_server.create_app(
-                        model_server.ScriptedModelConfig(
-                            api_key=settings.model_api_key.get_secret_value()
-                        )
+                    create_model_stand_in(
+                        ScriptedModelConfig(api_key=settings.model_api_key.get_secret_value())
                     ),
                     port=0 if any_port else settings.stand_in_port_model,
                 )
@@ -64,14 +65,14 @@ async def running_stack(
             )
         if settings.uses_stand_in_slack:
             interval = settings.slack_post_interval_s
-            config = slack_api.SlackStandInConfig(
+            config = SlackStandInConfig(
                 channels=[settings.slack_review_channel],
                 # Slack's per-channel rate, enforced with 429s like Slack does.
                 post_message_per_second=1 / interval if interval > 0 else None,
             )
             served = await stack.enter_async_context(
                 serve(
-                    slack_api.create_app(config),
+                    create_slack_stand_in(config),
                     port=0 if any_port else settings.stand_in_port_slack,
                 )
             )
