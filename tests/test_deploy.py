@@ -909,10 +909,29 @@ def test_dockerfile_installs_the_project_and_bakes_no_secret() -> None:
         assert not any(".env" in s for s in sources)
 
 
-def test_dockerfile_copies_every_package() -> None:
+def _installed_folders() -> set[str]:
+    """The top-level folders pyproject's package discovery installs."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return {p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]}
+
+
+def test_every_folder_of_python_code_is_installed_with_its_subpackages() -> None:
+    from setuptools import find_namespace_packages
+
+    top = _installed_folders()
+    found = set(find_namespace_packages(str(ROOT), include=[f"{t}*" for t in top]))
+    for folder in top:
+        for source in (ROOT / folder).rglob("*.py"):
+            if "__pycache__" in source.parts:
+                continue
+            package = ".".join(source.parent.relative_to(ROOT).parts)
+            assert package in found, f"{source.relative_to(ROOT)} would not be installed"
+    assert {"worker.cli", "standins.model", "standins.slack"} <= found
+
+
+def test_dockerfile_copies_every_package() -> None:
     # A subpackage ("standins.model") travels in its top-level folder.
-    packages = {p.split(".")[0] for p in pyproject["tool"]["setuptools"]["packages"]}
+    packages = _installed_folders()
     copied = {
         s.rstrip("/")
         for rest in _docker("COPY")
