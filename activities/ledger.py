@@ -11,7 +11,8 @@ from temporalio.exceptions import ApplicationError
 
 from constitution import ConstitutionVersion, Proposal, TransitionRecord
 from constitution.contracts import OpenRoundInput, RecordDecisionInput, SaveVersionInput
-from ledger.store import Ledger, LedgerError
+from ledger.errors import LedgerError
+from ledger.store import Ledger
 
 
 @contextmanager

@@ -22,8 +22,10 @@ import asyncpg
 
 from bench.harness import BenchEnv, Figure, alternating, at_most, value_at_most
 from constitution import RoundState
+from ledger.chain import TRANSITION_COLUMNS
 from ledger.dashboards import Dashboards
-from ledger.store import ROUND_SELECT, TRANSITION_COLUMNS, Ledger, create_pool
+from ledger.pool import create_pool
+from ledger.store import ROUND_SELECT, Ledger
 
 ROUNDS = 20_000
 PER_ROUND = 50

@@ -26,7 +26,8 @@ from bench.harness import BenchEnv, Figure, at_least, value_at_most
 from constitution import RoundSpec, TrainingSpec
 from constitution.contracts import DatasetInput
 from constitution.samples import sample_constitution
-from ledger.store import Ledger, create_pool
+from ledger.pool import create_pool
+from ledger.store import Ledger
 from standins import model_server
 from standins.serving import serve
 

@@ -36,7 +36,8 @@ from gateway.rounds import CLOSED_ROUND, refusal_reason
 from gateway.socket_mode import SocketModeReceiver
 from gateway.trainer import trainer_router
 from ledger.dashboards import Dashboards
-from ledger.store import Ledger, create_pool
+from ledger.pool import create_pool
+from ledger.store import Ledger
 from review.messages import (
     DECISION_CALLBACKS,
     modify_view,

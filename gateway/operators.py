@@ -38,8 +38,9 @@ from gateway.rounds import (
     round_status,
     start_round,
 )
+from ledger.chain import ChainBreak
 from ledger.dashboards import LARGEST_VERSION
-from ledger.store import ChainBreak, Ledger
+from ledger.store import Ledger
 
 router = APIRouter(prefix="/api", tags=["operators"])
 T = TypeVar("T")

@@ -2,19 +2,17 @@
 
 Every write is idempotent, because activities are retried: a transition's id
 is `<workflow id>:<sequence>`, a decision's `<workflow id>:d<sequence>`, a
-proposal's is fixed by the round. Transitions are chained per
-round: each row's hash covers its content and the previous row's hash, so an
-edited or deleted row is found by `verify_chain`.
+proposal's is fixed by the round. Transitions are chained per round by
+`ledger.chain`, so an edited or deleted row is found by `verify_chain`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from datetime import datetime
+from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -29,6 +27,8 @@ from constitution import (
     TransitionRecord,
 )
 from constitution.evidence import EvidenceSelection, SelectedItem
+from ledger.chain import ChainBreak, TransitionChain, TransitionRow, first_break
+from ledger.errors import LedgerError
 
 EVIDENCE_COLUMNS = [
     "round_id",
@@ -51,17 +51,6 @@ ROUND_SELECT = (
 )
 
 
-TRANSITION_COLUMNS = (
-    "transition_id, round_id, sequence, entity, from_state, to_state, actor, reason, data, at,"
-    " prev_hash, hash"
-)
-KNOWN_HEADS = 10_000
-
-
-class LedgerError(RuntimeError):
-    """The ledger refused a write that would make it inconsistent."""
-
-
 class RoundRow(BaseModel):
     round_id: str
     workflow_id: str
@@ -71,21 +60,6 @@ class RoundRow(BaseModel):
     spec: dict[str, Any]
     created_at: datetime
     updated_at: datetime
-
-
-class TransitionRow(BaseModel):
-    transition_id: str
-    round_id: str
-    sequence: int
-    entity: str
-    from_state: str | None
-    to_state: str
-    actor: str
-    reason: str
-    data: dict[str, Any]
-    at: datetime
-    prev_hash: str | None
-    hash: str
 
 
 class ApiToken(BaseModel):
@@ -114,111 +88,10 @@ class DecidedProposal(BaseModel):
     touches: list[str]
 
 
-class ChainBreak(BaseModel):
-    round_id: str
-    transition_id: str
-    sequence: int
-    problem: str
-
-
-class Chained(Protocol):
-    """What a transition's hash covers; both the record written and the row read have it."""
-
-    @property
-    def transition_id(self) -> str: ...
-    @property
-    def round_id(self) -> str: ...
-    @property
-    def sequence(self) -> int: ...
-    @property
-    def entity(self) -> str: ...
-    @property
-    def from_state(self) -> str | None: ...
-    @property
-    def to_state(self) -> str: ...
-    @property
-    def actor(self) -> str: ...
-    @property
-    def reason(self) -> str: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
-    @property
-    def at(self) -> datetime: ...
-
-
-def transition_hash(prev_hash: str | None, row: Chained) -> str:
-    canonical = json.dumps(
-        {
-            "id": row.transition_id,
-            "round": row.round_id,
-            "seq": row.sequence,
-            "entity": row.entity,
-            "from": row.from_state,
-            "to": row.to_state,
-            "actor": row.actor,
-            "reason": row.reason,
-            "data": row.data,
-            "at": row.at.astimezone(UTC).isoformat(),
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(f"{prev_hash or ''}|{canonical}".encode()).hexdigest()
-
-
-def _encode_jsonb(value: Any) -> bytes:
-    return b"\x01" + json.dumps(value).encode()  # jsonb's binary format: version 1, then text
-
-
-def _decode_jsonb(data: bytes) -> Any:
-    return json.loads(data[1:])
-
-
-def _is_proposal(record: TransitionRecord) -> bool:
-    return record.entity.startswith("proposal:")
-
-
-def transition_row(record: TransitionRecord, prev_hash: str | None, digest: str) -> tuple[Any, ...]:
-    return (
-        record.transition_id,
-        record.round_id,
-        record.sequence,
-        record.entity,
-        record.from_state,
-        record.to_state,
-        record.actor,
-        record.reason,
-        record.data,
-        record.at,
-        prev_hash,
-        digest,
-    )
-
-
-async def _init_connection(connection: asyncpg.Connection) -> None:
-    """jsonb in its binary format, so rows can also be written with COPY."""
-    await connection.set_type_codec(
-        "jsonb",
-        encoder=_encode_jsonb,
-        decoder=_decode_jsonb,
-        schema="pg_catalog",
-        format="binary",
-    )
-
-
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
-    )
-    if pool is None:  # asyncpg types allow it; it never happens when awaited
-        raise LedgerError("could not create a connection pool")
-    return pool
-
-
 class Ledger:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self._heads: dict[str, tuple[int, str | None]] = {}
+        self.chain = TransitionChain(pool)
 
     # -- constitution versions -------------------------------------------------
 
@@ -334,123 +207,7 @@ class Ledger:
         moves the head only if nobody else did; anything else (a batch, a
         retry, a head another process moved) takes the locked path.
         """
-        if len(records) == 1 and await self._append_after_known_head(records[0]):
-            return 1
-        written = 0
-        async with self.pool.acquire() as conn, conn.transaction():
-            by_round: dict[str, list[TransitionRecord]] = {}
-            for record in sorted(records, key=lambda r: (r.round_id, r.sequence)):
-                by_round.setdefault(record.round_id, []).append(record)
-            for round_id, chain in by_round.items():
-                written += await self._append_locked(conn, round_id, chain)
-        return written
-
-    async def _append_after_known_head(self, record: TransitionRecord) -> bool:
-        head = self._heads.get(record.round_id)
-        if head is None or head[0] != record.sequence - 1:
-            return False
-        digest = transition_hash(head[1], record)
-        proposal = record.entity.removeprefix("proposal:") if _is_proposal(record) else None
-        written = await self.pool.fetchval(
-            f"""WITH head AS (
-                   UPDATE rounds SET last_sequence = $3, last_hash = $12, updated_at = now(),
-                          state = CASE WHEN $4 = 'round' THEN $6 ELSE state END
-                   WHERE round_id = $2 AND last_sequence = $3 - 1
-                         AND last_hash IS NOT DISTINCT FROM $11
-                   RETURNING round_id
-               ), row AS (
-                   INSERT INTO transitions ({TRANSITION_COLUMNS})
-                   SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM head
-                   RETURNING transition_id
-               ), proposal AS (
-                   UPDATE proposals SET state = $6
-                   WHERE proposal_id = $13 AND EXISTS (SELECT 1 FROM row)
-               )
-               SELECT count(*) FROM row""",
-            *transition_row(record, head[1], digest),
-            proposal,
-        )
-        if not written:
-            self._heads.pop(record.round_id, None)
-            return False
-        self._remember_head(record.round_id, record.sequence, digest)
-        return True
-
-    async def _append_locked(
-        self, conn: PoolConnectionProxy, round_id: str, chain: list[TransitionRecord]
-    ) -> int:
-        head = await conn.fetchrow(
-            "SELECT last_sequence, last_hash FROM rounds WHERE round_id = $1 FOR UPDATE",
-            round_id,
-        )
-        if head is None:
-            raise LedgerError(f"round {round_id} is not in the ledger")
-        last_sequence, last_hash = head["last_sequence"], head["last_hash"]
-        seen = [r.transition_id for r in chain if r.sequence <= last_sequence]
-        present = set()
-        if seen:
-            present = {
-                row["transition_id"]
-                for row in await conn.fetch(
-                    "SELECT transition_id FROM transitions WHERE transition_id = ANY($1::text[])",
-                    seen,
-                )
-            }
-        rows = []
-        round_state: str | None = None
-        proposal_states: dict[str, str] = {}
-        for record in chain:
-            if record.sequence <= last_sequence:
-                if record.transition_id in present:
-                    continue
-                raise LedgerError(
-                    f"transition {record.transition_id} arrived after sequence {last_sequence}"
-                )
-            if record.sequence != last_sequence + 1:
-                raise LedgerError(
-                    f"transition {record.transition_id} would leave a gap after sequence "
-                    f"{last_sequence}"
-                )
-            digest = transition_hash(last_hash, record)
-            rows.append(transition_row(record, last_hash, digest))
-            last_sequence, last_hash = record.sequence, digest
-            if record.entity == "round":
-                round_state = record.to_state
-            elif _is_proposal(record):
-                proposal_states[record.entity.removeprefix("proposal:")] = record.to_state
-        if not rows:
-            self._remember_head(round_id, last_sequence, last_hash)
-            return 0
-        await conn.copy_records_to_table(
-            "transitions", records=rows, columns=TRANSITION_COLUMNS.split(", ")
-        )
-        await conn.execute(
-            """UPDATE rounds SET last_sequence = $2, last_hash = $3, updated_at = now(),
-                   state = coalesce($4, state)
-               WHERE round_id = $1""",
-            round_id,
-            last_sequence,
-            last_hash,
-            round_state,
-        )
-        if proposal_states:
-            await conn.execute(
-                """UPDATE proposals SET state = moved.state
-                   FROM unnest($1::text[], $2::text[]) AS moved (proposal_id, state)
-                   WHERE proposals.proposal_id = moved.proposal_id""",
-                list(proposal_states),
-                list(proposal_states.values()),
-            )
-        self._remember_head(round_id, last_sequence, last_hash)
-        return len(rows)
-
-    def _remember_head(self, round_id: str, sequence: int, digest: str | None) -> None:
-        """Only a hint for the one-statement path, which checks it against the
-        row; bounded so a long-lived worker does not keep every round."""
-        self._heads.pop(round_id, None)
-        self._heads[round_id] = (sequence, digest)
-        while len(self._heads) > KNOWN_HEADS:
-            self._heads.pop(next(iter(self._heads)))
+        return await self.chain.append(records)
 
     async def timeline(self, round_id: str) -> list[TransitionRow]:
         rows = await self.pool.fetch(
@@ -468,28 +225,9 @@ class Ledger:
             round_ids = [round_id]
         breaks: list[ChainBreak] = []
         for rid in round_ids:
-            prev: str | None = None
-            expected_sequence = 1
-            for row in await self.timeline(rid):
-                problem = None
-                if row.sequence != expected_sequence:
-                    problem = f"sequence {expected_sequence} is missing"
-                elif row.prev_hash != prev:
-                    problem = "prev_hash does not match the previous row"
-                elif row.hash != transition_hash(prev, row):
-                    problem = "content does not match its hash"
-                if problem:
-                    breaks.append(
-                        ChainBreak(
-                            round_id=rid,
-                            transition_id=row.transition_id,
-                            sequence=row.sequence,
-                            problem=problem,
-                        )
-                    )
-                    break
-                prev = row.hash
-                expected_sequence += 1
+            found = first_break(rid, await self.timeline(rid))
+            if found is not None:
+                breaks.append(found)
         return breaks
 
     # -- proposals and decisions -----------------------------------------------

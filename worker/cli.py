@@ -37,6 +37,7 @@ from constitution import (
     RoundState,
 )
 from constitution.contracts import OperatorRequest, RoundStatus
+from ledger.chain import ChainBreak
 from ledger.dashboards import (
     LARGEST_OFFSET,
     LARGEST_VERSION,
@@ -46,7 +47,7 @@ from ledger.dashboards import (
     VersionSummary,
 )
 from ledger.migrate import MigrationError
-from ledger.store import ApiToken, ChainBreak, Ledger
+from ledger.store import ApiToken, Ledger
 from worker.settings import Settings
 
 T = TypeVar("T")
@@ -540,7 +541,7 @@ def on_ledger(call: Callable[[Ledger, Dashboards], Coroutine[Any, Any, T]]) -> T
     """Run `call` on the ledger of AMEND_DATABASE_URL, or of the embedded
     server a running `amend dev` holds on the data directory (never started
     or stopped here)."""
-    from ledger.store import create_pool
+    from ledger.pool import create_pool
     from worker.database import running_embedded_url
 
     s = settings()

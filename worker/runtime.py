@@ -37,7 +37,8 @@ from activities.model import Model, ModelActivities
 from activities.slack import SlackActivities
 from activities.training import FileArtifactStore, TrainingActivities
 from gateway.app import GatewayConfig, create_app
-from ledger.store import Ledger, create_pool
+from ledger.pool import create_pool
+from ledger.store import Ledger
 from worker.observability import metrics_runtime
 from worker.settings import Settings
 from workflows.round import TrainingRoundWorkflow

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from ledger.store import Ledger, create_pool
+from ledger.pool import create_pool
+from ledger.store import Ledger
 from standins import model_server, slack_api
 from standins.serving import free_port, serve
 from worker.runtime import gateway_app, running_worker
