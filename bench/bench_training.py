@@ -129,7 +129,7 @@ async def _kill_and_resume(
     doomed.cancel()
     await asyncio.gather(doomed, return_exceptions=True)
     dataset = await ActivityEnvironment().run(training.generate_dataset, request)
-    kept = {e["position"] for e in await ledger.dataset_examples("bench-kill")}
+    kept = {e.position for e in await ledger.dataset_examples("bench-kill")}
     lost = KILL_EXAMPLES - len(kept & set(range(KILL_EXAMPLES)))
     lines = len(await asyncio.to_thread(_lines, dataset.uri))
     lost = max(lost, KILL_EXAMPLES - lines)

@@ -10,8 +10,8 @@ apart.
 
 Appending is a write; `TransitionChain` is driven only by the ledger writer
 (`ledger.store.Ledger.record_transitions`), which stays the one way anything
-is written. Reading a chain back and checking it is `Ledger.verify_chain`'s
-job, with `first_break` from here.
+is written. Reading a chain back and checking it is `ledger.reads`' job with
+`first_break` from here, so an audit needs no writer.
 """
 
 from __future__ import annotations

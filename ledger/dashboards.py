@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, Field
 
-from ledger.store import ROUND_SELECT, RoundRow
+from ledger.reads import ROUND_SELECT, DecisionRow, RoundRow
 
 # Version numbers are PostgreSQL integers; a larger one names no version and
 # is refused at the edge rather than overflowing a query.
@@ -25,17 +25,6 @@ class RoundPage(BaseModel):
     limit: int
     offset: int
     rounds: list[RoundRow]
-
-
-class DecisionRow(BaseModel):
-    decision_id: str
-    proposal_id: str
-    kind: str
-    reviewer: str
-    text: str | None
-    comment: str | None
-    decided_at: datetime
-    override: bool
 
 
 class ProposalRow(BaseModel):

@@ -47,7 +47,8 @@ from ledger.dashboards import (
     VersionSummary,
 )
 from ledger.migrate import MigrationError
-from ledger.store import ApiToken, Ledger
+from ledger.reads import ApiToken
+from ledger.store import Ledger
 from worker.settings import Settings
 
 T = TypeVar("T")
