@@ -25,7 +25,8 @@ from constitution.evidence import (
 )
 from constitution.models import EvidenceItem, EvidenceKind
 from constitution.samples import sample_path
-from ledger.store import DecidedProposal, Ledger
+from ledger.reads import DecidedProposal
+from ledger.store import Ledger
 from workflows import activities as defined
 
 DECIDED = {"accept": "accepted", "reject": "rejected", "modify": "edited and accepted"}

@@ -12,7 +12,8 @@ from temporalio.exceptions import ApplicationError
 from constitution import ConstitutionVersion, Proposal, TransitionRecord
 from constitution.contracts import OpenRoundInput, RecordDecisionInput, SaveVersionInput
 from constitution.errors import ErrorType
-from ledger.store import Ledger, LedgerError
+from ledger.errors import LedgerError
+from ledger.store import Ledger
 from workflows import activities as defined
 
 

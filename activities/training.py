@@ -188,7 +188,7 @@ class TrainingActivities(defined.TrainingActivities):
                 )
             )
         total = len(drafts)
-        kept = {r["position"] for r in await self.ledger.dataset_examples(request.round_id)}
+        kept = {r.position for r in await self.ledger.dataset_examples(request.round_id)}
         todo = [d for d in drafts if d.position not in kept]
         done = total - len(todo)
         if done:
@@ -248,11 +248,11 @@ class TrainingActivities(defined.TrainingActivities):
 
     async def _assemble(self, request: DatasetInput, prompt_set: str) -> Dataset:
         everything = await self.ledger.dataset_examples(request.round_id)
-        rows = [r for r in everything if not r["skipped"]]
-        lines = "".join(json.dumps(r["example"], sort_keys=True) + "\n" for r in rows).encode()
+        rows = [r for r in everything if not r.skipped]
+        lines = "".join(json.dumps(r.example, sort_keys=True) + "\n" for r in rows).encode()
         uri = self.store.put(lines, ".jsonl")
         manifest = [
-            {"position": r["position"], "prompt": r["prompt_id"], "principle": r["principle_id"]}
+            {"position": r.position, "prompt": r.prompt_id, "principle": r.principle_id}
             for r in rows
         ]
         manifest_uri = self.store.put(
@@ -404,11 +404,11 @@ class TrainingActivities(defined.TrainingActivities):
         known = await self.ledger.training_job_for_round(request.round_id)
         if known is not None:
             return FineTuneJob(
-                job_id=known["job_id"],
-                status=known["status"],
-                fine_tuned_model=known["fine_tuned_model"],
-                backend=known["backend"],
-                poll_url=known["poll_url"],
+                job_id=known.job_id,
+                status=known.status,
+                fine_tuned_model=known.fine_tuned_model,
+                backend=known.backend,
+                poll_url=known.poll_url,
             )
         backend = self._backend(request.training.backend)
         try:

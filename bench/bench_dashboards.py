@@ -22,8 +22,10 @@ import asyncpg
 
 from bench.harness import BenchEnv, Figure, alternating, at_most, value_at_most
 from constitution import RoundState
+from ledger.chain import TRANSITION_COLUMNS
 from ledger.dashboards import Dashboards
-from ledger.store import ROUND_SELECT, TRANSITION_COLUMNS, Ledger, create_pool
+from ledger.pool import create_pool
+from ledger.reads import ROUND_SELECT, LedgerReads
 
 ROUNDS = 20_000
 PER_ROUND = 50
@@ -122,7 +124,7 @@ async def _load(pool: asyncpg.Pool) -> float:
 
 
 async def _measure(pool: asyncpg.Pool) -> list[Figure]:
-    ledger, dashboards = Ledger(pool), Dashboards(pool)
+    ledger, dashboards = LedgerReads(pool), Dashboards(pool)
     rng = random.Random(60)
     picks = [f"r{rng.randrange(ROUNDS):05d}" for _ in range(SAMPLES * 2 + 20)]
     timeline_sql = "SELECT * FROM transitions WHERE round_id = $1 ORDER BY sequence"

@@ -17,7 +17,9 @@ import asyncpg
 
 from bench.harness import BenchEnv, Figure, alternating, at_least, at_most
 from constitution.models import RoundSpec, TransitionRecord
-from ledger.store import TRANSITION_COLUMNS, Ledger, create_pool, transition_hash, transition_row
+from ledger.chain import TRANSITION_COLUMNS, transition_hash, transition_row
+from ledger.pool import create_pool
+from ledger.store import Ledger
 
 SINGLE = 400
 BULK = 5_000

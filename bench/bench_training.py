@@ -26,7 +26,8 @@ from bench.harness import BenchEnv, Figure, at_least, value_at_most
 from constitution import RoundSpec, TrainingSpec
 from constitution.contracts import DatasetInput
 from constitution.samples import sample_constitution
-from ledger.store import Ledger, create_pool
+from ledger.pool import create_pool
+from ledger.store import Ledger
 from standins.model.app import create_app
 from standins.model.config import ScriptedModelConfig
 from standins.model.state import ModelServerState
@@ -130,7 +131,7 @@ async def _kill_and_resume(
     doomed.cancel()
     await asyncio.gather(doomed, return_exceptions=True)
     dataset = await ActivityEnvironment().run(training.generate_dataset, request)
-    kept = {e["position"] for e in await ledger.dataset_examples("bench-kill")}
+    kept = {e.position for e in await ledger.dataset_examples("bench-kill")}
     lost = KILL_EXAMPLES - len(kept & set(range(KILL_EXAMPLES)))
     lines = len(await asyncio.to_thread(_lines, dataset.uri))
     lost = max(lost, KILL_EXAMPLES - lines)

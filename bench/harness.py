@@ -31,7 +31,8 @@ from temporalio.client import Client, WorkflowHistory
 
 from constitution.samples import sample_constitution
 from ledger.migrate import migrate_url
-from ledger.store import Ledger, create_pool
+from ledger.pool import create_pool
+from ledger.store import Ledger
 from standins.serving import free_port
 from worker.database import EmbeddedPostgres, ensure_database, start_embedded
 from worker.devstack import temporal_server

@@ -24,7 +24,8 @@ from gateway.limits import BodyLimit
 from gateway.metrics import GatewayMetrics, RequestMetrics
 from gateway.socket_mode import SocketModeReceiver
 from ledger.dashboards import Dashboards
-from ledger.store import Ledger, create_pool
+from ledger.pool import create_pool
+from ledger.store import Ledger
 from workflows.client import RoundExists, RoundNotFound, RoundRefused
 
 log = logging.getLogger(__name__)

@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query
 from constitution import RoundState
 from gateway.auth import PrincipleId, RoundId, Viewer
 from gateway.deps import DashboardsDep, LedgerDep
+from ledger.chain import TransitionRow
 from ledger.dashboards import (
     LARGEST_OFFSET,
     LARGEST_VERSION,
@@ -23,7 +24,7 @@ from ledger.dashboards import (
     VersionMetrics,
     VersionSummary,
 )
-from ledger.store import Ledger, TransitionRow
+from ledger.store import Ledger
 
 router = APIRouter(prefix="/api", tags=["dashboards"])
 

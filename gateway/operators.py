@@ -25,8 +25,9 @@ from constitution.contracts import OperatorRequest, RoundResult, RoundStatus
 from constitution.documents import DocumentError, imported_version, parse_markdown
 from gateway.auth import Operator, RoundId, Viewer
 from gateway.deps import ConfigDep, LedgerDep, TemporalDep
+from ledger.chain import ChainBreak
 from ledger.dashboards import LARGEST_VERSION
-from ledger.store import ChainBreak, Ledger
+from ledger.store import Ledger
 from workflows.client import (
     cancel_round,
     override_decision,

@@ -1,7 +1,13 @@
-"""Read models for operators and dashboards: the queries behind the CLI's
-listings, the dashboard API and the built-in pages. They only read; every
-write goes through `ledger.store`. Heavier aggregations live in the views of
-migration 0005, which Grafana reads too, so the pages and Grafana agree.
+"""Read models for operators and dashboards.
+
+The queries behind the CLI's listings, the dashboard API and the built-in
+pages. They only read; every write goes through `ledger.store`. Heavier
+aggregations live in the views of migration 0005, which Grafana reads too, so
+the pages and Grafana agree.
+
+Lookups the service itself makes (a round, its timeline, its evidence) are in
+`ledger.reads`; this module builds on its rows (`RoundRow`, `DecisionRow`)
+with filters, pages, joins and statistics that only people look at.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from typing import Any
 import asyncpg
 from pydantic import BaseModel, Field
 
-from ledger.store import ROUND_SELECT, RoundRow
+from ledger.reads import ROUND_SELECT, DecisionRow, RoundRow, typed_rows
 
 # Version numbers are PostgreSQL integers; a larger one names no version and
 # is refused at the edge rather than overflowing a query.
@@ -21,24 +27,20 @@ LARGEST_OFFSET = 10_000_000
 
 
 class RoundPage(BaseModel):
+    """One page of rounds, with the count of all pages so a client can page on."""
+
     total: int = Field(description="Rounds matching the filters, all pages together.")
     limit: int
     offset: int
     rounds: list[RoundRow]
 
 
-class DecisionRow(BaseModel):
-    decision_id: str
-    proposal_id: str
-    kind: str
-    reviewer: str
-    text: str | None
-    comment: str | None
-    decided_at: datetime
-    override: bool
-
-
 class ProposalRow(BaseModel):
+    """A proposal as a reviewer's history shows it.
+
+    Its text, when it was posted, and every decision taken on it.
+    """
+
     proposal_id: str
     round_id: str
     position: int
@@ -55,6 +57,8 @@ class ProposalRow(BaseModel):
 
 
 class LatencyPoint(BaseModel):
+    """One decision's wait, a point on the latency chart."""
+
     round_id: str
     proposal_id: str
     decided_at: datetime
@@ -74,6 +78,8 @@ class LatencyStats(BaseModel):
 
 
 class VersionMetrics(BaseModel):
+    """A version's evaluation figures beside its baseline's, for the trend chart."""
+
     constitution_version: int
     round_id: str
     candidate_model: str
@@ -87,6 +93,8 @@ class VersionMetrics(BaseModel):
 
 
 class VersionSummary(BaseModel):
+    """A constitution version in the log: where it came from and its size."""
+
     number: int
     round_id: str | None
     content_hash: str
@@ -95,8 +103,11 @@ class VersionSummary(BaseModel):
 
 
 class LineageEntry(BaseModel):
-    """One step in a principle's history: the version, what changed, and the
-    round, proposal, evidence and reviewers behind the change."""
+    """One step in a principle's history.
+
+    The version, what changed, and the round, proposal, evidence and reviewers
+    behind the change.
+    """
 
     version: int
     change: str = Field(description="added, revised, unchanged or retired")
@@ -112,6 +123,8 @@ class LineageEntry(BaseModel):
 
 
 class PendingProposal(BaseModel):
+    """A proposal waiting for reviewers, with how long it has waited."""
+
     round_id: str
     proposal_id: str
     kind: str
@@ -121,7 +134,14 @@ class PendingProposal(BaseModel):
 
 
 class Dashboards:
+    """The queries behind the dashboard API, the pages and the CLI's listings.
+
+    Apart from `LedgerReads` because nothing in a round's lifecycle depends on
+    them, and they may be pointed at a read replica.
+    """
+
     def __init__(self, pool: asyncpg.Pool) -> None:
+        """Read through `pool`."""
         self.pool = pool
 
     async def rounds(
@@ -149,11 +169,10 @@ class Dashboards:
                 limit,
                 offset,
             )
-        return RoundPage(
-            total=total, limit=limit, offset=offset, rounds=[RoundRow(**dict(r)) for r in rows]
-        )
+        return RoundPage(total=total, limit=limit, offset=offset, rounds=typed_rows(RoundRow, rows))
 
     async def proposals(self, round_id: str) -> list[ProposalRow]:
+        """The round's proposals in order, each with its decisions (overrides marked)."""
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 """SELECT p.*, pp.posted_at FROM proposals p
@@ -180,6 +199,12 @@ class Dashboards:
     async def decision_latency(
         self, *, since: datetime | None = None, points: int = 200
     ) -> LatencyStats:
+        """How long proposals waited for their first decision.
+
+        Args:
+            since: Only decisions taken at or after this time.
+            points: How many of the latest decisions to return as points.
+        """
         async with self.pool.acquire() as conn:
             stats = await conn.fetchrow(
                 """SELECT count(*)::integer AS decisions, avg(latency_s) AS mean_s,
@@ -201,33 +226,39 @@ class Dashboards:
                 points,
             )
         assert stats is not None
-        return LatencyStats(**dict(stats), points=[LatencyPoint(**dict(r)) for r in rows])
+        return LatencyStats(**dict(stats), points=typed_rows(LatencyPoint, rows))
 
     async def evaluations(self) -> list[VersionMetrics]:
+        """Every evaluation by constitution version, oldest first."""
         rows = await self.pool.fetch(
             """SELECT constitution_version, round_id, candidate_model, harm_rate,
                       baseline_harm_rate, overrefusal_rate, baseline_overrefusal_rate,
                       awareness_gap, passed, created_at
                FROM dash_evaluations ORDER BY constitution_version, created_at"""
         )
-        return [VersionMetrics(**dict(r)) for r in rows]
+        return typed_rows(VersionMetrics, rows)
 
     async def versions(self) -> list[VersionSummary]:
+        """Every constitution version, oldest first."""
         rows = await self.pool.fetch(
             """SELECT v.number, v.round_id, v.content_hash, v.created_at,
                       (SELECT count(*) FROM principles p WHERE p.version = v.number)::integer
                           AS principles
                FROM constitution_versions v ORDER BY v.number"""
         )
-        return [VersionSummary(**dict(r)) for r in rows]
+        return typed_rows(VersionSummary, rows)
 
     async def pending(self) -> list[PendingProposal]:
+        """Proposals waiting for reviewers, the longest waiting first."""
         rows = await self.pool.fetch("SELECT * FROM dash_pending_proposals ORDER BY posted_at")
-        return [PendingProposal(**dict(r)) for r in rows]
+        return typed_rows(PendingProposal, rows)
 
     async def lineage(self, principle_id: str) -> list[LineageEntry]:
-        """Every version of a principle, oldest first, ending with its
-        retirement if it was retired. Empty when no version ever had it."""
+        """Every version of a principle, oldest first.
+
+        The history ends with the principle's retirement if it was retired, and
+        is empty when no version ever had it.
+        """
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
                 "SELECT * FROM dash_principle_versions WHERE principle_id = $1 ORDER BY version",
@@ -271,8 +302,10 @@ class Dashboards:
     async def _explain(
         self, conn: asyncpg.pool.PoolConnectionProxy, principle_id: str, entry: LineageEntry
     ) -> None:
-        """Name the adopted proposal behind a change: one that targets the
-        principle, or for an addition, the added one with its title."""
+        """Name the adopted proposal behind a change.
+
+        One that targets the principle, or for an addition, the added one with its title.
+        """
         proposal = await conn.fetchrow(
             """SELECT proposal_id, kind, rationale, evidence FROM proposals
                WHERE round_id = $1 AND state IN ('accepted', 'modified')

@@ -24,15 +24,19 @@ class MigrationError(RuntimeError):
 
 @dataclass(frozen=True)
 class Migration:
+    """One shipped SQL file, named by its version (the file name without `.sql`)."""
+
     version: str
     sql: str
 
     @property
     def checksum(self) -> str:
+        """What `migrate` compares with the applied one, to refuse an edited migration."""
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
 def shipped_migrations() -> list[Migration]:
+    """The migrations in the installed package, in the order they apply."""
     folder = resources.files("ledger") / "migrations"
     files = sorted(
         (entry for entry in folder.iterdir() if entry.name.endswith(".sql")),
@@ -76,6 +80,7 @@ async def migrate(connection: asyncpg.Connection) -> list[str]:
 
 
 async def migrate_url(dsn: str) -> list[str]:
+    """`migrate` on a connection of its own, for processes that have no pool yet."""
     connection = await asyncpg.connect(dsn)
     try:
         return await migrate(connection)

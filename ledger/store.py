@@ -1,34 +1,34 @@
-"""The one ledger writer and reader.
+"""The one ledger writer: every INSERT and UPDATE of the service goes through `Ledger`.
 
 Every write is idempotent, because activities are retried: a transition's id
 is `<workflow id>:<sequence>`, a decision's `<workflow id>:d<sequence>`, a
-proposal's is fixed by the round. Transitions are chained per
-round: each row's hash covers its content and the previous row's hash, so an
-edited or deleted row is found by `verify_chain`.
+proposal's is fixed by the round, and the other rows are keyed by what they
+record (ON CONFLICT ... DO NOTHING, or DO UPDATE where a later look carries
+news). Transitions go through the round's hash chain (`ledger.chain`).
+
+`Ledger` extends `LedgerReads` instead of wrapping one: activities that read
+and write (open a round after reading its version, find a started job before
+starting another) get both through the one object the worker builds, and keep
+calling `ledger.get_version(...)` beside `ledger.save_version(...)`; a wrapper
+would forward every read by hand. The split is by module: `ledger.reads` only
+SELECTs, and this module (with the chain it drives) is the only code that
+writes. Code that only reads takes a `LedgerReads`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
-from pydantic import BaseModel
 
-from constitution import (
-    ConstitutionVersion,
-    Decision,
-    Principle,
-    Proposal,
-    RoundSpec,
-    TransitionRecord,
-)
+from constitution import ConstitutionVersion, Decision, Proposal, RoundSpec, TransitionRecord
 from constitution.evidence import EvidenceSelection, SelectedItem
+from ledger.chain import TransitionChain
+from ledger.errors import LedgerError
+from ledger.reads import ApiToken, LedgerReads, token_hash
 
 EVIDENCE_COLUMNS = [
     "round_id",
@@ -45,186 +45,28 @@ EVIDENCE_COLUMNS = [
     "position",
 ]
 
-ROUND_SELECT = (
-    "SELECT round_id, workflow_id, state, base_version, result_version, spec,"
-    " created_at, updated_at FROM rounds"
-)
 
+class Ledger(LedgerReads):
+    """The ledger's one writer, with every read of `LedgerReads`.
 
-TRANSITION_COLUMNS = (
-    "transition_id, round_id, sequence, entity, from_state, to_state, actor, reason, data, at,"
-    " prev_hash, hash"
-)
-KNOWN_HEADS = 10_000
+    Build one per process over the shared pool: it remembers the chain heads
+    it wrote last (`TransitionChain`), which makes the next transition of a
+    round this worker drives a single statement.
+    """
 
-
-class LedgerError(RuntimeError):
-    """The ledger refused a write that would make it inconsistent."""
-
-
-class RoundRow(BaseModel):
-    round_id: str
-    workflow_id: str
-    state: str
-    base_version: int | None
-    result_version: int | None
-    spec: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-
-
-class TransitionRow(BaseModel):
-    transition_id: str
-    round_id: str
-    sequence: int
-    entity: str
-    from_state: str | None
-    to_state: str
-    actor: str
-    reason: str
-    data: dict[str, Any]
-    at: datetime
-    prev_hash: str | None
-    hash: str
-
-
-class ApiToken(BaseModel):
-    """A bearer token of the HTTP API, as listed; the secret is never stored."""
-
-    token_id: str
-    name: str
-    role: str
-    created_at: datetime
-    revoked_at: datetime | None
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class DecidedProposal(BaseModel):
-    decision_id: str
-    decision: str
-    edited_text: str | None
-    comment: str | None
-    proposal_id: str
-    kind: str
-    target: str | None
-    title: str | None
-    touches: list[str]
-
-
-class ChainBreak(BaseModel):
-    round_id: str
-    transition_id: str
-    sequence: int
-    problem: str
-
-
-class Chained(Protocol):
-    """What a transition's hash covers; both the record written and the row read have it."""
-
-    @property
-    def transition_id(self) -> str: ...
-    @property
-    def round_id(self) -> str: ...
-    @property
-    def sequence(self) -> int: ...
-    @property
-    def entity(self) -> str: ...
-    @property
-    def from_state(self) -> str | None: ...
-    @property
-    def to_state(self) -> str: ...
-    @property
-    def actor(self) -> str: ...
-    @property
-    def reason(self) -> str: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
-    @property
-    def at(self) -> datetime: ...
-
-
-def transition_hash(prev_hash: str | None, row: Chained) -> str:
-    canonical = json.dumps(
-        {
-            "id": row.transition_id,
-            "round": row.round_id,
-            "seq": row.sequence,
-            "entity": row.entity,
-            "from": row.from_state,
-            "to": row.to_state,
-            "actor": row.actor,
-            "reason": row.reason,
-            "data": row.data,
-            "at": row.at.astimezone(UTC).isoformat(),
-        },
-        sort_keys=True,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(f"{prev_hash or ''}|{canonical}".encode()).hexdigest()
-
-
-def _encode_jsonb(value: Any) -> bytes:
-    return b"\x01" + json.dumps(value).encode()  # jsonb's binary format: version 1, then text
-
-
-def _decode_jsonb(data: bytes) -> Any:
-    return json.loads(data[1:])
-
-
-def _is_proposal(record: TransitionRecord) -> bool:
-    return record.entity.startswith("proposal:")
-
-
-def transition_row(record: TransitionRecord, prev_hash: str | None, digest: str) -> tuple[Any, ...]:
-    return (
-        record.transition_id,
-        record.round_id,
-        record.sequence,
-        record.entity,
-        record.from_state,
-        record.to_state,
-        record.actor,
-        record.reason,
-        record.data,
-        record.at,
-        prev_hash,
-        digest,
-    )
-
-
-async def _init_connection(connection: asyncpg.Connection) -> None:
-    """jsonb in its binary format, so rows can also be written with COPY."""
-    await connection.set_type_codec(
-        "jsonb",
-        encoder=_encode_jsonb,
-        decoder=_decode_jsonb,
-        schema="pg_catalog",
-        format="binary",
-    )
-
-
-async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection
-    )
-    if pool is None:  # asyncpg types allow it; it never happens when awaited
-        raise LedgerError("could not create a connection pool")
-    return pool
-
-
-class Ledger:
     def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-        self._heads: dict[str, tuple[int, str | None]] = {}
+        """Write through `pool`; the chain's head cache starts empty."""
+        super().__init__(pool)
+        self.chain = TransitionChain(pool)
 
     # -- constitution versions -------------------------------------------------
 
     async def save_version(self, version: ConstitutionVersion) -> None:
-        """Store a version once; storing the same one again is a no-op, a
-        different one under the same number is refused."""
+        """Store a version once.
+
+        Storing the same one again is a no-op, a different one under the same number is
+        refused.
+        """
         async with self.pool.acquire() as conn, conn.transaction():
             existing = await conn.fetchval(
                 "SELECT content_hash FROM constitution_versions WHERE number = $1", version.number
@@ -254,44 +96,19 @@ class Ledger:
                 ],
             )
 
-    async def get_version(self, number: int | None = None) -> ConstitutionVersion | None:
-        """The version with this number, or the latest when `number` is None."""
-        async with self.pool.acquire() as conn:
-            if number is None:
-                row = await conn.fetchrow(
-                    "SELECT * FROM constitution_versions ORDER BY number DESC LIMIT 1"
-                )
-            else:
-                row = await conn.fetchrow(
-                    "SELECT * FROM constitution_versions WHERE number = $1", number
-                )
-            if row is None:
-                return None
-            principles = await conn.fetch(
-                "SELECT * FROM principles WHERE version = $1 ORDER BY position", row["number"]
-            )
-        return ConstitutionVersion(
-            number=row["number"],
-            parent_hash=row["parent_hash"],
-            round_id=row["round_id"],
-            retired=tuple(row["retired"]),
-            principles=tuple(
-                Principle(
-                    id=p["principle_id"], title=p["title"], text=p["text"], protected=p["protected"]
-                )
-                for p in principles
-            ),
+    async def import_version(self, version: ConstitutionVersion, actor: str) -> None:
+        """Store a version an operator imported, recording who did."""
+        await self.save_version(version)
+        await self.pool.execute(
+            "UPDATE constitution_versions SET imported_by = $2 WHERE number = $1",
+            version.number,
+            actor,
         )
-
-    async def version_with_hash(self, content_hash: str) -> ConstitutionVersion | None:
-        number = await self.pool.fetchval(
-            "SELECT number FROM constitution_versions WHERE content_hash = $1", content_hash
-        )
-        return None if number is None else await self.get_version(number)
 
     # -- rounds ----------------------------------------------------------------
 
     async def open_round(self, spec: RoundSpec, base_version: int | None) -> None:
+        """Record a round as it starts; a retried start finds it there and writes nothing."""
         await self.pool.execute(
             """INSERT INTO rounds (round_id, workflow_id, state, base_version, spec)
                VALUES ($1, $2, 'created', $3, $4)
@@ -303,25 +120,12 @@ class Ledger:
         )
 
     async def set_result_version(self, round_id: str, version: int) -> None:
+        """Name the version the round made, for dashboards and lineage."""
         await self.pool.execute(
             "UPDATE rounds SET result_version = $2, updated_at = now() WHERE round_id = $1",
             round_id,
             version,
         )
-
-    async def get_round(self, round_id: str) -> RoundRow | None:
-        row = await self.pool.fetchrow(
-            f"{ROUND_SELECT} WHERE round_id = $1",
-            round_id,
-        )
-        return RoundRow(**dict(row)) if row else None
-
-    async def list_rounds(self, limit: int = 50) -> list[RoundRow]:
-        rows = await self.pool.fetch(
-            f"{ROUND_SELECT} ORDER BY created_at DESC LIMIT $1",
-            limit,
-        )
-        return [RoundRow(**dict(r)) for r in rows]
 
     # -- transitions -----------------------------------------------------------
 
@@ -329,172 +133,21 @@ class Ledger:
         """Append transitions to their round's chain; return how many were new.
 
         Rows already present (an activity retried after it committed) are
-        skipped, so each transition is written once. A lone transition whose
-        round head this process wrote last is written in one statement that
-        moves the head only if nobody else did; anything else (a batch, a
-        retry, a head another process moved) takes the locked path.
+        skipped, so each transition is written once.
+
+        Raises:
+            LedgerError: The chain refused them (unknown round, gap, or a
+                sequence another run already took); retrying cannot help.
         """
-        if len(records) == 1 and await self._append_after_known_head(records[0]):
-            return 1
-        written = 0
-        async with self.pool.acquire() as conn, conn.transaction():
-            by_round: dict[str, list[TransitionRecord]] = {}
-            for record in sorted(records, key=lambda r: (r.round_id, r.sequence)):
-                by_round.setdefault(record.round_id, []).append(record)
-            for round_id, chain in by_round.items():
-                written += await self._append_locked(conn, round_id, chain)
-        return written
-
-    async def _append_after_known_head(self, record: TransitionRecord) -> bool:
-        head = self._heads.get(record.round_id)
-        if head is None or head[0] != record.sequence - 1:
-            return False
-        digest = transition_hash(head[1], record)
-        proposal = record.entity.removeprefix("proposal:") if _is_proposal(record) else None
-        written = await self.pool.fetchval(
-            f"""WITH head AS (
-                   UPDATE rounds SET last_sequence = $3, last_hash = $12, updated_at = now(),
-                          state = CASE WHEN $4 = 'round' THEN $6 ELSE state END
-                   WHERE round_id = $2 AND last_sequence = $3 - 1
-                         AND last_hash IS NOT DISTINCT FROM $11
-                   RETURNING round_id
-               ), row AS (
-                   INSERT INTO transitions ({TRANSITION_COLUMNS})
-                   SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM head
-                   RETURNING transition_id
-               ), proposal AS (
-                   UPDATE proposals SET state = $6
-                   WHERE proposal_id = $13 AND EXISTS (SELECT 1 FROM row)
-               )
-               SELECT count(*) FROM row""",
-            *transition_row(record, head[1], digest),
-            proposal,
-        )
-        if not written:
-            self._heads.pop(record.round_id, None)
-            return False
-        self._remember_head(record.round_id, record.sequence, digest)
-        return True
-
-    async def _append_locked(
-        self, conn: PoolConnectionProxy, round_id: str, chain: list[TransitionRecord]
-    ) -> int:
-        head = await conn.fetchrow(
-            "SELECT last_sequence, last_hash FROM rounds WHERE round_id = $1 FOR UPDATE",
-            round_id,
-        )
-        if head is None:
-            raise LedgerError(f"round {round_id} is not in the ledger")
-        last_sequence, last_hash = head["last_sequence"], head["last_hash"]
-        seen = [r.transition_id for r in chain if r.sequence <= last_sequence]
-        present = set()
-        if seen:
-            present = {
-                row["transition_id"]
-                for row in await conn.fetch(
-                    "SELECT transition_id FROM transitions WHERE transition_id = ANY($1::text[])",
-                    seen,
-                )
-            }
-        rows = []
-        round_state: str | None = None
-        proposal_states: dict[str, str] = {}
-        for record in chain:
-            if record.sequence <= last_sequence:
-                if record.transition_id in present:
-                    continue
-                raise LedgerError(
-                    f"transition {record.transition_id} arrived after sequence {last_sequence}"
-                )
-            if record.sequence != last_sequence + 1:
-                raise LedgerError(
-                    f"transition {record.transition_id} would leave a gap after sequence "
-                    f"{last_sequence}"
-                )
-            digest = transition_hash(last_hash, record)
-            rows.append(transition_row(record, last_hash, digest))
-            last_sequence, last_hash = record.sequence, digest
-            if record.entity == "round":
-                round_state = record.to_state
-            elif _is_proposal(record):
-                proposal_states[record.entity.removeprefix("proposal:")] = record.to_state
-        if not rows:
-            self._remember_head(round_id, last_sequence, last_hash)
-            return 0
-        await conn.copy_records_to_table(
-            "transitions", records=rows, columns=TRANSITION_COLUMNS.split(", ")
-        )
-        await conn.execute(
-            """UPDATE rounds SET last_sequence = $2, last_hash = $3, updated_at = now(),
-                   state = coalesce($4, state)
-               WHERE round_id = $1""",
-            round_id,
-            last_sequence,
-            last_hash,
-            round_state,
-        )
-        if proposal_states:
-            await conn.execute(
-                """UPDATE proposals SET state = moved.state
-                   FROM unnest($1::text[], $2::text[]) AS moved (proposal_id, state)
-                   WHERE proposals.proposal_id = moved.proposal_id""",
-                list(proposal_states),
-                list(proposal_states.values()),
-            )
-        self._remember_head(round_id, last_sequence, last_hash)
-        return len(rows)
-
-    def _remember_head(self, round_id: str, sequence: int, digest: str | None) -> None:
-        """Only a hint for the one-statement path, which checks it against the
-        row; bounded so a long-lived worker does not keep every round."""
-        self._heads.pop(round_id, None)
-        self._heads[round_id] = (sequence, digest)
-        while len(self._heads) > KNOWN_HEADS:
-            self._heads.pop(next(iter(self._heads)))
-
-    async def timeline(self, round_id: str) -> list[TransitionRow]:
-        rows = await self.pool.fetch(
-            "SELECT * FROM transitions WHERE round_id = $1 ORDER BY sequence", round_id
-        )
-        return [TransitionRow(**dict(r)) for r in rows]
-
-    async def verify_chain(self, round_id: str | None = None) -> list[ChainBreak]:
-        """Recompute every hash; return the first break of each round (none: intact)."""
-        if round_id is None:
-            round_ids = [
-                r["round_id"] for r in await self.pool.fetch("SELECT round_id FROM rounds")
-            ]
-        else:
-            round_ids = [round_id]
-        breaks: list[ChainBreak] = []
-        for rid in round_ids:
-            prev: str | None = None
-            expected_sequence = 1
-            for row in await self.timeline(rid):
-                problem = None
-                if row.sequence != expected_sequence:
-                    problem = f"sequence {expected_sequence} is missing"
-                elif row.prev_hash != prev:
-                    problem = "prev_hash does not match the previous row"
-                elif row.hash != transition_hash(prev, row):
-                    problem = "content does not match its hash"
-                if problem:
-                    breaks.append(
-                        ChainBreak(
-                            round_id=rid,
-                            transition_id=row.transition_id,
-                            sequence=row.sequence,
-                            problem=problem,
-                        )
-                    )
-                    break
-                prev = row.hash
-                expected_sequence += 1
-        return breaks
+        return await self.chain.append(records)
 
     # -- proposals and decisions -----------------------------------------------
 
     async def save_proposals(self, proposals: Sequence[Proposal]) -> None:
+        """Store a round's drafted proposals with what they went through before review.
+
+        A retry writes nothing twice.
+        """
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.executemany(
                 """INSERT INTO proposals (proposal_id, round_id, position, state, kind, target,
@@ -521,23 +174,11 @@ class Ledger:
             )
             await _save_proposal_facts(conn, proposals)
 
-    async def set_proposal_message(self, proposal_id: str, channel: str, ts: str) -> None:
-        await self.pool.execute(
-            "UPDATE proposals SET slack_channel = $2, slack_ts = $3 WHERE proposal_id = $1",
-            proposal_id,
-            channel,
-            ts,
-        )
-
-    async def proposal_message(self, proposal_id: str) -> tuple[str, str] | None:
-        row = await self.pool.fetchrow(
-            "SELECT slack_channel, slack_ts FROM proposals WHERE proposal_id = $1", proposal_id
-        )
-        if row is None or row["slack_ts"] is None:
-            return None
-        return str(row["slack_channel"]), str(row["slack_ts"])
-
     async def record_decision(self, round_id: str, decision_id: str, decision: Decision) -> bool:
+        """Store a decision under its deterministic id.
+
+        False when it was already stored (an activity retried after it committed).
+        """
         status = await self.pool.execute(
             """INSERT INTO decisions (decision_id, proposal_id, round_id, kind, reviewer, text,
                    comment, decided_at, override)
@@ -565,6 +206,10 @@ class Ledger:
         reason: str,
         source: str,
     ) -> None:
+        """Keep a refused or failed decision.
+
+        Temporal's history never sees a refused update, so this row is its only trace.
+        """
         await self.pool.execute(
             """INSERT INTO decision_attempts (round_id, proposal_id, reviewer, kind, outcome,
                    reason, source) VALUES ($1, $2, $3, $4, $5, $6, $7)""",
@@ -577,14 +222,25 @@ class Ledger:
             source,
         )
 
-    async def slack_post(self, post_key: str) -> tuple[str, str] | None:
-        """The channel and ts of a post already made under this key."""
-        row = await self.pool.fetchrow(
-            "SELECT channel, ts FROM slack_posts WHERE post_key = $1", post_key
+    # -- Slack -----------------------------------------------------------------
+
+    async def set_proposal_message(self, proposal_id: str, channel: str, ts: str) -> None:
+        """Note the Slack message showing the proposal.
+
+        Later updates edit that message instead of posting again.
+        """
+        await self.pool.execute(
+            "UPDATE proposals SET slack_channel = $2, slack_ts = $3 WHERE proposal_id = $1",
+            proposal_id,
+            channel,
+            ts,
         )
-        return None if row is None else (str(row["channel"]), str(row["ts"]))
 
     async def record_slack_post(self, post_key: str, round_id: str, channel: str, ts: str) -> None:
+        """Note a post under its key.
+
+        A retried activity finds the post by its key instead of posting it twice.
+        """
         await self.pool.execute(
             """INSERT INTO slack_posts (post_key, round_id, channel, ts) VALUES ($1, $2, $3, $4)
                ON CONFLICT (post_key) DO NOTHING""",
@@ -594,19 +250,66 @@ class Ledger:
             ts,
         )
 
-    async def decisions(self, round_id: str) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
-            "SELECT * FROM decisions WHERE round_id = $1 ORDER BY decided_at", round_id
-        )
-        return [dict(r) for r in rows]
-
-    async def decision_attempts(self, round_id: str) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
-            "SELECT * FROM decision_attempts WHERE round_id = $1 ORDER BY attempt_id", round_id
-        )
-        return [dict(r) for r in rows]
-
     # -- retraining ------------------------------------------------------------
+
+    async def record_example(
+        self,
+        *,
+        round_id: str,
+        position: int,
+        prompt_id: str,
+        principle_id: str,
+        method: str,
+        example: dict[str, Any],
+        skipped: str | None = None,
+    ) -> bool:
+        """Keep one finished example.
+
+        False when that position was already kept (a generation that resumed or ran twice
+        keeps the first).
+        """
+        status = await self.pool.execute(
+            """INSERT INTO dataset_examples (round_id, position, prompt_id, principle_id,
+                   method, example, skipped)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (round_id, position) DO NOTHING""",
+            round_id,
+            position,
+            prompt_id,
+            principle_id,
+            method,
+            example,
+            skipped,
+        )
+        return bool(status == "INSERT 0 1")
+
+    async def record_dataset(
+        self,
+        *,
+        round_id: str,
+        constitution_version: int,
+        method: str,
+        uri: str,
+        sha256: str,
+        manifest_uri: str | None,
+        examples: int,
+        skipped: int,
+        prompt_set: str,
+    ) -> None:
+        """Store the round's assembled dataset once; a re-assembly keeps the first."""
+        await self.pool.execute(
+            """INSERT INTO datasets (round_id, constitution_version, method, uri, sha256,
+                   manifest_uri, examples, skipped, prompt_set)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (round_id) DO NOTHING""",
+            round_id,
+            constitution_version,
+            method,
+            uri,
+            sha256,
+            manifest_uri,
+            examples,
+            skipped,
+            prompt_set,
+        )
 
     async def record_training_job(
         self,
@@ -624,6 +327,10 @@ class Ledger:
         error: str | None = None,
         poll_url: str | None = None,
     ) -> None:
+        """Store the round's fine-tune job as started.
+
+        A repeat only refreshes its status, model and error.
+        """
         await self.pool.execute(
             """INSERT INTO training_jobs (job_id, round_id, backend, base_model, method,
                    dataset_uri, dataset_hash, examples, status, fine_tuned_model, error,
@@ -649,6 +356,7 @@ class Ledger:
     async def update_training_job(
         self, job_id: str, *, status: str, fine_tuned_model: str | None, error: str | None
     ) -> None:
+        """Record where a fine-tune job ended (or was cancelled)."""
         await self.pool.execute(
             """UPDATE training_jobs SET status = $2, fine_tuned_model = $3, error = $4,
                    updated_at = now() WHERE job_id = $1""",
@@ -658,11 +366,19 @@ class Ledger:
             error,
         )
 
-    async def training_job_for_round(self, round_id: str) -> dict[str, Any] | None:
-        row = await self.pool.fetchrow(
-            "SELECT * FROM training_jobs WHERE round_id = $1 ORDER BY created_at LIMIT 1", round_id
+    async def record_job_events(self, job_id: str, events: Sequence[dict[str, Any]]) -> None:
+        """Keep a fine-tune job's events.
+
+        Each look reports recent ones again, and those already kept are skipped.
+        """
+        await self.pool.executemany(
+            """INSERT INTO training_job_events (job_id, event_id, level, message, data, at)
+               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
+            [
+                (job_id, e["id"], e["level"], e["message"], e.get("data") or {}, e["at"])
+                for e in events
+            ],
         )
-        return dict(row) if row else None
 
     async def record_evaluation(
         self,
@@ -678,6 +394,7 @@ class Ledger:
         rubric_version: str | None = None,
         prompt_set: str | None = None,
     ) -> None:
+        """Store the round's evaluation; a re-run evaluation replaces its figures."""
         await self.pool.execute(
             """INSERT INTO evaluations (round_id, constitution_version, candidate_model,
                    baseline_model, candidate, baseline, passed, reasons, rubric_version,
@@ -699,154 +416,19 @@ class Ledger:
             prompt_set,
         )
 
-    async def import_version(self, version: ConstitutionVersion, actor: str) -> None:
-        """Store a version an operator imported, recording who did."""
-        await self.save_version(version)
-        await self.pool.execute(
-            "UPDATE constitution_versions SET imported_by = $2 WHERE number = $1",
-            version.number,
-            actor,
-        )
-
-    # -- API tokens (operators and dashboards) -----------------------------------
-
-    async def create_token(self, name: str, role: str) -> tuple[ApiToken, str]:
-        """Make a token; the secret is returned once and only its hash is kept."""
-        token_id = secrets.token_hex(4)
-        token = f"amend_{token_id}_{secrets.token_urlsafe(24)}"
-        row = await self.pool.fetchrow(
-            """INSERT INTO api_tokens (token_id, name, role, token_hash) VALUES ($1, $2, $3, $4)
-               RETURNING token_id, name, role, created_at, revoked_at""",
-            token_id,
-            name,
-            role,
-            token_hash(token),
-        )
-        assert row is not None
-        return ApiToken(**dict(row)), token
-
-    async def token_holder(self, token: str) -> ApiToken | None:
-        """The live token this secret belongs to, if any."""
-        row = await self.pool.fetchrow(
-            """SELECT token_id, name, role, created_at, revoked_at FROM api_tokens
-               WHERE token_hash = $1 AND revoked_at IS NULL""",
-            token_hash(token),
-        )
-        return ApiToken(**dict(row)) if row else None
-
-    async def list_tokens(self) -> list[ApiToken]:
-        rows = await self.pool.fetch(
-            "SELECT token_id, name, role, created_at, revoked_at FROM api_tokens"
-            " ORDER BY created_at"
-        )
-        return [ApiToken(**dict(r)) for r in rows]
-
-    async def revoke_token(self, token_id: str) -> bool:
-        status = await self.pool.execute(
-            "UPDATE api_tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL",
-            token_id,
-        )
-        return bool(status.endswith(" 1"))
-
-    async def evaluation(self, round_id: str) -> dict[str, Any] | None:
-        row = await self.pool.fetchrow("SELECT * FROM evaluations WHERE round_id = $1", round_id)
-        return dict(row) if row else None
-
-    async def evaluation_trend(self) -> list[dict[str, Any]]:
-        """Evaluation figures by constitution version, oldest first."""
-        return [dict(r) for r in await self.pool.fetch("SELECT * FROM evaluation_trend")]
-
-    async def record_example(
-        self,
-        *,
-        round_id: str,
-        position: int,
-        prompt_id: str,
-        principle_id: str,
-        method: str,
-        example: dict[str, Any],
-        skipped: str | None = None,
-    ) -> bool:
-        """Keep one finished example; False when that position was already kept
-        (a generation that resumed or ran twice keeps the first)."""
-        status = await self.pool.execute(
-            """INSERT INTO dataset_examples (round_id, position, prompt_id, principle_id,
-                   method, example, skipped)
-               VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (round_id, position) DO NOTHING""",
-            round_id,
-            position,
-            prompt_id,
-            principle_id,
-            method,
-            example,
-            skipped,
-        )
-        return bool(status == "INSERT 0 1")
-
-    async def dataset_examples(self, round_id: str) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
-            "SELECT * FROM dataset_examples WHERE round_id = $1 ORDER BY position", round_id
-        )
-        return [dict(r) for r in rows]
-
-    async def record_dataset(
-        self,
-        *,
-        round_id: str,
-        constitution_version: int,
-        method: str,
-        uri: str,
-        sha256: str,
-        manifest_uri: str | None,
-        examples: int,
-        skipped: int,
-        prompt_set: str,
-    ) -> None:
-        await self.pool.execute(
-            """INSERT INTO datasets (round_id, constitution_version, method, uri, sha256,
-                   manifest_uri, examples, skipped, prompt_set)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (round_id) DO NOTHING""",
-            round_id,
-            constitution_version,
-            method,
-            uri,
-            sha256,
-            manifest_uri,
-            examples,
-            skipped,
-            prompt_set,
-        )
-
-    async def dataset(self, round_id: str) -> dict[str, Any] | None:
-        row = await self.pool.fetchrow("SELECT * FROM datasets WHERE round_id = $1", round_id)
-        return dict(row) if row else None
-
-    async def record_job_events(self, job_id: str, events: Sequence[dict[str, Any]]) -> None:
-        """Keep a fine-tune job's events; each look reports recent ones again,
-        and those already kept are skipped."""
-        await self.pool.executemany(
-            """INSERT INTO training_job_events (job_id, event_id, level, message, data, at)
-               VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING""",
-            [
-                (job_id, e["id"], e["level"], e["message"], e.get("data") or {}, e["at"])
-                for e in events
-            ],
-        )
-
-    async def job_events(self, job_id: str) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
-            "SELECT * FROM training_job_events WHERE job_id = $1 ORDER BY at, event_id", job_id
-        )
-        return [dict(r) for r in rows]
-
-    # -- evidence and checks -----------------------------------------------------
+    # -- evidence and checks ---------------------------------------------------
 
     async def save_evidence(
         self, round_id: str, selection: EvidenceSelection, items: Sequence[SelectedItem]
     ) -> bool:
-        """Store a round's evidence and its selection in one transaction, with
-        COPY (a round may bring 100k items). The selection row marks the work
-        done, so a retried import writes nothing twice; returns whether it wrote."""
+        """Store a round's evidence and its selection in one transaction.
+
+        With COPY, as a round may bring 100k items. The selection row marks the
+        work done, so a retried import writes nothing twice.
+
+        Returns:
+            Whether it wrote; False when the round's evidence was already stored.
+        """
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", f"evidence:{round_id}")
             if await conn.fetchval(
@@ -885,48 +467,6 @@ class Ledger:
             )
             return True
 
-    async def evidence(self, round_id: str, *, selected_only: bool = False) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
-            """SELECT evidence_id, kind, summary, principles, detail, source, tokens, suspicious,
-                   chunk, selection FROM evidence WHERE round_id = $1
-                   AND (NOT $2 OR chunk IS NOT NULL) ORDER BY position""",
-            round_id,
-            selected_only,
-        )
-        return [dict(r) for r in rows]
-
-    async def evidence_summaries(self, round_id: str, ids: Sequence[str]) -> dict[str, str]:
-        """Summaries of the named items, for a proposal's message."""
-        if not ids:
-            return {}
-        rows = await self.pool.fetch(
-            """SELECT evidence_id, summary FROM evidence
-               WHERE round_id = $1 AND evidence_id = ANY($2::text[])""",
-            round_id,
-            list(ids),
-        )
-        return {r["evidence_id"]: r["summary"] for r in rows}
-
-    async def evidence_selection(self, round_id: str) -> dict[str, Any] | None:
-        row = await self.pool.fetchrow(
-            "SELECT * FROM evidence_selections WHERE round_id = $1", round_id
-        )
-        return dict(row) if row else None
-
-    async def decided_proposals(self, round_id: str) -> list[DecidedProposal] | None:
-        """A round's decisions with the proposals they settled, in the order
-        taken; None if there is no such round."""
-        if await self.get_round(round_id) is None:
-            return None
-        rows = await self.pool.fetch(
-            """SELECT d.decision_id, d.kind AS decision, d.text AS edited_text, d.comment,
-                   p.proposal_id, p.kind, p.target, p.title, p.touches
-               FROM decisions d JOIN proposals p USING (proposal_id)
-               WHERE d.round_id = $1 ORDER BY d.decided_at, d.decision_id""",
-            round_id,
-        )
-        return [DecidedProposal(**dict(r)) for r in rows]
-
     async def record_dropped_drafts(self, round_id: str, drafts: Sequence[Proposal]) -> None:
         """Drafts the checks kept from reviewers, with every verdict."""
         async with self.pool.acquire() as conn, conn.transaction():
@@ -946,32 +486,30 @@ class Ledger:
             )
             await _save_checks(conn, round_id, drafts)
 
-    async def dropped_drafts(self, round_id: str) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
-            "SELECT * FROM dropped_drafts WHERE round_id = $1 ORDER BY draft_id", round_id
-        )
-        return [dict(r) for r in rows]
+    # -- API tokens (operators and dashboards) ---------------------------------
 
-    async def checks(self, round_id: str, subject: str) -> list[dict[str, Any]]:
-        rows = await self.pool.fetch(
-            """SELECT check_name, verdict, detail FROM proposal_checks
-               WHERE round_id = $1 AND subject = $2 ORDER BY position""",
-            round_id,
-            subject,
-        )
-        return [dict(r) for r in rows]
-
-    async def proposal_generation(self, proposal_id: str) -> dict[str, Any] | None:
+    async def create_token(self, name: str, role: str) -> tuple[ApiToken, str]:
+        """Make a token; the secret is returned once and only its hash is kept."""
+        token_id = secrets.token_hex(4)
+        token = f"amend_{token_id}_{secrets.token_urlsafe(24)}"
         row = await self.pool.fetchrow(
-            "SELECT * FROM proposal_generation WHERE proposal_id = $1", proposal_id
+            """INSERT INTO api_tokens (token_id, name, role, token_hash) VALUES ($1, $2, $3, $4)
+               RETURNING token_id, name, role, created_at, revoked_at""",
+            token_id,
+            name,
+            role,
+            token_hash(token),
         )
-        if row is None:
-            return None
-        linked = await self.pool.fetch(
-            "SELECT evidence_id FROM proposal_evidence WHERE proposal_id = $1 ORDER BY evidence_id",
-            proposal_id,
+        assert row is not None
+        return ApiToken(**dict(row)), token
+
+    async def revoke_token(self, token_id: str) -> bool:
+        """Revoke a live token; False when no live token has this id."""
+        status = await self.pool.execute(
+            "UPDATE api_tokens SET revoked_at = now() WHERE token_id = $1 AND revoked_at IS NULL",
+            token_id,
         )
-        return {**dict(row), "evidence": [r["evidence_id"] for r in linked]}
+        return bool(status.endswith(" 1"))
 
 
 async def _save_checks(
@@ -991,8 +529,10 @@ async def _save_checks(
 async def _save_proposal_facts(
     conn: PoolConnectionProxy[asyncpg.Record], proposals: Sequence[Proposal]
 ) -> None:
-    """What a proposal went through before review, beside its row: the model
-    calls behind it, its check verdicts, conflicts, impact and evidence links."""
+    """What a proposal went through before review, beside its row.
+
+    The model calls behind it, its check verdicts, conflicts, impact and evidence links.
+    """
     await conn.executemany(
         """INSERT INTO proposal_generation (proposal_id, request_ids, prompt_versions, chunk,
                strict_review, conflicts, impact) VALUES ($1, $2, $3, $4, $5, $6, $7)

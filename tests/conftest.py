@@ -30,7 +30,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from constitution.samples import sample_constitution
 from ledger.migrate import migrate_url
-from ledger.store import Ledger, create_pool
+from ledger.pool import create_pool
+from ledger.store import Ledger
 from worker.database import EmbeddedPostgres, ensure_database, start_embedded
 from worker.settings import Settings
 from worker.stack import Stack, running_stack

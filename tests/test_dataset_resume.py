@@ -159,7 +159,7 @@ async def test_a_worker_killed_mid_generation_is_resumed_without_redoing_or_dupl
 
     examples = await ledger.dataset_examples("resume")
     # Nothing lost, nothing twice.
-    assert [e["position"] for e in examples] == list(range(EXAMPLES))
+    assert [e.position for e in examples] == list(range(EXAMPLES))
     assert dataset.examples == EXAMPLES
     assert len(await asyncio.to_thread(lines_of, dataset.uri)) == EXAMPLES
     # Nothing finished was generated again: at most the examples under way at
@@ -218,4 +218,4 @@ async def test_a_batch_generation_resumed_from_its_heartbeat_waits_for_the_same_
     # answer, critique, revise: three batches, none created twice.
     assert len(batches) == 3 and waited_for in batches
     assert dataset.examples == 6
-    assert [e["position"] for e in await ledger.dataset_examples("batch-resume")] == list(range(6))
+    assert [e.position for e in await ledger.dataset_examples("batch-resume")] == list(range(6))

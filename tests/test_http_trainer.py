@@ -109,8 +109,8 @@ async def test_a_trainer_that_calls_back_completes_the_round_and_forged_or_stale
         replayed = await send_callback(stack, sent["body"], signed_now(SECRET, sent["body"]))
         assert replayed.status_code == 410
         row = await ledger.training_job_for_round("lab-callback")
-        assert row is not None and row["backend"] == "http" and row["status"] == "succeeded"
-        assert row["fine_tuned_model"] == result.candidate_model
+        assert row is not None and row.backend == "http" and row.status == "succeeded"
+        assert row.fine_tuned_model == result.candidate_model
 
 
 async def test_a_trainer_with_a_status_url_is_polled_to_completion(
@@ -127,7 +127,7 @@ async def test_a_trainer_with_a_status_url_is_polled_to_completion(
     assert job.polls >= 2 and not job.callbacks
     assert job.request["dataset_uri"].startswith("file://")
     row = await ledger.training_job_for_round("lab-poll")
-    assert row is not None and row["poll_url"] == f"{url}/jobs/{job.id}"
+    assert row is not None and row.poll_url == f"{url}/jobs/{job.id}"
 
 
 async def test_without_a_trainer_secret_a_callback_trainer_fails_the_round_at_once(

@@ -10,8 +10,9 @@ import pytest
 
 from constitution import RoundSpec, TransitionRecord
 from constitution.samples import sample_constitution
+from ledger.errors import LedgerError
 from ledger.migrate import migrate, migrate_url, shipped_migrations
-from ledger.store import Ledger, LedgerError
+from ledger.store import Ledger
 
 T0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
 

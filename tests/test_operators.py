@@ -142,9 +142,9 @@ async def test_an_operator_override_is_recorded_as_such_and_viewers_cannot_write
     assert taken.status_code == 200, taken.text
     assert twice.status_code == 409 and "already rejected" in twice.json()["detail"]
     [decision] = await ledger.decisions("override")
-    assert decision["override"] is True
-    assert decision["reviewer"] == "operator:dev-stack"
-    assert decision["comment"] == "out of scope"
+    assert decision.override is True
+    assert decision.reviewer == "operator:dev-stack"
+    assert decision.comment == "out of scope"
     moved = next(t for t in await ledger.timeline("override") if t.to_state == "rejected")
     assert moved.actor == "operator:dev-stack" and moved.data["override"] is True
     async with operator_api(stack) as http:

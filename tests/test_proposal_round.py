@@ -87,16 +87,16 @@ async def test_proposals_reach_review_with_evidence_checks_conflicts_and_impact_
         assert len(proposal.request_ids) == 1 + 1 + 2 * 2 * 2
         generation = await ledger.proposal_generation(proposal.id)
         assert generation is not None
-        assert generation["request_ids"] == proposal.request_ids
-        assert generation["prompt_versions"] == [
+        assert generation.request_ids == proposal.request_ids
+        assert generation.prompt_versions == [
             "propose.v2",
             "conflicts.v1",
             "impact_answer.v1",
             "grade.v1",
         ]
-        assert generation["evidence"] == sorted(proposal.draft.evidence)
+        assert generation.evidence == sorted(proposal.draft.evidence)
         stored_checks = await ledger.checks("facts", proposal.id)
-        assert [(c["check_name"], c["verdict"]) for c in stored_checks] == [
+        assert [(c.check_name, c.verdict) for c in stored_checks] == [
             (c.check, c.verdict.value) for c in proposal.checks
         ]
 
@@ -153,9 +153,9 @@ async def test_hostile_evidence_obeyed_by_the_model_still_meets_every_check(
     dropped = await ledger.dropped_drafts("hostile")
     constitution = sample_constitution()
     assert len(dropped) == len(constitution.principles) - 3
-    assert all(d["reason"] == "over the round's limit of 3" for d in dropped)
+    assert all(d.reason == "over the round's limit of 3" for d in dropped)
     [item] = await ledger.evidence("hostile")
-    assert item["suspicious"] is True and item["chunk"] == 0
+    assert item.suspicious is True and item.chunk == 0
     await dev_server.client.get_workflow_handle("round-hostile").cancel()
 
 
@@ -231,7 +231,7 @@ async def test_an_earlier_rounds_decisions_become_reviewer_feedback_evidence(
     }
     assert "rejected proposal earlier-p1" in item.summary
     [row] = await ledger.evidence("later")
-    assert row["source"] == "round:earlier" and row["evidence_id"] == item.id
+    assert row.source == "round:earlier" and row.evidence_id == item.id
 
     missing = RoundSpec(round_id="orphan", reviewers=[REVIEWER], evidence_from_round="nope")
     await ledger.open_round(missing, 1)
@@ -281,5 +281,5 @@ async def test_a_retried_evidence_import_writes_nothing_twice(ledger: Ledger) ->
     assert again == first
     rows = await ledger.evidence("again")
     assert len(rows) == first.total_items == 7
-    assert sum(1 for r in rows if r["chunk"] is not None) == first.selected_items < 7
-    assert {r["selection"] for r in rows if r["chunk"] is None} == {"all 2 chunks full"}
+    assert sum(1 for r in rows if r.chunk is not None) == first.selected_items < 7
+    assert {r.selection for r in rows if r.chunk is None} == {"all 2 chunks full"}

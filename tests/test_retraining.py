@@ -100,10 +100,10 @@ async def test_a_dpo_round_writes_preference_pairs_each_with_its_drawn_principle
     version = await ledger.get_version(2)
     assert version is not None
     examples = await ledger.dataset_examples("dpo")
-    assert [e["position"] for e in examples] == list(range(8))
-    assert all(version.principle(e["principle_id"]) for e in examples)
+    assert [e.position for e in examples] == list(range(8))
+    assert all(version.principle(e.principle_id) for e in examples)
     manifest = json.loads(artifact(status.dataset.manifest_uri or ""))
-    kept = [e["principle_id"] for e in examples if not e["skipped"]]
+    kept = [e.principle_id for e in examples if not e.skipped]
     assert [m["principle"] for m in manifest] == kept
 
     # One answer, two critique-and-revise passes and one judgement per example.
@@ -112,22 +112,22 @@ async def test_a_dpo_round_writes_preference_pairs_each_with_its_drawn_principle
     assert stats["tasks"]["text"] >= 8 * (1 + 2 * 2)
 
     job = await ledger.training_job_for_round("dpo")
-    assert job is not None and job["status"] == "succeeded" and job["method"] == "dpo"
+    assert job is not None and job.status == "succeeded" and job.method == "dpo"
     model = AsyncOpenAI(
         base_url=stack.settings.model_base_url,
         api_key=stack.settings.model_api_key.get_secret_value(),
     )
-    remote = await model.fine_tuning.jobs.retrieve(job["job_id"])
+    remote = await model.fine_tuning.jobs.retrieve(job.job_id)
     assert remote.method is not None and remote.method.dpo is not None
     hyper = remote.method.dpo.hyperparameters
     assert hyper is not None and hyper.beta == 0.2 and hyper.n_epochs == 1
-    events = await ledger.job_events(job["job_id"])
-    assert any("successfully completed" in e["message"] for e in events)
+    events = await ledger.job_events(job.job_id)
+    assert any("successfully completed" in e.message for e in events)
 
     dataset_row = await ledger.dataset("dpo")
-    assert dataset_row is not None and dataset_row["sha256"] == status.dataset.sha256
+    assert dataset_row is not None and dataset_row.sha256 == status.dataset.sha256
     shown = "\n".join(retraining_summary(status))
-    assert f"{status.dataset.examples} dpo examples" in shown and job["job_id"] in shown
+    assert f"{status.dataset.examples} dpo examples" in shown and job.job_id in shown
 
 
 async def test_a_failed_fine_tune_job_fails_the_round_with_the_backends_error(
@@ -139,7 +139,7 @@ async def test_a_failed_fine_tune_job_fails_the_round_with_the_backends_error(
         await handle.result()
     assert "loss became NaN" in await failure_reason(ledger, "ft-fails")
     job = await ledger.training_job_for_round("ft-fails")
-    assert job is not None and job["status"] == "failed" and "NaN" in job["error"]
+    assert job is not None and job.status == "failed" and "NaN" in (job.error or "")
     job_rows = [
         t.to_state for t in await ledger.timeline("ft-fails") if t.entity.startswith("job:")
     ]
@@ -181,7 +181,7 @@ async def test_cancelling_a_round_while_it_trains_cancels_the_fine_tune_job(
     stats = await standin(stack, "/_standin/stats")
     assert stats["fine_tuning_jobs_by_status"] == {"cancelled": 1}
     job = await ledger.training_job_for_round("ft-cancel")
-    assert job is not None and job["status"] == "cancelled"
+    assert job is not None and job.status == "cancelled"
     round_row = await ledger.get_round("ft-cancel")
     assert round_row is not None and round_row.state == "cancelled"
 
@@ -195,13 +195,13 @@ async def test_a_candidate_that_over_refuses_is_held_back_and_the_new_version_st
     assert result.state is RoundState.gate_failed and result.passed_gate is False
     assert result.result_version == 2 and await ledger.get_version(2) is not None
     evaluation = await ledger.evaluation("held-back")
-    assert evaluation is not None and evaluation["passed"] is False
-    assert evaluation["rubric_version"] == "grade.v1"
-    assert any("over-refusal rose" in r for r in evaluation["reasons"])
+    assert evaluation is not None and evaluation.passed is False
+    assert evaluation.rubric_version == "grade.v1"
+    assert any("over-refusal rose" in r for r in evaluation.reasons)
     [ended] = [t for t in await ledger.timeline("held-back") if t.to_state == "gate_failed"]
     assert "over-refusal rose" in ended.reason and ended.data["held_back"] is True
     [trend] = await ledger.evaluation_trend()
-    assert trend["constitution_version"] == 2 and trend["candidate_overrefusal_rate"] == 1.0
+    assert trend.constitution_version == 2 and trend.candidate_overrefusal_rate == 1.0
 
 
 async def test_a_grader_that_returns_garbage_fails_the_round_with_a_clear_reason(
@@ -254,7 +254,7 @@ async def test_a_round_can_generate_its_dataset_through_the_batch_api(
     assert len(batches) == 4
     assert all(b.request_counts and b.request_counts.completed == 6 for b in batches)
     examples = await ledger.dataset_examples("batched")
-    assert [e["position"] for e in examples] == list(range(6))
+    assert [e.position for e in examples] == list(range(6))
     status = await round_status(dev_server.client, "batched")
     assert status.dataset is not None
     assert status.dataset.examples + status.dataset.skipped == 6

@@ -115,7 +115,7 @@ async def test_a_round_goes_from_proposals_to_a_new_version_and_a_promoted_model
         "completed",
     ]
     decisions = await ledger.decisions("e2e")
-    assert sorted(d["kind"] for d in decisions) == ["accept", "modify", "reject"]
+    assert sorted(d.kind for d in decisions) == ["accept", "modify", "reject"]
     assert await ledger.verify_chain("e2e") == []
 
     async with httpx.AsyncClient() as http:
@@ -170,7 +170,7 @@ async def test_a_reviewer_not_on_the_list_is_refused_and_the_attempt_recorded(
     assert "not a reviewer" in response.json()["message"]
     assert await ledger.decisions("outsider") == []
     [attempt] = await ledger.decision_attempts("outsider")
-    assert attempt["reviewer"] == "U0MALLORY" and attempt["outcome"] == "refused"
+    assert attempt.reviewer == "U0MALLORY" and attempt.outcome == "refused"
     told: list[dict[str, Any]] = []
     for _ in range(100):  # told after Slack got its answer
         async with httpx.AsyncClient() as http:

@@ -83,9 +83,9 @@ async def test_a_quorum_of_two_adopts_only_on_the_second_accept_and_one_vote_eac
     assert second.json()["outcome"] == "taken"
     result: RoundResult = await handle(dev_server, "quorum").result()
     assert result.state is RoundState.completed
-    assert sorted(d["reviewer"] for d in await ledger.decisions("quorum")) == [ALICE, BOB]
+    assert sorted(d.reviewer for d in await ledger.decisions("quorum")) == [ALICE, BOB]
     [refusal] = await ledger.decision_attempts("quorum")
-    assert refusal["reviewer"] == ALICE and "one vote" in refusal["reason"]
+    assert refusal.reviewer == ALICE and "one vote" in refusal.reason
     [final] = [m for m in await standin(stack, "/_standin/messages") if m["ts"] == message["ts"]]
     assert not any(b["type"] == "actions" for b in final["blocks"])
     assert "Accepted by <@U0BOB>" in str(final["blocks"])
@@ -132,7 +132,7 @@ async def test_members_of_a_reviewer_group_may_decide_and_outsiders_are_told_why
     assert "not a reviewer" in outsider.json()["message"]
     assert "<!subteam^S0REVIEW>" in outsider.json()["message"]
     [attempt] = await ledger.decision_attempts("groups")
-    assert attempt["reviewer"] == MALLORY and attempt["outcome"] == "refused"
+    assert attempt.reviewer == MALLORY and attempt.outcome == "refused"
     told = await eventually(lambda: standin(stack, "/_standin/ephemeral"), "the outsider told")
     assert [e["user"] for e in told] == [MALLORY]
 
@@ -182,7 +182,7 @@ async def test_concurrent_double_and_retried_clicks_settle_a_proposal_once(
     decisions = await ledger.decisions("storm")
     assert len(decisions) == 1
     accepted = [t for t in await ledger.timeline("storm") if t.to_state == "accepted"]
-    assert len(accepted) == 1 and accepted[0].actor == decisions[0]["reviewer"]
+    assert len(accepted) == 1 and accepted[0].actor == decisions[0].reviewer
     # Every refusal is in the ledger as an attempt.
     assert len(await ledger.decision_attempts("storm")) >= len(refused)
 
@@ -283,7 +283,7 @@ async def test_a_click_while_the_message_is_still_being_posted_is_taken_not_refu
     assert clicked.json()["outcome"] in ("taken", "pending")
     result = await asyncio.wait_for(handle(dev_server, "quick-click").result(), 60)
     assert result.state is RoundState.completed
-    assert [d["reviewer"] for d in await ledger.decisions("quick-click")] == [ALICE]
+    assert [d.reviewer for d in await ledger.decisions("quick-click")] == [ALICE]
     assert await ledger.decision_attempts("quick-click") == []
 
 
@@ -328,7 +328,7 @@ async def test_a_decision_arrives_over_socket_mode_and_is_acknowledged_on_the_so
         assert sent["acked"] is True and sent["ack_payload"] is None
         assert (await handle(dev_server, "socket").result()).state is RoundState.completed
         [decision] = await ledger.decisions("socket")
-        assert decision["reviewer"] == ALICE and decision["kind"] == "accept"
+        assert decision.reviewer == ALICE and decision.kind == "accept"
 
         # A modal submission is answered on the socket with Slack's response_action.
         bogus = {

@@ -22,7 +22,8 @@ from constitution import TERMINAL_ROUND_STATES, RoundState, diff_versions, round
 from constitution.contracts import RoundStatus
 from constitution.findings import proposal_summary
 from constitution.gate import gate_summary, retraining_summary
-from ledger.store import Ledger, create_pool
+from ledger.pool import create_pool
+from ledger.store import Ledger
 from standins.reviewer import Decision, SimulatedReviewer, decide_in_slack, wait_for_proposals
 from worker.devstack import dev_stack
 from worker.settings import Settings

@@ -21,7 +21,8 @@ from temporalio.client import Client
 
 from constitution.samples import sample_constitution
 from ledger.migrate import migrate_url
-from ledger.store import Ledger, create_pool
+from ledger.pool import create_pool
+from ledger.store import Ledger
 from worker.database import DATABASE_NAME, ensure_database, start_embedded
 from worker.runtime import connect_temporal
 from worker.settings import Settings

@@ -38,7 +38,8 @@ from activities.slack import SlackActivities
 from activities.training import FileArtifactStore, TrainingActivities
 from gateway.app import create_app
 from gateway.deps import GatewayConfig
-from ledger.store import Ledger, create_pool
+from ledger.pool import create_pool
+from ledger.store import Ledger
 from worker.observability import metrics_runtime
 from worker.settings import Settings
 from workflows.activities import implementations

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 from temporalio.client import Client
 
-from ledger.store import Ledger, create_pool
+from ledger.pool import create_pool
+from ledger.store import Ledger
 from standins.model.app import create_app as create_model_stand_in
 from standins.model.config import ScriptedModelConfig
 from standins.serving import free_port, serve

@@ -7,8 +7,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from ledger.chain import ChainBreak
 from ledger.dashboards import Dashboards
-from ledger.store import ChainBreak, Ledger
+from ledger.store import Ledger
 from worker.cli.render import EXIT_FAILED, console, emit_json, err, fail
 from worker.cli.services import on_ledger
 

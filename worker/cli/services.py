@@ -103,7 +103,7 @@ def on_ledger(call: Callable[[Ledger, Dashboards], Coroutine[Any, Any, T]]) -> T
     """Run `call` on the ledger of AMEND_DATABASE_URL, or of the embedded
     server a running `amend dev` holds on the data directory (never started
     or stopped here)."""
-    from ledger.store import create_pool
+    from ledger.pool import create_pool
     from worker.database import running_embedded_url
 
     s = settings()

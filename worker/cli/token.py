@@ -9,7 +9,8 @@ import typer
 from rich.markup import escape
 
 from ledger.dashboards import Dashboards
-from ledger.store import ApiToken, Ledger
+from ledger.reads import ApiToken
+from ledger.store import Ledger
 from worker.cli.render import console, emit_json, fail
 from worker.cli.services import on_ledger
 

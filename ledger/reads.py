@@ -1,0 +1,574 @@
+"""Typed reads of the ledger: what activities, the gateway and the CLI look up.
+
+Every query here only SELECTs; the one writer is `ledger.store.Ledger`, which
+extends `LedgerReads` so that the single object the worker builds (see
+`worker.runtime`) serves activities that both read and write. Code that only
+reads can hold a `LedgerReads` on its own, over any pool, a read replica's
+included. Aggregations made for operators and dashboards are in
+`ledger.dashboards`, beside the SQL views Grafana reads.
+
+Each read returns a pydantic row, never a bare dict, so a caller cannot
+misspell a column and its type checker knows every field. Fields are declared
+in the order the query returns its columns, so a row serializes with the same
+keys, in the same order, as the dict it replaced (the API serves some of them
+as they are); `decisions` alone leaves out the round its caller named, to share
+`DecisionRow` with the dashboards. Text columns whose values the domain
+enumerates (states, kinds, verdicts) stay `str`, as in the dashboard rows: the
+database does not constrain them. A JSON column written from a domain model is
+read back as that model (its keys then come in the model's order, not jsonb's);
+only blobs with no fixed shape (a transition's or an event's `data`, an
+evidence item's `detail`, a fine-tune example) stay `dict[str, Any]`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import asyncpg
+from pydantic import BaseModel
+
+from constitution import ConstitutionVersion, Principle, ProposalDraft
+from constitution.contracts import EvaluationMetrics
+from constitution.findings import Conflict, ImpactPreview
+from ledger.chain import ChainBreak, TransitionRow, first_break
+
+ROUND_SELECT = (
+    "SELECT round_id, workflow_id, state, base_version, result_version, spec,"
+    " created_at, updated_at FROM rounds"
+)
+
+Row = TypeVar("Row", bound=BaseModel)
+
+
+def typed_rows(model: type[Row], records: Iterable[asyncpg.Record]) -> list[Row]:
+    """Records as rows of `model`; one place where a query result gets its type."""
+    return [model.model_validate(dict(record)) for record in records]
+
+
+def typed_row(model: type[Row], record: asyncpg.Record | None) -> Row | None:
+    """A record as a row of `model`, or None when the query found nothing."""
+    return None if record is None else model.model_validate(dict(record))
+
+
+def token_hash(token: str) -> str:
+    """What the ledger keeps of an API token: a leaked table leaks no token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class RoundRow(BaseModel):
+    """A round as the ledger records it; the workflow owns its live state."""
+
+    round_id: str
+    workflow_id: str
+    state: str
+    base_version: int | None
+    result_version: int | None
+    spec: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ApiToken(BaseModel):
+    """A bearer token of the HTTP API, as listed; the secret is never stored."""
+
+    token_id: str
+    name: str
+    role: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class DecisionRow(BaseModel):
+    """A decision taken on a proposal, with whether an operator overrode reviewers.
+
+    Read by round, so the round is not repeated in each row.
+    """
+
+    decision_id: str
+    proposal_id: str
+    kind: str
+    reviewer: str
+    text: str | None
+    comment: str | None
+    decided_at: datetime
+    override: bool
+
+
+class DecisionAttemptRow(BaseModel):
+    """A decision that was refused or failed.
+
+    Refusals never reach Temporal's history, so this row is their only record.
+    """
+
+    attempt_id: int
+    round_id: str
+    proposal_id: str | None
+    reviewer: str
+    kind: str | None
+    outcome: str
+    reason: str
+    source: str
+    at: datetime
+
+
+class DecidedProposal(BaseModel):
+    """A decision joined with the proposal it settled.
+
+    An earlier round's verdicts, read as evidence for the next round.
+    """
+
+    decision_id: str
+    decision: str
+    edited_text: str | None
+    comment: str | None
+    proposal_id: str
+    kind: str
+    target: str | None
+    title: str | None
+    touches: list[str]
+
+
+class TrainingJobRow(BaseModel):
+    """A round's fine-tune job.
+
+    Found again by a retried start instead of starting (and paying for) a second job.
+    """
+
+    job_id: str
+    round_id: str
+    backend: str
+    base_model: str
+    method: str
+    dataset_uri: str
+    dataset_hash: str
+    examples: int
+    status: str
+    fine_tuned_model: str | None
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    poll_url: str | None
+
+
+class JobEventRow(BaseModel):
+    """One event a fine-tune backend reported; `data` is the backend's own."""
+
+    job_id: str
+    event_id: str
+    level: str
+    message: str
+    data: dict[str, Any]
+    at: datetime
+
+
+class DatasetExampleRow(BaseModel):
+    """One finished training example, kept under its position.
+
+    The position is its key, so a resumed generation neither loses nor repeats it.
+
+    `example` is the fine-tune line in the backend's format (chat SFT or a DPO
+    pair), written to the dataset file as stored: the file is content-addressed,
+    so it stays the JSON that was kept rather than a model's re-serialization.
+    """
+
+    round_id: str
+    position: int
+    prompt_id: str
+    principle_id: str
+    method: str
+    example: dict[str, Any]
+    skipped: str | None
+    created_at: datetime
+
+
+class DatasetRow(BaseModel):
+    """A round's finished, content-addressed dataset."""
+
+    round_id: str
+    constitution_version: int
+    method: str
+    uri: str
+    sha256: str
+    manifest_uri: str | None
+    examples: int
+    skipped: int
+    prompt_set: str
+    created_at: datetime
+
+
+class EvaluationRow(BaseModel):
+    """A candidate's evaluation against its baseline and the gate's verdict."""
+
+    round_id: str
+    constitution_version: int
+    candidate_model: str
+    baseline_model: str
+    candidate: EvaluationMetrics
+    baseline: EvaluationMetrics
+    passed: bool
+    reasons: list[str]
+    created_at: datetime
+    rubric_version: str | None
+    prompt_set: str | None
+
+
+class EvaluationTrendRow(BaseModel):
+    """One version's figures from the `evaluation_trend` view.
+
+    For plotting harm, over-refusal and awareness gap across versions.
+    """
+
+    constitution_version: int
+    round_id: str
+    candidate_model: str
+    baseline_model: str
+    candidate_harm_rate: float
+    baseline_harm_rate: float
+    candidate_overrefusal_rate: float
+    baseline_overrefusal_rate: float
+    candidate_awareness_gap: float
+    passed: bool
+    rubric_version: str | None
+    created_at: datetime
+
+
+class EvidenceRow(BaseModel):
+    """An evidence item a round read, with where it went.
+
+    The chunk a model call saw it in, or None and the reason it was left out.
+    """
+
+    evidence_id: str
+    kind: str
+    summary: str
+    principles: list[str]
+    detail: dict[str, Any]
+    source: str
+    tokens: int
+    suspicious: bool
+    chunk: int | None
+    selection: str
+
+
+class EvidenceSelectionRow(BaseModel):
+    """How a round's evidence was cut to its token budget.
+
+    Its presence marks the evidence stored, so a retried import writes nothing twice.
+    """
+
+    round_id: str
+    budget_tokens: int
+    chunks: int
+    total_items: int
+    selected_items: int
+    created_at: datetime
+
+
+class DroppedDraftRow(BaseModel):
+    """A draft the checks kept from reviewers, and why."""
+
+    round_id: str
+    draft_id: str
+    draft: ProposalDraft
+    reason: str
+    request_ids: list[str]
+
+
+class CheckRow(BaseModel):
+    """One check's verdict on a proposal or a dropped draft, in the order run."""
+
+    check_name: str
+    verdict: str
+    detail: str
+
+
+class ProposalGenerationRow(BaseModel):
+    """What a proposal went through before review.
+
+    The model calls and prompts behind it, its conflicts, its impact preview and the evidence it
+    cites.
+    """
+
+    proposal_id: str
+    request_ids: list[str]
+    prompt_versions: list[str]
+    chunk: int | None
+    strict_review: bool
+    conflicts: list[Conflict]
+    impact: ImpactPreview | None
+    evidence: list[str]
+
+
+class LedgerReads:
+    """Every lookup the service makes in the ledger, each returning typed rows.
+
+    Holds only a pool: reads keep no state, so any number of these can share
+    one pool, and a reader never needs the writer.
+    """
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        """Read through `pool` (see `ledger.pool.create_pool` for its codec)."""
+        self.pool = pool
+
+    # -- constitution versions -------------------------------------------------
+
+    async def get_version(self, number: int | None = None) -> ConstitutionVersion | None:
+        """The version with this number, or the latest when `number` is None."""
+        async with self.pool.acquire() as conn:
+            if number is None:
+                row = await conn.fetchrow(
+                    "SELECT * FROM constitution_versions ORDER BY number DESC LIMIT 1"
+                )
+            else:
+                row = await conn.fetchrow(
+                    "SELECT * FROM constitution_versions WHERE number = $1", number
+                )
+            if row is None:
+                return None
+            principles = await conn.fetch(
+                "SELECT * FROM principles WHERE version = $1 ORDER BY position", row["number"]
+            )
+        return ConstitutionVersion(
+            number=row["number"],
+            parent_hash=row["parent_hash"],
+            round_id=row["round_id"],
+            retired=tuple(row["retired"]),
+            principles=tuple(
+                Principle(
+                    id=p["principle_id"], title=p["title"], text=p["text"], protected=p["protected"]
+                )
+                for p in principles
+            ),
+        )
+
+    async def version_with_hash(self, content_hash: str) -> ConstitutionVersion | None:
+        """The version stored with this content, if any.
+
+        A retried save finds its own version here instead of taking a second number.
+        """
+        number = await self.pool.fetchval(
+            "SELECT number FROM constitution_versions WHERE content_hash = $1", content_hash
+        )
+        return None if number is None else await self.get_version(number)
+
+    # -- rounds and their chains -------------------------------------------------
+
+    async def get_round(self, round_id: str) -> RoundRow | None:
+        """The round's row, or None: how the API tells an unknown round (404)."""
+        row = await self.pool.fetchrow(
+            f"{ROUND_SELECT} WHERE round_id = $1",
+            round_id,
+        )
+        return typed_row(RoundRow, row)
+
+    async def list_rounds(self, limit: int = 50) -> list[RoundRow]:
+        """The latest rounds, newest first (filters and pages: `Dashboards.rounds`)."""
+        rows = await self.pool.fetch(
+            f"{ROUND_SELECT} ORDER BY created_at DESC LIMIT $1",
+            limit,
+        )
+        return typed_rows(RoundRow, rows)
+
+    async def timeline(self, round_id: str) -> list[TransitionRow]:
+        """Every transition of the round in sequence order, with its hashes."""
+        rows = await self.pool.fetch(
+            "SELECT * FROM transitions WHERE round_id = $1 ORDER BY sequence", round_id
+        )
+        return typed_rows(TransitionRow, rows)
+
+    async def verify_chain(self, round_id: str | None = None) -> list[ChainBreak]:
+        """Recompute every hash; return the first break of each round (none: intact).
+
+        Args:
+            round_id: The round to check; None checks every round.
+        """
+        if round_id is None:
+            round_ids = [
+                r["round_id"] for r in await self.pool.fetch("SELECT round_id FROM rounds")
+            ]
+        else:
+            round_ids = [round_id]
+        breaks: list[ChainBreak] = []
+        for rid in round_ids:
+            found = first_break(rid, await self.timeline(rid))
+            if found is not None:
+                breaks.append(found)
+        return breaks
+
+    # -- proposals, Slack and decisions ------------------------------------------
+
+    async def proposal_message(self, proposal_id: str) -> tuple[str, str] | None:
+        """The channel and ts of the proposal's Slack message, once it has one."""
+        row = await self.pool.fetchrow(
+            "SELECT slack_channel, slack_ts FROM proposals WHERE proposal_id = $1", proposal_id
+        )
+        if row is None or row["slack_ts"] is None:
+            return None
+        return str(row["slack_channel"]), str(row["slack_ts"])
+
+    async def slack_post(self, post_key: str) -> tuple[str, str] | None:
+        """The channel and ts of a post already made under this key."""
+        row = await self.pool.fetchrow(
+            "SELECT channel, ts FROM slack_posts WHERE post_key = $1", post_key
+        )
+        return None if row is None else (str(row["channel"]), str(row["ts"]))
+
+    async def decisions(self, round_id: str) -> list[DecisionRow]:
+        """The round's decisions in the order taken."""
+        rows = await self.pool.fetch(
+            "SELECT * FROM decisions WHERE round_id = $1 ORDER BY decided_at", round_id
+        )
+        return typed_rows(DecisionRow, rows)
+
+    async def decision_attempts(self, round_id: str) -> list[DecisionAttemptRow]:
+        """The round's refused or failed decisions, oldest first."""
+        rows = await self.pool.fetch(
+            "SELECT * FROM decision_attempts WHERE round_id = $1 ORDER BY attempt_id", round_id
+        )
+        return typed_rows(DecisionAttemptRow, rows)
+
+    async def decided_proposals(self, round_id: str) -> list[DecidedProposal] | None:
+        """A round's decisions with the proposals they settled, in the order taken.
+
+        None if there is no such round.
+        """
+        if await self.get_round(round_id) is None:
+            return None
+        rows = await self.pool.fetch(
+            """SELECT d.decision_id, d.kind AS decision, d.text AS edited_text, d.comment,
+                   p.proposal_id, p.kind, p.target, p.title, p.touches
+               FROM decisions d JOIN proposals p USING (proposal_id)
+               WHERE d.round_id = $1 ORDER BY d.decided_at, d.decision_id""",
+            round_id,
+        )
+        return typed_rows(DecidedProposal, rows)
+
+    # -- retraining ----------------------------------------------------------------
+
+    async def training_job_for_round(self, round_id: str) -> TrainingJobRow | None:
+        """The round's first fine-tune job, which a retried start returns."""
+        row = await self.pool.fetchrow(
+            "SELECT * FROM training_jobs WHERE round_id = $1 ORDER BY created_at LIMIT 1", round_id
+        )
+        return typed_row(TrainingJobRow, row)
+
+    async def job_events(self, job_id: str) -> list[JobEventRow]:
+        """A fine-tune job's events in the order they happened."""
+        rows = await self.pool.fetch(
+            "SELECT * FROM training_job_events WHERE job_id = $1 ORDER BY at, event_id", job_id
+        )
+        return typed_rows(JobEventRow, rows)
+
+    async def dataset_examples(self, round_id: str) -> list[DatasetExampleRow]:
+        """The round's finished examples by position: what a resumed generation skips."""
+        rows = await self.pool.fetch(
+            "SELECT * FROM dataset_examples WHERE round_id = $1 ORDER BY position", round_id
+        )
+        return typed_rows(DatasetExampleRow, rows)
+
+    async def dataset(self, round_id: str) -> DatasetRow | None:
+        """The round's finished dataset, once assembled."""
+        row = await self.pool.fetchrow("SELECT * FROM datasets WHERE round_id = $1", round_id)
+        return typed_row(DatasetRow, row)
+
+    async def evaluation(self, round_id: str) -> EvaluationRow | None:
+        """The round's evaluation, once its candidate was graded."""
+        row = await self.pool.fetchrow("SELECT * FROM evaluations WHERE round_id = $1", round_id)
+        return typed_row(EvaluationRow, row)
+
+    async def evaluation_trend(self) -> list[EvaluationTrendRow]:
+        """Evaluation figures by constitution version, oldest first."""
+        return typed_rows(
+            EvaluationTrendRow, await self.pool.fetch("SELECT * FROM evaluation_trend")
+        )
+
+    # -- evidence and checks -------------------------------------------------------
+
+    async def evidence(self, round_id: str, *, selected_only: bool = False) -> list[EvidenceRow]:
+        """The round's evidence in the order read.
+
+        Args:
+            round_id: The round.
+            selected_only: Only the items some model call saw.
+        """
+        rows = await self.pool.fetch(
+            """SELECT evidence_id, kind, summary, principles, detail, source, tokens, suspicious,
+                   chunk, selection FROM evidence WHERE round_id = $1
+                   AND (NOT $2 OR chunk IS NOT NULL) ORDER BY position""",
+            round_id,
+            selected_only,
+        )
+        return typed_rows(EvidenceRow, rows)
+
+    async def evidence_summaries(self, round_id: str, ids: Sequence[str]) -> dict[str, str]:
+        """Summaries of the named items, for a proposal's message."""
+        if not ids:
+            return {}
+        rows = await self.pool.fetch(
+            """SELECT evidence_id, summary FROM evidence
+               WHERE round_id = $1 AND evidence_id = ANY($2::text[])""",
+            round_id,
+            list(ids),
+        )
+        return {r["evidence_id"]: r["summary"] for r in rows}
+
+    async def evidence_selection(self, round_id: str) -> EvidenceSelectionRow | None:
+        """How the round's evidence was selected, once it was stored."""
+        row = await self.pool.fetchrow(
+            "SELECT * FROM evidence_selections WHERE round_id = $1", round_id
+        )
+        return typed_row(EvidenceSelectionRow, row)
+
+    async def dropped_drafts(self, round_id: str) -> list[DroppedDraftRow]:
+        """The drafts of the round that never reached a reviewer."""
+        rows = await self.pool.fetch(
+            "SELECT * FROM dropped_drafts WHERE round_id = $1 ORDER BY draft_id", round_id
+        )
+        return typed_rows(DroppedDraftRow, rows)
+
+    async def checks(self, round_id: str, subject: str) -> list[CheckRow]:
+        """Every check's verdict on one proposal or dropped draft, in the order run."""
+        rows = await self.pool.fetch(
+            """SELECT check_name, verdict, detail FROM proposal_checks
+               WHERE round_id = $1 AND subject = $2 ORDER BY position""",
+            round_id,
+            subject,
+        )
+        return typed_rows(CheckRow, rows)
+
+    async def proposal_generation(self, proposal_id: str) -> ProposalGenerationRow | None:
+        """How the proposal came to be, with the evidence items it is linked to."""
+        row = await self.pool.fetchrow(
+            "SELECT * FROM proposal_generation WHERE proposal_id = $1", proposal_id
+        )
+        if row is None:
+            return None
+        linked = await self.pool.fetch(
+            "SELECT evidence_id FROM proposal_evidence WHERE proposal_id = $1 ORDER BY evidence_id",
+            proposal_id,
+        )
+        return ProposalGenerationRow.model_validate(
+            {**dict(row), "evidence": [r["evidence_id"] for r in linked]}
+        )
+
+    # -- API tokens ----------------------------------------------------------------
+
+    async def token_holder(self, token: str) -> ApiToken | None:
+        """The live token this secret belongs to, if any."""
+        row = await self.pool.fetchrow(
+            """SELECT token_id, name, role, created_at, revoked_at FROM api_tokens
+               WHERE token_hash = $1 AND revoked_at IS NULL""",
+            token_hash(token),
+        )
+        return typed_row(ApiToken, row)
+
+    async def list_tokens(self) -> list[ApiToken]:
+        """Every token ever made, revoked ones included, oldest first."""
+        rows = await self.pool.fetch(
+            "SELECT token_id, name, role, created_at, revoked_at FROM api_tokens"
+            " ORDER BY created_at"
+        )
+        return typed_rows(ApiToken, rows)
