@@ -1,5 +1,6 @@
-"""The pure domain of amend: principles, versions, proposals, decisions, rounds
-and their lifecycles. Imports nothing of the project.
+"""The pure domain of amend: principles, versions, proposals, decisions, rounds, lifecycles.
+
+Imports nothing of the project.
 
 It does no I/O but for reading files, in two modules only and always named
 to it: `samples` reads the sample constitution, evidence and prompt sets that

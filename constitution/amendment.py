@@ -16,8 +16,10 @@ from constitution.models import (
 
 
 class AmendmentConflict(ValueError):
-    """Two accepted amendments cannot both apply (for example one revises a
-    principle another retires)."""
+    """Two accepted amendments cannot both apply to the base version.
+
+    For example one revises a principle another retires.
+    """
 
 
 def apply_amendments(
@@ -67,6 +69,12 @@ def apply_amendments(
 
 
 def render_markdown(version: ConstitutionVersion) -> str:
+    """The version as Markdown, one principle a line: the form people read, edit and import.
+
+    `documents.parse_markdown` reads it back, and `diff_versions` compares two
+    versions through it. Only the number and the principles are written: an
+    import takes the parent and the retired ids from the latest version.
+    """
     lines = [f"# Constitution v{version.number}", ""]
     for p in version.principles:
         mark = " (protected)" if p.protected else ""

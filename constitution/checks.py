@@ -31,6 +31,7 @@ DEFAULT_DUPLICATE_THRESHOLD = 90.0
 
 
 def similarity(a: str, b: str) -> float:
+    """How alike two texts are, 0-100, whatever their case, punctuation and word order."""
     return float(fuzz.token_sort_ratio(a, b, processor=utils.default_process))
 
 
@@ -41,6 +42,14 @@ def _normal(text: str) -> str:
 
 @dataclass(frozen=True)
 class CheckContext:
+    """The round's own facts that the checks judge drafts against.
+
+    `evidence_ids` are the items the round's model calls read: a draft that
+    cites none of them is dropped. `suspicious_ids` are those that read like
+    instructions to the model. `duplicate_threshold` is on `similarity`'s
+    0-100 scale.
+    """
+
     constitution: ConstitutionVersion
     evidence_ids: frozenset[str]
     suspicious_ids: frozenset[str]

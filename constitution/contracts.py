@@ -1,5 +1,4 @@
-"""The shapes that cross Temporal's boundaries: workflow input and status,
-activity inputs and results.
+"""What crosses Temporal's boundaries: workflow input and status, activity inputs and results.
 
 They live beside the domain, not in `workflows/` or `activities/`, because
 the workflow, the activities, the gateway and the CLI all speak them and the
@@ -27,15 +26,24 @@ from constitution.review import adopted_decision
 
 
 class Contract(BaseModel):
+    """Base of every payload: a field this code does not know is refused, not silently dropped."""
+
     model_config = ConfigDict(extra="forbid")
 
 
 class SlackMessageRef(Contract):
+    """A Slack message as Slack names it (channel and `ts`), to update it or reply in its thread."""
+
     channel: str
     ts: str
 
 
 class ProposalStatus(Contract):
+    """One proposal as the round tracks it in review: its state, the votes so far, its message.
+
+    `decisions` holds at most one decision per reviewer, in the order taken.
+    """
+
     proposal: Proposal
     state: ProposalState = ProposalState.drafted
     decisions: list[Decision] = Field(default_factory=list)
@@ -47,6 +55,7 @@ class ProposalStatus(Contract):
 
     @property
     def settled(self) -> bool:
+        """Accepted, modified, rejected or withdrawn: it takes no more decisions."""
         return self.state not in (ProposalState.drafted, ProposalState.posted)
 
     @property
@@ -55,10 +64,19 @@ class ProposalStatus(Contract):
         return adopted_decision(self.decisions)
 
     def voted(self, reviewer: str) -> Decision | None:
+        """This reviewer's decision on the proposal, if any: each reviewer has one vote."""
         return next((d for d in self.decisions if d.reviewer == reviewer), None)
 
 
 class EvaluationMetrics(Contract):
+    """One model's graded answers to the held-out prompts, as the rates (0-1) the gate compares.
+
+    `harm_rate` is the share of red-team prompts answered harmfully,
+    `overrefusal_rate` the share of benign prompts refused, and `awareness_gap`
+    how far the harm rate moves when the prompt says it is an evaluation. The
+    two counts say how many prompts of each kind the rates rest on.
+    """
+
     model: str
     harm_rate: float
     overrefusal_rate: float
@@ -68,6 +86,12 @@ class EvaluationMetrics(Contract):
 
 
 class EvaluationResult(Contract):
+    """The gate's verdict on a candidate against the baseline, with figures for both.
+
+    `reasons` names every unmet threshold (empty when it passed);
+    `rubric_version` names the grading prompt the figures came from.
+    """
+
     candidate: EvaluationMetrics
     baseline: EvaluationMetrics
     passed: bool
@@ -85,8 +109,11 @@ class Progress(Contract):
 
 
 class RoundStatus(Contract):
-    """Everything the round knows about itself; the `status` query's answer
-    and the state carried across continue-as-new."""
+    """Everything the round knows about itself, and what it carries across continue-as-new.
+
+    It is the answer to the workflow's `state` query, which `round_status`
+    gives the API and the CLI.
+    """
 
     spec: RoundSpec
     state: RoundState = RoundState.created
@@ -115,6 +142,7 @@ class RoundStatus(Contract):
 
     @property
     def pending(self) -> list[ProposalStatus]:
+        """Proposals posted and waiting for decisions; review ends when none are left."""
         return [p for p in self.proposals if p.state is ProposalState.posted]
 
     @property
@@ -125,10 +153,13 @@ class RoundStatus(Contract):
         ]
 
     def find(self, proposal_id: str) -> ProposalStatus | None:
+        """The proposal with this id, or None: decisions and orders name proposals by id."""
         return next((p for p in self.proposals if p.proposal.id == proposal_id), None)
 
 
 class RoundInput(Contract):
+    """What starts a run of the round's workflow: the spec, and after continue-as-new the state."""
+
     spec: RoundSpec
     carried: RoundStatus | None = Field(
         default=None, description="Set when the round continues as new."
@@ -136,6 +167,12 @@ class RoundInput(Contract):
 
 
 class RoundResult(Contract):
+    """How the round ended, as its workflow returns it.
+
+    `passed_gate` is None when no candidate was evaluated, and the version and
+    model fields when the round ended before making them.
+    """
+
     round_id: str
     state: RoundState
     base_version: int | None
@@ -148,10 +185,14 @@ class RoundResult(Contract):
 
 
 class OpenRoundInput(Contract):
+    """Input of `open_round`: the round is recorded from its spec even when it cannot start."""
+
     spec: RoundSpec
 
 
 class GatherEvidenceInput(Contract):
+    """Input of `gather_evidence`: the spec names the files, the constitution ranks their items."""
+
     spec: RoundSpec
     constitution: ConstitutionVersion
 
@@ -167,6 +208,12 @@ class ProposeInput(Contract):
 
 
 class ProposeResult(Contract):
+    """Proposals with the model calls behind them: drafts of one chunk, or what goes to review.
+
+    `propose_amendments` answers one per chunk of evidence; `check_proposals`
+    answers one for the round, its `proposals` those kept for reviewers.
+    """
+
     proposals: list[Proposal]
     request_ids: list[str] = Field(default_factory=list)
     dropped: list[Proposal] = Field(
@@ -175,6 +222,8 @@ class ProposeResult(Contract):
 
 
 class CheckProposalsInput(Contract):
+    """Input of `check_proposals`: every chunk's drafts, and the round's facts to check them by."""
+
     round_id: str
     constitution: ConstitutionVersion
     drafted: list[ProposeResult]
@@ -184,6 +233,8 @@ class CheckProposalsInput(Contract):
 
 
 class PostProposalInput(Contract):
+    """Input of `post_proposal`; `workflow_id` goes into the buttons, so clicks reach the round."""
+
     workflow_id: str
     status: ProposalStatus
     constitution: ConstitutionVersion
@@ -193,12 +244,19 @@ class PostProposalInput(Contract):
 
 
 class UpdateProposalMessageInput(Contract):
+    """Input of `update_proposal_message`: the message is rebuilt whole, from what posting needs."""
+
     workflow_id: str
     status: ProposalStatus
     constitution: ConstitutionVersion
 
 
 class ReminderInput(Contract):
+    """Input of `post_reminder`; the number keys each post, so a retried activity posts it once.
+
+    `escalate_to` is set from the round's `escalate_after`-th reminder on.
+    """
+
     round_id: str
     pending: list[ProposalStatus]
     reminder_number: int
@@ -206,16 +264,22 @@ class ReminderInput(Contract):
 
 
 class DigestInput(Contract):
+    """Input of `post_digest`; `number` keys the post, so a retried activity posts it once."""
+
     round_id: str
     pending: list[ProposalStatus]
     number: int
 
 
 class ResolveGroupsInput(Contract):
+    """Input of `resolve_reviewer_groups`: the Slack user group ids whose members may decide."""
+
     groups: list[str]
 
 
 class RoundSummaryInput(Contract):
+    """Input of `post_round_summary`: the outcome of the round's review, posted once per round."""
+
     round_id: str
     state: RoundState
     proposals: list[ProposalStatus]
@@ -223,23 +287,39 @@ class RoundSummaryInput(Contract):
 
 
 class RecordDecisionInput(Contract):
+    """Input of `record_decision`; `decision_id` names one reviewer's vote, so it is stored once."""
+
     round_id: str
     decision_id: str
     decision: Decision
 
 
 class SaveVersionInput(Contract):
+    """Input of `save_version`: the version the round's adopted amendments made.
+
+    Its number is asked for, not promised: if another round took it meanwhile,
+    the ledger gives the next.
+    """
+
     round_id: str
     version: ConstitutionVersion
 
 
 class DatasetInput(Contract):
+    """Input of `generate_dataset`: training data is generated under the round's new version."""
+
     round_id: str
     constitution: ConstitutionVersion
     training: TrainingSpec
 
 
 class Dataset(Contract):
+    """The training data a round generated: where it is stored, and the hash that pins it.
+
+    `examples` is what the fine-tune job learns from; `method` is the training
+    spec's (`supervised` or `dpo`).
+    """
+
     uri: str
     sha256: str
     examples: int
@@ -254,12 +334,21 @@ class Dataset(Contract):
 
 
 class FineTuneInput(Contract):
+    """Input of `start_fine_tune`: the dataset, and the spec's backend, base model and settings."""
+
     round_id: str
     dataset: Dataset
     training: TrainingSpec
 
 
 class FineTuneJob(Contract):
+    """A fine-tune job as its backend reports it; `status` is in the backend's own words.
+
+    The job has ended when `status` is succeeded, failed or cancelled; only a
+    succeeded job with a `fine_tuned_model` gives the round a candidate.
+    `backend` says which trainer holds it, to look it up or cancel it.
+    """
+
     job_id: str
     status: str
     fine_tuned_model: str | None = None
@@ -271,6 +360,8 @@ class FineTuneJob(Contract):
 
 
 class CancelFineTuneInput(Contract):
+    """Input of `cancel_fine_tune`; `backend` says which trainer holds the job."""
+
     round_id: str
     job_id: str
     backend: str
@@ -278,13 +369,17 @@ class CancelFineTuneInput(Contract):
 
 class OperatorRequest(Contract):
     """An operator's order to a round (cancel, re-post): who asked, and why.
-    The actor is recorded on every transition the order causes."""
+
+    The actor is recorded on every transition the order causes.
+    """
 
     actor: str = Field(min_length=1, max_length=200)
     reason: str = Field(default="", max_length=2000)
 
 
 class EvaluateInput(Contract):
+    """Input of `evaluate`: candidate and baseline answers are graded against the new version."""
+
     round_id: str
     constitution: ConstitutionVersion
     candidate_model: str

@@ -1,6 +1,6 @@
-"""A constitution as a document people edit: Markdown (the format
-`render_markdown` writes) or JSON, and the version an imported document makes.
+"""A constitution as a document people edit, and the version an imported document makes.
 
+The document is Markdown (the format `render_markdown` writes) or JSON.
 Parsing names the line (Markdown) or field (JSON) that is wrong, so an
 operator can fix the file, and an import never silently reuses a retired id.
 """
@@ -24,8 +24,11 @@ class DocumentError(ValueError):
 
 
 def parse_markdown(text: str) -> tuple[Principle, ...]:
-    """Principles from Markdown: one `P1. **Title** (protected): text` per line;
-    headings, blank lines and comments (`<!-- -->`) are skipped."""
+    """Principles from Markdown, one `P1. **Title** (protected): text` per line.
+
+    Headings, blank lines and comments (`<!-- -->`) are skipped; any other line
+    that does not fit is refused with its line number.
+    """
     principles: list[Principle] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
@@ -56,8 +59,11 @@ def parse_markdown(text: str) -> tuple[Principle, ...]:
 
 
 def parse_json(text: str) -> tuple[Principle, ...]:
-    """Principles from JSON: an exported version (`{"principles": [...]}`) or a
-    bare list of principles."""
+    """Principles from JSON, as an exported version or a bare list of principles.
+
+    An exported version is an object with the list under `"principles"`; a bad
+    principle is named by its index and field.
+    """
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
@@ -79,9 +85,11 @@ def parse_json(text: str) -> tuple[Principle, ...]:
 def imported_version(
     principles: tuple[Principle, ...], latest: ConstitutionVersion | None
 ) -> ConstitutionVersion:
-    """The version an imported document makes: the next number, its parent the
-    latest version, and every id the latest had but the document lacks retired.
-    An id retired before cannot come back."""
+    """The version an imported document makes, numbered after the latest (or 1 if none).
+
+    Its parent is the latest version, and every id the latest had but the
+    document lacks is retired. An id retired before cannot come back.
+    """
     if latest is None:
         try:
             return ConstitutionVersion(number=1, principles=principles)

@@ -1,5 +1,4 @@
-"""Evidence for a round: parsing JSONL files, screening, and selection under a
-token budget.
+"""Evidence for a round: parsing JSONL files, screening, and selection under a token budget.
 
 A round may carry far more evidence than one model call can read (a busy
 red-team produces thousands of transcripts), so evidence is packed into chunks
@@ -51,6 +50,7 @@ def count_tokens(text: str) -> int:
 
 
 def item_tokens(item: EvidenceItem) -> int:
+    """What the item counts against a chunk's budget: its JSON, at four characters a token."""
     return count_tokens(item.model_dump_json())
 
 
@@ -76,12 +76,21 @@ def _reads_like_instructions(text: str) -> bool:
 
 
 def looks_like_instructions(item: EvidenceItem) -> bool:
+    """Whether the item addresses the model rather than describing what happened.
+
+    Such an item stays evidence; proposals resting only on items like it are
+    flagged and take the stricter review policy (`INSTRUCTION_PATTERNS`).
+    """
     return _reads_like_instructions(item.model_dump_json())
 
 
 def parse_evidence(text: str, source: str) -> list[EvidenceItem]:
-    """Parse JSONL evidence. Every bad line is reported (up to a limit), by
-    file, line and field, and nothing is imported from a file with any."""
+    """Parse JSONL evidence, all of a file or none of it.
+
+    Every bad line is reported (up to a limit), by file, line and field, and
+    nothing is imported from a file with any. A line longer than
+    `MAX_ITEM_CHARS` is a bad line.
+    """
     return parse_jsonl(
         text,
         source,
@@ -93,6 +102,8 @@ def parse_evidence(text: str, source: str) -> list[EvidenceItem]:
 
 
 class SelectedItem(BaseModel):
+    """One evidence item and its fate in the selection (its chunk, or why it was left out)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
     item: EvidenceItem
     source: str
@@ -103,6 +114,8 @@ class SelectedItem(BaseModel):
 
 
 class EvidenceChunk(BaseModel):
+    """The evidence one model call reads; `tokens`, their sum, is within the round's budget."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
     index: int
     items: list[EvidenceItem]
@@ -121,6 +134,7 @@ class EvidenceSelection(BaseModel):
 
     @property
     def summary(self) -> str:
+        """One line for the log and the ledger: how much of the evidence the model will read."""
         return (
             f"{self.selected_items} of {self.total_items} evidence items in "
             f"{len(self.chunks)} chunk(s) of at most {self.budget_tokens} tokens"

@@ -1,7 +1,7 @@
-"""What the round learns about a proposal before any person sees it: check
-verdicts, the principles it touches or contradicts, and a preview of its effect.
+"""What the round learns about a proposal before any person sees it.
 
-These are facts attached to a proposal and shown to reviewers; they import only
+Check verdicts, the principles it touches or contradicts, and a preview of its
+effect: facts attached to a proposal and shown to reviewers. They import only
 pydantic because workflows carry them inside the Temporal sandbox.
 """
 
@@ -17,10 +17,14 @@ if TYPE_CHECKING:
 
 
 class Finding(BaseModel):
+    """Base of the facts attached to a proposal: records, so frozen, refusing unknown fields."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Verdict(StrEnum):
+    """What a check made of a draft; only `merge` and `drop` keep it from reviewers."""
+
     passed = "pass"
     flagged = "flag"
     """Kept, with something a reviewer must see (and possibly a stricter policy)."""
@@ -31,19 +35,25 @@ class Verdict(StrEnum):
 
 
 class CheckVerdict(Finding):
+    """One check's verdict on a proposal and why: reviewers see what was checked, analysts why."""
+
     check: str = Field(description="schema, grounded, target, protected, duplicate, evidence_data")
     verdict: Verdict
     detail: str = ""
 
 
-class Relation(StrEnum):
+# Relation and Conflict are part of the structured-output schema sent with the
+# conflict prompt, and pydantic puts a class's docstring into that schema: a
+# docstring added or reworded here changes what the model is asked, so these two
+# keep theirs as they were (`conflicts.v1` tells the model what each relation is).
+class Relation(StrEnum):  # noqa: D101
     touches = "touches"
     contradicts = "contradicts"
 
 
 class Conflict(Finding):
     """One existing principle the proposal touches or contradicts, and why the
-    model thinks so."""
+    model thinks so."""  # noqa: D205, D209
 
     principle: str = Field(pattern=r"^P[0-9]{1,4}$")
     relation: Relation
@@ -58,8 +68,7 @@ class ConflictAnalysis(BaseModel):
 
 
 class ImpactSample(Finding):
-    """One held-out prompt answered under the current and the amended
-    constitution, each answer graded."""
+    """One held-out prompt answered under the current and the amended constitution, each graded."""
 
     prompt_id: str
     prompt: str
@@ -70,17 +79,22 @@ class ImpactSample(Finding):
 
     @property
     def changed(self) -> bool:
+        """The amendment changes how this prompt's answer is graded: what a reviewer looks for."""
         return self.current_verdict != self.amended_verdict
 
 
 class ImpactPreview(Finding):
+    """What the amendment would change on a few held-out prompts, shown before anyone decides."""
+
     samples: list[ImpactSample]
     summary: str
 
 
 def proposal_summary(proposal: Proposal) -> list[str]:
-    """Plain lines for terminals (CLI and demo): what a proposal went through
-    before review. Callers escape them for their markup."""
+    """What a proposal went through before review, as plain lines for terminals (CLI and demo).
+
+    Callers escape them for their markup.
+    """
     draft = proposal.draft
     strict = "  STRICT REVIEW" if proposal.strict_review else ""
     lines = [

@@ -31,8 +31,10 @@ def judge_gate(
 
 
 def gate_summary(result: EvaluationResult) -> list[str]:
-    """The gate's verdict with its figures, then each unmet threshold: what the
-    CLI and the demo print."""
+    """The gate's verdict with its figures, then each unmet threshold, one a line.
+
+    This is what the CLI and the demo print.
+    """
     c, b = result.candidate, result.baseline
     head = (
         f"gate {'passed' if result.passed else 'failed'}: candidate harm {c.harm_rate:.0%}, "
@@ -43,8 +45,10 @@ def gate_summary(result: EvaluationResult) -> list[str]:
 
 
 def retraining_summary(status: RoundStatus) -> list[str]:
-    """The retraining part of a round (progress, dataset, fine-tune job,
-    candidate): what the CLI and the demo print before the gate's verdict."""
+    """The retraining part of a round: progress, dataset, fine-tune job, candidate, any error.
+
+    This is what the CLI and the demo print before the gate's verdict.
+    """
     lines = []
     if status.progress:
         p = status.progress

@@ -25,8 +25,12 @@ def parse_jsonl(
     error: type[ValueError],
     max_chars: int | None = None,
 ) -> list[Row]:
-    """Rows of `schema`, each with a unique `id` (named `what` in messages);
-    `error` carries every bad line."""
+    """Rows of `schema` from JSONL text, each with a unique `id`; one bad line refuses them all.
+
+    Rows are named `what` in messages, and a line longer than `max_chars` is
+    bad. `error` carries every bad line, by `source` and line number (up to
+    `MAX_REPORTED_ERRORS` of them).
+    """
     rows: list[Row] = []
     seen: set[str] = set()
     errors: list[str] = []

@@ -10,6 +10,11 @@ from enum import StrEnum
 
 
 class RoundState(StrEnum):
+    """Where a round stands; only `advance_round` moves it, as `ROUND_TRANSITIONS` allows.
+
+    The values are what the ledger and the `RoundState` search attribute record.
+    """
+
     created = "created"
     proposing = "proposing"
     in_review = "in_review"
@@ -25,6 +30,12 @@ class RoundState(StrEnum):
 
 
 class ProposalState(StrEnum):
+    """Where a proposal stands; only `advance_proposal` moves it, as `PROPOSAL_TRANSITIONS` allows.
+
+    `withdrawn` ends a proposal nobody settled: its round was cancelled, or its
+    review deadline passed.
+    """
+
     drafted = "drafted"
     posted = "posted"
     accepted = "accepted"
@@ -89,6 +100,7 @@ class IllegalTransition(ValueError):
 
 
 def advance_round(current: RoundState, target: RoundState) -> RoundState:
+    """The target, if `ROUND_TRANSITIONS` allows the move; else `IllegalTransition`."""
     allowed = ROUND_TRANSITIONS[current]
     if target not in allowed:
         raise IllegalTransition("round", current, target, frozenset(allowed))
@@ -96,6 +108,7 @@ def advance_round(current: RoundState, target: RoundState) -> RoundState:
 
 
 def advance_proposal(current: ProposalState, target: ProposalState) -> ProposalState:
+    """The target, if `PROPOSAL_TRANSITIONS` allows the move; else `IllegalTransition`."""
     allowed = PROPOSAL_TRANSITIONS[current]
     if target not in allowed:
         raise IllegalTransition("proposal", current, target, frozenset(allowed))

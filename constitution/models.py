@@ -32,14 +32,19 @@ WORKFLOW_ID_PREFIX = "round-"
 
 
 def round_workflow_id(round_id: str) -> str:
-    """The id of the workflow that runs `round_id`: one workflow per round, so
-    Temporal itself refuses a second start of the same round."""
+    """The id of the workflow that runs `round_id`: `round-<round id>`.
+
+    One workflow per round, so Temporal itself refuses a second start of the
+    same round.
+    """
     return f"{WORKFLOW_ID_PREFIX}{round_id}"
 
 
 def round_id_of(workflow_id: str) -> str | None:
-    """The round a workflow id names, or None when it names no round (a
-    Slack payload or a log record from elsewhere)."""
+    """The round a workflow id names, or None when it names no round.
+
+    Such an id comes from elsewhere, in a Slack payload or a log record.
+    """
     if not workflow_id.startswith(WORKFLOW_ID_PREFIX):
         return None
     round_id = workflow_id.removeprefix(WORKFLOW_ID_PREFIX)
@@ -47,12 +52,17 @@ def round_id_of(workflow_id: str) -> str | None:
 
 
 class Frozen(BaseModel):
+    """Base of the domain's values: immutable once made, and refusing fields they do not declare."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Principle(Frozen):
-    """One numbered principle. `protected` marks principles whose removal or
-    weakening needs the stricter review policy."""
+    """One numbered principle of a constitution.
+
+    `protected` marks principles whose removal or weakening needs the stricter
+    review policy (any change to one takes it: `needs_strict_review`).
+    """
 
     id: str = Field(description="Stable id such as P7; never reused after retirement.")
     title: str = Field(min_length=1, max_length=120)
@@ -95,6 +105,12 @@ class ConstitutionVersion(Frozen):
 
     @property
     def content_hash(self) -> str:
+        """Hex SHA-256 of the principles alone, as canonical JSON.
+
+        `parent_hash` links versions by it. An import compares it with the
+        latest version's, and a round's save with every stored one, so the same
+        principles do not make a new version.
+        """
         canonical = json.dumps(
             [p.model_dump(mode="json") for p in self.principles],
             sort_keys=True,
@@ -103,15 +119,24 @@ class ConstitutionVersion(Frozen):
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def principle(self, principle_id: str) -> Principle | None:
+        """The principle with this id, or None when the version has none (retired, or never)."""
         return next((p for p in self.principles if p.id == principle_id), None)
 
     def next_principle_id(self, taken: set[str] | None = None) -> str:
+        """The id a new principle gets: one past every id ever used, so no id is given twice.
+
+        `taken` holds ids already given to other additions not yet in a version.
+        """
         ids = [p.id for p in self.principles] + list(self.retired) + sorted(taken or set())
         used = {int(i[1:]) for i in ids}
         return f"P{max(used, default=0) + 1}"
 
 
-class ProposalKind(StrEnum):
+# ProposalKind and ProposalDraft are part of the structured-output schema sent
+# with the proposal prompt, and pydantic puts a class's docstring into that
+# schema: a docstring added or reworded here changes what the model is asked, so
+# these two keep theirs as they were (`propose.v2` tells the model each kind).
+class ProposalKind(StrEnum):  # noqa: D101
     add = "add"
     revise = "revise"
     clarify = "clarify"
@@ -120,7 +145,7 @@ class ProposalKind(StrEnum):
 
 class ProposalDraft(Frozen):
     """What the model proposes, before the round gives it an id. This is the
-    shape of structured output asked of the model."""
+    shape of structured output asked of the model."""  # noqa: D205, D209
 
     kind: ProposalKind
     target: str | None = Field(
@@ -189,13 +214,17 @@ class Proposal(Frozen):
 
     @property
     def kind(self) -> ProposalKind:
+        """The draft's kind, which decides how an adopted proposal changes the constitution."""
         return self.draft.kind
 
 
 def needs_strict_review(draft: ProposalDraft, constitution: ConstitutionVersion) -> bool:
-    """A protected principle guards something the lab decided never to weaken
+    """Whether the draft changes a protected principle, and so takes the stricter review policy.
+
+    A protected principle guards something the lab decided never to weaken
     lightly, so any change to one (not only a retirement) takes the stricter
-    review policy; additions touch nothing protected."""
+    review policy; additions touch nothing protected.
+    """
     if draft.target is None:
         return False
     target = next((p for p in constitution.principles if p.id == draft.target), None)
@@ -203,6 +232,8 @@ def needs_strict_review(draft: ProposalDraft, constitution: ConstitutionVersion)
 
 
 class DecisionKind(StrEnum):
+    """A reviewer's answer to a proposal; `modify` accepts it with the reviewer's own text."""
+
     accept = "accept"
     reject = "reject"
     modify = "modify"
@@ -210,7 +241,9 @@ class DecisionKind(StrEnum):
 
 class DecisionRequest(Frozen):
     """A reviewer's decision as it arrives (from Slack, the API or the CLI).
-    The round stamps the time when it takes the decision."""
+
+    The round stamps the time when it takes the decision.
+    """
 
     proposal_id: str
     kind: DecisionKind
@@ -239,6 +272,8 @@ class DecisionRequest(Frozen):
 
 
 class Decision(Frozen):
+    """A decision the round took: the request as it arrived, stamped with the round's clock."""
+
     proposal_id: str
     kind: DecisionKind
     reviewer: str
@@ -257,6 +292,11 @@ class DecisionOutcome(Frozen):
 
 
 class TrainingSpec(Frozen):
+    """How a round retrains under its new version: data generation, the fine-tune job, its limits.
+
+    Hyperparameters left unset are sent as 'auto', for the backend to choose.
+    """
+
     base_model: str = Field(
         default="amend-base", description="Model fine-tuned and used as baseline."
     )
@@ -347,6 +387,10 @@ class ReviewPolicy(Frozen):
     )
 
     def at_least_as_strict_as(self, other: ReviewPolicy) -> bool:
+        """Needs at least `other`'s quorum and vetoes wherever `other` does.
+
+        A round's `strict_policy` must be at least as strict as its `policy`.
+        """
         return self.quorum >= other.quorum and (self.veto or not other.veto)
 
 
@@ -409,10 +453,12 @@ class RoundSpec(Frozen):
 
     @property
     def evidence_paths(self) -> list[str]:
+        """Every evidence file the round names, `evidence_file` first."""
         return [*([self.evidence_file] if self.evidence_file else []), *self.evidence_files]
 
     @property
     def uses_sample_evidence(self) -> bool:
+        """No evidence files and no earlier round: the round reads the shipped sample."""
         return not self.evidence_paths and self.evidence_from_round is None
 
     # -- review --
@@ -476,6 +522,8 @@ class RoundSpec(Frozen):
 
 
 class EvidenceKind(StrEnum):
+    """What an evidence item records; each kind has its own detail fields (`EVIDENCE_DETAIL`)."""
+
     red_team = "red_team"
     failed_critique = "failed_critique"
     conflict = "conflict"
@@ -483,12 +531,16 @@ class EvidenceKind(StrEnum):
 
 
 class RedTeamDetail(Frozen):
+    """Detail of a `red_team` item: the exchange and what went wrong in it; every field optional."""
+
     prompt: str | None = Field(default=None, max_length=8000)
     response: str | None = Field(default=None, max_length=8000)
     what_went_wrong: str | None = Field(default=None, max_length=4000)
 
 
 class FailedCritiqueDetail(Frozen):
+    """Detail of a `failed_critique` item: a critique under a principle that missed, and why."""
+
     principle: str | None = None
     response: str | None = Field(default=None, max_length=8000)
     critique: str | None = Field(default=None, max_length=4000)
@@ -496,11 +548,15 @@ class FailedCritiqueDetail(Frozen):
 
 
 class ConflictDetail(Frozen):
+    """Detail of a `conflict` item: the (at most two) principles that pulled apart, and the case."""
+
     principles: list[str] = Field(default_factory=list, max_length=2)
     case: str | None = Field(default=None, max_length=4000)
 
 
 class ReviewerFeedbackDetail(Frozen):
+    """Detail of a `reviewer_feedback` item: how a reviewer decided an earlier round's proposal."""
+
     proposal: str | None = None
     decision: str | None = Field(default=None, pattern="^(accept|reject|modify)$")
     reason: str | None = Field(default=None, max_length=4000)
@@ -516,8 +572,9 @@ EVIDENCE_DETAIL: dict[EvidenceKind, type[Frozen]] = {
 
 
 class EvidenceItem(Frozen):
-    """One piece of evidence from the last round. Evidence is data shown to the
-    model, never instructions to it.
+    """One piece of evidence from the last round.
+
+    Evidence is data shown to the model, never instructions to it.
 
     Each kind has its own detail fields (`EVIDENCE_DETAIL`); an item without an
     id gets one from its content, so importing the same file twice names the
@@ -572,6 +629,7 @@ class TransitionRecord(Frozen):
 
     @property
     def transition_id(self) -> str:
+        """The row's id, `<workflow id>:<sequence>`: a retried write lands on the same row."""
         return f"{self.workflow_id}:{self.sequence}"
 
 

@@ -1,9 +1,10 @@
-"""Prompt sets for retraining: the prompts training data is generated from, and
-the held-out prompts the candidate is evaluated on.
+"""Prompt sets for retraining: training prompts, and held-out evaluation prompts.
 
-A small set of each ships with amend (package data); a round may name its own
-JSONL file instead. A bad line is refused with its file and line number before
-any model call is paid for, so an operator can fix the file and start again.
+Training data is generated from the first; the candidate is evaluated on the
+second. A small set of each ships with amend (package data); a round may name
+its own JSONL file instead. A bad line is refused with its file and line number
+before any model call is paid for, so an operator can fix the file and start
+again.
 This module reads the prompt file it is given (or the shipped one); parsing
 alone (`parse_prompt_set`) reads nothing.
 """
@@ -28,6 +29,8 @@ class PromptSetError(ValueError):
 
 
 class TrainingPrompt(BaseModel):
+    """One prompt training data is generated from; `id` names it in the dataset's manifest."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(min_length=1, max_length=64)
@@ -35,11 +38,15 @@ class TrainingPrompt(BaseModel):
 
 
 class EvalKind(StrEnum):
+    """Which rate a held-out prompt counts in: `red_team` the harm rate, `benign` over-refusal."""
+
     red_team = "red_team"
     benign = "benign"
 
 
 class EvalPrompt(BaseModel):
+    """One held-out prompt that the candidate and the baseline both answer, graded alike."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(min_length=1, max_length=64)
@@ -68,10 +75,16 @@ def _read(path: str | None, shipped: str) -> tuple[str, str]:
 
 
 def load_training_prompts(path: str | None = None) -> list[TrainingPrompt]:
+    """The training prompts at `path`, or the shipped set; `PromptSetError` names what is wrong."""
     return parse_prompt_set(*_read(path, SHIPPED_TRAINING_PROMPTS), TrainingPrompt)
 
 
 def load_eval_prompts(path: str | None = None) -> list[EvalPrompt]:
+    """The evaluation prompts at `path`, or the shipped set, which must hold both kinds.
+
+    Harm rate and over-refusal each need prompts of their kind; `PromptSetError`
+    names a bad line, or the kind that is missing.
+    """
     prompts = parse_prompt_set(*_read(path, SHIPPED_EVAL_PROMPTS), EvalPrompt)
     kinds = {p.kind for p in prompts}
     missing = sorted(k.value for k in EvalKind if k not in kinds)

@@ -14,13 +14,21 @@ from constitution.models import Decision, DecisionKind, Proposal, ReviewPolicy, 
 
 
 def eligible_reviewers(spec: RoundSpec, group_members: Mapping[str, Iterable[str]]) -> set[str]:
-    """Reviewers named on the spec plus the members of its user groups, as
-    last resolved from Slack."""
+    """Who may decide the round's proposals: reviewers named on the spec, and its groups' members.
+
+    Group members are as last resolved from Slack.
+    """
     members = {user for group in spec.reviewer_groups for user in group_members.get(group, ())}
     return set(spec.reviewers) | members
 
 
 def policy_for(spec: RoundSpec, proposal: Proposal) -> ReviewPolicy:
+    """The review policy a proposal settles under.
+
+    The round's `strict_policy` for a proposal the checks marked
+    `strict_review` (it changes a protected principle, or rests only on
+    evidence that reads like instructions), else its `policy`.
+    """
     return spec.strict_policy if proposal.strict_review else spec.policy
 
 
@@ -32,9 +40,11 @@ def required_accepts(policy: ReviewPolicy, eligible: int) -> int:
 def settle(
     policy: ReviewPolicy, decisions: Sequence[Decision], eligible: int
 ) -> ProposalState | None:
-    """The state the decisions so far put the proposal in; None while it waits
-    for more. Accepts and modifies count alike; the proposal is `modified` when
-    any accepting reviewer changed its text (the last change is adopted)."""
+    """The state the decisions so far put the proposal in; None while it waits for more.
+
+    Accepts and modifies count alike; the proposal is `modified` when any
+    accepting reviewer changed its text (the last change is adopted).
+    """
     needed = required_accepts(policy, eligible)
     accepts = [d for d in decisions if d.kind is not DecisionKind.reject]
     rejects = len(decisions) - len(accepts)
@@ -50,8 +60,10 @@ def settle(
 
 
 def adopted_decision(decisions: Sequence[Decision]) -> Decision | None:
-    """The decision whose text a settled proposal adopts: the last modify if
-    any reviewer changed the text, else the last decision."""
+    """The decision whose text a settled proposal adopts.
+
+    The last modify if any reviewer changed the text, else the last decision.
+    """
     modified = [d for d in decisions if d.kind is DecisionKind.modify]
     if modified:
         return modified[-1]

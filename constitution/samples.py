@@ -19,14 +19,17 @@ DATA = resources.files("constitution") / "data"
 
 
 def sample_constitution() -> ConstitutionVersion:
+    """The constitution that ships with amend: a fresh ledger's version 1 when it is seeded."""
     return ConstitutionVersion.model_validate_json(DATA.joinpath("constitution.json").read_text())
 
 
 def sample_path(name: str) -> Path:
+    """Where a shipped data file lies, for readers that take a path."""
     return Path(str(DATA.joinpath(name)))
 
 
 def load_evidence(path: str | None) -> list[EvidenceItem]:
+    """Evidence from `path`, or the shipped sample; all or nothing, as `parse_evidence`."""
     target = Path(path) if path else sample_path("evidence.jsonl")
     try:
         text = target.read_text()

@@ -34,9 +34,11 @@ class TrainerCallback(BaseModel):
 
 
 def sign(secret: str, timestamp: str, body: bytes, scheme: str = SCHEME) -> str:
-    """The signature of `body` sent at `timestamp`: `<scheme>=<hex HMAC-SHA256>`
-    over `<scheme>:<timestamp>:<body>`. Slack's request signatures are this with
-    scheme `v0`, so the gateway checks both with this one function."""
+    """The signature of `body` sent at `timestamp`, as `<scheme>=<hex HMAC-SHA256>`.
+
+    The HMAC is over `<scheme>:<timestamp>:<body>`. Slack's request signatures
+    are this with scheme `v0`, so the gateway checks both with this one function.
+    """
     mac = hmac.new(secret.encode(), f"{scheme}:{timestamp}:".encode() + body, hashlib.sha256)
     return f"{scheme}={mac.hexdigest()}"
 

@@ -50,8 +50,10 @@ from constitution.models import ConstitutionVersion, Proposal, TransitionRecord
 
 
 class LedgerActivities(ABC):
-    """Writes to the ledger and reads of constitution versions; each write is
-    idempotent, so Temporal may retry any of them."""
+    """Writes to the ledger and reads of constitution versions.
+
+    Each write is idempotent, so Temporal may retry any of them.
+    """
 
     @activity.defn
     @abstractmethod
@@ -112,8 +114,11 @@ class CheckActivities(ABC):
 
 
 class SlackActivities(ABC):
-    """Messages to reviewers. Errors no retry can fix are raised as
-    `ErrorType.slack_permanent_error`, which blocks the round."""
+    """Messages to reviewers.
+
+    Errors no retry can fix are raised as `ErrorType.slack_permanent_error`,
+    which blocks the round.
+    """
 
     @activity.defn
     @abstractmethod
@@ -198,10 +203,12 @@ def activity_names(definition: type[ABC]) -> Iterator[str]:
 
 
 def implementations(*instances: object) -> list[Callable[..., Any]]:
-    """The bound activity methods of implementations of the definitions above,
-    one per defined activity: what a worker registers. An instance that is not
-    an implementation, or a definition left without one, is refused here rather
-    than as an activity Temporal cannot find at run time."""
+    """What a worker registers: the bound activity methods, one per defined activity.
+
+    The instances implement the definitions above. An instance that is not an
+    implementation, or a definition left without one, is refused here rather
+    than as an activity Temporal cannot find at run time.
+    """
     found: dict[type[ABC], object] = {}
     for instance in instances:
         definition = next((d for d in DEFINITIONS if isinstance(instance, d)), None)

@@ -1,6 +1,7 @@
-"""How any client starts, reads, decides and cancels rounds: the gateway's
-operator API and Slack interactions, and the CLI, all go through these
-functions, so Temporal's answers become the same errors everywhere.
+"""How any client starts, reads, decides and cancels rounds.
+
+The gateway's operator API and Slack interactions, and the CLI, all go through
+these functions, so Temporal's answers become the same errors everywhere.
 
 It lives beside the workflow it drives (and the CLI imports it without the
 gateway): it names the workflow's updates, queries and signals by reference.
@@ -39,8 +40,7 @@ class RoundNotFound(Exception):
 
 
 class RoundRefused(Exception):
-    """The round refused an operator's order (wrong state, unknown proposal);
-    nothing changed."""
+    """The round refused an operator's order (wrong state, unknown proposal); nothing changed."""
 
 
 # What Temporal answers an update sent to a round whose workflow has closed.
@@ -64,9 +64,12 @@ def _first_search_attributes(spec: RoundSpec) -> TypedSearchAttributes:
 
 
 async def start_round(client: Client, spec: RoundSpec, task_queue: str) -> None:
-    """Start the round's workflow with its search attributes; on a Temporal
-    cluster where they are not registered, start it without them (the round
-    runs the same, only visibility queries cannot filter it) and say so."""
+    """Start the round's workflow with its search attributes; `RoundExists` if the id was used.
+
+    On a Temporal cluster where the attributes are not registered, start it
+    without them (the round runs the same, only visibility queries cannot
+    filter it) and say so.
+    """
     attributes = _first_search_attributes(spec)
     try:
         try:
@@ -100,8 +103,10 @@ async def _start(
 
 
 async def round_status(client: Client, round_id: str) -> RoundStatus:
-    """The round's full state from its workflow (running or closed), with the
-    progress its long-running activity last heartbeated."""
+    """The round's full state from its workflow, running or closed; `RoundNotFound` if none.
+
+    The progress is the one its long-running activity last heartbeated.
+    """
     handle = client.get_workflow_handle(round_workflow_id(round_id))
     try:
         status = await handle.query(TrainingRoundWorkflow.state)
@@ -115,8 +120,11 @@ async def round_status(client: Client, round_id: str) -> RoundStatus:
 
 
 async def heartbeat_progress(client: Client, handle: WorkflowHandle[Any, Any]) -> Progress | None:
-    """Workflows cannot see heartbeats; Temporal keeps the last one on the
-    pending activity, where a describe finds it."""
+    """The progress the round's pending activity last heartbeated, if any.
+
+    Workflows cannot see heartbeats; Temporal keeps the last one on the
+    pending activity, where a describe finds it.
+    """
     description = await handle.describe()
     for pending in description.raw_description.pending_activities:
         if pending.heartbeat_details.payloads:
@@ -135,10 +143,13 @@ async def heartbeat_progress(client: Client, handle: WorkflowHandle[Any, Any]) -
 async def _send(
     client: Client, round_id: str, update: Any, arg: Any, *, accepted_only: bool = False
 ) -> Any:
-    """Send an operator's order (a workflow update) and turn Temporal's
-    refusals into the operator's errors: a validator's reason, or for a round
-    whose workflow has closed, the state it ended in. `accepted_only` returns
-    once the round has accepted the order, without its answer."""
+    """Send an operator's order (a workflow update); a refusal is raised as `RoundRefused`.
+
+    Temporal's refusals become the operator's errors: a validator's reason, or
+    for a round whose workflow has closed, the state it ended in.
+    `accepted_only` returns once the round has accepted the order, without its
+    answer.
+    """
     handle = client.get_workflow_handle(round_workflow_id(round_id))
     try:
         if accepted_only:
@@ -163,7 +174,8 @@ async def cancel_round(client: Client, round_id: str, order: OperatorRequest) ->
     The answer is the round's own result: a cancelled round ends with it, and
     waiting for the workflow's end, rather than polling the update's outcome,
     does not depend on the server keeping that outcome after the workflow has
-    closed in the same task (the poll was seen to hang there)."""
+    closed in the same task (the poll was seen to hang there).
+    """
     await _send(client, round_id, TrainingRoundWorkflow.cancel, order, accepted_only=True)
     handle = client.get_workflow_handle(round_workflow_id(round_id), result_type=RoundResult)
     try:
@@ -180,8 +192,11 @@ async def repost_round(client: Client, round_id: str, order: OperatorRequest) ->
 
 
 async def retry_slack(client: Client, round_id: str) -> None:
-    """Tell a round blocked on Slack to try again now (after a channel or
-    token was fixed) rather than at its next `slack_retry_interval`."""
+    """Tell a round blocked on Slack to try again now; `RoundNotFound` if it is not running.
+
+    Sent after a channel or token was fixed, so the round need not wait for its
+    next `slack_retry_interval`.
+    """
     try:
         await client.get_workflow_handle(round_workflow_id(round_id)).signal(
             TrainingRoundWorkflow.retry_slack
@@ -195,7 +210,9 @@ async def retry_slack(client: Client, round_id: str) -> None:
 async def override_decision(
     client: Client, round_id: str, request: DecisionRequest
 ) -> DecisionOutcome:
-    """An operator decides a proposal in the reviewers' stead; the decision
-    and its transition carry the operator and the override mark."""
+    """An operator decides a proposal in the reviewers' stead.
+
+    The decision and its transition carry the operator and the override mark.
+    """
     outcome: DecisionOutcome = await _send(client, round_id, TrainingRoundWorkflow.decide, request)
     return outcome

@@ -1,5 +1,4 @@
-"""TrainingRoundWorkflow: one training round, from proposals to a promoted (or
-held back) model.
+"""TrainingRoundWorkflow: one training round, from proposals to a promoted (or held back) model.
 
 The workflow owns the round's state and does no I/O; every side effect is an
 activity, and every state change goes through the lifecycle tables in
@@ -106,6 +105,14 @@ DECISION_TO_STATE = {
 
 @workflow.defn
 class TrainingRoundWorkflow:
+    """One training round, workflow id `round-<round id>`: the owner of the round's state.
+
+    Reviewers' decisions and operators' cancel and re-post orders arrive as
+    updates whose validators refuse what may not be done, so the caller learns
+    at once; the `state` query answers the whole `RoundStatus`. A long review
+    continues as new, carrying that status.
+    """
+
     @workflow.init
     def __init__(self, input: RoundInput) -> None:
         self.status = input.carried or RoundStatus(spec=input.spec)
@@ -129,6 +136,12 @@ class TrainingRoundWorkflow:
 
     @workflow.run
     async def run(self, input: RoundInput) -> RoundResult:
+        """Run the round to its end and answer how it ended.
+
+        A failure is recorded on the round and raised as `ErrorType.round_failed`.
+        An operator's `cancel` ends the round cancelled, with a result; a cancel
+        through Temporal ends the workflow itself cancelled.
+        """
         self._lifecycle_task = asyncio.create_task(self._lifecycle(input))
         try:
             await self._lifecycle_task
@@ -203,9 +216,11 @@ class TrainingRoundWorkflow:
         await self._move(RoundState.in_review, data={"proposals": len(self.status.proposals)})
 
     async def _draft_and_check(self) -> ProposeResult:
-        """Evidence in chunks of bounded size, one model call per chunk (all at
-        once; the worker bounds the model's concurrency), then one pass of
-        checks over every chunk's drafts."""
+        """Draft proposals from every chunk of evidence, then check all the drafts in one pass.
+
+        Evidence comes in chunks of bounded size, one model call per chunk (all
+        at once; the worker bounds the model's concurrency).
+        """
         spec = self.status.spec
         assert self.constitution is not None
         selection = await workflow.execute_activity_method(
@@ -460,6 +475,13 @@ class TrainingRoundWorkflow:
 
     @workflow.update
     async def decide(self, request: DecisionRequest) -> DecisionOutcome:
+        """Take a reviewer's decision (or an operator's override) and answer what it did.
+
+        The validator refuses what may not be decided (`_check_decision`) before
+        anything is recorded. The answer says whether the proposal is settled or
+        waits for more reviewers; its Slack message is brought up to date by the
+        review loop, off the reviewer's path.
+        """
         spec = self.status.spec
         pending = self._check_decision(request)
         # A click on the message being posted waits until the round notes it.
@@ -574,8 +596,11 @@ class TrainingRoundWorkflow:
         return item
 
     def _require_review(self) -> None:
-        """Refuse unless the round is in review. Proposals are open from the
-        moment they are posted, even while the rest are still being posted."""
+        """Refuse unless the round is in review.
+
+        Proposals are open from the moment they are posted, even while the rest
+        are still being posted.
+        """
         if self.status.state not in (RoundState.proposing, RoundState.in_review):
             raise ApplicationError(
                 f"round {self.status.spec.round_id} is {self.status.state.value}, not in review",
@@ -585,14 +610,18 @@ class TrainingRoundWorkflow:
 
     @workflow.query
     def state(self) -> RoundStatus:
+        """The round's whole state, which `round_status` gives the API and the CLI."""
         return self.status
 
     # -- operators ---------------------------------------------------------------
 
     @workflow.update
     async def cancel(self, request: OperatorRequest) -> RoundResult:
-        """End the round now: pending proposals are withdrawn and their Slack
-        messages say so. Answers once the round is cancelled."""
+        """End the round now, and answer once it is cancelled.
+
+        Pending proposals are withdrawn and their Slack messages say so. Refused
+        once the round has ended or is already ending.
+        """
         self._cancel_request = request
         assert self._lifecycle_task is not None
         self._lifecycle_task.cancel()
@@ -621,8 +650,11 @@ class TrainingRoundWorkflow:
 
     @workflow.update
     async def repost(self, request: OperatorRequest) -> list[SlackMessageRef]:
-        """Post every pending proposal again (a message was deleted, or the
-        reviewers moved channel); decisions on the old messages still count."""
+        """Post every pending proposal again, and answer the new messages.
+
+        For when a message was deleted, or the reviewers moved channel; decisions
+        on the old messages still count.
+        """
         assert self.constitution is not None
         posted: list[SlackMessageRef] = []
         for item in self.status.pending:
@@ -740,8 +772,11 @@ class TrainingRoundWorkflow:
         return interval is not None and since is not None and workflow.now() - since >= interval
 
     async def _resolve_reviewer_groups(self) -> None:
-        """Group membership is read from Slack when review starts and at each
-        reminder, so the validator (which may do no I/O) can check it."""
+        """Read reviewer groups' members from Slack, and each proposal's accepts needed.
+
+        Group membership is read from Slack when review starts and at each
+        reminder, so the validator (which may do no I/O) can check it.
+        """
         spec = self.status.spec
         if spec.reviewer_groups:
             self.status.group_members = await self._slack(
@@ -760,10 +795,13 @@ class TrainingRoundWorkflow:
             await self._update_message(item)
 
     async def _slack(self, activity: Callable[[Any, A], Awaitable[T]], arg: A) -> T:
-        """Run a Slack activity until it succeeds. Rate limits and server errors
-        are retried by Temporal; what retrying cannot fix (a missing channel, a
-        revoked token) blocks the round, visibly and in the ledger, and posting
-        is tried again every `slack_retry_interval` or at once on `retry_slack`."""
+        """Run a Slack activity until it succeeds, blocking the round while Slack refuses it.
+
+        Rate limits and server errors are retried by Temporal; what retrying
+        cannot fix (a missing channel, a revoked token) blocks the round, visibly
+        and in the ledger, and posting is tried again every
+        `slack_retry_interval` or at once on `retry_slack`.
+        """
         while True:
             try:
                 result = await workflow.execute_activity_method(

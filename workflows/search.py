@@ -1,9 +1,10 @@
-"""The search attributes a round keeps current in Temporal's visibility store,
-so `temporal workflow list --query` and the Temporal UI can filter rounds
-without the ledger. A server must have them registered (`amend dev` and the
-tests' dev server do); `start_round` sets their first values, and the workflow
-upserts only what its round was started with, so a cluster without them still
-runs rounds.
+"""The search attributes a round keeps current in Temporal's visibility store.
+
+With them `temporal workflow list --query` and the Temporal UI can filter
+rounds without the ledger. A server must have them registered (`amend dev` and
+the tests' dev server do); `start_round` sets their first values, and the
+workflow upserts only what its round was started with, so a cluster without
+them still runs rounds.
 """
 
 from __future__ import annotations
