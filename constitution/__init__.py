@@ -3,12 +3,13 @@
 Imports nothing of the project.
 
 It does no I/O but for reading files, in two modules only and always named
-to it: `samples` reads the sample constitution, evidence and prompt sets that
-ship as package data, and the evidence file a round names; `prompt_sets`
-reads the training and evaluation prompt files a round names (or the shipped
-ones). Both read, parse and validate in one place, so a bad file is refused
-with its path and line wherever it is loaded; nothing here writes, and
-nothing here talks to a network or a database.
+to it: `samples` reads the sample data that ships as package data (the
+constitution, evidence and prompt sets; `load_evidence` reads a named
+evidence file for the tests, while a round's evidence files are
+read by `activities.evidence`); `prompt_sets` reads the training and
+evaluation prompt files a round names (or the shipped ones), so a bad file is
+refused with its path and line wherever it is loaded. Nothing here writes,
+and nothing here talks to a network or a database.
 """
 
 from constitution.amendment import (

@@ -3,7 +3,7 @@
 They are package data so `amend demo` and the tests run on a fresh install;
 operators replace them with their own files. This module reads files (one of
 the two in `constitution` that do): the package data under
-`constitution/data/`, and the evidence file a round names.
+`constitution/data/`, and (for the tests) an evidence file named to `load_evidence`.
 """
 
 from __future__ import annotations
