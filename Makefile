@@ -6,12 +6,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint dev bench clean
+.PHONY: demo test lint dev bench lock clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,test]"
 	touch $(STAMP)
 
 ## demo: run one round end to end on the embedded dev stack, then stop
@@ -35,6 +35,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+
+## lock: pin the runtime dependencies, with hashes, for the image (deploy/requirements.lock)
+lock: $(STAMP)
+	$(BIN)/uv pip compile pyproject.toml --quiet --generate-hashes --universal \
+		--python-version 3.11 --custom-compile-command "make lock" -o deploy/requirements.lock
 
 clean:
 	rm -rf $(VENV) .amend .pytest_cache .mypy_cache .ruff_cache
