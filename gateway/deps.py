@@ -36,6 +36,8 @@ class GatewayConfig(BaseModel):
     trainer_secret: SecretStr | None = None  # unset: trainer callbacks are refused
     # Set: interactions also arrive over Socket Mode (see gateway.socket_mode).
     socket_mode: SocketModeClient | None = None
+    # On shutdown, how long decisions already acknowledged may take to be answered.
+    shutdown_grace_s: float = 20.0
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,22 @@ class SlackInteractions:
         self._in_background(self._tell(channel, request.reviewer, answer.message))
         return answer
 
+    async def drain(self, timeout_s: float) -> None:
+        """Wait, up to `timeout_s`, for the work behind interactions already
+        acknowledged: a decision Slack was told is being recorded is seen
+        through and its reviewer told, even when the gateway is stopping."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        # Finishing a decision may start the message that tells its reviewer.
+        while self._background and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._background), timeout=left)
+        if self._background:
+            log.warning(
+                "stopped with %d interaction(s) unanswered after %g s",
+                len(self._background),
+                timeout_s,
+            )
+
     def _in_background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.create_task(work)
         self._background.add(task)
