@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint dev bench lock clean
+.PHONY: demo test lint dev bench lock histories clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+
+## histories: record the round workflow's histories that `make test` replays (tests/histories/)
+histories: $(STAMP)
+	$(BIN)/python -m tests.histories.record
 
 ## lock: pin the runtime dependencies, with hashes, for the image (deploy/requirements.lock)
 lock: $(STAMP)

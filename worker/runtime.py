@@ -195,17 +195,22 @@ def build_activities(settings: Settings, ledger: Ledger) -> Activities:
     )
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox the round runs in, on a worker and when its histories are replayed."""
+    # sniffio is loaded lazily by the HTTP clients the worker also runs;
+    # passing it through keeps the sandbox from re-importing it per run.
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("sniffio")
+    )
+
+
 def build_worker(client: Client, settings: Settings, ledger: Ledger) -> Worker:
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[TrainingRoundWorkflow],
         activities=build_activities(settings, ledger).all(),
-        # sniffio is loaded lazily by the HTTP clients the worker also runs;
-        # passing it through keeps the sandbox from re-importing it per run.
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("sniffio")
-        ),
+        workflow_runner=workflow_runner(),
         # Heartbeats carry the progress watchers see (`amend round show`): send
         # them within seconds, not the default minute.
         max_heartbeat_throttle_interval=timedelta(seconds=2),
