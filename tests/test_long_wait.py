@@ -103,15 +103,23 @@ async def test_a_deadline_withdraws_what_is_still_pending(
 
 
 async def test_ninety_days_of_hourly_reminders_run_as_several_bounded_runs(
-    time_skipping: WorkflowEnvironment, stack_on: StackFactory
+    time_skipping: WorkflowEnvironment, stack_on: StackFactory, ledger: Ledger
 ) -> None:
     # Pacing is Slack's per-channel rate in real time: without it here, the
     # days pass as fast as the workflow runs.
     async with stack_on(time_skipping, slack_post_interval_s=0) as stack:
-        await wait_ninety_days(time_skipping, stack)
+        runs = await wait_ninety_days(time_skipping, stack)
+    # The timeline says where each run continued as new, with the run it left.
+    moves = [t for t in await ledger.timeline("ninety") if t.entity == "history"]
+    assert [(t.from_state, t.to_state) for t in moves] == [
+        (f"run {n}", f"run {n + 1}") for n in range(1, runs)
+    ]
+    assert all(t.data["run_id"] and t.data["events"] > 0 for t in moves)
+    assert await ledger.verify_chain("ninety") == []
 
 
-async def wait_ninety_days(time_skipping: WorkflowEnvironment, stack: Stack) -> None:
+async def wait_ninety_days(time_skipping: WorkflowEnvironment, stack: Stack) -> int:
+    """Ninety days of hourly reminders; the runs the round took."""
     handle = await start(
         time_skipping,
         stack,
@@ -149,3 +157,4 @@ async def wait_ninety_days(time_skipping: WorkflowEnvironment, stack: Stack) -> 
     assert len({r["text"] for r in replies}) == hours
     assert sum("<#C0LEADS>" in r["text"] for r in replies) == hours - 23
     await handle.cancel()
+    return status.runs

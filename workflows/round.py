@@ -96,6 +96,12 @@ HISTORY_EVENTS_PER_RUN = 960
 # themselves (invalid model output, a bad evidence file, a failed fine-tune).
 MODEL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
 
+# Patches: each guards a change to the commands the round issues, so rounds
+# that started before it replay as they ran (deploy/UPGRADING.md says how to
+# add one and when to deprecate it).
+# A transition records each continue-as-new (added in 0.2.0).
+RECORD_CONTINUE_AS_NEW = "record-continue-as-new"
+
 DECISION_TO_STATE = {
     DecisionKind.accept: ProposalState.accepted,
     DecisionKind.modify: ProposalState.modified,
@@ -279,6 +285,8 @@ class TrainingRoundWorkflow:
                 info.is_continue_as_new_suggested()
                 or info.get_current_history_length() > HISTORY_EVENTS_PER_RUN
             ):
+                if workflow.patched(RECORD_CONTINUE_AS_NEW):
+                    await self._record_continue_as_new(info)
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self.status.runs += 1
                 workflow.continue_as_new(RoundInput(spec=spec, carried=self.status))
@@ -311,6 +319,20 @@ class TrainingRoundWorkflow:
         else:
             await self._move(RoundState.completed_unchanged, reason="no proposal was accepted")
         await self._summarise()
+
+    async def _record_continue_as_new(self, info: workflow.Info) -> None:
+        """Put in the round's timeline where its Temporal history goes on in a new run.
+
+        An operator reading the timeline can then find each run in the Temporal
+        UI. Added after rounds were in flight, so behind `workflow.patched`.
+        """
+        await self._record(
+            "history",
+            f"run {self.status.runs}",
+            f"run {self.status.runs + 1}",
+            reason="continued as new: the round's history goes on in a new run",
+            data={"events": info.get_current_history_length(), "run_id": info.run_id},
+        )
 
     async def _retrain(self) -> None:
         spec = self.status.spec

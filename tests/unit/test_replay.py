@@ -8,6 +8,7 @@ Temporal's `Replayer`; a change that would break a round in flight fails.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from datetime import timedelta
@@ -22,7 +23,7 @@ from temporalio.workflow import NondeterminismError
 
 from tests.histories.record import SCENARIOS
 from worker.runtime import workflow_runner
-from workflows.round import TrainingRoundWorkflow
+from workflows.round import RECORD_CONTINUE_AS_NEW, TrainingRoundWorkflow
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 RECORDED = sorted(HISTORIES.rglob("*.json"))
@@ -64,6 +65,27 @@ def test_the_histories_hold_no_secret() -> None:
         for secret in ("xoxb-", "xapp-", "amend-dev-signing-secret", "Bearer "):
             assert secret not in text, f"{path.name} holds {secret!r}"
         json.loads(text)
+
+
+def patches(path: Path) -> list[str]:
+    """The ids of the `workflow.patched` markers in a recorded history."""
+    found = []
+    for event in json.loads(path.read_text())["events"]:
+        marker = event.get("markerRecordedEventAttributes", {})
+        if marker.get("markerName") == "core_patch":
+            [payload] = marker["details"]["patch-data"]["payloads"]
+            found.append(json.loads(base64.b64decode(payload["data"]))["id"])
+    return found
+
+
+def test_the_patch_example_has_its_history_before_and_after() -> None:
+    """Rounds that continued as new before 0.2.0 carry no marker and replay
+    without the new transition; rounds since then carry the marker."""
+    before = HISTORIES / "released" / "0.1.0" / "continued_as_new.run2.json"
+    assert patches(before) == []
+    after = sorted(HISTORIES.glob("continued_as_new.run*.json"))
+    assert all(patches(run) == [RECORD_CONTINUE_AS_NEW] for run in after[:-1])
+    assert patches(after[-1]) == []  # the last run ends the round: it does not continue
 
 
 @workflow.defn(name="TrainingRoundWorkflow", sandboxed=False)
