@@ -157,4 +157,5 @@ async def wait_ninety_days(time_skipping: WorkflowEnvironment, stack: Stack) -> 
     assert len({r["text"] for r in replies}) == hours
     assert sum("<#C0LEADS>" in r["text"] for r in replies) == hours - 23
     await handle.cancel()
-    return status.runs
+    runs: int = status.runs
+    return runs
