@@ -138,6 +138,7 @@ async def running_fleet(
     each ready (its /readyz answers 200) before this yields. `settings` are
     AMEND_* variables (without the prefix) for every process."""
     _, token = await ledger.create_token(f"fleet-{task_queue}", "operator")
+    await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     slack_config = SlackStandInConfig(channels=[CHANNEL], post_message_per_second=50)
     async with AsyncExitStack() as stack:
         model_app = create_model(ScriptedModelConfig(latency_s=model_latency_s))
