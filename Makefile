@@ -30,11 +30,17 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-## lint: ruff and mypy
+## lint: ruff and mypy; deploy/ checked statically with the field's own linters
+## (no Docker engine needed): hadolint, kubernetes-validate, the compose schema, yamllint
+K8S_MANIFESTS := $(filter-out %/kustomization.yaml,$(wildcard deploy/kubernetes/*.yaml))
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
+	$(BIN)/hadolint deploy/Dockerfile
+	$(BIN)/kubernetes-validate --strict --quiet $(K8S_MANIFESTS)
+	$(BIN)/check-jsonschema --schemafile deploy/schemas/compose-spec.json deploy/compose.yaml
+	$(BIN)/yamllint --strict .
 
 ## histories: record the round workflow's histories that `make test` replays (tests/histories/)
 histories: $(STAMP)
