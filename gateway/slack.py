@@ -27,7 +27,15 @@ from slack_sdk.errors import SlackApiError
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from constitution import DecisionKind, DecisionOutcome, DecisionRequest, RoundState, round_id_of
+from constitution import (
+    DecisionKind,
+    DecisionOutcome,
+    DecisionRequest,
+    Principle,
+    RoundState,
+    round_id_of,
+)
+from constitution.contracts import ProposalStatus, RoundStatus
 from gateway.deps import NotStarted, Services
 from gateway.signing import SignedRequestVerifier, slack_verifier
 from review.messages import (
@@ -226,6 +234,12 @@ class SlackInteractions:
         ended = f" ({row.state})" if row is not None else ""
         return f"round {round_id} is no longer running{ended}; this button no longer decides"
 
+    async def _current(self, status: RoundStatus, item: ProposalStatus) -> Principle | None:
+        """The principle a proposal changes, as the round's base version has it."""
+        target = item.proposal.draft.target
+        version = await self.services.ledger.get_version(status.base_version)
+        return version.principle(target) if version is not None and target else None
+
     async def _open_decision_view(
         self,
         payload: dict[str, Any],
@@ -260,12 +274,12 @@ class SlackInteractions:
             return InteractionAnswer(outcome="refused", message=message, proposal_id=proposal_id)
         assert item is not None
         ts = str(payload.get("container", {}).get("message_ts", ""))
-        render = modify_view if kind == "modify" else reject_view
+        if kind == "modify":
+            view = modify_view(workflow_id, item, channel, ts, await self._current(status, item))
+        else:
+            view = reject_view(workflow_id, item, channel, ts)
         try:
-            await self.slack.views_open(
-                trigger_id=payload.get("trigger_id"),
-                view=render(workflow_id, item, channel, ts),
-            )
+            await self.slack.views_open(trigger_id=payload.get("trigger_id"), view=view)
         except SlackApiError as error:
             return InteractionAnswer(
                 outcome="refused",
