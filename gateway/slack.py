@@ -37,6 +37,7 @@ from constitution import (
 )
 from constitution.contracts import ProposalStatus, RoundStatus
 from gateway.deps import NotStarted, Services
+from gateway.refusals import refusals
 from gateway.signing import SignedRequestVerifier, slack_verifier
 from review.messages import (
     DECISION_CALLBACKS,
@@ -300,7 +301,7 @@ def slack_interactions(request: Request) -> SlackInteractions:
 router = APIRouter(tags=["slack"])
 
 
-@router.post("/slack/interactions")
+@router.post("/slack/interactions", responses=refusals(413, callers=(400, 401)))
 async def interactions_endpoint(
     request: Request, interactions: Annotated[SlackInteractions, Depends(slack_interactions)]
 ) -> Response:
