@@ -90,7 +90,7 @@ class AuditReport(BaseModel):
 # unreachable Temporal (503) are answered by the app's exception handlers.
 
 
-@router.post("/rounds", status_code=201, responses=refusals(401, 403, 409, 413, 422, 503))
+@router.post("/rounds", status_code=201, responses=refusals(400, 401, 403, 409, 413, 422, 503))
 async def start(
     spec: RoundSpec, caller: Operator, temporal: TemporalDep, config: ConfigDep
 ) -> StartedRound:
@@ -195,7 +195,7 @@ async def diff(
     return diff_versions(await _version(ledger, old), await _version(ledger, new))
 
 
-@router.post("/constitution/versions", status_code=201, responses=refusals(401, 403, 413, 422))
+@router.post("/constitution/versions", status_code=201, responses=refusals(400, 401, 403, 413, 422))
 async def import_version(body: ImportBody, caller: Operator, ledger: LedgerDep) -> Imported:
     """Store a document as the next version; principles it lacks are retired."""
     if (body.markdown is None) == (body.principles is None):

@@ -6,7 +6,8 @@ them, and the schema fuzz (tests/test_api_fuzz.py) checks that no route
 answers a status its document leaves out.
 
 Bodies: the API's own refusals are `{"detail": "<why>"}` (HTTPException, the
-round's refusals, an unreachable Temporal, an oversized body); a request that
+round's refusals, an unreachable Temporal, an oversized body, a body FastAPI
+could not decode); a request that
 does not fit its schema gets FastAPI's `{"detail": [<issue>, ...]}`. The
 Slack and trainer endpoints answer their callers `{"error": "<why>"}`.
 """
@@ -49,7 +50,7 @@ class CallerErrorBody(BaseModel):
 
 
 MEANINGS: dict[int, tuple[type[BaseModel], str]] = {
-    400: (CallerErrorBody, "Not a payload this endpoint takes."),
+    400: (ErrorBody, "The body could not be read: not UTF-8, or not a payload this takes."),
     401: (ErrorBody, "No token, or an unknown or revoked one (`WWW-Authenticate: Bearer`)."),
     403: (ErrorBody, "A viewer token where an operator token is needed."),
     404: (ErrorBody, "No such round, version or principle."),
@@ -80,4 +81,4 @@ def refusals(*codes: int, callers: tuple[int, ...] = ()) -> dict[int | str, dict
 
 # Orders to a round need an operator token and a body, reach the round through
 # Temporal, and may be refused by it.
-ORDER = (401, 403, 404, 409, 413, 422, 503)
+ORDER = (400, 401, 403, 404, 409, 413, 422, 503)

@@ -18,7 +18,6 @@ import json
 import logging
 from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -315,8 +314,12 @@ async def interactions_endpoint(
     if retry:
         # A retry carries the same payload, so the same update id: taken once.
         log.info("Slack retry %s (%s)", retry, request.headers.get("x-slack-retry-reason"))
+    # The form is parsed (python-multipart) from the body already read and verified.
+    field = (await request.form()).get("payload")
     try:
-        payload = json.loads(parse_qs(body.decode())["payload"][0])
-    except (KeyError, IndexError, ValueError, UnicodeDecodeError):
+        payload = json.loads(field) if isinstance(field, str) else None
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
         return JSONResponse({"error": "no interaction payload"}, status_code=400)
     return await interactions.handle(payload)
