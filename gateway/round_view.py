@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field, ValidationError
@@ -27,7 +26,6 @@ from constitution import (
     TERMINAL_ROUND_STATES,
     ConstitutionVersion,
     Decision,
-    DecisionKind,
     GateSpec,
     Principle,
     RoundSpec,
@@ -97,17 +95,6 @@ class Awaited(BaseModel):
     waited: str | None
 
 
-class Vote(BaseModel):
-    """One decision on a proposal as the page lists it."""
-
-    who: str
-    kind: str
-    at: datetime
-    override: bool
-    text: str | None
-    comment: str | None
-
-
 class CitedEvidence(BaseModel):
     """An evidence item a proposal rests on, cut to an excerpt; `found` is False when
     the round has no item with that id (the model cited something it was not shown)."""
@@ -137,7 +124,7 @@ class ProposalView(BaseModel):
     protected: bool
     conflicts: list[Conflict]
     impact: ImpactPreview | None
-    votes: list[Vote]
+    votes: list[Decision] = Field(description="Every vote, in the order taken.")
     touches: list[str]
 
 
@@ -228,18 +215,6 @@ def _review_setup(spec: RoundSpec, live: RoundStatus | None) -> ReviewSetup:
     )
 
 
-def _as_decision(row: Any) -> Decision:
-    return Decision(
-        proposal_id=row.proposal_id,
-        kind=DecisionKind(row.kind),
-        reviewer=row.reviewer,
-        text=row.text,
-        comment=row.comment,
-        decided_at=row.decided_at,
-        override=row.override,
-    )
-
-
 def _awaited(
     spec: RoundSpec,
     live: RoundStatus | None,
@@ -254,7 +229,7 @@ def _awaited(
             continue
         strict = findings[p.proposal_id].strict_review if p.proposal_id in findings else False
         policy = spec.strict_policy if strict else spec.policy
-        stand = awaiting(policy, [_as_decision(d) for d in p.decisions], eligible)
+        stand = awaiting(policy, [d.decision() for d in p.decisions], eligible)
         waiting = [person(r) for r in stand.waiting_for]
         # Members of groups not resolved here: the group itself is awaited.
         known = live.group_members if live is not None else {}
@@ -317,17 +292,7 @@ def _proposal(
         protected=current.protected if current else False,
         conflicts=findings.conflicts if findings else [],
         impact=findings.impact if findings else None,
-        votes=[
-            Vote(
-                who=person(d.reviewer),
-                kind=d.kind,
-                at=d.decided_at,
-                override=d.override,
-                text=d.text,
-                comment=d.comment,
-            )
-            for d in p.decisions
-        ],
+        votes=[d.decision() for d in p.decisions],
         touches=p.touches,
     )
 

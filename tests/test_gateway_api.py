@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -64,12 +65,13 @@ async def test_the_openapi_document_lists_each_routes_error_answers_with_their_b
         redoc = await http.get("/redoc")
 
     def answers(path: str, method: str) -> dict[str, str]:
-        responses = spec["paths"][path][method]["responses"]
-        return {
-            code: next(iter(r.get("content", {}).values()), {}).get("schema", {}).get("$ref", "")
-            for code, r in responses.items()
-            if code >= "400"
-        }
+        responses: dict[str, Any] = spec["paths"][path][method]["responses"]
+        found = {}
+        for code, response in responses.items():
+            if code >= "400":
+                [content] = response["content"].values()
+                found[code] = content["schema"]["$ref"]
+        return found
 
     error, invalid, caller = (
         "#/components/schemas/ErrorBody",

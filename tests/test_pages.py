@@ -28,7 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 from constitution import RoundState
 from constitution.contracts import RoundResult
 from ledger.store import Ledger
-from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
+from standins.reviewer import Decision, SimulatedReviewer, decide_in_slack, wait_for_proposals
 from tests.conftest import REVIEW_CHANNEL, StackFactory, eventually, operator_api, start_round
 from worker.stack import Stack
 
@@ -51,7 +51,9 @@ def reviewer(stack: Stack, user: str) -> SimulatedReviewer:
     )
 
 
-async def decide(stack: Stack, user: str, message: dict[str, Any], kind: str, **how: Any) -> None:
+async def decide(
+    stack: Stack, user: str, message: dict[str, Any], kind: Decision, **how: Any
+) -> None:
     slack = stack.slack_stand_in_url or ""
     answer = await decide_in_slack(
         reviewer(stack, user), slack, message, kind, channel_id=REVIEW_CHANNEL, **how
@@ -77,9 +79,10 @@ async def accepted_round(
     await decide(stack, REVIEWER, message, "accept")
     handle = env.client.get_workflow_handle(f"round-{round_id}", result_type=RoundResult)
     try:
-        return await handle.result()
+        result: RoundResult = await handle.result()
     except WorkflowFailureError:
         return None
+    return result
 
 
 @dataclass(frozen=True)
@@ -199,10 +202,14 @@ class BrowserWatch:
         self.requests = 0
 
     def attach(self, page: Any) -> None:
-        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        page.on("console", self._console)
         page.on("pageerror", lambda e: self.errors.append(str(e)))
         page.on("dialog", lambda d: self.errors.append(f"dialog: {d.message}"))
         page.on("request", self._request)
+
+    def _console(self, message: Any) -> None:
+        if message.type == "error":
+            self.errors.append(message.text)
 
     def _request(self, request: Any) -> None:
         self.requests += 1
