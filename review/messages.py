@@ -65,14 +65,22 @@ VOTE_WORDS = {
 }
 
 
-def who(reviewer: str) -> str:
-    """A reviewer as Slack shows them: a mention, or an operator named in words.
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]+$")
+
+
+def who(actor: str) -> str:
+    """A reviewer or actor as Slack shows them: a mention of a Slack user, else words.
 
     An operator ('operator:<name>') has no Slack user id, so a mention of one
-    would render as a broken `<@operator:…>`.
+    would render as a broken `<@operator:…>`; the round itself acts as
+    'workflow' (a deadline withdrawing what is pending).
     """
-    name = operator_name(reviewer)
-    return f"operator {name}" if name is not None else f"<@{reviewer}>"
+    name = operator_name(actor)
+    if name is not None:
+        return f"operator {name}"
+    if actor == "workflow":
+        return "the round"
+    return f"<@{actor}>" if SLACK_USER.match(actor) else actor
 
 
 def _group(group_id: str) -> str:

@@ -319,7 +319,7 @@ def test_the_round_summary_lists_each_outcome_and_links_the_round_page() -> None
         == "Round `r` review ended (amending): 1 accepted, 1 withdrawn; new constitution v2."
     )
     assert lines[1] == "• `r-p1` revise P1: accepted by <@UA>"
-    assert lines[2].startswith("• `r-p2` revise P1: withdrawn") and "deadline passed" in lines[2]
+    assert lines[2] == "• `r-p2` revise P1: withdrawn by the round (the review deadline passed)"
     assert lines[3].startswith("<http://gw/rounds/r|")
 
 
