@@ -395,6 +395,7 @@ def markup(html: str) -> Markup:
 async def test_hostile_text_in_a_principle_a_proposal_and_a_reason_is_shown_never_run(
     dev_server: WorkflowEnvironment, stack_on: StackFactory, ledger: Ledger
 ) -> None:
+    round_id = f"hostile-text-{uuid.uuid4().hex[:6]}"  # the dev server is shared
     async with stack_on(dev_server) as stack:
         latest = await ledger.get_version()
         assert latest is not None
@@ -406,11 +407,13 @@ async def test_hostile_text_in_a_principle_a_proposal_and_a_reason_is_shown_neve
                 "/api/constitution/versions", json={"principles": principles}
             )
             assert imported.status_code == 201, imported.text
-            await start_round(stack, "hostile", max_proposals=1)
+            await start_round(stack, round_id, max_proposals=1)
             await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
-            proposal_id = (await http.get("/api/rounds/hostile/proposals")).json()[0]["proposal_id"]
+            proposal_id = (await http.get(f"/api/rounds/{round_id}/proposals")).json()[0][
+                "proposal_id"
+            ]
             decided = await http.post(
-                "/api/rounds/hostile/decisions",
+                f"/api/rounds/{round_id}/decisions",
                 json={
                     "proposal_id": proposal_id,
                     "kind": "modify",
@@ -422,12 +425,12 @@ async def test_hostile_text_in_a_principle_a_proposal_and_a_reason_is_shown_neve
         version = imported.json()["version"]
 
         async def recorded() -> bool:
-            return bool(await ledger.decisions("hostile"))
+            return bool(await ledger.decisions(round_id))
 
         await eventually(recorded, "the override to be recorded")
         _, token = await ledger.create_token("hostile-reader", "viewer")
         pages = [
-            "/rounds/hostile",
+            f"/rounds/{round_id}",
             f"/versions/{version}",
             f"/versions/diff?from={version - 1}&to={version}",
             f"/principles/{target['id']}",
@@ -451,7 +454,7 @@ async def test_hostile_text_in_a_principle_a_proposal_and_a_reason_is_shown_neve
     for path, html in shown.items():
         no_markup_from_people(path, html)
     # And each hostile text is there, as text.
-    round_page = shown["/rounds/hostile"]
+    round_page = shown[f"/rounds/{round_id}"]
     assert "&lt;script&gt;alert(&#39;proposal&#39;)&lt;/script&gt;" in round_page
     assert "&#34;&gt;&lt;svg onload=alert(&#39;reason&#39;)&gt;&lt;/svg&gt;" in round_page
     assert "&lt;script&gt;alert(&#34;title&#34;)&lt;/script&gt;" in shown[f"/versions/{version}"]
