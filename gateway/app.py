@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from temporalio.client import Client
 from temporalio.service import RPCError
 
@@ -83,7 +85,16 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
             await interactions.drain(config.shutdown_grace_s)
             await pool.close()
 
-    app = FastAPI(title="amend gateway", version="0.1.0", lifespan=lifespan)
+    # /docs and /redoc from the gateway's own copies of Swagger UI and ReDoc
+    # (the fastapi-offline wheel), never a CDN: they work offline. /redoc is
+    # served by `gateway.pages`, which keeps ReDoc's logo off its CDN too.
+    app = FastAPIOffline(
+        title="amend gateway",
+        version="0.1.0",
+        lifespan=lifespan,
+        favicon_url="/static/favicon.svg",
+        redoc_url=None,
+    )
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
@@ -94,6 +105,7 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     app.include_router(operators.router)
     app.include_router(dashboard.router)
     app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 
     app.add_exception_handler(RoundNotFound, _not_found)
     app.add_exception_handler(RoundRefused, _conflict)

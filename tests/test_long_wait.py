@@ -100,6 +100,15 @@ async def test_a_deadline_withdraws_what_is_still_pending(
     assert status.reminders_sent == 2
     assert {p.state for p in status.proposals} == {ProposalState.withdrawn}
     assert await ledger.verify_chain("deadline") == []
+    # Each message ends without buttons, saying who withdrew it and why.
+    async with httpx.AsyncClient() as http:
+        messages = (await http.get(f"{stack.slack_stand_in_url}/_standin/messages")).json()
+    proposals = [m for m in messages if m["text"].startswith("Proposal ")]
+    assert len(proposals) == 2
+    for message in proposals:
+        assert not [b for b in message["blocks"] if b["type"] == "actions"]
+        assert "Withdrawn by the round" in str(message["blocks"])
+        assert "review deadline passed" in str(message["blocks"])
 
 
 async def test_ninety_days_of_hourly_reminders_run_as_several_bounded_runs(

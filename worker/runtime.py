@@ -231,6 +231,10 @@ def gateway_app(settings: Settings, database_url: str, temporal: Client) -> Fast
             max_body_bytes=settings.api_max_body_bytes,
             shutdown_grace_s=settings.gateway_graceful_shutdown_s,
             trainer_secret=settings.trainer_secret,
+            temporal_ui_url=settings.temporal_ui_url,
+            temporal_namespace=settings.temporal_namespace,
+            artifacts_root=settings.artifacts_root,
+            page_refresh_s=settings.page_refresh_s,
             socket_mode=SocketModeClient(
                 app_token=settings.slack_app_token.get_secret_value(), web_client=slack
             )

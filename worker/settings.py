@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     temporal_api_key: SecretStr | None = Field(
         default=None, description="Temporal Cloud API key, sent as a bearer token over TLS."
     )
+    temporal_ui_public_url: str | None = Field(
+        default=None,
+        description="Where people reach the Temporal UI (round pages link each round's "
+        "workflow there); unset: http://<temporal host>:<temporal_ui_port>.",
+    )
 
     database_url: SecretStr | None = Field(
         default=None, description="PostgreSQL URL; unset: embedded PostgreSQL under data_dir."
@@ -145,6 +150,12 @@ class Settings(BaseSettings):
         pattern="^(text|json)$",
         description="json: one object a line, with round and proposal ids.",
     )
+    page_refresh_s: float = Field(
+        default=5.0,
+        ge=1,
+        le=3600,
+        description="How often a live round's page refreshes itself, in seconds.",
+    )
     worker_metrics_bind: str | None = Field(
         default=None, description="host:port of the worker's Prometheus endpoint; unset: none."
     )
@@ -204,6 +215,8 @@ class Settings(BaseSettings):
 
     @property
     def temporal_ui_url(self) -> str:
+        if self.temporal_ui_public_url:
+            return self.temporal_ui_public_url.rstrip("/")
         host = self.temporal_address.rsplit(":", 1)[0]
         return f"http://{host}:{self.temporal_ui_port}"
 

@@ -64,6 +64,8 @@ with workflow.unsafe.imports_passed_through():
         SaveVersionInput,
         SlackMessageRef,
         UpdateProposalMessageInput,
+        Voters,
+        Withdrawal,
     )
     from constitution.errors import ErrorType
     from constitution.models import ConstitutionVersion, TransitionRecord
@@ -680,7 +682,10 @@ class TrainingRoundWorkflow:
         assert self.constitution is not None
         posted: list[SlackMessageRef] = []
         for item in self.status.pending:
+            earlier = item.message
             item.message = await self._post(item, repost=True)
+            if earlier is not None and earlier != item.message:
+                item.earlier_messages.append(earlier)
             posted.append(item.message)
             await self._record(
                 f"proposal:{item.proposal.id}",
@@ -712,6 +717,7 @@ class TrainingRoundWorkflow:
         await self._cancel_job()
         for item in self.status.proposals:
             if not item.settled:
+                item.withdrawal = Withdrawal(actor=actor, reason=reason, at=workflow.now())
                 await self._move_proposal(item, ProposalState.withdrawn, actor=actor, reason=reason)
                 if item.message is not None:
                     await self._update_message(item)
@@ -730,9 +736,11 @@ class TrainingRoundWorkflow:
 
     async def _withdraw_pending(self, reason: str) -> None:
         for item in self.status.pending:
+            item.withdrawal = Withdrawal(actor="workflow", reason=reason, at=workflow.now())
             await self._move_proposal(
                 item, ProposalState.withdrawn, actor="workflow", reason=reason
             )
+            item.message_stale = True  # its message ends without buttons, saying why
 
     def _deadline_passed(self) -> bool:
         spec = self.status.spec
@@ -982,8 +990,18 @@ class TrainingRoundWorkflow:
                 workflow_id=workflow.info().workflow_id,
                 status=item,
                 constitution=self.constitution,
+                voters=self._voters(item),
                 repost=repost,
             ),
+        )
+
+    def _voters(self, item: ProposalStatus) -> Voters:
+        """Who may decide the proposal, for its message to say."""
+        spec = self.status.spec
+        return Voters(
+            reviewers=sorted(eligible_reviewers(spec, self.status.group_members)),
+            groups=spec.reviewer_groups,
+            policy=policy_for(spec, item.proposal),
         )
 
     async def _update_message(self, item: ProposalStatus) -> None:
@@ -992,7 +1010,10 @@ class TrainingRoundWorkflow:
         await self._slack(
             SlackActivities.update_proposal_message,
             UpdateProposalMessageInput(
-                workflow_id=workflow.info().workflow_id, status=item, constitution=self.constitution
+                workflow_id=workflow.info().workflow_id,
+                status=item,
+                constitution=self.constitution,
+                voters=self._voters(item),
             ),
         )
         item.message_stale = False
