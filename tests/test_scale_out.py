@@ -35,8 +35,9 @@ from constitution.samples import sample_constitution
 from ledger.store import Ledger
 from tests.conftest import eventually
 
-# Long enough to be caught mid-way, short enough for a lean test.
-EXAMPLES = 16
+# Long enough to be caught mid-way (three model calls an example, four at a
+# time, 0.1 s each: about 3 s), short enough for a lean test.
+EXAMPLES = 40
 DATASET = {"prompt_count": EXAMPLES, "critique_passes": 1, "heartbeat_timeout": "PT2S"}
 SPEC = {"max_proposals": 2, "training": {**DATASET, "poll_interval": "PT0.2S"}}
 
@@ -123,7 +124,9 @@ async def test_two_workers_and_two_gateways_share_rounds_and_survive_a_killed_wo
     await fleet.start_round(first, "through-one", **SPEC)
     await fleet.start_round(second, "through-two", **SPEC)
     clicks = 0
-    for round_id in ("through-one", "through-two"):
+    # The round whose worker is killed is decided last, so its dataset step
+    # has only just begun when the test looks for it.
+    for round_id in ("through-two", "through-one"):
         for message in await fleet.messages(round_id, 2):
             # The click goes to one gateway, and Slack's retry of it to the other.
             taken_by, retried_by = fleet.gateways[clicks % 2], fleet.gateways[1 - clicks % 2]
