@@ -261,7 +261,7 @@ async def versions_page(request: Request) -> HTMLResponse:
                 str(v.principles),
                 f'<a href="/rounds/{escape(v.round_id)}">{escape(v.round_id)}</a>'
                 if v.round_id
-                else "import",
+                else escape(v.made_by),
                 f"{v.created_at:%Y-%m-%d %H:%M}",
                 diff,
             ]
@@ -324,7 +324,7 @@ async def lineage_page(request: Request, principle_id: str) -> HTMLResponse:
             escape(e.text or ""),
             f'<a href="/rounds/{escape(e.round_id)}">{escape(e.round_id)}</a>'
             if e.round_id
-            else "",
+            else escape(e.made_by),
             escape(e.proposal_id or ""),
             escape(", ".join(e.reviewers)),
             escape(", ".join(e.evidence)),
@@ -334,7 +334,7 @@ async def lineage_page(request: Request, principle_id: str) -> HTMLResponse:
     return page(
         f"Lineage of {principle_id}",
         table(
-            ["version", "change", "text", "round", "proposal", "reviewers", "evidence"],
+            ["version", "change", "text", "made by", "proposal", "reviewers", "evidence"],
             rows,
             "",
         ),
