@@ -14,12 +14,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from gateway import dashboard, operators, pages, slack, trainer
-from gateway.deps import GatewayConfig, LedgerDep, Services
+from gateway.deps import DashboardsDep, GatewayConfig, LedgerDep, Services
 from gateway.limits import BodyLimit
 from gateway.metrics import GatewayMetrics, RequestMetrics
 from gateway.socket_mode import SocketModeReceiver
@@ -79,7 +79,11 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     app = FastAPI(title="amend gateway", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
-    app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(dashboards: DashboardsDep) -> Response:
+        """Prometheus' scrape: requests by route, and the gauges read from the ledger."""
+        return await metrics.exposition(dashboards)
 
     app.include_router(slack.router)
     app.include_router(trainer.router)
