@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class Settings(BaseSettings):
@@ -29,6 +31,16 @@ class Settings(BaseSettings):
     database_url: SecretStr | None = Field(
         default=None, description="PostgreSQL URL; unset: embedded PostgreSQL under data_dir."
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here so a typo is one line at start, not a driver error later.
+        if value is not None and not value.get_secret_value().startswith(POSTGRES_SCHEMES):
+            raise ValueError(
+                "must be a PostgreSQL URL such as postgresql://user:password@host:5432/amend"
+            )
+        return value
 
     model_base_url: str | None = Field(
         default=None, description="OpenAI-compatible base URL; unset: the scripted stand-in model."
@@ -104,6 +116,10 @@ class Settings(BaseSettings):
     stand_in_port_slack: int = 8102
 
     # -- operators and dashboards -------------------------------------------------
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="An operator token: the CLI records its holder as the actor of its writes.",
+    )
     api_max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Larger request bodies get 413."
     )
