@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import math
 import socket
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager, contextmanager
@@ -88,15 +89,30 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 @asynccontextmanager
-async def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[Served]:
+async def serve(
+    app: Any, host: str = "127.0.0.1", port: int = 0, *, graceful_shutdown_s: float | None = None
+) -> AsyncIterator[Served]:
     """Run `app` with uvicorn until the block exits. Port 0 picks a free one.
+
+    On exit uvicorn stops accepting connections and answers the requests it
+    has, for at most `graceful_shutdown_s` (unset: as long as they take),
+    before the app's lifespan ends.
 
     Raises:
         PortInUse: The port is taken; nothing was started.
     """
     sock = listening_socket(host, port)
     port = int(sock.getsockname()[1])
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=None
+        if graceful_shutdown_s is None
+        else math.ceil(graceful_shutdown_s),
+    )
     server = _Server(config)
     with sock:
         task = asyncio.create_task(server.serve(sockets=[sock]))

