@@ -8,6 +8,7 @@ Exit codes (worker/cli/render.py): 2 bad arguments or input, 3 a service unreach
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +39,11 @@ def invoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
     environment."""
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
+    # The process commands configure the root logger as a process would, with a
+    # handler on the runner's stream, which is closed once the command returns.
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
 
     def run(args: list[str], env: Mapping[str, str | None] | None = None) -> Result:
         full_env: dict[str, str | None] = {

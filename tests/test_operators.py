@@ -332,16 +332,16 @@ async def test_round_show_prints_each_proposal_as_a_diff_with_its_rationale_and_
 async def test_orders_print_json_when_asked(stack: Stack, amend: Cli, ledger: Ledger) -> None:
     await start(stack, "in-json", proposals=2)
     reposted = await amend("round", "repost", "in-json", "--json")
-    assert json.loads(reposted.output) == {"round_id": "in-json", "reposted": 2}
+    assert json.loads(reposted.stdout) == {"round_id": "in-json", "reposted": 2}
     first = await ledger.pool.fetchval(
         "SELECT proposal_id FROM proposals WHERE round_id = 'in-json' ORDER BY position LIMIT 1"
     )
     decided = await amend("round", "decide", "in-json", first, "reject", "--reason", "no", "--json")
     assert decided.exit_code == 0, decided.output
-    assert json.loads(decided.output)["proposal_id"] == first
-    assert json.loads(decided.output)["proposal_state"] == "rejected"
+    assert json.loads(decided.stdout)["proposal_id"] == first
+    assert json.loads(decided.stdout)["proposal_state"] == "rejected"
     cancelled = await amend("round", "cancel", "in-json", "--reason", "done", "--json")
-    assert json.loads(cancelled.output)["state"] == "cancelled"
+    assert json.loads(cancelled.stdout)["state"] == "cancelled"
 
 
 async def test_round_watch_off_a_terminal_prints_one_line_per_change(
@@ -365,7 +365,7 @@ async def test_round_retry_slack_unblocks_a_round_after_the_fix(stack: Stack, am
     await start_over_api(stack, "unblocked", max_proposals=1)
 
     async def blocked() -> bool:
-        shown = json.loads((await amend("round", "show", "unblocked", "--json")).output)
+        shown = json.loads((await amend("round", "show", "unblocked", "--json")).stdout)
         return bool(shown["blocked"])
 
     await eventually(blocked, "the round to be blocked on Slack")
@@ -390,7 +390,7 @@ async def test_round_show_of_a_failed_round_prints_its_error_once(
     await start_over_api(stack, "failing", evidence_file=str(missing))
 
     async def failed() -> bool:
-        shown = json.loads((await amend("round", "show", "failing", "--json")).output)
+        shown = json.loads((await amend("round", "show", "failing", "--json")).stdout)
         return bool(shown["state"] == "failed")
 
     await eventually(failed, "the round to fail")
