@@ -93,7 +93,7 @@ def timeline_table(rows: Sequence[TransitionRow], width: int) -> Table:
     entities = [row.entity for row in rows]
     changes = [_change(row) for row in rows]
     beside = width - max(map(len, entities), default=0) - len("  #  hh:mm:ss.mmm    ")
-    if beside >= 30:
+    if beside >= 24:
         table = id_table("#", "at", "entity", "change", ids=entities, id_column=2)
         table.columns[0].justify = "right"
         table.columns[1].no_wrap = True
