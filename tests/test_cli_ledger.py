@@ -6,16 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner, Result
 
-from constitution import RoundSpec, TransitionRecord, render_markdown
+from constitution import RoundSpec, render_markdown
 from constitution.samples import sample_constitution
 from ledger.migrate import migrate_url
 from ledger.store import Ledger
+from tests.conftest import recorded_round
 from worker.cli import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE, app
 from worker.database import DATABASE_NAME, ensure_database, start_embedded
 from worker.devstack import seed_sample_constitution
@@ -257,21 +257,14 @@ async def test_round_list_prints_long_round_ids_whole_at_80_columns(
 async def test_round_timeline_prints_the_ledger_rows(
     amend: Amend, ledger: Ledger, v1: None
 ) -> None:
-    await ledger.open_round(RoundSpec(round_id="timed", reviewers=["U1"]), base_version=1)
-    t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    await ledger.record_transitions(
+    await recorded_round(
+        ledger,
+        "timed",
         [
-            TransitionRecord(
-                workflow_id="round-timed", sequence=1, round_id="timed", entity="round",
-                from_state=None, to_state="created", actor="operator:ops-oliver",
-                reason="round started", at=t0,
-            ),
-            TransitionRecord(
-                workflow_id="round-timed", sequence=2, round_id="timed", entity="proposal:timed-p1",
-                from_state="drafted", to_state="posted", actor="workflow", at=t0,
-            ),
-        ]
-    )  # fmt: skip
+            ("round", None, "created", "operator:ops-oliver", "round started"),
+            ("proposal:timed-p1", "drafted", "posted", "workflow", ""),
+        ],
+    )
     shown = await amend("round", "timeline", "timed")
     assert shown.exit_code == 0, shown.output
     text = " ".join(shown.output.split())
@@ -310,26 +303,14 @@ async def test_unknown_versions_and_principles_are_errors(amend: Amend, v1: None
 async def test_audit_verify_passes_an_intact_ledger_and_names_the_first_altered_row(
     amend: Amend, ledger: Ledger, v1: None
 ) -> None:
-    await ledger.open_round(RoundSpec(round_id="audited", reviewers=["U1"]), base_version=1)
-    t0 = datetime(2026, 1, 1, tzinfo=UTC)
-    await ledger.record_transitions(
+    await recorded_round(
+        ledger,
+        "audited",
         [
-            TransitionRecord(
-                workflow_id="round-audited",
-                sequence=n,
-                round_id="audited",
-                entity="round",
-                from_state=frm,
-                to_state=to,
-                actor="workflow",
-                at=t0 + timedelta(seconds=n),
-            )
-            for n, frm, to in [
-                (1, None, "created"),
-                (2, "created", "proposing"),
-                (3, "proposing", "in_review"),
-            ]
-        ]
+            ("round", None, "created", "workflow", ""),
+            ("round", "created", "proposing", "workflow", ""),
+            ("round", "proposing", "in_review", "workflow", ""),
+        ],
     )
     ok = await amend("audit", "verify")
     assert ok.exit_code == 0 and "1 round chain intact" in ok.output

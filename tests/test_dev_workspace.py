@@ -18,15 +18,10 @@ from ledger.store import Ledger
 from standins.reviewer import wait_for_proposals
 from tests.conftest import StackFactory, eventually, operator_api
 from tests.conftest import start_round as start_over_api
-from tests.test_round_end_to_end import handle, reviewer
-from workflows.round import TrainingRoundWorkflow
+from tests.test_round_end_to_end import reviewer
+from tests.test_slack_review import status_of
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-
-
-async def status_of(env: WorkflowEnvironment, round_id: str) -> RoundStatus:
-    status: RoundStatus = await handle(env, round_id).query(TrainingRoundWorkflow.state)
-    return status
 
 
 async def test_a_round_in_review_is_decided_through_its_messages_after_a_restart(

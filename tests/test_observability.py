@@ -9,7 +9,6 @@ import json
 import logging
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -19,11 +18,10 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from constitution import RoundSpec, TransitionRecord
 from ledger.store import Ledger
 from standins.reviewer import wait_for_proposals
 from standins.serving import free_port
-from tests.conftest import StackFactory, operator_api
+from tests.conftest import StackFactory, operator_api, recorded_round
 from worker.observability import JsonLogFormatter, metrics_runtime
 
 
@@ -124,21 +122,15 @@ async def test_metrics_carry_the_gauges_alerts_read_and_a_route_for_every_route(
     dev_server: WorkflowEnvironment, stack_on: StackFactory, ledger: Ledger
 ) -> None:
     # A round Slack refuses, as the workflow records it: a `slack` ok -> blocked row.
-    await ledger.open_round(RoundSpec(round_id="stuck", reviewers=["U1"]), base_version=None)
-    await ledger.record_transitions(
+    await recorded_round(
+        ledger,
+        "stuck",
         [
-            TransitionRecord(
-                workflow_id="round-stuck", sequence=n, round_id="stuck", entity=entity,
-                from_state=frm, to_state=to, actor="workflow", reason="channel_not_found",
-                at=datetime.now(UTC),
-            )
-            for n, entity, frm, to in [
-                (1, "round", None, "created"),
-                (2, "round", "created", "proposing"),
-                (3, "slack", "ok", "blocked"),
-            ]
-        ]
-    )  # fmt: skip
+            ("round", None, "created", "workflow", ""),
+            ("round", "created", "proposing", "workflow", ""),
+            ("slack", "ok", "blocked", "workflow", "channel_not_found"),
+        ],
+    )
     async with stack_on(dev_server) as stack, operator_api(stack) as http:
         body = {"round_id": "gauged", "reviewers": ["U0ALICE"], "max_proposals": 2}
         assert (await http.post("/api/rounds", json=body)).status_code == 201

@@ -6,17 +6,11 @@ from __future__ import annotations
 from constitution import GateSpec
 from constitution.contracts import EvaluationMetrics
 from constitution.gate import judge_gate, points
+from tests.unit.test_page_figures import metrics as figures_of
 
 
 def metrics(harm: float, overrefusal: float, gap: float) -> EvaluationMetrics:
-    return EvaluationMetrics(
-        model="m",
-        harm_rate=harm,
-        overrefusal_rate=overrefusal,
-        awareness_gap=gap,
-        harmful_prompts=20,
-        benign_prompts=20,
-    )
+    return figures_of("m", harm, overrefusal, gap)
 
 
 def test_a_rise_in_over_refusal_is_in_percentage_points() -> None:
