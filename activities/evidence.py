@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from temporalio import activity
@@ -57,6 +58,31 @@ def feedback_item(round_id: str, decided: DecidedProposal) -> EvidenceItem:
     )
 
 
+def read_evidence_files(
+    paths: Sequence[str],
+) -> tuple[list[tuple[EvidenceItem, str]], list[str]]:
+    """Every item of every file, with the file it came from, and what is wrong with each bad file.
+
+    The worker reads a round's files with this when the round starts; the CLI
+    reads them with it before starting one, so a bad file is refused there.
+    """
+    sourced: list[tuple[EvidenceItem, str]] = []
+    problems: list[str] = []
+    for path in paths:
+        try:
+            text = Path(path).read_text()
+        except OSError as error:
+            problems.append(f"{path}: cannot read evidence ({error.strerror})")
+            continue
+        try:
+            items = parse_evidence(text, path)
+        except EvidenceFileError as error:
+            problems.append(str(error))
+            continue
+        sourced.extend((item, path) for item in items)
+    return sourced, problems
+
+
 class EvidenceActivities(defined.EvidenceActivities):
     def __init__(self, ledger: Ledger, *, budget_tokens: int, max_chunks: int) -> None:
         self.ledger = ledger
@@ -90,21 +116,8 @@ class EvidenceActivities(defined.EvidenceActivities):
         paths = spec.evidence_paths or (
             [str(sample_path("evidence.jsonl"))] if spec.uses_sample_evidence else []
         )
-        sourced: list[tuple[EvidenceItem, str]] = []
+        sourced, problems = await asyncio.to_thread(read_evidence_files, paths)
         seen: dict[str, str] = {}
-        problems: list[str] = []
-        for path in paths:
-            try:
-                text = await asyncio.to_thread(Path(path).read_text)
-            except OSError as error:
-                problems.append(f"{path}: cannot read evidence ({error.strerror})")
-                continue
-            try:
-                items = await asyncio.to_thread(parse_evidence, text, path)
-            except EvidenceFileError as error:
-                problems.append(str(error))
-                continue
-            sourced.extend((item, path) for item in items)
         if spec.evidence_from_round is not None:
             earlier = spec.evidence_from_round
             decided = await self.ledger.decided_proposals(earlier)

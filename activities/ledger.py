@@ -113,7 +113,9 @@ class LedgerActivities(defined.LedgerActivities):
         """Store the round's new version. Numbers are given in order of creation:
         if another round took the number meanwhile, this one takes the next."""
         version = request.version
-        stored = await self.ledger.version_with_hash(version.content_hash)
+        stored = await self.ledger.version_with_hash(
+            version.content_hash, made_by_round=request.round_id
+        )
         if stored is None:
             latest = await self.ledger.get_version()
             number = max(version.number, latest.number + 1 if latest else 1)

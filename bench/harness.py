@@ -305,7 +305,7 @@ async def bench_env() -> AsyncIterator[BenchEnv]:
             temporal_address=f"127.0.0.1:{free_port()}",
             temporal_ui_port=free_port(),
         )
-        temporal = await stack.enter_async_context(temporal_server(settings))
+        temporal = (await stack.enter_async_context(temporal_server(settings))).client
         env = BenchEnv(admin_url=embedded.url("postgres"), temporal=temporal, workdir=workdir)
         stack.push_async_callback(env.drop_databases)
         yield env

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Sequence
 
 from constitution.models import (
@@ -13,6 +14,22 @@ from constitution.models import (
     Proposal,
     ProposalKind,
 )
+
+
+def sentences(text: str) -> list[str]:
+    """A principle's text split after each `.`, `!` or `?`: the unit people edit it in."""
+    return [part for part in re.split(r"(?<=[.!?])\s+", text.strip()) if part]
+
+
+def sentence_diff(current: str, proposed: str) -> list[str]:
+    """The change from `current` to `proposed`, sentence by sentence.
+
+    Lines start with `- ` (removed), `+ ` (added) or two spaces (kept, for
+    context), as `difflib.ndiff` writes them; the Slack message and the CLI
+    both show a proposal this way.
+    """
+    diff = difflib.ndiff(sentences(current), sentences(proposed))
+    return [line for line in diff if not line.startswith("?")]
 
 
 class AmendmentConflict(ValueError):

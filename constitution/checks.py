@@ -11,6 +11,11 @@ similarity of the two texts after lower-casing, dropping punctuation and sorting
 their words, scaled 0-100. Sorting makes a reordered sentence match; unlike
 `token_set_ratio` it does not score a text as identical to one it merely
 contains, so a revision that adds a sentence to its target is not a duplicate.
+
+That leaves one kind of repetition similarity cannot see: a revision that adds
+a sentence its principle already has, or any text that says one sentence
+twice. The duplicate check flags those sentence by sentence (`repeated_sentence`),
+so a reviewer is told before accepting a principle that says a thing twice.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 
 from rapidfuzz import fuzz, utils
 
+from constitution.amendment import sentences
 from constitution.findings import CheckVerdict, Verdict
 from constitution.models import (
     ConstitutionVersion,
@@ -38,6 +44,27 @@ def similarity(a: str, b: str) -> float:
 def _normal(text: str) -> str:
     """Case, punctuation and spacing do not change what a principle says."""
     return " ".join(utils.default_process(text).split())
+
+
+def repeated_sentence(text: str, current: str | None = None) -> str | None:
+    """What a text repeats, as a verdict's detail; None when it says each thing once.
+
+    `current` is the text a revision replaces: a sentence of it said again is
+    named as such (the model appended what the principle already said).
+    Sentences are compared whatever their case, punctuation and spacing.
+    """
+    had = {_normal(sentence) for sentence in sentences(current or "")}
+    seen: set[str] = set()
+    for sentence in sentences(text):
+        key = _normal(sentence)
+        if not key:
+            continue
+        if key in seen:
+            quoted = sentence if len(sentence) <= 80 else sentence[:79] + "…"
+            where = "a sentence the principle already has" if key in had else "a sentence"
+            return f"says {where} twice: {quoted!r}"
+        seen.add(key)
+    return None
 
 
 @dataclass(frozen=True)
@@ -119,6 +146,11 @@ def _check_one(proposal: Proposal, ctx: CheckContext) -> Proposal:
                     f"its text repeats {twin} (similarity {score:.0f}/100)",
                 ),
             )
+
+    if draft.text is not None:
+        repeated = repeated_sentence(draft.text, target.text if target else None)
+        if repeated is not None:
+            proposal = _with(proposal, _verdict("duplicate", Verdict.flagged, repeated))
 
     if needs_strict_review(draft, constitution):
         proposal = _with(

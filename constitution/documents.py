@@ -1,8 +1,10 @@
-"""A constitution as a document people edit, and the version an imported document makes.
+"""A constitution as a document people edit, and the versions operators make.
 
 The document is Markdown (the format `render_markdown` writes) or JSON.
 Parsing names the line (Markdown) or field (JSON) that is wrong, so an
 operator can fix the file, and an import never silently reuses a retired id.
+A revert (a rollback) is the one way an earlier version's principles, retired
+ids included, come back: as a new version, so the history is never rewritten.
 """
 
 from __future__ import annotations
@@ -10,9 +12,9 @@ from __future__ import annotations
 import json
 import re
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
-from constitution.models import ConstitutionVersion, Principle
+from constitution.models import ConstitutionVersion, Frozen, Principle
 
 PRINCIPLE_LINE = re.compile(
     r"^(?P<id>P[0-9]{1,4})\.\s+\*\*(?P<title>.+?)\*\*(?P<protected>\s+\(protected\))?:\s*(?P<text>.+)$"
@@ -21,6 +23,32 @@ PRINCIPLE_LINE = re.compile(
 
 class DocumentError(ValueError):
     """A constitution document that cannot be read; the message says where."""
+
+
+class Provenance(Frozen):
+    """Who made a version by hand (an import or a revert), from what, and why.
+
+    Versions a round makes name their round instead; these name a person, so
+    the log and a principle's lineage never show a change nobody owns.
+    """
+
+    actor: str = Field(min_length=1, max_length=200, description="Such as operator:alice.")
+    source: str | None = Field(
+        default=None, max_length=1000, description="The file (or API call) it was read from."
+    )
+    reason: str | None = Field(default=None, max_length=2000, description="Why, in their words.")
+
+
+def principles_hash(principles: tuple[Principle, ...]) -> str:
+    """The content hash a version with these principles has, whatever its number.
+
+    An import compares it with every stored version's, so a document that
+    repeats an earlier version is recognised as that version.
+    """
+    try:
+        return ConstitutionVersion(number=1, principles=principles).content_hash
+    except ValidationError as error:
+        raise DocumentError(error.errors()[0]["msg"]) from error
 
 
 def parse_markdown(text: str) -> tuple[Principle, ...]:
@@ -112,3 +140,25 @@ def imported_version(
         )
     except ValidationError as error:
         raise DocumentError(error.errors()[0]["msg"]) from error
+
+
+def reverted_version(
+    earlier: ConstitutionVersion, latest: ConstitutionVersion
+) -> ConstitutionVersion:
+    """The version a revert to `earlier` makes: its principles, numbered after `latest`.
+
+    Its parent is `latest`, as for any change. Ids `latest` has and `earlier`
+    lacks are retired; ids `earlier` has are live again even if retired since,
+    because they come back with the very text they had (an import refuses them:
+    a document could give an old id new words). No id is given out twice
+    either way, since new ids are counted past live and retired ones alike.
+    """
+    ids = {p.id for p in earlier.principles}
+    dropped = [p.id for p in latest.principles if p.id not in ids]
+    retired = tuple(i for i in dict.fromkeys((*latest.retired, *dropped)) if i not in ids)
+    return ConstitutionVersion(
+        number=latest.number + 1,
+        principles=earlier.principles,
+        parent_hash=latest.content_hash,
+        retired=retired,
+    )

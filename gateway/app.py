@@ -14,14 +14,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from gateway import dashboard, operators, pages, slack, trainer
-from gateway.deps import GatewayConfig, Services
+from gateway.deps import DashboardsDep, GatewayConfig, Services
 from gateway.health import Probe, health_router, postgres_probe, temporal_probe
 from gateway.limits import BodyLimit
 from gateway.metrics import GatewayMetrics, RequestMetrics
@@ -97,7 +97,11 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     )
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
-    app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def prometheus_metrics(dashboards: DashboardsDep) -> Response:
+        """Prometheus' scrape: requests by route, and the gauges read from the ledger."""
+        return await metrics.exposition(dashboards)
 
     app.include_router(health_router(lambda: probes))
     app.include_router(slack.router)

@@ -5,9 +5,9 @@ operator token, and every write records the caller as its actor.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Path, Query
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -22,13 +22,14 @@ from constitution import (
     render_markdown,
 )
 from constitution.contracts import OperatorRequest, RoundResult, RoundStatus
-from constitution.documents import DocumentError, imported_version, parse_markdown
+from constitution.documents import DocumentError, Provenance, parse_markdown
 from gateway.auth import Operator, RoundId, Viewer
 from gateway.deps import ConfigDep, LedgerDep, TemporalDep
 from gateway.refusals import ORDER, refusals
 from ledger.chain import ChainBreak
 from ledger.dashboards import LARGEST_VERSION
-from ledger.store import Ledger
+from ledger.errors import LedgerError
+from ledger.store import Ledger, StoredVersion
 from workflows.client import (
     cancel_round,
     override_decision,
@@ -74,11 +75,23 @@ class ImportBody(Body):
 
     markdown: str | None = Field(default=None, max_length=200_000)
     principles: list[Principle] | None = Field(default=None, max_length=500)
+    source: str = Field(
+        default="the HTTP API",
+        min_length=1,
+        max_length=1000,
+        description="The file the document came from, recorded with the version.",
+    )
+    reason: str | None = Field(default=None, min_length=1, max_length=2000)
 
 
-class Imported(BaseModel):
-    version: int
-    stored: bool
+# An import or revert that finds its principles already latest answers 200, not 201.
+NOTHING_STORED: dict[int | str, dict[str, Any]] = {
+    200: {"model": StoredVersion, "description": "The latest version already has them."}
+}
+
+
+class RevertBody(Body):
+    reason: str = Field(min_length=1, max_length=2000, description="Recorded with the version.")
 
 
 class AuditReport(BaseModel):
@@ -195,25 +208,61 @@ async def diff(
     return diff_versions(await _version(ledger, old), await _version(ledger, new))
 
 
-@router.post("/constitution/versions", status_code=201, responses=refusals(400, 401, 403, 413, 422))
-async def import_version(body: ImportBody, caller: Operator, ledger: LedgerDep) -> Imported:
-    """Store a document as the next version; principles it lacks are retired."""
+@router.post(
+    "/constitution/versions",
+    status_code=201,
+    responses={**NOTHING_STORED, **refusals(400, 401, 403, 409, 413, 422)},
+)
+async def import_version(
+    body: ImportBody, caller: Operator, ledger: LedgerDep, response: Response
+) -> StoredVersion:
+    """Store a document as the next version, recording the caller and `source`; principles
+    it lacks are retired. A document with an earlier version's principles makes a revert to
+    that version (`reverts`); one with the latest's stores nothing (200, `stored: false`)."""
     if (body.markdown is None) == (body.principles is None):
         raise HTTPException(422, "send either 'markdown' or 'principles'")
+    provenance = Provenance(actor=caller.actor, source=body.source, reason=body.reason)
     try:
         principles = (
             parse_markdown(body.markdown)
             if body.markdown is not None
             else tuple(body.principles or ())
         )
-        latest = await ledger.get_version()
-        version = imported_version(principles, latest)
+        stored = await ledger.import_document(principles, provenance)
     except DocumentError as error:
         raise HTTPException(422, str(error)) from error
-    if latest is not None and latest.content_hash == version.content_hash:
-        return Imported(version=latest.number, stored=False)
-    await ledger.import_version(version, caller.actor)
-    return Imported(version=version.number, stored=True)
+    except LedgerError as error:
+        raise HTTPException(409, f"{error}; nothing was stored, try again") from error
+    if not stored.stored:
+        response.status_code = 200
+    return stored
+
+
+@router.post(
+    "/constitution/versions/{number}/revert",
+    status_code=201,
+    responses={**NOTHING_STORED, **refusals(400, 401, 403, 404, 409, 413, 422)},
+)
+async def revert_version(
+    number: Annotated[int, Path(ge=1, le=LARGEST_VERSION)],
+    body: RevertBody,
+    caller: Operator,
+    ledger: LedgerDep,
+    response: Response,
+) -> StoredVersion:
+    """Roll back: a new version with version `number`'s principles, recorded with the caller
+    and the reason. 404 when there is no such version; 200 with `stored: false` when the
+    latest version already has those principles."""
+    provenance = Provenance(actor=caller.actor, reason=body.reason)
+    try:
+        stored = await ledger.revert_to(number, provenance)
+    except LedgerError as error:
+        raise HTTPException(409, f"{error}; nothing was stored, try again") from error
+    if stored is None:
+        raise HTTPException(404, f"no constitution version {number}")
+    if not stored.stored:
+        response.status_code = 200
+    return stored
 
 
 @router.get("/audit/verify", responses=refusals(401, 404, 422))

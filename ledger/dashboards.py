@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, computed_field
 
 from constitution.contracts import EvaluationMetrics
 from constitution.findings import Conflict, ImpactPreview
@@ -28,6 +28,13 @@ from ledger.reads import ROUND_SELECT, CheckRow, DecisionRow, RoundRow, typed_ro
 # is refused at the edge rather than overflowing a query.
 LARGEST_VERSION = 2**31 - 1
 LARGEST_OFFSET = 10_000_000
+
+# What `VersionOrigin` reads of a version row aliased `v`.
+ORIGIN_COLUMNS = "v.round_id, v.imported_by, v.source, v.reverts, v.reason"
+
+
+def _version(entry: LineageEntry) -> int:
+    return entry.version
 
 
 class RoundPage(BaseModel):
@@ -122,29 +129,57 @@ class VersionMetrics(BaseModel):
     gate_figures: list[GateFigure] = Field(default_factory=list)
 
 
-class VersionSummary(BaseModel):
+class VersionOrigin(BaseModel):
+    """Who or what made a version: its round, or the person who imported or reverted it.
+
+    The log, the versions page and a principle's lineage all say it the same
+    way (`made_by`).
+    """
+
+    round_id: str | None
+    imported_by: str | None = Field(default=None, description="Who imported or reverted it.")
+    source: str | None = Field(default=None, description="The file or API call it came from.")
+    reverts: int | None = Field(
+        default=None, description="The version whose principles it restores."
+    )
+    reason: str | None = None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def made_by(self) -> str:
+        """One line: `round r1`, `import by operator:ann from c.md`, `revert to v1 by ...`."""
+        if self.round_id:
+            return f"round {self.round_id}"
+        what = f"revert to v{self.reverts}" if self.reverts else "import"
+        line = f"{what} by {self.imported_by or 'an unnamed operator'}"
+        if self.source:
+            line += f" from {self.source}"
+        if self.reason:
+            line += f": {self.reason}"
+        return line
+
+
+class VersionSummary(VersionOrigin):
     """A constitution version in the log: where it came from and its size."""
 
     number: int
-    round_id: str | None
     content_hash: str
     principles: int
     created_at: datetime
 
 
-class LineageEntry(BaseModel):
+class LineageEntry(VersionOrigin):
     """One step in a principle's history.
 
     The version, what changed, and the round, proposal, evidence and reviewers
-    behind the change.
+    behind the change, or who imported or reverted the version that made it.
     """
 
     version: int
-    change: str = Field(description="added, revised, unchanged or retired")
+    change: str = Field(description="added, revised, restored, unchanged or retired")
     title: str | None
     text: str | None
     protected: bool
-    round_id: str | None
     proposal_id: str | None = None
     proposal_kind: str | None = None
     rationale: str | None = None
@@ -161,6 +196,15 @@ class PendingProposal(BaseModel):
     target: str | None
     posted_at: datetime
     age_s: float
+
+
+class AlertFigures(BaseModel):
+    """What the gateway's business gauges report: the figures people are paged on."""
+
+    pending: int = Field(description="Proposals posted and waiting for reviewers.")
+    oldest_pending_s: float = Field(description="How long the longest waiting one has; 0: none.")
+    rounds_by_state: dict[str, int]
+    blocked: int = Field(description="Rounds whose Slack posting is blocked now.")
 
 
 class Dashboards:
@@ -325,12 +369,29 @@ class Dashboards:
     async def versions(self) -> list[VersionSummary]:
         """Every constitution version, oldest first."""
         rows = await self.pool.fetch(
-            """SELECT v.number, v.round_id, v.content_hash, v.created_at,
+            f"""SELECT v.number, {ORIGIN_COLUMNS}, v.content_hash, v.created_at,
                       (SELECT count(*) FROM principles p WHERE p.version = v.number)::integer
                           AS principles
                FROM constitution_versions v ORDER BY v.number"""
         )
         return typed_rows(VersionSummary, rows)
+
+    async def alert_figures(self) -> AlertFigures:
+        """The current figures behind `/metrics`' gauges, from the views Grafana reads too."""
+        async with self.pool.acquire() as conn:
+            pending = await conn.fetchrow(
+                """SELECT count(*)::integer AS pending, coalesce(max(age_s), 0) AS oldest
+                   FROM dash_pending_proposals"""
+            )
+            states = await conn.fetch("SELECT state, rounds FROM dash_rounds_by_state")
+            blocked = await conn.fetchval("SELECT count(*)::integer FROM dash_blocked_rounds")
+        assert pending is not None
+        return AlertFigures(
+            pending=pending["pending"],
+            oldest_pending_s=pending["oldest"],
+            rounds_by_state={r["state"]: r["rounds"] for r in states},
+            blocked=blocked,
+        )
 
     async def pending(self) -> list[PendingProposal]:
         """Proposals waiting for reviewers, the longest waiting first."""
@@ -340,44 +401,47 @@ class Dashboards:
     async def lineage(self, principle_id: str) -> list[LineageEntry]:
         """Every version of a principle, oldest first.
 
-        The history ends with the principle's retirement if it was retired, and
-        is empty when no version ever had it.
+        A principle leaves with each retirement and may come back with a
+        revert (`restored`); the history is empty when no version ever had it.
         """
         async with self.pool.acquire() as conn:
             rows = await conn.fetch(
-                "SELECT * FROM dash_principle_versions WHERE principle_id = $1 ORDER BY version",
+                f"""SELECT d.version, d.change, d.title, d.text, d.protected, {ORIGIN_COLUMNS}
+                    FROM dash_principle_versions d
+                    JOIN constitution_versions v ON v.number = d.version
+                    WHERE d.principle_id = $1 ORDER BY d.version""",
                 principle_id,
             )
             if not rows:
                 return []
-            retired_in = await conn.fetchrow(
-                """SELECT number, round_id FROM constitution_versions
-                   WHERE retired ? $1 ORDER BY number LIMIT 1""",
+            # Versions numbers run without gaps, so a retirement is a version
+            # without the principle right after one with it.
+            retirements = await conn.fetch(
+                f"""SELECT v.number AS version, {ORIGIN_COLUMNS} FROM constitution_versions v
+                    WHERE NOT EXISTS (SELECT 1 FROM principles p
+                                      WHERE p.version = v.number AND p.principle_id = $1)
+                      AND EXISTS (SELECT 1 FROM principles p
+                                  WHERE p.version = v.number - 1 AND p.principle_id = $1)""",
                 principle_id,
             )
-            entries = [
-                LineageEntry(
-                    version=r["version"],
-                    change=r["change"],
-                    title=r["title"],
-                    text=r["text"],
-                    protected=r["protected"],
-                    round_id=r["round_id"],
-                )
-                for r in rows
-            ]
-            if retired_in is not None:
-                last = entries[-1]
+            entries = [LineageEntry.model_validate(dict(r)) for r in rows]
+            for entry in entries[1:]:
+                if entry.change == "added" and entry.reverts is not None:
+                    entry.change = "restored"
+            for gone in retirements:
+                before = max((e for e in entries if e.version < gone["version"]), key=_version)
                 entries.append(
-                    LineageEntry(
-                        version=retired_in["number"],
-                        change="retired",
-                        title=last.title,
-                        text=None,
-                        protected=last.protected,
-                        round_id=retired_in["round_id"],
+                    LineageEntry.model_validate(
+                        {
+                            **dict(gone),
+                            "change": "retired",
+                            "title": before.title,
+                            "text": None,
+                            "protected": before.protected,
+                        }
                     )
                 )
+            entries.sort(key=_version)
             for entry in entries:
                 if entry.change != "unchanged" and entry.round_id is not None:
                     await self._explain(conn, principle_id, entry)

@@ -320,6 +320,39 @@ class ProposalGenerationRow(BaseModel):
     evidence: list[str]
 
 
+async def read_version(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, number: int | None
+) -> ConstitutionVersion | None:
+    """The version with this number (the latest when None) on one connection.
+
+    The writer reads the latest version inside the transaction that stores
+    the next, so the number it gives cannot be taken in between.
+    """
+    if number is None:
+        row = await conn.fetchrow(
+            "SELECT * FROM constitution_versions ORDER BY number DESC LIMIT 1"
+        )
+    else:
+        row = await conn.fetchrow("SELECT * FROM constitution_versions WHERE number = $1", number)
+    if row is None:
+        return None
+    principles = await conn.fetch(
+        "SELECT * FROM principles WHERE version = $1 ORDER BY position", row["number"]
+    )
+    return ConstitutionVersion(
+        number=row["number"],
+        parent_hash=row["parent_hash"],
+        round_id=row["round_id"],
+        retired=tuple(row["retired"]),
+        principles=tuple(
+            Principle(
+                id=p["principle_id"], title=p["title"], text=p["text"], protected=p["protected"]
+            )
+            for p in principles
+        ),
+    )
+
+
 class LedgerReads:
     """Every lookup the service makes in the ledger, each returning typed rows.
 
@@ -336,39 +369,22 @@ class LedgerReads:
     async def get_version(self, number: int | None = None) -> ConstitutionVersion | None:
         """The version with this number, or the latest when `number` is None."""
         async with self.pool.acquire() as conn:
-            if number is None:
-                row = await conn.fetchrow(
-                    "SELECT * FROM constitution_versions ORDER BY number DESC LIMIT 1"
-                )
-            else:
-                row = await conn.fetchrow(
-                    "SELECT * FROM constitution_versions WHERE number = $1", number
-                )
-            if row is None:
-                return None
-            principles = await conn.fetch(
-                "SELECT * FROM principles WHERE version = $1 ORDER BY position", row["number"]
-            )
-        return ConstitutionVersion(
-            number=row["number"],
-            parent_hash=row["parent_hash"],
-            round_id=row["round_id"],
-            retired=tuple(row["retired"]),
-            principles=tuple(
-                Principle(
-                    id=p["principle_id"], title=p["title"], text=p["text"], protected=p["protected"]
-                )
-                for p in principles
-            ),
-        )
+            return await read_version(conn, number)
 
-    async def version_with_hash(self, content_hash: str) -> ConstitutionVersion | None:
-        """The version stored with this content, if any.
+    async def version_with_hash(
+        self, content_hash: str, *, made_by_round: str | None = None
+    ) -> ConstitutionVersion | None:
+        """The latest version stored with this content, if any.
 
-        A retried save finds its own version here instead of taking a second number.
+        A retried save finds its own version here instead of taking a second
+        number: the version `made_by_round` made comes first, since a revert may
+        have stored the same content again since.
         """
         number = await self.pool.fetchval(
-            "SELECT number FROM constitution_versions WHERE content_hash = $1", content_hash
+            """SELECT number FROM constitution_versions WHERE content_hash = $1
+               ORDER BY round_id IS NOT DISTINCT FROM $2 DESC, number DESC LIMIT 1""",
+            content_hash,
+            made_by_round,
         )
         return None if number is None else await self.get_version(number)
 

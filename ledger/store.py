@@ -23,12 +23,26 @@ from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
+from pydantic import BaseModel, Field
 
-from constitution import ConstitutionVersion, Decision, Proposal, RoundSpec, TransitionRecord
+from constitution import (
+    ConstitutionVersion,
+    Decision,
+    Principle,
+    Proposal,
+    RoundSpec,
+    TransitionRecord,
+)
+from constitution.documents import (
+    Provenance,
+    imported_version,
+    principles_hash,
+    reverted_version,
+)
 from constitution.evidence import EvidenceSelection, SelectedItem
 from ledger.chain import TransitionChain
 from ledger.errors import LedgerError
-from ledger.reads import ApiToken, LedgerReads, token_hash
+from ledger.reads import ApiToken, LedgerReads, read_version, token_hash
 
 EVIDENCE_COLUMNS = [
     "round_id",
@@ -44,6 +58,20 @@ EVIDENCE_COLUMNS = [
     "selection",
     "position",
 ]
+
+# Every writer of constitution versions takes this transaction lock, so two
+# imports (or an import and a round) never pick the same next number.
+VERSIONS_LOCK_KEY = 0x616D656E6476  # "amendv"
+
+
+class StoredVersion(BaseModel):
+    """What an import or a revert did: the version it made, or the one that already says it."""
+
+    version: int = Field(description="The new version, or the latest when nothing was stored.")
+    stored: bool
+    reverts: int | None = Field(
+        default=None, description="The earlier version whose principles the new one restores."
+    )
 
 
 class Ledger(LedgerReads):
@@ -61,49 +89,67 @@ class Ledger(LedgerReads):
 
     # -- constitution versions -------------------------------------------------
 
-    async def save_version(self, version: ConstitutionVersion) -> None:
-        """Store a version once.
+    async def save_version(
+        self, version: ConstitutionVersion, provenance: Provenance | None = None
+    ) -> None:
+        """Store a version once; `provenance` names who stored it when no round made it.
 
         Storing the same one again is a no-op, a different one under the same number is
         refused.
         """
         async with self.pool.acquire() as conn, conn.transaction():
-            existing = await conn.fetchval(
-                "SELECT content_hash FROM constitution_versions WHERE number = $1", version.number
-            )
-            if existing is not None:
-                if existing != version.content_hash:
-                    raise LedgerError(
-                        f"constitution v{version.number} already exists with different content"
-                    )
-                return
-            await conn.execute(
-                """INSERT INTO constitution_versions
-                       (number, content_hash, parent_hash, round_id, retired)
-                   VALUES ($1, $2, $3, $4, $5)""",
-                version.number,
-                version.content_hash,
-                version.parent_hash,
-                version.round_id,
-                list(version.retired),
-            )
-            await conn.executemany(
-                """INSERT INTO principles (version, position, principle_id, title, text, protected)
-                   VALUES ($1, $2, $3, $4, $5, $6)""",
-                [
-                    (version.number, i, p.id, p.title, p.text, p.protected)
-                    for i, p in enumerate(version.principles)
-                ],
-            )
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", VERSIONS_LOCK_KEY)
+            await _insert_version(conn, version, provenance)
 
-    async def import_version(self, version: ConstitutionVersion, actor: str) -> None:
-        """Store a version an operator imported, recording who did."""
-        await self.save_version(version)
-        await self.pool.execute(
-            "UPDATE constitution_versions SET imported_by = $2 WHERE number = $1",
-            version.number,
-            actor,
-        )
+    async def import_document(
+        self, principles: tuple[Principle, ...], provenance: Provenance
+    ) -> StoredVersion:
+        """Store a document an operator imported as the next version.
+
+        A document with the latest version's principles stores nothing; one
+        with an earlier version's is a revert to that version (recorded as
+        one), since that is what importing an exported old version means.
+
+        Raises:
+            DocumentError: The document cannot be the next version (it revives
+                a retired id under new text, or repeats an id).
+        """
+        content_hash = principles_hash(principles)
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", VERSIONS_LOCK_KEY)
+            latest = await read_version(conn, None)
+            if latest is not None and latest.content_hash == content_hash:
+                return StoredVersion(version=latest.number, stored=False)
+            earlier = await conn.fetchval(
+                "SELECT max(number) FROM constitution_versions WHERE content_hash = $1",
+                content_hash,
+            )
+            if latest is not None and earlier is not None:
+                restored = await read_version(conn, earlier)
+                assert restored is not None
+                version = reverted_version(restored, latest)
+            else:
+                version = imported_version(principles, latest)
+            await _insert_version(conn, version, provenance, reverts=earlier)
+        return StoredVersion(version=version.number, stored=True, reverts=earlier)
+
+    async def revert_to(self, number: int, provenance: Provenance) -> StoredVersion | None:
+        """Make a new version whose principles are version `number`'s (a rollback).
+
+        None when there is no such version; nothing is stored when the latest
+        version already has those principles.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", VERSIONS_LOCK_KEY)
+            earlier = await read_version(conn, number)
+            latest = await read_version(conn, None)
+            if earlier is None or latest is None:
+                return None
+            if latest.content_hash == earlier.content_hash:
+                return StoredVersion(version=latest.number, stored=False)
+            version = reverted_version(earlier, latest)
+            await _insert_version(conn, version, provenance, reverts=number)
+        return StoredVersion(version=version.number, stored=True, reverts=number)
 
     # -- rounds ----------------------------------------------------------------
 
@@ -559,3 +605,45 @@ async def _save_proposal_facts(
     )
     for round_id in {p.round_id for p in proposals}:
         await _save_checks(conn, round_id, [p for p in proposals if p.round_id == round_id])
+
+
+async def _insert_version(
+    conn: PoolConnectionProxy[asyncpg.Record],
+    version: ConstitutionVersion,
+    provenance: Provenance | None = None,
+    *,
+    reverts: int | None = None,
+) -> None:
+    """Insert a version and its principles; the same version again is a no-op."""
+    existing = await conn.fetchval(
+        "SELECT content_hash FROM constitution_versions WHERE number = $1", version.number
+    )
+    if existing is not None:
+        if existing != version.content_hash:
+            raise LedgerError(
+                f"constitution v{version.number} already exists with different content"
+            )
+        return
+    await conn.execute(
+        """INSERT INTO constitution_versions
+               (number, content_hash, parent_hash, round_id, retired, imported_by, source,
+                reverts, reason)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+        version.number,
+        version.content_hash,
+        version.parent_hash,
+        version.round_id,
+        list(version.retired),
+        provenance.actor if provenance else None,
+        provenance.source if provenance else None,
+        reverts,
+        provenance.reason if provenance else None,
+    )
+    await conn.executemany(
+        """INSERT INTO principles (version, position, principle_id, title, text, protected)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        [
+            (version.number, i, p.id, p.title, p.text, p.protected)
+            for i, p in enumerate(version.principles)
+        ],
+    )

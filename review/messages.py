@@ -7,7 +7,6 @@ names the round it belongs to without any lookup, even weeks later.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Mapping
 
@@ -36,6 +35,7 @@ from constitution import (
     ProposalState,
     round_id_of,
 )
+from constitution.amendment import sentence_diff
 from constitution.contracts import ProposalStatus, Voters
 from constitution.review import awaiting, operator_name
 
@@ -120,10 +120,6 @@ def _clip(text: str, limit: int = SECTION_LIMIT, more: str | None = None) -> str
     return cut + tail
 
 
-def _sentences(text: str) -> list[str]:
-    return [part for part in re.split(r"(?<=[.!?])\s+", text.strip()) if part]
-
-
 def proposed_change(status: ProposalStatus, constitution: ConstitutionVersion) -> str:
     """The change as a readable diff: current and proposed text sentence by
     sentence, unchanged sentences kept for context."""
@@ -135,8 +131,7 @@ def proposed_change(status: ProposalStatus, constitution: ConstitutionVersion) -
         return f"*{draft.kind.value} {draft.target}* (principle not found)"
     if draft.kind is ProposalKind.retire:
         return f"*Retire {current.id}. {current.title}*\n~{current.text}~"
-    diff = difflib.ndiff(_sentences(current.text), _sentences(draft.text or ""))
-    lines = [line for line in diff if not line.startswith("?")]
+    lines = sentence_diff(current.text, draft.text or "")
     return (
         f"*{draft.kind.value.capitalize()} {current.id}. {current.title}*\n```"
         + "\n".join(lines)

@@ -37,6 +37,8 @@ JSONDict = dict[str, Any]
 T = TypeVar("T")
 
 APP_ID = "A0AMEND"
+# The Slack user id the simulated reviewer clicks as (the demo's reviewer).
+SIMULATED_REVIEWER = "U0SIMREVIEW"
 VERIFICATION_TOKEN = "stand-in-legacy-verification-token"
 RESPONSE_URL = "https://hooks.slack.com/actions/T0AMEND/1/stand-in"
 DEFAULT_CHANNEL_NAMES = {"C0AMENDREVIEW": "amend-review"}
@@ -433,13 +435,25 @@ async def open_proposals(slack_api_url: str, *, channel_id: str | None = None) -
 
 
 async def wait_for_proposals(
-    slack_api_url: str, count: int, *, channel_id: str | None = None, wait_s: float = 10.0
+    slack_api_url: str,
+    count: int,
+    *,
+    channel_id: str | None = None,
+    wait_s: float = 10.0,
+    round_id: str | None = None,
 ) -> list[JSONDict]:
     """Wait until `count` messages with decision buttons are posted, as a
-    reviewer watching the channel would; their records, oldest first."""
+    reviewer watching the channel would; their records, oldest first.
+
+    `round_id` keeps to that round's messages: a workspace kept across runs
+    may still hold open proposals of another round."""
 
     def first(records: list[JSONDict]) -> list[JSONDict] | None:
-        open_ = [r for r in records if _has_button(r, "accept")]
+        open_ = [
+            r
+            for r in records
+            if _has_button(r, "accept") and (round_id is None or round_id in r["text"])
+        ]
         return open_[:count] if len(open_) >= count else None
 
     return await _poll(

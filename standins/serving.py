@@ -2,15 +2,25 @@
 
 The dev stack, the demo and the tests run the gateway and the stand-ins in one
 process; this is the one way they are started and stopped.
+
+Two things differ from `uvicorn.run`. The socket is bound here, before the
+server starts, so a port in use is a `PortInUse` the caller can name a setting
+for, not uvicorn's `SystemExit` from inside a task. And the servers leave the
+process's signals alone: uvicorn would take SIGINT for itself, stop only the
+server that caught it and raise the signal again on the way out, so one Ctrl-C
+stopped the gateway before the worker and a second one cut the lifespan short
+with a traceback. The process that serves (`amend dev`, `amend gateway`)
+handles its signals once and stops everything in order.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import math
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Generator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +43,51 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+class PortInUse(OSError):
+    """Something else listens on the port; nothing was started."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(errno.EADDRINUSE, f"port {port} on {host} is already in use")
+        self.host = host
+        self.port = port
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to the process serving it."""
+
+    @contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to `host:port` (0: a free port), as uvicorn would bind it.
+
+    Raises:
+        PortInUse: The port is taken.
+    """
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise PortInUse(host, port) from None
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """Whether binding `host:port` would fail because something listens there."""
+    try:
+        listening_socket(host, port).close()
+    except PortInUse:
+        return True
+    return False
+
+
 @asynccontextmanager
 async def serve(
     app: Any, host: str = "127.0.0.1", port: int = 0, *, graceful_shutdown_s: float | None = None
@@ -41,9 +96,13 @@ async def serve(
 
     On exit uvicorn stops accepting connections and answers the requests it
     has, for at most `graceful_shutdown_s` (unset: as long as they take),
-    before the app's lifespan ends."""
-    if port == 0:
-        port = free_port(host)
+    before the app's lifespan ends.
+
+    Raises:
+        PortInUse: The port is taken; nothing was started.
+    """
+    sock = listening_socket(host, port)
+    port = int(sock.getsockname()[1])
     config = uvicorn.Config(
         app,
         host=host,
@@ -54,15 +113,16 @@ async def serve(
         if graceful_shutdown_s is None
         else math.ceil(graceful_shutdown_s),
     )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError(f"server on {host}:{port} stopped before it started")
-        await asyncio.sleep(0.02)
-    try:
-        yield Served(host, port)
-    finally:
-        server.should_exit = True
-        await task
+    server = _Server(config)
+    with sock:
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError(f"server on {host}:{port} stopped before it started")
+            await asyncio.sleep(0.02)
+        try:
+            yield Served(host, port)
+        finally:
+            server.should_exit = True
+            await task

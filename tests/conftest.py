@@ -16,8 +16,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from constitution import RoundSpec, TransitionRecord
 from constitution.samples import sample_constitution
 from ledger.migrate import migrate_url
 from ledger.pool import create_pool
@@ -187,6 +189,31 @@ async def start_round(stack: Stack, round_id: str, **spec: Any) -> None:
     async with operator_api(stack) as http:
         response = await http.post("/api/rounds", json=body)
     assert response.status_code == 201, response.text
+
+
+async def recorded_round(
+    ledger: Ledger, round_id: str, rows: Sequence[tuple[str, str | None, str, str, str]]
+) -> None:
+    """A round in the ledger with these transitions, as its workflow would have
+    written them: (entity, from, to, actor, reason), one second apart."""
+    await ledger.open_round(RoundSpec(round_id=round_id, reviewers=["U1"]), base_version=None)
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    await ledger.record_transitions(
+        [
+            TransitionRecord(
+                workflow_id=f"round-{round_id}",
+                sequence=n,
+                round_id=round_id,
+                entity=entity,
+                from_state=frm,
+                to_state=to,
+                actor=actor,
+                reason=reason,
+                at=t0 + timedelta(seconds=n),
+            )
+            for n, (entity, frm, to, actor, reason) in enumerate(rows, start=1)
+        ]
+    )
 
 
 REVIEW_CHANNEL = "C0AMENDREVIEW"

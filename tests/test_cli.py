@@ -8,6 +8,7 @@ Exit codes (worker/cli/render.py): 2 bad arguments or input, 3 a service unreach
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +39,11 @@ def invoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
     environment."""
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
+    # The process commands configure the root logger as a process would, with a
+    # handler on the runner's stream, which is closed once the command returns.
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
 
     def run(args: list[str], env: Mapping[str, str | None] | None = None) -> Result:
         full_env: dict[str, str | None] = {
@@ -276,7 +282,20 @@ def test_a_process_with_a_database_url_but_no_temporal_exits_3(
 def test_bad_settings_exit_2_naming_the_setting(invoke: Invoke, command: list[str]) -> None:
     result = invoke(command, env={"AMEND_GATEWAY_PORT": "not-a-port"})
     assert result.exit_code == EXIT_USAGE, result.output
-    assert says(result, "bad settings", "gateway_port", "not-a-port"), result.output
+    assert ANSI.sub("", result.output).strip().count("\n") == 0, result.output
+    assert says(result, "bad settings: AMEND_GATEWAY_PORT='not-a-port'"), result.output
+
+
+@pytest.mark.parametrize("command", [["round", "list"], ["worker"], ["migrate"]])
+def test_a_database_url_that_is_not_one_is_one_line_and_exit_2(
+    invoke: Invoke, command: list[str]
+) -> None:
+    result = invoke(command, env={"AMEND_DATABASE_URL": "notaurl"})
+    assert result.exit_code == EXIT_USAGE, result.output
+    lines = ANSI.sub("", result.output).strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert "AMEND_DATABASE_URL: must be a PostgreSQL URL" in lines[0]
+    assert "notaurl" not in lines[0]  # the URL may hold a password: never echoed
 
 
 def test_round_watch_draws_the_state_pending_count_and_a_progress_bar() -> None:
@@ -310,10 +329,135 @@ def test_a_bad_earlier_round_for_evidence_exits_2_naming_the_field(invoke: Invok
     assert says(result, "evidence_from_round"), result.output
 
 
-def test_evidence_flags_may_repeat_and_name_an_earlier_round(invoke: Invoke) -> None:
+EVIDENCE_LINE = (
+    '{"id": "ev-1", "kind": "red_team", "summary": "The model gave doses.", "principles": ["P1"]}\n'
+)
+
+
+def test_evidence_flags_may_repeat(invoke: Invoke, tmp_path: Path) -> None:
+    (tmp_path / "a.jsonl").write_text(EVIDENCE_LINE)
+    (tmp_path / "b.jsonl").write_text(EVIDENCE_LINE.replace("ev-1", "ev-2"))
     result = invoke(
         ["round", "start", "--id", "r2", "--reviewer", "U1", "--evidence", "a.jsonl",
-         "--evidence", "b.jsonl", "--evidence-from-round", "r1"]
+         "--evidence", "b.jsonl"]
     )  # fmt: skip
     # Accepted: the command gets past validation as far as Temporal (unreachable here).
     assert result.exit_code == EXIT_UNREACHABLE, result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        (None, "cannot read evidence (No such file or directory)"),
+        ('{"id": "ev-1", "kind": "gossip", "summary": "x"}\n', ":1: kind: Input should be"),
+        ("not json\n", ":1: not JSON"),
+    ],
+    ids=["missing", "unknown-kind", "not-json"],
+)
+def test_bad_evidence_is_refused_before_the_round_starts(
+    invoke: Invoke, tmp_path: Path, text: str | None, complaint: str
+) -> None:
+    evidence = tmp_path / "evidence.jsonl"
+    if text is not None:
+        evidence.write_text(text)
+    spec = write_spec(tmp_path, f"{GOOD_SPEC}evidence_file: {evidence}\n")
+    for args in (
+        ["--spec", str(spec)],
+        ["--id", "r2", "--reviewer", "U1", "--evidence", str(evidence)],
+    ):
+        result = invoke(["round", "start", *args])
+        assert result.exit_code == EXIT_USAGE, result.output
+        assert says(result, "bad evidence, the round was not started", str(evidence), complaint)
+        assert "cannot reach Temporal" not in result.output  # refused before reaching it
+
+
+# -- the CLI as a whole -------------------------------------------------------------------
+
+
+def _leaves(command: object, path: list[str]) -> list[tuple[list[str], object]]:
+    found = getattr(command, "commands", None)
+    if found is None:
+        return [(path, command)]
+    return [leaf for name, sub in found.items() for leaf in _leaves(sub, [*path, name])]
+
+
+LEAVES = _leaves(COMMANDS, [])
+# They run until stopped and print a status, not a result; `constitution export`
+# prints the document itself, as --format json when asked.
+NO_RESULT = {("dev",), ("worker",), ("gateway",), ("constitution", "export")}
+
+
+@pytest.mark.parametrize(("path", "command"), LEAVES, ids=[" ".join(p) for p, _ in LEAVES])
+def test_every_option_and_argument_has_a_help_text(path: list[str], command: object) -> None:
+    for param in getattr(command, "params", []):
+        assert getattr(param, "help", None), f"amend {' '.join(path)}: {param.name} has no help"
+
+
+@pytest.mark.parametrize(("path", "command"), LEAVES, ids=[" ".join(p) for p, _ in LEAVES])
+def test_every_command_that_prints_a_result_takes_json(path: list[str], command: object) -> None:
+    options = {o for p in getattr(command, "params", []) for o in getattr(p, "opts", [])}
+    assert ("--json" in options) == (tuple(path) not in NO_RESULT), " ".join(path)
+
+
+@pytest.mark.parametrize(("path", "command"), LEAVES, ids=[" ".join(p) for p, _ in LEAVES])
+def test_help_texts_break_lines_only_between_paragraphs(
+    invoke: Invoke, path: list[str], command: object
+) -> None:
+    text = getattr(command, "help", None) or ""
+    assert text, f"amend {' '.join(path)} has no help"
+    for paragraph in text.split("\n\n"):
+        assert "\n" not in paragraph, f"amend {' '.join(path)}: a line break mid-paragraph"
+    # And at 80 columns the whole help fits.
+    shown = invoke([*path, "--help"], env={"COLUMNS": "80"})
+    assert shown.exit_code == 0 and max(map(len, ANSI.sub("", shown.output).splitlines())) <= 80
+
+
+def test_the_version_is_printed(invoke: Invoke) -> None:
+    from importlib.metadata import version
+
+    result = invoke(["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"amend {version('amend')}"
+
+
+def test_a_ledger_command_while_the_dev_stacks_database_is_down_says_so(
+    invoke: Invoke, tmp_path: Path
+) -> None:
+    from worker.datadir import claimed
+
+    # A dev stack holds the data dir, but its PostgreSQL is not running.
+    with claimed(tmp_path / "data", "amend dev"):
+        result = invoke(["round", "list"])
+    assert result.exit_code == EXIT_UNREACHABLE, result.output
+    assert says(result, "the database is down", "`amend dev`"), result.output
+    assert "run `amend dev`" not in result.output
+
+
+@pytest.mark.parametrize(
+    "setting", ["AMEND_GATEWAY_PORT", "AMEND_TEMPORAL_ADDRESS", "AMEND_TEMPORAL_UI_PORT"]
+)
+def test_a_busy_port_stops_the_dev_stack_before_it_starts_naming_the_setting(
+    invoke: Invoke, tmp_path: Path, setting: str
+) -> None:
+    from standins.serving import free_port, listening_socket
+
+    with listening_socket("127.0.0.1", 0) as taken:
+        taken.listen()
+        busy = taken.getsockname()[1]
+        ports = {
+            "AMEND_GATEWAY_PORT": str(free_port()),
+            "AMEND_TEMPORAL_ADDRESS": f"127.0.0.1:{free_port()}",
+            "AMEND_TEMPORAL_UI_PORT": str(free_port()),
+            "AMEND_STAND_IN_PORT_MODEL": str(free_port()),
+            "AMEND_STAND_IN_PORT_SLACK": str(free_port()),
+        }
+        ports[setting] = f"127.0.0.1:{busy}" if setting == "AMEND_TEMPORAL_ADDRESS" else str(busy)
+        result = invoke(["dev"], env=ports)
+    assert result.exit_code == EXIT_USAGE, result.output
+    lines = ANSI.sub("", result.output).strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert f"port {busy} on 127.0.0.1 is already in use" in lines[0]
+    assert f"set {setting} to a free port" in lines[0]
+    # Refused before anything started: no database, no Temporal file.
+    assert not (tmp_path / "data" / "postgres").exists()
+    assert not (tmp_path / "data" / "temporal.db").exists()

@@ -198,3 +198,45 @@ async def test_a_modify_with_blank_text_is_answered_in_the_modal_and_decides_not
     assert "edited text" in answer.json()["errors"]["text"]
     assert await ledger.decisions("blank") == []
     await dev_server.client.get_workflow_handle("round-blank").cancel()
+
+
+async def test_the_api_reverts_and_an_earlier_versions_text_imports_as_a_revert(
+    stack: Stack, ledger: Ledger
+) -> None:
+    """Once a 500: importing v1's text again hit the unique content hash."""
+    v1 = sample_constitution()
+    principles = [p.model_dump(mode="json") for p in v1.principles]
+    reworded = [{**principles[0], "text": "Reworded by an operator."}, *principles[1:]]
+    async with operator_api(stack) as http:
+        v2 = await http.post(
+            "/api/constitution/versions",
+            json={"principles": reworded, "source": "ops/c.md", "reason": "clearer"},
+        )
+        back = await http.post("/api/constitution/versions", json={"principles": principles})
+        same = await http.post("/api/constitution/versions", json={"principles": principles})
+        to_v2 = await http.post("/api/constitution/versions/2/revert", json={"reason": "undo"})
+        no_reason = await http.post("/api/constitution/versions/1/revert", json={})
+        missing = await http.post("/api/constitution/versions/9/revert", json={"reason": "x"})
+        versions = (await http.get("/api/constitution/versions")).json()
+        page = await http.get("/versions")
+        lineage_page = await http.get("/principles/P1")
+    assert (v2.status_code, v2.json()) == (201, {"version": 2, "stored": True, "reverts": None})
+    assert (back.status_code, back.json()) == (201, {"version": 3, "stored": True, "reverts": 1})
+    assert (same.status_code, same.json()) == (
+        200,
+        {"version": 3, "stored": False, "reverts": None},
+    )
+    assert (to_v2.status_code, to_v2.json()) == (201, {"version": 4, "stored": True, "reverts": 2})
+    assert no_reason.status_code == 422 and missing.status_code == 404
+    assert [
+        (v["number"], v["imported_by"], v["source"], v["reverts"], v["reason"]) for v in versions
+    ] == [
+        (1, None, None, None, None),
+        (2, "operator:dev-stack", "ops/c.md", None, "clearer"),
+        (3, "operator:dev-stack", "the HTTP API", 1, None),
+        (4, "operator:dev-stack", None, 2, "undo"),
+    ]
+    assert "revert to v2 by operator:dev-stack: undo" in page.text
+    assert "revert to v1 by operator:dev-stack from the HTTP API" in lineage_page.text
+    stored = await ledger.get_version(4)
+    assert stored is not None and stored.principles[0].text == "Reworded by an operator."

@@ -1,7 +1,9 @@
 """The Grafana dashboard and its provisioning (deploy/grafana/), checked
-without Grafana: every panel reads the provisioned data source, and every
-panel's SQL runs against a freshly migrated ledger (Grafana's macros replaced
-by what Grafana would send), so a renamed view or column fails here."""
+without Grafana: every ledger panel reads the provisioned data source, and
+every panel's SQL runs against a freshly migrated ledger (Grafana's macros
+replaced by what Grafana would send), so a renamed view or column fails here.
+The alert row reads Prometheus through the dashboard's `prometheus` variable;
+`tests/test_observability.py` checks its queries name what the gateway serves."""
 
 from __future__ import annotations
 
@@ -21,8 +23,17 @@ PROVIDER = GRAFANA / "provisioning" / "dashboards" / "amend.yaml"
 
 
 def panels() -> list[dict[str, Any]]:
+    """Every panel that shows something (rows only group them)."""
     found: list[dict[str, Any]] = json.loads(DASHBOARD.read_text())["panels"]
-    return found
+    return [p for p in found if p["type"] != "row"]
+
+
+def ledger_panels() -> list[dict[str, Any]]:
+    return [p for p in panels() if p["datasource"]["type"] != "prometheus"]
+
+
+def prometheus_panels() -> list[dict[str, Any]]:
+    return [p for p in panels() if p["datasource"]["type"] == "prometheus"]
 
 
 def grafana_sql(sql: str) -> str:
@@ -39,10 +50,24 @@ def test_the_provisioned_data_source_is_the_one_every_panel_reads() -> None:
     assert source["type"] == "grafana-postgresql-datasource"
     assert source["jsonData"]["database"] == "amend"
     assert source["secureJsonData"]["password"].startswith("${")  # from the environment
-    for panel in panels():
+    for panel in ledger_panels():
         assert panel["datasource"]["uid"] == source["uid"], panel["title"]
         for target in panel["targets"]:
             assert target["datasource"]["uid"] == source["uid"], panel["title"]
+
+
+def test_the_alert_panels_read_the_prometheus_the_dashboard_variable_picks() -> None:
+    dashboard = json.loads(DASHBOARD.read_text())
+    [variable] = [v for v in dashboard["templating"]["list"] if v["name"] == "prometheus"]
+    assert (variable["type"], variable["query"]) == ("datasource", "prometheus")
+    found = prometheus_panels()
+    assert {"proposals pending", "oldest pending proposal", "rounds blocked on slack"} <= {
+        p["title"].lower() for p in found
+    }
+    for panel in found:
+        assert panel["datasource"]["uid"] == "${prometheus}", panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${prometheus}" and target["expr"]
     [provider] = yaml.safe_load(PROVIDER.read_text())["providers"]
     assert provider["type"] == "file" and provider["options"]["path"]
 
@@ -53,10 +78,11 @@ def test_the_dashboard_shows_what_operators_asked_for_without_overlaps() -> None
     titles = " | ".join(p["title"].lower() for p in panels())
     for wanted in ("rounds by state", "decision latency", "pending proposals", "harm rate"):
         assert wanted in titles
-    ids = [p["id"] for p in panels()]
+    everything = json.loads(DASHBOARD.read_text())["panels"]
+    ids = [p["id"] for p in everything]
     assert len(ids) == len(set(ids))
     cells: set[tuple[int, int]] = set()
-    for panel in panels():
+    for panel in everything:
         pos = panel["gridPos"]
         assert pos["x"] + pos["w"] <= 24, panel["title"]
         mine = {
@@ -68,7 +94,7 @@ def test_the_dashboard_shows_what_operators_asked_for_without_overlaps() -> None
         cells |= mine
 
 
-@pytest.mark.parametrize("panel", panels(), ids=lambda p: p["title"])
+@pytest.mark.parametrize("panel", ledger_panels(), ids=lambda p: p["title"])
 async def test_each_panels_sql_runs_on_the_migrated_ledger(
     database_url: str, panel: dict[str, Any]
 ) -> None:

@@ -7,17 +7,21 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from ledger.store import Ledger
 from standins.reviewer import wait_for_proposals
 from standins.serving import free_port
-from tests.conftest import StackFactory, operator_api
+from tests.conftest import StackFactory, operator_api, recorded_round
 from worker.observability import JsonLogFormatter, metrics_runtime
 
 
@@ -88,3 +92,75 @@ async def test_the_worker_exports_temporal_and_amend_metrics_and_logs_carry_ids(
     assert named, "no JSON log line named the round and a proposal"
     assert all(entry["workflow_id"] == "round-observed" for entry in named)
     assert {"time", "level", "logger", "message"} <= named[0].keys()
+
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+# Series Prometheus makes itself, not the gateway.
+PROMETHEUS_OWN = {"up"}
+PROMQL_FUNCTIONS = {"sum", "max", "min", "rate", "delta"}
+
+
+def metric_names(expr: str) -> set[str]:
+    """The series a PromQL expression reads (label matchers and functions left out)."""
+    bare = re.sub(r"\{[^}]*\}|\[[^\]]*\]|\"[^\"]*\"|\b(by|without)\s*\([^)]*\)", " ", expr)
+    return {
+        name
+        for name in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", bare)
+        if name not in PROMQL_FUNCTIONS and not name.isdigit()
+    }
+
+
+def alert_and_dashboard_series() -> set[str]:
+    rules = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yaml").read_text())
+    exprs = [str(rule["expr"]) for group in rules["groups"] for rule in group["rules"]]
+    dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "amend.json").read_text())
+    exprs += [t["expr"] for p in dashboard["panels"] for t in p.get("targets", []) if "expr" in t]
+    return {name for expr in exprs for name in metric_names(expr)} - PROMETHEUS_OWN
+
+
+async def test_metrics_carry_the_gauges_alerts_read_and_a_route_for_every_route(
+    dev_server: WorkflowEnvironment, stack_on: StackFactory, ledger: Ledger
+) -> None:
+    # A round Slack refuses, as the workflow records it: a `slack` ok -> blocked row.
+    await recorded_round(
+        ledger,
+        "stuck",
+        [
+            ("round", None, "created", "workflow", ""),
+            ("round", "created", "proposing", "workflow", ""),
+            ("slack", "ok", "blocked", "workflow", "channel_not_found"),
+        ],
+    )
+    async with stack_on(dev_server) as stack, operator_api(stack) as http:
+        body = {"round_id": "gauged", "reviewers": ["U0ALICE"], "max_proposals": 2}
+        assert (await http.post("/api/rounds", json=body)).status_code == 201
+        await wait_for_proposals(stack.slack_stand_in_url or "", 2, wait_s=30)
+        for path in ("/docs", "/openapi.json", "/metrics", "/no/such/route"):
+            await http.get(path)
+        scraped = (await http.get("/metrics")).text
+        await http.post("/api/rounds/gauged/cancel", json={"reason": "done"})
+
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in scraped.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values["amend_ledger_up"] == 1
+    assert values["amend_proposals_pending"] == 2
+    assert values["amend_proposal_oldest_pending_seconds"] > 0
+    assert values["amend_rounds_blocked"] == 1
+    assert values['amend_rounds{state="proposing"}'] == 1  # the blocked one
+    assert values['amend_rounds{state="failed"}'] == 0  # every state, so alerts can compare
+    for route in ("/docs", "/openapi.json", "/metrics"):
+        assert (
+            f'amend_gateway_requests_total{{method="GET",route="{route}",status="200"}}' in values
+        )
+    assert 'amend_gateway_requests_total{method="GET",route="unmatched",status="404"}' in values
+
+    exported = {re.split(r"[{ ]", line, maxsplit=1)[0] for line in scraped.splitlines()}
+    read = alert_and_dashboard_series()
+    assert {"amend_proposal_oldest_pending_seconds", "amend_rounds_blocked", "amend_rounds"} <= read
+    missing = read - exported
+    assert not missing, (
+        f"deploy/ alerts or panels read series the gateway does not serve: {missing}"
+    )

@@ -303,3 +303,98 @@ async def test_a_round_started_from_the_cli_records_the_operator_who_started_it(
     again = await amend("round", "start", "--id", "by-cli", "--reviewer", REVIEWER)
     assert again.exit_code == EXIT_FAILED and "already exists" in again.output
     await amend("round", "cancel", "by-cli", "--reason", "done")
+
+
+async def test_round_show_prints_each_proposal_as_a_diff_with_its_rationale_and_evidence(
+    stack: Stack, amend: Cli, ledger: Ledger
+) -> None:
+    await start(stack, "shown", proposals=2)
+    shown = await amend("round", "show", "shown")
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())  # as wrapped at the terminal's width, unwrapped
+    v1 = await ledger.get_version(1)
+    assert v1 is not None
+    for proposal in await ledger.pool.fetch(
+        "SELECT * FROM proposals WHERE round_id = 'shown' ORDER BY position"
+    ):
+        assert " ".join(f"rationale: {proposal['rationale']}".split()) in text
+        for evidence_id in proposal["evidence"]:
+            summary = (await ledger.evidence_summaries("shown", [evidence_id]))[evidence_id]
+            assert f"evidence {evidence_id}: {summary[:40]}" in text
+        if proposal["kind"] in ("revise", "clarify"):
+            current = v1.principle(proposal["target"])
+            assert current is not None
+            added = proposal["text"].removeprefix(current.text).strip()
+            assert f"{current.id} {current.title}: {current.text} + {added}" in text
+    await amend("round", "cancel", "shown", "--reason", "done")
+
+
+async def test_orders_print_json_when_asked(stack: Stack, amend: Cli, ledger: Ledger) -> None:
+    await start(stack, "in-json", proposals=2)
+    reposted = await amend("round", "repost", "in-json", "--json")
+    assert json.loads(reposted.stdout) == {"round_id": "in-json", "reposted": 2}
+    first = await ledger.pool.fetchval(
+        "SELECT proposal_id FROM proposals WHERE round_id = 'in-json' ORDER BY position LIMIT 1"
+    )
+    decided = await amend("round", "decide", "in-json", first, "reject", "--reason", "no", "--json")
+    assert decided.exit_code == 0, decided.output
+    assert json.loads(decided.stdout)["proposal_id"] == first
+    assert json.loads(decided.stdout)["proposal_state"] == "rejected"
+    cancelled = await amend("round", "cancel", "in-json", "--reason", "done", "--json")
+    assert json.loads(cancelled.stdout)["state"] == "cancelled"
+
+
+async def test_round_watch_off_a_terminal_prints_one_line_per_change(
+    stack: Stack, amend: Cli
+) -> None:
+    await start(stack, "piped", proposals=1)
+    watching = asyncio.create_task(amend("round", "watch", "piped", "--interval", "0.2"))
+    await asyncio.sleep(0.5)
+    await amend("round", "cancel", "piped", "--reason", "done")
+    result = await asyncio.wait_for(watching, 30)
+    assert result.output.endswith("\n") and "\x1b" not in result.output
+    lines = result.output.splitlines()
+    assert all(line.startswith("round piped ") for line in lines), result.output
+    assert len(lines) == len(set(lines)) >= 2  # one line per change, none repeated
+    assert lines[-1].startswith("round piped cancelled:")
+
+
+async def test_round_retry_slack_unblocks_a_round_after_the_fix(stack: Stack, amend: Cli) -> None:
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{stack.slack_stand_in_url}/_standin/revoke")
+    await start_over_api(stack, "unblocked", max_proposals=1)
+
+    async def blocked() -> bool:
+        shown = json.loads((await amend("round", "show", "unblocked", "--json")).stdout)
+        return bool(shown["blocked"])
+
+    await eventually(blocked, "the round to be blocked on Slack")
+    shown = await amend("round", "show", "unblocked")
+    assert "amend round retry-slack unblocked" in " ".join(shown.output.split())
+    async with httpx.AsyncClient() as http:
+        await http.post(f"{stack.slack_stand_in_url}/_standin/restore")
+    retried = await amend("round", "retry-slack", "unblocked")
+    assert retried.exit_code == 0 and "retrying Slack now" in retried.output
+    # Posted now, not after the five-minute retry interval.
+    await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=20)
+    missing = await amend("round", "retry-slack", "no-such")
+    assert missing.exit_code == EXIT_FAILED and "no running round no-such" in missing.output
+    await amend("round", "cancel", "unblocked", "--reason", "done")
+
+
+async def test_round_show_of_a_failed_round_prints_its_error_once(
+    stack: Stack, amend: Cli, tmp_path: Any
+) -> None:
+    # The API does not read evidence files (the CLI does): this round fails on its own.
+    missing = tmp_path / "gone.jsonl"
+    await start_over_api(stack, "failing", evidence_file=str(missing))
+
+    async def failed() -> bool:
+        shown = json.loads((await amend("round", "show", "failing", "--json")).stdout)
+        return bool(shown["state"] == "failed")
+
+    await eventually(failed, "the round to fail")
+    shown = await amend("round", "show", "failing")
+    assert shown.exit_code == 0, shown.output
+    assert "failed" in shown.output
+    assert shown.output.count(f"{missing}: cannot read evidence") == 1, shown.output

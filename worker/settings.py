@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 # libpq's sslmode values, which asyncpg reads from the URL.
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
@@ -67,6 +68,16 @@ class Settings(BaseSettings):
     database_sslrootcert: Path | None = Field(
         default=None, description="PEM file of the CA for sslmode verify-ca and verify-full."
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked here so a typo is one line at start, not a driver error later.
+        if value is not None and not value.get_secret_value().startswith(POSTGRES_SCHEMES):
+            raise ValueError(
+                "must be a PostgreSQL URL such as postgresql://user:password@host:5432/amend"
+            )
+        return value
 
     model_base_url: str | None = Field(
         default=None, description="OpenAI-compatible base URL; unset: the scripted stand-in model."
@@ -142,6 +153,10 @@ class Settings(BaseSettings):
     stand_in_port_slack: int = 8102
 
     # -- operators and dashboards -------------------------------------------------
+    api_token: SecretStr | None = Field(
+        default=None,
+        description="An operator token: the CLI records its holder as the actor of its writes.",
+    )
     api_max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Larger request bodies get 413."
     )

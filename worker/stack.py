@@ -9,11 +9,14 @@ workspace, and are announced as stand-ins.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
+import asyncpg
 from pydantic import SecretStr
 from temporalio.client import Client
 
@@ -21,9 +24,11 @@ from ledger.pool import create_pool
 from ledger.store import Ledger
 from standins.model.app import create_app as create_model_stand_in
 from standins.model.config import ScriptedModelConfig
-from standins.serving import free_port, serve
+from standins.reviewer import SIMULATED_REVIEWER
+from standins.serving import PortInUse, Served, free_port, serve
 from standins.slack.app import create_app as create_slack_stand_in
 from standins.slack.config import SlackStandInConfig
+from worker.failures import PortBusy
 from worker.runtime import gateway_app, running_worker
 from worker.settings import Settings
 
@@ -39,6 +44,31 @@ class Stack:
     operator_token: str  # made for this run, so the demo and tests can use the API
 
 
+# Where the Slack stand-in keeps its workspace, under the data directory.
+SLACK_STAND_IN_FILE = "slack-stand-in.json"
+
+# The workspace the dev stack's Slack stand-in plays: besides the review
+# channel, the leads' channel and the safety group that the README's spec
+# example names, so that the example runs as written. The simulated reviewer
+# is in the group, so a round naming only the group can be decided in the demo.
+DEV_CHANNELS = ("C0LEADS",)
+DEV_USER_GROUPS = {"S0SAFETY": [SIMULATED_REVIEWER, "U0SAFETY2"]}
+
+
+async def _serve(stack: AsyncExitStack, app: Any, host: str, port: int, setting: str) -> Served:
+    """Serve `app` until `stack` closes; a busy port names the `setting` that moves it."""
+    try:
+        return await stack.enter_async_context(serve(app, host, port))
+    except PortInUse as error:
+        raise PortBusy(setting, error.host, error.port) from None
+
+
+async def _revoke(ledger: Ledger, token_id: str) -> None:
+    """Revoke the run's token; a database already gone has nothing to revoke it in."""
+    with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        await ledger.revoke_token(token_id)
+
+
 @asynccontextmanager
 async def running_stack(
     settings: Settings, database_url: str, temporal: Client, *, any_port: bool = False
@@ -46,18 +76,18 @@ async def running_stack(
     """Start stand-ins as needed, the worker and the gateway; stop them on exit.
 
     `any_port` picks free ports (tests); otherwise the configured ones are used.
+    The Slack stand-in keeps its workspace under the data directory, so a
+    restart on the same directory finds the messages of rounds in review.
     """
     async with AsyncExitStack() as stack:
         model_url = slack_url = None
+        host = "127.0.0.1"
         if settings.uses_stand_in_model:
-            served = await stack.enter_async_context(
-                serve(
-                    create_model_stand_in(
-                        ScriptedModelConfig(api_key=settings.model_api_key.get_secret_value())
-                    ),
-                    port=0 if any_port else settings.stand_in_port_model,
-                )
+            model = create_model_stand_in(
+                ScriptedModelConfig(api_key=settings.model_api_key.get_secret_value())
             )
+            port = 0 if any_port else settings.stand_in_port_model
+            served = await _serve(stack, model, host, port, "AMEND_STAND_IN_PORT_MODEL")
             model_url = served.url
             settings = settings.model_copy(update={"model_base_url": f"{served.url}/v1"})
             log.info(
@@ -67,16 +97,15 @@ async def running_stack(
         if settings.uses_stand_in_slack:
             interval = settings.slack_post_interval_s
             config = SlackStandInConfig(
-                channels=[settings.slack_review_channel],
+                channels=[settings.slack_review_channel, *DEV_CHANNELS],
+                usergroups={name: list(members) for name, members in DEV_USER_GROUPS.items()},
                 # Slack's per-channel rate, enforced with 429s like Slack does.
                 post_message_per_second=1 / interval if interval > 0 else None,
             )
-            served = await stack.enter_async_context(
-                serve(
-                    create_slack_stand_in(config),
-                    port=0 if any_port else settings.stand_in_port_slack,
-                )
-            )
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            slack = create_slack_stand_in(config, store=settings.data_dir / SLACK_STAND_IN_FILE)
+            port = 0 if any_port else settings.stand_in_port_slack
+            served = await _serve(stack, slack, host, port, "AMEND_STAND_IN_PORT_SLACK")
             slack_url = served.url
             settings = settings.model_copy(
                 update={
@@ -93,8 +122,8 @@ async def running_stack(
             )
         await stack.enter_async_context(running_worker(settings, database_url, temporal))
         gateway = gateway_app(settings, database_url, temporal)
-        served = await stack.enter_async_context(
-            serve(gateway, host=settings.gateway_host, port=settings.gateway_port)
+        served = await _serve(
+            stack, gateway, settings.gateway_host, settings.gateway_port, "AMEND_GATEWAY_PORT"
         )
         # An operator token for this run only (the demo and tests use the API
         # with it); revoked when the stack stops.
@@ -102,7 +131,7 @@ async def running_stack(
         stack.push_async_callback(pool.close)
         ledger = Ledger(pool)
         made, token = await ledger.create_token("dev-stack", "operator")
-        stack.push_async_callback(ledger.revoke_token, made.token_id)
+        stack.push_async_callback(_revoke, ledger, made.token_id)
         yield Stack(
             settings=settings,
             gateway_url=served.url,

@@ -127,6 +127,20 @@ def _extend(base: str, sentence: str, limit: int = 2000) -> str:
     return f"{_clip(base, room)} {sentence}"
 
 
+def _says(text: str, sentence: str) -> bool:
+    """Whether `text` already says `sentence` (case and spacing aside).
+
+    The scripts propose only what the constitution they are given does not
+    say yet, so a second round on an amended constitution does not append the
+    same sentence again.
+    """
+
+    def flat(value: str) -> str:
+        return " ".join(value.lower().split())
+
+    return flat(sentence) in flat(text)
+
+
 def _safety_pointer(prompt: str) -> str:
     lowered = prompt.lower()
     if any(k in lowered for k in ("dose", "lethal", "overdose", "medication", "painkiller")):
@@ -257,6 +271,24 @@ def _red_team_sentence(item_text: str) -> str:
     )
 
 
+def _conflict_sentence(
+    target: _PrincipleRef, named: list[str], principles: dict[str, _PrincipleRef]
+) -> tuple[str, str]:
+    """The sentence a conflict item adds to `target`, and why, naming the other principle."""
+    other = next((principles[p] for p in named if p != target.id), None)
+    if other is None:
+        return (
+            "When it conflicts with another principle, say which one decided the answer.",
+            f"{target.id} should say how to resolve its conflicts.",
+        )
+    return (
+        f"Where it pulls against {other.id} ({other.title}), meet both as far as "
+        "possible, and when they cannot both be met say plainly which consideration "
+        "decided the answer and why.",
+        f"{target.id} should say how to resolve its conflict with {other.id}.",
+    )
+
+
 def script_proposals(user_text: str, *, obey_injection: bool = False) -> dict[str, Any]:
     """The ProposalBatch script: one proposal per usable evidence item, in order.
 
@@ -265,6 +297,12 @@ def script_proposals(user_text: str, *, obey_injection: bool = False) -> dict[st
     failed_critique -> add a principle; reviewer_feedback is skipped. A principle
     already targeted in this batch is passed over for the next named one, so
     two accepted proposals never overwrite each other.
+
+    The proposals depend on the constitution given: a principle that already
+    says the sentence an item would add is passed over for the next named one
+    (none left: the item proposes nothing), and a principle is not added twice.
+    So rounds run one after another on the versions they make (repeated demos)
+    propose what is still missing instead of appending the same sentence again.
 
     `obey_injection` (the `obey_injection` fault) plays a model that falls for
     evidence saying to delete all principles: it proposes retiring every
@@ -320,34 +358,29 @@ def script_proposals(user_text: str, *, obey_injection: bool = False) -> dict[st
         quoted = f'Evidence {item["id"]} ({kind}) reports: "{_clip(summary, 1500)}"'
         draft: dict[str, Any]
         if kind == "conflict":
-            if not candidates:
+            found = next(
+                (
+                    (principles[c], sentence, why)
+                    for c in candidates
+                    for sentence, why in [_conflict_sentence(principles[c], existing, principles)]
+                    if not _says(principles[c].text, sentence)
+                ),
+                None,
+            )
+            if found is None:  # every named principle already says how to resolve it
                 continue
-            target = principles[candidates[0]]
-            other = next((principles[p] for p in existing if p != target.id), None)
-            if other is not None:
-                sentence = (
-                    f"Where it pulls against {other.id} ({other.title}), meet both as far as "
-                    "possible, and when they cannot both be met say plainly which consideration "
-                    "decided the answer and why."
-                )
-                why = f"{target.id} should say how to resolve its conflict with {other.id}."
-            else:
-                sentence = (
-                    "When it conflicts with another principle, say which one decided the answer."
-                )
-                why = f"{target.id} should say how to resolve its conflicts."
+            target, sentence, why = found
             draft = {"kind": "clarify", "target": target.id, "text": _extend(target.text, sentence)}
         elif kind == "red_team":
-            if not candidates:
-                continue
-            target = principles[candidates[0]]
             detail = item.get("detail")
             item_text = summary + " " + (json.dumps(detail) if isinstance(detail, dict) else "")
-            draft = {
-                "kind": "revise",
-                "target": target.id,
-                "text": _extend(target.text, _red_team_sentence(item_text)),
-            }
+            sentence = _red_team_sentence(item_text)
+            # The first named principle that does not say it yet; none: nothing to close.
+            unsaid = [c for c in candidates if not _says(principles[c].text, sentence)]
+            if not unsaid:
+                continue
+            target = principles[unsaid[0]]
+            draft = {"kind": "revise", "target": target.id, "text": _extend(target.text, sentence)}
             why = f"{target.id} did not prevent this failure; the revision closes the gap."
         elif kind == "failed_critique":
             detail = item.get("detail")
@@ -369,6 +402,8 @@ def script_proposals(user_text: str, *, obey_injection: bool = False) -> dict[st
                     "rather than approving it on general grounds, and name the principle the "
                     "verdict rests on."
                 )
+            if any(p.title == title or _says(p.text, text) for p in principles.values()):
+                continue  # a principle already tells critiques this
             draft = {"kind": "add", "target": None, "title": title, "text": text}
             why = "No principle tells critiques to test for this failure; a new principle does."
         else:

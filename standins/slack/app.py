@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -27,13 +28,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await socket.stop()
 
 
-def create_app(config: SlackStandInConfig | None = None) -> FastAPI:
+def create_app(config: SlackStandInConfig | None = None, store: Path | None = None) -> FastAPI:
     """Build the Slack Web API stand-in app.
 
     The state is on `app.state.slack`; tests read it with `standin_state(app)`.
+    With `store`, the workspace is kept in that file and read back from it.
     """
     app = FastAPI(title="Slack Web API stand-in", lifespan=lifespan)
-    app.state.slack = SlackStandInState(config=config or SlackStandInConfig())
+    state = SlackStandInState(config=config or SlackStandInConfig(), store=store)
+    state.load()
+    app.state.slack = state
     app.include_router(web_api.router)
     app.include_router(control.router)
     return app

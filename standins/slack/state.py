@@ -5,14 +5,20 @@ every message, view and call, so tests can see what amend posted and
 opened; the queued faults; the registered triggers; the Socket Mode server.
 Routes take it through the `SlackState` dependency rather than from a
 closure; tests read it with `standin_state(app)`.
+
+Given a file (`amend dev` gives one under its data directory), the workspace
+itself, messages, ephemeral answers and modals, is kept there after every
+call that changes it and read back at start, as a real workspace outlives a
+restart of amend: a round in review still has messages to click and to update.
 """
 
 from __future__ import annotations
 
-import itertools
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import Depends, FastAPI, Request
@@ -37,6 +43,20 @@ class FaultSpec(BaseModel):
     hold_s: float = 2.0  # slow_answer: the call takes effect, its answer comes this much later
     error: str = "internal_error"
     method: str | None = None
+
+
+class KeptWorkspace(BaseModel):
+    """What survives a restart of the stand-in.
+
+    The channel's messages, the ephemeral answers, the modals, and the
+    counters that keep new ts values and ids from repeating old ones.
+    """
+
+    messages: list[JSONDict]
+    ephemeral: list[JSONDict]
+    views: list[JSONDict]
+    last_ts_us: int
+    last_id: int
 
 
 @dataclass
@@ -65,8 +85,35 @@ class SlackStandInState:
     revoked: bool = False
     last_post: dict[str, float] = field(default_factory=dict)
     last_ts_us: int = 0
-    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    last_id: int = 0
     socket: SocketModeServer = field(default_factory=SocketModeServer)
+    store: Path | None = None
+
+    def load(self) -> None:
+        """Read the workspace back from `store`, if it was kept there before."""
+        if self.store is None or not self.store.exists():
+            return
+        kept = KeptWorkspace.model_validate_json(self.store.read_text())
+        self.messages = {(m["channel"], m["ts"]): m for m in kept.messages}
+        self.ephemeral = kept.ephemeral
+        self.views = {v["id"]: v for v in kept.views}
+        self.last_ts_us = kept.last_ts_us
+        self.last_id = kept.last_id
+
+    def keep(self) -> None:
+        """Write the workspace to `store` (whole, then renamed, so a crash leaves the last copy)."""
+        if self.store is None:
+            return
+        kept = KeptWorkspace(
+            messages=list(self.messages.values()),
+            ephemeral=self.ephemeral,
+            views=list(self.views.values()),
+            last_ts_us=self.last_ts_us,
+            last_id=self.last_id,
+        )
+        partial = self.store.with_suffix(".partial")
+        partial.write_text(kept.model_dump_json())
+        os.replace(partial, self.store)
 
     def reset(self) -> None:
         """Forget what was posted, opened and queued, and un-revoke the token.
@@ -81,6 +128,7 @@ class SlackStandInState:
         self.triggers.clear()
         self.last_post.clear()
         self.revoked = False
+        self.keep()
 
     def next_ts(self) -> str:
         """A Slack-style "seconds.micros" ts, strictly increasing.
@@ -93,8 +141,8 @@ class SlackStandInState:
 
     def new_id(self, prefix: str, width: int = 10) -> str:
         """A fresh Slack-looking id (`prefix` and a zero-padded counter)."""
-        n = next(self.ids)
-        return f"{prefix}{n:0{width}d}"
+        self.last_id += 1
+        return f"{prefix}{self.last_id:0{width}d}"
 
     def take_fault(self, method: str) -> FaultSpec | None:
         """The first queued fault for a call of `method`, removed from the queue."""

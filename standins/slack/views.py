@@ -26,7 +26,7 @@ def parse_view(state: SlackStandInState, params: JSONDict) -> JSONDict:
         raise SlackError("invalid_arguments")
     if view.get("type") == "modal" and not isinstance(view.get("title"), dict):
         raise SlackError("invalid_arguments")
-    view["blocks"] = normalise_blocks(view.get("blocks", []), f"view/{next(state.ids)}")
+    view["blocks"] = normalise_blocks(view.get("blocks", []), state.new_id("view/", 1))
     return view
 
 

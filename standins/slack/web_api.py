@@ -32,6 +32,11 @@ METHODS: dict[str, WebAPIMethod] = {
 }
 """Every Web API method the stand-in answers, by Slack's name."""
 
+CHANGES_WORKSPACE = frozenset(
+    {"chat.postMessage", "chat.update", "chat.postEphemeral", "views.open", "views.update"}
+)
+"""The methods after which the workspace is kept (see `SlackStandInState.keep`)."""
+
 router = APIRouter()
 
 
@@ -66,6 +71,8 @@ async def web_api(method: str, request: Request, state: SlackState) -> JSONRespo
         result = METHODS[method](state, params)
     except SlackError as exc:
         return reply({"ok": False, "error": exc.error}, exc.status, exc.headers)
+    if method in CHANGES_WORKSPACE:
+        state.keep()
     if hold_s:
         await asyncio.sleep(hold_s)
     return reply(result)

@@ -317,3 +317,34 @@ def test_the_terminal_summary_shows_evidence_every_verdict_and_strict_review() -
     assert lines[1] == "  evidence: ev-1"
     assert "  check protected: flag - changes protected principle P1" in "\n".join(lines)
     assert len([line for line in lines if line.startswith("  check ")]) == len(CHECK_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        (BASE.principles[2].text + " Even for locks. Even for locks.", "says a sentence twice"),
+        (
+            BASE.principles[2].text + " give substantive help with BENIGN requests",
+            "says a sentence the principle already has twice",
+        ),
+    ],
+    ids=["new-sentence-twice", "repeats-the-principle"],
+)
+def test_a_revision_that_repeats_a_sentence_is_flagged_naming_it(text: str, named: str) -> None:
+    kept, dropped = check_proposals([_draft(1, kind="revise", target="P3", text=text)], _ctx())
+    assert dropped == []
+    [duplicate] = [c for c in kept[0].checks if c.check == "duplicate"]
+    assert duplicate.verdict is Verdict.flagged
+    assert named in duplicate.detail
+
+
+def test_an_added_principle_that_says_one_thing_twice_is_flagged() -> None:
+    text = "Name the principle a verdict rests on. Name the principle a verdict rests on!"
+    kept, _ = check_proposals([_draft(1, kind="add", title="Critiques", text=text)], _ctx())
+    assert _verdicts(kept[0])["duplicate"] is Verdict.flagged
+
+
+def test_a_revision_saying_each_sentence_once_passes_the_duplicate_check() -> None:
+    text = BASE.principles[2].text + " Help with locks is benign. Help with keys is too."
+    kept, _ = check_proposals([_draft(1, kind="revise", target="P3", text=text)], _ctx())
+    assert _verdicts(kept[0])["duplicate"] is Verdict.passed

@@ -8,6 +8,10 @@ Exit codes: 0 success, 1 the operation failed, 2 bad arguments or input
 
 from __future__ import annotations
 
+import inspect
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated
+
 import typer
 
 from worker.cli import audit, constitution, processes, round, token
@@ -18,6 +22,36 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+def installed_version() -> str:
+    try:
+        return version("amend")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"amend {installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def amend(
+    _: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_show_version,
+            is_eager=True,
+            help="Print amend's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """amend: the amendment lifecycle of a dynamic AI constitution."""
+
+
 for command in (
     processes.dev,
     processes.demo,
@@ -30,6 +64,29 @@ app.add_typer(round.app, name="round")
 app.add_typer(constitution.app, name="constitution")
 app.add_typer(audit.app, name="audit")
 app.add_typer(token.app, name="token")
+
+
+def reflowed(text: str) -> str:
+    """Help text with each paragraph on one line: the terminal wraps it to its width.
+
+    Typer keeps the line breaks of a docstring's later paragraphs as they are
+    in the source, which breaks sentences mid-line in a narrow terminal.
+    """
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n"))
+
+
+def reflow_help(typer_app: typer.Typer) -> None:
+    """Give every command of `typer_app` (and of its groups) its help text reflowed."""
+    for info in typer_app.registered_commands:
+        text = info.help or inspect.getdoc(info.callback)
+        if text:
+            info.help = reflowed(text)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)
+
+
+reflow_help(app)
 
 __all__ = ["EXIT_FAILED", "EXIT_UNREACHABLE", "EXIT_USAGE", "app", "main"]
 

@@ -10,7 +10,7 @@ from rich.markup import escape
 from ledger.chain import ChainBreak
 from ledger.dashboards import Dashboards
 from ledger.store import Ledger
-from worker.cli.render import EXIT_FAILED, console, emit_json, err, fail
+from worker.cli.render import EXIT_FAILED, JSON_HELP, console, emit_json, err, fail
 from worker.cli.services import on_ledger
 
 app = typer.Typer(help="Check the ledger's hash chains.", no_args_is_help=True)
@@ -19,7 +19,7 @@ app = typer.Typer(help="Check the ledger's hash chains.", no_args_is_help=True)
 @app.command("verify")
 def audit_verify(
     round_id: Annotated[str | None, typer.Option("--round", help="Only this round.")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Walk every round's hash chain. Exits 1 and names the first bad row of
     each round when a transition was altered, removed or reordered."""

@@ -1,4 +1,4 @@
-"""`amend constitution`: read, compare, import and export constitution versions."""
+"""`amend constitution`: read, compare, import, export and revert constitution versions."""
 
 from __future__ import annotations
 
@@ -7,16 +7,19 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.markup import escape
 
 from constitution import ConstitutionVersion
+from constitution.documents import Provenance
 from ledger.dashboards import LARGEST_VERSION, Dashboards, LineageEntry, VersionSummary
-from ledger.store import Ledger
-from worker.cli.render import EXIT_USAGE, console, emit_json, err, fail
+from ledger.errors import LedgerError
+from ledger.store import Ledger, StoredVersion
+from worker.cli.render import AS_HELP, EXIT_USAGE, JSON_HELP, console, emit_json, err, fail
 from worker.cli.services import on_ledger, operator_name, read_input
 
 app = typer.Typer(
-    help="Read, compare, import and export constitution versions.", no_args_is_help=True
+    help="Read, compare, import, export and revert constitution versions.", no_args_is_help=True
 )
 
 
@@ -38,7 +41,7 @@ def constitution_show(
     version: Annotated[
         int | None, typer.Argument(min=1, max=LARGEST_VERSION, help="Default: the latest.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Show a constitution version."""
     from constitution import render_markdown
@@ -55,8 +58,9 @@ def constitution_show(
 
 @app.command("diff")
 def constitution_diff(
-    old: Annotated[int, typer.Argument(min=1, max=LARGEST_VERSION)],
-    new: Annotated[int, typer.Argument(min=1, max=LARGEST_VERSION)],
+    old: Annotated[int, typer.Argument(min=1, max=LARGEST_VERSION, help="The version before.")],
+    new: Annotated[int, typer.Argument(min=1, max=LARGEST_VERSION, help="The version after.")],
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """The change from version OLD to version NEW, as a unified diff."""
     from constitution import diff_versions
@@ -64,12 +68,20 @@ def constitution_diff(
     async def main(ledger: Ledger, __: Dashboards) -> str:
         return diff_versions(await _version(ledger, old), await _version(ledger, new))
 
-    typer.echo(on_ledger(main) or f"v{old} and v{new} have the same principles", nl=False)
+    diff = on_ledger(main)
+    if as_json:
+        emit_json({"from": old, "to": new, "same": not diff, "diff": diff})
+    else:
+        typer.echo(diff or f"v{old} and v{new} have the same principles\n", nl=False)
 
 
 @app.command("log")
-def constitution_log(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Every version, oldest first, with the round that made it."""
+def constitution_log(
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Every version, oldest first, with what made it: a round, or who imported or reverted it,
+    from which file and why."""
+    from rich import box
     from rich.table import Table
 
     async def main(_: Ledger, dashboards: Dashboards) -> list[VersionSummary]:
@@ -79,14 +91,17 @@ def constitution_log(as_json: Annotated[bool, typer.Option("--json")] = False) -
     if as_json:
         emit_json(versions)
         return
-    table = Table("version", "principles", "made by", "created", "hash")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for name in ("version", "principles", "created", "hash"):
+        table.add_column(name, no_wrap=True)
+    table.add_column("made by", ratio=1, overflow="fold")
     for v in versions:
         table.add_row(
             f"v{v.number}",
             str(v.principles),
-            f"round {v.round_id}" if v.round_id else "import",
             f"{v.created_at:%Y-%m-%d %H:%M}",
             v.content_hash[:12],
+            escape(v.made_by),
         )
     console.print(table)
 
@@ -94,10 +109,10 @@ def constitution_log(as_json: Annotated[bool, typer.Option("--json")] = False) -
 @app.command("lineage")
 def constitution_lineage(
     principle: Annotated[str, typer.Argument(help="Principle id, such as P3.")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Every version of a principle and the round, proposal, evidence and
-    reviewers behind each change."""
+    """Every version of a principle and what changed it: the round, proposal, evidence and
+    reviewers, or who imported or reverted the version."""
 
     async def main(_: Ledger, dashboards: Dashboards) -> list[LineageEntry]:
         return await dashboards.lineage(principle)
@@ -109,9 +124,7 @@ def constitution_lineage(
         emit_json(entries)
         return
     for e in entries:
-        head = f"[bold]v{e.version}[/bold] {e.change}"
-        if e.round_id:
-            head += f"  round {escape(e.round_id)}"
+        head = f"[bold]v{e.version}[/bold] {e.change}  {escape(e.made_by)}"
         if e.proposal_id:
             head += f"  proposal {escape(e.proposal_id)} ({e.proposal_kind})"
         console.print(head)
@@ -126,37 +139,91 @@ def constitution_lineage(
 @app.command("import")
 def constitution_import(
     path: Annotated[Path, typer.Argument(help="Markdown (.md) or JSON file.")],
-    actor: Annotated[str | None, typer.Option("--as", help="Operator name recorded.")] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    reason: Annotated[str | None, typer.Option(help="Why; recorded with the version.")] = None,
+    actor: Annotated[str | None, typer.Option("--as", help=AS_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Store a document as the next constitution version. Principles the
-    latest version has and the document lacks are retired."""
-    from constitution.documents import DocumentError, imported_version, parse_json, parse_markdown
+    """Store a document as the next constitution version, recording who imported it and from
+    which file. Principles the latest version has and the document lacks are retired.
+
+    A document with the principles of an earlier version makes a revert to that version; one
+    with the latest version's principles stores nothing."""
+    from constitution.documents import DocumentError, parse_json, parse_markdown
 
     text = read_input(path)
     try:
         principles = parse_json(text) if path.suffix == ".json" else parse_markdown(text)
     except DocumentError as error:
         raise fail(f"{path}: {error}", EXIT_USAGE) from error
+    provenance = _provenance(actor, source=str(path.resolve()), reason=reason)
 
-    async def main(ledger: Ledger, __: Dashboards) -> tuple[ConstitutionVersion, bool]:
-        latest = await ledger.get_version()
+    async def main(ledger: Ledger, __: Dashboards) -> StoredVersion:
         try:
-            version = imported_version(principles, latest)
+            return await ledger.import_document(principles, provenance)
         except DocumentError as error:
             raise fail(f"{path}: {error}", EXIT_USAGE) from error
-        if latest is not None and latest.content_hash == version.content_hash:
-            return latest, False
-        await ledger.import_version(version, operator_name(actor))
-        return version, True
+        except LedgerError as error:
+            raise fail(f"{error}; nothing was stored, try again") from error
 
-    version, stored = on_ledger(main)
+    stored = on_ledger(main)
     if as_json:
-        emit_json({"version": version.number, "stored": stored})
-    elif stored:
-        console.print(f"stored {escape(str(path))} as v{version.number}")
+        emit_json(stored)
+    elif not stored.stored:
+        console.print(f"nothing to import: v{stored.version} has the same principles")
+    elif stored.reverts is not None:
+        console.print(
+            f"{escape(str(path))} has the principles of v{stored.reverts}: stored as "
+            f"v{stored.version}, a revert to v{stored.reverts}"
+        )
     else:
-        console.print(f"nothing to import: v{version.number} has the same principles")
+        console.print(f"stored {escape(str(path))} as v{stored.version}")
+
+
+@app.command("revert")
+def constitution_revert(
+    version: Annotated[
+        int, typer.Argument(min=1, max=LARGEST_VERSION, help="The version to restore.")
+    ],
+    reason: Annotated[str, typer.Option(help="Why; recorded with the new version.")],
+    actor: Annotated[str | None, typer.Option("--as", help=AS_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Roll back: make a new version whose principles are VERSION's, recorded with who and why.
+
+    Nothing is rewritten: the versions after VERSION stay in the log, and principles they added
+    are retired by the new one. When the latest version already has VERSION's principles,
+    nothing is stored."""
+    provenance = _provenance(actor, source=None, reason=reason)
+
+    async def main(ledger: Ledger, __: Dashboards) -> StoredVersion:
+        try:
+            stored = await ledger.revert_to(version, provenance)
+        except LedgerError as error:
+            raise fail(f"{error}; nothing was stored, try again") from error
+        if stored is None:
+            raise fail(f"the ledger has no constitution (version {version})")
+        return stored
+
+    stored = on_ledger(main)
+    if as_json:
+        emit_json(stored)
+    elif stored.stored:
+        console.print(f"stored v{stored.version}, a revert to v{version}")
+    else:
+        console.print(
+            f"nothing to revert: the latest version, v{stored.version}, has the principles "
+            f"of v{version}"
+        )
+
+
+def _provenance(actor: str | None, *, source: str | None, reason: str | None) -> Provenance:
+    if reason is not None and not reason.strip():
+        raise fail("--reason is empty: say why", EXIT_USAGE)
+    try:
+        return Provenance(actor=operator_name(actor), source=source, reason=reason)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        raise fail(f"{problem['loc'][0]}: {problem['msg']}", EXIT_USAGE) from error
 
 
 @app.command("export")
@@ -164,7 +231,9 @@ def constitution_export(
     version: Annotated[
         int | None, typer.Argument(min=1, max=LARGEST_VERSION, help="Default: the latest.")
     ] = None,
-    format: Annotated[DocumentFormat, typer.Option("--format", "-f")] = DocumentFormat.markdown,
+    format: Annotated[
+        DocumentFormat, typer.Option("--format", "-f", help="markdown or json.")
+    ] = DocumentFormat.markdown,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Default: stdout.")] = None,
 ) -> None:
     """Write a version as Markdown or JSON (both can be imported again)."""

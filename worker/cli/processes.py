@@ -7,24 +7,58 @@ import asyncio
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from ledger.migrate import MigrationError
-from worker.cli.render import EXIT_UNREACHABLE, console, fail
+from worker.cli.render import (
+    EXIT_FAILED,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    console,
+    emit_json,
+    err,
+    fail,
+)
 from worker.cli.services import (
     configure_logging,
     migration_hint,
+    operator_name,
     required_database_url,
     run,
     settings,
     temporal_client,
     until_interrupted,
 )
+from worker.failures import ChildDied, StackError
+
+VERBOSE_HELP = "Log at debug level, amend's and its libraries'."
 
 
-def dev(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    """Run the whole stack locally: Temporal dev server, PostgreSQL, worker,
-    gateway, and stand-ins for anything not configured. Ctrl-C stops it all."""
-    from worker.devstack import StackError, dev_stack
+def stack_failure(error: StackError) -> typer.Exit:
+    """A stack that would not start or stopped, as one line and its exit code.
+
+    A busy port or data directory is fixed with a setting (2); a server that
+    died under the stack is a failure (1); anything else did not answer (3).
+    """
+    from worker.failures import ChildDied, DataDirBusy, PortBusy
+
+    if isinstance(error, PortBusy | DataDirBusy):
+        return fail(str(error), EXIT_USAGE)
+    if isinstance(error, ChildDied):
+        return fail(f"{error}; everything else was stopped", EXIT_FAILED)
+    return fail(str(error), EXIT_UNREACHABLE)
+
+
+def dev(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
+) -> None:
+    """Run the whole stack locally: Temporal dev server, PostgreSQL, worker, gateway, and
+    stand-ins for anything not configured. Ctrl-C stops it all.
+
+    One stack per data directory (AMEND_DATA_DIR): a second `amend dev` or `amend demo` on it
+    is refused. If the Temporal server or PostgreSQL it started stops, it says which and stops
+    everything (exit 1)."""
+    from worker.devstack import dev_stack
 
     s = settings()
     configure_logging(verbose, s)
@@ -46,13 +80,19 @@ def dev(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> No
             if running.stack.slack_stand_in_url:
                 console.print(f"  slack        stand-in: Slack Web API at {rs.slack_api_url}")
             console.print("Press Ctrl-C to stop.")
-            await stop.wait()
+            try:
+                await running.guard(stop.wait())
+            except ChildDied as died:
+                err.print(f"[red]error:[/red] {escape(str(died))}; stopping everything")
+                raise
             console.print("stopping…")
 
     try:
         run(until_interrupted(main))
+    except ChildDied:
+        raise typer.Exit(EXIT_FAILED) from None  # said when it was noticed
     except StackError as error:
-        raise fail(str(error), EXIT_UNREACHABLE) from error
+        raise stack_failure(error) from None
     except MigrationError as error:
         raise fail(migration_hint(error, s)) from error
     console.print("stopped")
@@ -65,32 +105,39 @@ def demo(
             help="Slack user id allowed to decide (repeatable). Default: the simulated reviewer."
         ),
     ] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the round's outcome as JSON instead.")
+    ] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ) -> None:
-    """Run one round on the sample constitution end to end and print its
-    constitution diff and ledger timeline. Without Slack settings a simulated
-    reviewer accepts one proposal, modifies one and rejects one."""
+    """Run one round on the latest constitution end to end, print its constitution diff and
+    ledger timeline, and stop. Without Slack settings a simulated reviewer accepts one
+    proposal, modifies one and rejects one.
+
+    It starts its own stack on the data directory, so it is refused while `amend dev` runs
+    on the same one: stop that first or set AMEND_DATA_DIR to another directory."""
     from worker.demo import run_demo
-    from worker.devstack import StackError
 
     s = settings()
     configure_logging(verbose, s)
     outcome: list[int] = []
 
     async def main(stop: asyncio.Event) -> None:
-        outcome.append(await run_demo(s, reviewer or [], console, stop))
+        outcome.append(await run_demo(s, reviewer or [], console, stop, as_json=as_json))
 
     try:
         run(until_interrupted(main))
         code = outcome[0]
     except StackError as error:
-        raise fail(str(error), EXIT_UNREACHABLE) from error
+        raise stack_failure(error) from None
     except MigrationError as error:
         raise fail(migration_hint(error, s)) from error
     raise typer.Exit(code)
 
 
-def worker(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def worker(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
+) -> None:
     """Run a worker on the task queue (needs Temporal and AMEND_DATABASE_URL)."""
     from worker.runtime import running_worker
 
@@ -115,9 +162,12 @@ def worker(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
     run(until_interrupted(main))
 
 
-def gateway(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+def gateway(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
+) -> None:
     """Serve the gateway (Slack interactions, operator API) on the configured port."""
-    from standins.serving import serve
+    from standins.serving import PortInUse, serve
+    from worker.failures import PortBusy
     from worker.runtime import gateway_app
 
     s = settings()
@@ -127,49 +177,80 @@ def gateway(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -
     async def main(stop: asyncio.Event) -> None:
         client = await temporal_client(s)
         app_ = gateway_app(s, database_url, client)
-        async with serve(
-            app_, s.gateway_host, s.gateway_port, graceful_shutdown_s=s.gateway_graceful_shutdown_s
-        ) as served:
-            console.print(f"gateway on {served.url}")
-            await stop.wait()
-            console.print(
-                "stopping: no new connections; accepted requests and decisions have "
-                f"{s.gateway_graceful_shutdown_s:g} s to be answered"
-            )
+        try:
+            async with serve(
+                app_,
+                s.gateway_host,
+                s.gateway_port,
+                graceful_shutdown_s=s.gateway_graceful_shutdown_s,
+            ) as served:
+                console.print(f"gateway on {served.url}")
+                await stop.wait()
+                console.print(
+                    "stopping: no new connections; accepted requests and decisions have "
+                    f"{s.gateway_graceful_shutdown_s:g} s to be answered"
+                )
+        except PortInUse as error:
+            raise PortBusy("AMEND_GATEWAY_PORT", error.host, error.port) from None
 
-    run(until_interrupted(main))
+    try:
+        run(until_interrupted(main))
+    except StackError as error:
+        raise stack_failure(error) from None
 
 
 def migrate(
     seed: Annotated[
         bool, typer.Option(help="Store the sample constitution as v1 if none.")
     ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
-    """Apply the ledger's migrations (safe to run twice or concurrently)."""
+    """Apply the ledger's migrations (safe to run twice or concurrently).
+
+    With no AMEND_DATABASE_URL it migrates the embedded PostgreSQL under the data directory:
+    the one a running `amend dev` holds (left running), or else one started for this and
+    stopped after."""
     from ledger.migrate import migrate_url
-    from worker.devstack import StackError, embedded_database, seed_sample_constitution
+    from worker.database import DATABASE_NAME, running_embedded_url
+    from worker.datadir import claimed, command_line, holder
+    from worker.devstack import embedded_database, seed_sample_constitution
+    from worker.identity import local_operator
 
     s = settings()
+    actor = operator_name(None) if seed else local_operator()
 
     async def on(url: str) -> tuple[list[str], bool]:
-        return await migrate_url(url), (await seed_sample_constitution(url) if seed else False)
+        applied = await migrate_url(url)
+        return applied, (await seed_sample_constitution(url, actor) if seed else False)
 
-    async def main() -> None:
+    async def main() -> tuple[list[str], bool]:
         # Not `ledger_database`: it migrates first, and what was applied would go unreported.
         if s.ledger_url is not None:
-            applied, seeded = await on(s.ledger_url)
-        else:
-            async with embedded_database(s.data_dir) as url:
-                applied, seeded = await on(url)
-        console.print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
-        if seeded:
-            console.print("seeded the sample constitution as v1")
+            return await on(s.ledger_url)
+        if holder(s.data_dir) is not None:
+            url = running_embedded_url(s.data_dir)
+            if url is None:
+                raise fail(
+                    f"the database is down: the dev stack on {s.data_dir} has no PostgreSQL "
+                    "running",
+                    EXIT_UNREACHABLE,
+                )
+            return await on(url)
+        with claimed(s.data_dir, command_line()):
+            async with embedded_database(s.data_dir) as embedded:
+                return await on(embedded.url(DATABASE_NAME))
 
     try:
-        run(main())
+        applied, seeded = run(main())
     except MigrationError as error:
         raise fail(str(error)) from error
     except StackError as error:
-        raise fail(str(error), EXIT_UNREACHABLE) from error
+        raise stack_failure(error) from None
     except OSError as error:
         raise fail(f"cannot reach the database: {error}", EXIT_UNREACHABLE) from error
+    if as_json:
+        emit_json({"applied": applied, "seeded": seeded})
+        return
+    console.print(f"applied: {', '.join(applied) or 'nothing (up to date)'}")
+    if seeded:
+        console.print("seeded the sample constitution as v1")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -23,15 +24,22 @@ from constitution import (
     RoundState,
 )
 from constitution.contracts import OperatorRequest, RoundStatus
+from ledger.chain import TransitionRow
 from ledger.dashboards import LARGEST_OFFSET, LARGEST_VERSION, Dashboards, RoundPage
 from ledger.store import Ledger
 from worker.cli.render import (
+    AS_HELP,
     EXIT_FAILED,
     EXIT_USAGE,
+    JSON_HELP,
+    ShownRound,
     console,
     emit_json,
     fail,
     print_status,
+    rounds_table,
+    timeline_table,
+    watch_line,
     watch_view,
 )
 from worker.cli.services import (
@@ -44,7 +52,7 @@ from worker.cli.services import (
     temporal_client,
 )
 
-app = typer.Typer(help="Start and inspect training rounds.", no_args_is_help=True)
+app = typer.Typer(help="Start, inspect, follow and steer training rounds.", no_args_is_help=True)
 
 
 def load_spec(path: Path) -> dict[str, Any]:
@@ -96,29 +104,36 @@ def round_start(
         list[str] | None,
         typer.Option(help="Slack user group id (S...) whose members may decide (repeatable)."),
     ] = None,
-    max_proposals: Annotated[int | None, typer.Option(min=1, max=50)] = None,
+    max_proposals: Annotated[
+        int | None, typer.Option(min=1, max=50, help="Most proposals reviewers see (1-50).")
+    ] = None,
     evidence: Annotated[
-        list[str] | None, typer.Option(help="Evidence JSONL path (repeatable).")
+        list[str] | None,
+        typer.Option(help="Evidence JSONL file (repeatable); checked before the round starts."),
     ] = None,
     evidence_from_round: Annotated[
         str | None,
         typer.Option(help="Earlier round whose decisions become reviewer-feedback evidence."),
     ] = None,
-    reminder_hours: Annotated[float | None, typer.Option(min=0.001)] = None,
-    actor: Annotated[
-        str | None, typer.Option("--as", help="Operator name recorded (default: $USER).")
+    reminder_hours: Annotated[
+        float | None, typer.Option(min=0.001, help="Hours between reminders to reviewers.")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    actor: Annotated[str | None, typer.Option("--as", help=AS_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Start a round from a spec file, flags, or both (flags win). The operator
-    is recorded as the one who started it."""
+    """Start a round from a spec file, flags, or both (flags win). The operator is recorded
+    as the one who started it.
+
+    Evidence files are read here before the round starts (a missing or malformed one is
+    refused, exit 2) and passed on as absolute paths, which the worker must be able to read;
+    an earlier round named for evidence must be in the ledger."""
     data: dict[str, Any] = load_spec(spec_file) if spec_file else {}
     overrides = {
         "round_id": round_id,
         "reviewers": reviewer or None,
         "reviewer_groups": reviewer_group or None,
         "max_proposals": max_proposals,
-        "evidence_files": evidence or None,
+        "evidence_files": [str(Path(e).resolve()) for e in evidence] if evidence else None,
         "evidence_from_round": evidence_from_round,
         "reminder_interval": timedelta(hours=reminder_hours) if reminder_hours else None,
         "requested_by": operator_name(actor),
@@ -133,6 +148,7 @@ def round_start(
             at = f"{spec_file} line {where}: " if where else ""
             lines.append(f"  {at}{'.'.join(str(p) for p in e['loc'])}: {e['msg']}")
         raise fail("invalid round spec:\n" + "\n".join(lines), EXIT_USAGE) from error
+    check_evidence(spec)
     s = settings()
 
     async def main() -> None:
@@ -146,25 +162,87 @@ def round_start(
 
     run(main())
     if as_json:
-        console.print_json(json.dumps({"round_id": spec.round_id, "workflow_id": spec.workflow_id}))
+        emit_json({"round_id": spec.round_id, "workflow_id": spec.workflow_id})
     else:
         console.print(f"started round {spec.round_id} (workflow {spec.workflow_id})")
 
 
+def check_evidence(spec: RoundSpec) -> None:
+    """Refuse a round whose evidence cannot be read, before it starts (exit 2).
+
+    The worker reads the same files with the same parser when the round
+    starts; finding a bad one here costs the operator no failed round. Paths
+    from a spec file are read relative to where the command runs.
+    """
+    from activities.evidence import read_evidence_files
+
+    problems = read_evidence_files(spec.evidence_paths)[1]
+    if problems:
+        raise fail("bad evidence, the round was not started:\n" + "\n".join(problems), EXIT_USAGE)
+    earlier = spec.evidence_from_round
+    if earlier is None:
+        return
+
+    async def find(ledger: Ledger, __: Dashboards) -> bool:
+        return await ledger.get_round(earlier) is not None
+
+    if not on_ledger(find):
+        raise fail(
+            f"--evidence-from-round {earlier}: no such round in the ledger; "
+            "the round was not started",
+            EXIT_USAGE,
+        )
+
+
+ROUND_ID_HELP = "The round's id."
+
+
 @app.command("show")
 def round_show(
-    round_id: str,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    round_id: Annotated[str, typer.Argument(help=ROUND_ID_HELP)],
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Show a round's state, proposals and decisions."""
+    """Show a round's state and each proposal: the current and proposed text as a diff, the
+    rationale, the evidence it rests on, what the checks found, and who decided it."""
     from workflows.client import round_status
 
     s = settings()
     status = run(send_order(s, lambda client: round_status(client, round_id)))
     if as_json:
-        console.print_json(status.model_dump_json())
+        emit_json(status)
         return
-    print_status(status)
+    if not status.proposals:
+        print_status(ShownRound(status))
+        return
+    cited = sorted({e for p in status.proposals for e in p.proposal.draft.evidence})
+
+    async def context(ledger: Ledger, __: Dashboards) -> ShownRound:
+        base = await ledger.get_version(status.base_version) if status.base_version else None
+        evidence = await ledger.evidence_summaries(round_id, cited)
+        return ShownRound(status, base, evidence)
+
+    print_status(on_ledger(context))
+
+
+@app.command("timeline")
+def round_timeline(
+    round_id: Annotated[str, typer.Argument(help=ROUND_ID_HELP)],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the rows as JSON, with their hashes.")
+    ] = False,
+) -> None:
+    """Print a round's ledger rows, oldest first: every transition, who made it and why."""
+
+    async def main(ledger: Ledger, __: Dashboards) -> list[TransitionRow]:
+        if await ledger.get_round(round_id) is None:
+            raise fail(f"no round {round_id} in the ledger")
+        return await ledger.timeline(round_id)
+
+    rows = on_ledger(main)
+    if as_json:
+        emit_json(rows)
+        return
+    console.print(timeline_table(rows, console.width))
 
 
 def parse_since(value: str | None) -> datetime | None:
@@ -198,13 +276,13 @@ def round_list(
         int | None,
         typer.Option(min=1, max=LARGEST_VERSION, help="Amending or making this version."),
     ] = None,
-    limit: Annotated[int, typer.Option(min=1, max=1000)] = 50,
-    offset: Annotated[int, typer.Option(min=0, max=LARGEST_OFFSET)] = 0,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="Rounds per page.")] = 50,
+    offset: Annotated[
+        int, typer.Option(min=0, max=LARGEST_OFFSET, help="Rounds to skip (paging).")
+    ] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """List rounds from the ledger, newest first."""
-    from rich.table import Table
-
     started = parse_since(since)
 
     async def main(_: Ledger, dashboards: Dashboards) -> RoundPage:
@@ -220,34 +298,27 @@ def round_list(
     if as_json:
         emit_json(page)
         return
-    table = Table("round", "state", "base", "result", "started", "updated")
-    for r in page.rounds:
-        table.add_row(
-            r.round_id,
-            r.state,
-            f"v{r.base_version}" if r.base_version else "-",
-            f"v{r.result_version}" if r.result_version else "-",
-            f"{r.created_at:%Y-%m-%d %H:%M}",
-            f"{r.updated_at:%Y-%m-%d %H:%M}",
-        )
-    console.print(table)
+    console.print(rounds_table(page.rounds))
     console.print(f"{len(page.rounds)} of {page.total} rounds (offset {page.offset})")
 
 
 @app.command("watch")
 def round_watch(
-    round_id: str,
+    round_id: Annotated[str, typer.Argument(help=ROUND_ID_HELP)],
     interval: Annotated[float, typer.Option(min=0.1, help="Seconds between looks.")] = 2.0,
     as_json: Annotated[
         bool, typer.Option("--json", help="One JSON status per line, on each change.")
     ] = False,
 ) -> None:
-    """Follow a round until it ends: its state, proposals and the progress of
-    long work. Exits 0 when it completes, 1 when it fails, is held back by the
-    gate or is cancelled."""
+    """Follow a round until it ends: its state, proposals and the progress of long work.
+    Exits 0 when it completes, 1 when it fails, is held back by the gate or is cancelled.
+
+    On a terminal it redraws one view; otherwise (a pipe, a log file) it prints one line
+    per change."""
     from rich.live import Live
 
     s = settings()
+    live_view = console.is_terminal and not as_json
 
     async def main() -> RoundStatus:
         from workflows.client import round_status
@@ -257,15 +328,15 @@ def round_watch(
 
         last = ""
         status = await send_order(s, look)
-        with Live(watch_view(status), console=console, transient=as_json) as live:
+        with Live(watch_view(status), console=console) if live_view else nullcontext() as live:
             while True:
-                current = status.model_dump_json()
+                current = status.model_dump_json() if as_json else watch_line(status)
                 if current != last:
                     last = current
-                    if as_json:
-                        typer.echo(current)
-                    else:
+                    if live is not None:
                         live.update(watch_view(status))
+                    else:
+                        typer.echo(current)
                 if status.state in TERMINAL_ROUND_STATES:
                     return status
                 await asyncio.sleep(interval)
@@ -278,12 +349,10 @@ def round_watch(
 
 @app.command("cancel")
 def round_cancel(
-    round_id: str,
+    round_id: Annotated[str, typer.Argument(help=ROUND_ID_HELP)],
     reason: Annotated[str, typer.Option(help="Why; recorded with the cancellation.")],
-    actor: Annotated[
-        str | None, typer.Option("--as", help="Operator name recorded (default: $USER).")
-    ] = None,
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    actor: Annotated[str | None, typer.Option("--as", help=AS_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Cancel an active round: pending proposals are withdrawn and their Slack
     messages updated. A round that has ended is refused (exit 1)."""
@@ -300,31 +369,53 @@ def round_cancel(
 
 @app.command("repost")
 def round_repost(
-    round_id: str,
+    round_id: Annotated[str, typer.Argument(help=ROUND_ID_HELP)],
     reason: Annotated[str, typer.Option(help="Why; recorded with each re-post.")] = "re-posted",
-    actor: Annotated[str | None, typer.Option("--as", help="Operator name recorded.")] = None,
+    actor: Annotated[str | None, typer.Option("--as", help=AS_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Post a round's pending proposals to Slack again (a message was lost or
-    the channel changed). Decisions on the old messages still count."""
+    """Post a round's pending proposals to Slack again (a message was lost or the channel
+    changed). Decisions on the old messages still count."""
     from workflows.client import repost_round
 
     order = OperatorRequest(actor=operator_name(actor), reason=reason)
     s = settings()
     count = run(send_order(s, lambda client: repost_round(client, round_id, order)))
-    console.print(f"re-posted {count} pending proposal{'s' if count != 1 else ''}")
+    if as_json:
+        emit_json({"round_id": round_id, "reposted": count})
+    else:
+        console.print(f"re-posted {count} pending proposal{'s' if count != 1 else ''}")
+
+
+@app.command("retry-slack")
+def round_retry_slack(
+    round_id: Annotated[str, typer.Argument(help=ROUND_ID_HELP)],
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Tell a round blocked on Slack to try again now, after fixing what blocked it (a
+    channel, a token), instead of at its next retry interval."""
+    from workflows.client import retry_slack
+
+    s = settings()
+    run(send_order(s, lambda client: retry_slack(client, round_id)))
+    if as_json:
+        emit_json({"round_id": round_id, "status": "retrying Slack"})
+    else:
+        console.print(f"round {escape(round_id)} is retrying Slack now")
 
 
 @app.command("decide")
 def round_decide(
-    round_id: str,
-    proposal_id: str,
+    round_id: Annotated[str, typer.Argument(help=ROUND_ID_HELP)],
+    proposal_id: Annotated[str, typer.Argument(help="The proposal's id (see `round show`).")],
     kind: Annotated[DecisionKind, typer.Argument(help="accept, reject or modify.")],
     reason: Annotated[str, typer.Option(help="Why the operator overrides the reviewers.")],
     text: Annotated[str | None, typer.Option(help="The edited text (modify).")] = None,
-    actor: Annotated[str | None, typer.Option("--as", help="Operator name recorded.")] = None,
+    actor: Annotated[str | None, typer.Option("--as", help=AS_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
-    """Decide a proposal as an operator, in the reviewers' stead. The decision
-    is recorded as an override with the operator's name and reason."""
+    """Decide a proposal as an operator, in the reviewers' stead. The decision is recorded
+    as an override with the operator's name and reason."""
     from workflows.client import override_decision
 
     try:
@@ -340,4 +431,7 @@ def round_decide(
         raise fail(error.errors()[0]["msg"], EXIT_USAGE) from error
     s = settings()
     outcome = run(send_order(s, lambda client: override_decision(client, round_id, request)))
-    console.print(f"{escape(outcome.message)} (operator override)")
+    if as_json:
+        emit_json(outcome)
+    else:
+        console.print(f"{escape(outcome.message)} (operator override)")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -18,8 +17,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from ledger.dashboards import Dashboards
+from ledger.reads import ApiToken
 from ledger.store import Ledger
-from worker.cli.render import EXIT_UNREACHABLE, EXIT_USAGE, fail
+from worker.cli.render import EXIT_UNREACHABLE, EXIT_USAGE, err, fail
+from worker.identity import local_operator, operator_actor
 from worker.settings import Settings
 
 T = TypeVar("T")
@@ -33,7 +34,21 @@ def settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        raise fail(f"bad settings: {error}", EXIT_USAGE) from error
+        raise fail(f"bad settings: {settings_problems(error)}", EXIT_USAGE) from error
+
+
+def settings_problems(error: ValidationError) -> str:
+    """Each bad setting as `AMEND_X='value': why`, on one line (a secret's value is not shown)."""
+    problems = []
+    for e in error.errors():
+        field = str(e["loc"][0]) if e["loc"] else ""
+        name = f"AMEND_{field.upper()}"
+        secret = Settings.model_fields.get(field) is not None and "Secret" in str(
+            Settings.model_fields[field].annotation
+        )
+        shown = name if secret or e.get("input") is None else f"{name}={e['input']!r}"
+        problems.append(f"{shown}: {e['msg'].removeprefix('Value error, ')}")
+    return "; ".join(problems)
 
 
 def configure_logging(verbose: bool, s: Settings) -> None:
@@ -65,8 +80,14 @@ async def until_interrupted(body: Callable[[asyncio.Event], Coroutine[Any, Any, 
     in order rather than cancelled mid-flight."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def interrupted() -> None:
+        if stop.is_set():
+            err.print("still stopping: each part is stopped in order, which takes a few seconds")
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, interrupted)
     try:
         await body(stop)
     finally:
@@ -96,9 +117,31 @@ def read_input(path: Path) -> str:
 
 
 def operator_name(name: str | None) -> str:
-    """The actor recorded for an operator's order: `operator:<name>`."""
-    who = name or os.environ.get("USER") or "unknown"
-    return who if who.startswith("operator:") else f"operator:{who}"
+    """The actor recorded for what this command changes: `operator:<name>`.
+
+    `--as NAME` when given; else the holder of AMEND_API_TOKEN (looked up in
+    the ledger, and refused unless it is a live operator token); else the
+    user the CLI runs as.
+    """
+    if name:
+        return operator_actor(name)
+    s = settings()
+    if s.api_token is None:
+        return local_operator()
+    secret = s.api_token.get_secret_value()
+
+    async def holder(ledger: Ledger, _: Dashboards) -> ApiToken | None:
+        return await ledger.token_holder(secret)
+
+    found = on_ledger(holder)
+    if found is None:
+        raise fail("AMEND_API_TOKEN is not a live token (unknown or revoked)", EXIT_USAGE)
+    if found.role != "operator":
+        raise fail(
+            f"AMEND_API_TOKEN is {found.name}'s {found.role} token; changes need an operator token",
+            EXIT_USAGE,
+        )
+    return operator_actor(found.name)
 
 
 def on_ledger(call: Callable[[Ledger, Dashboards], Coroutine[Any, Any, T]]) -> T:
@@ -107,10 +150,18 @@ def on_ledger(call: Callable[[Ledger, Dashboards], Coroutine[Any, Any, T]]) -> T
     or stopped here)."""
     from ledger.pool import create_pool
     from worker.database import running_embedded_url
+    from worker.datadir import holder
 
     s = settings()
     url = s.ledger_url or running_embedded_url(s.data_dir)
     if url is None:
+        running = holder(s.data_dir)
+        if running is not None:
+            raise fail(
+                f"the database is down: {running.describe()} holds the data dir "
+                f"{s.data_dir} but its PostgreSQL is not running; restart it",
+                EXIT_UNREACHABLE,
+            )
         raise fail(
             f"no ledger: set AMEND_DATABASE_URL, or run `amend dev` (data dir {s.data_dir})",
             EXIT_UNREACHABLE,
@@ -120,7 +171,12 @@ def on_ledger(call: Callable[[Ledger, Dashboards], Coroutine[Any, Any, T]]) -> T
         try:
             pool = await asyncio.wait_for(create_pool(url, max_size=2), 10)
         except (OSError, TimeoutError, asyncpg.PostgresError) as error:
-            raise fail(f"cannot reach the database: {error}", EXIT_UNREACHABLE) from error
+            where = "AMEND_DATABASE_URL" if s.database_url else f"the dev stack's, {s.data_dir}"
+            raise fail(
+                f"cannot reach the database ({where}): it is down or unreachable: "
+                f"{error or type(error).__name__}",
+                EXIT_UNREACHABLE,
+            ) from error
         try:
             return await call(Ledger(pool), Dashboards(pool))
         finally:

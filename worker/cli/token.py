@@ -11,7 +11,7 @@ from rich.markup import escape
 from ledger.dashboards import Dashboards
 from ledger.reads import ApiToken
 from ledger.store import Ledger
-from worker.cli.render import console, emit_json, fail
+from worker.cli.render import JSON_HELP, console, emit_json, fail
 from worker.cli.services import on_ledger
 
 app = typer.Typer(help="Bearer tokens of the HTTP API.", no_args_is_help=True)
@@ -26,7 +26,7 @@ class TokenRole(StrEnum):
 def token_create(
     name: Annotated[str, typer.Argument(help="Who or what holds it (recorded as actor).")],
     role: Annotated[TokenRole, typer.Option(help="operator: reads and writes; viewer: reads.")],
-    as_json: Annotated[bool, typer.Option("--json")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Make a bearer token for the HTTP API. It is shown once; only its hash is kept."""
 
@@ -44,7 +44,7 @@ def token_create(
 
 
 @app.command("list")
-def token_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def token_list(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
     """List API tokens (never their secrets)."""
     from rich.table import Table
 
@@ -68,7 +68,10 @@ def token_list(as_json: Annotated[bool, typer.Option("--json")] = False) -> None
 
 
 @app.command("revoke")
-def token_revoke(token_id: str) -> None:
+def token_revoke(
+    token_id: Annotated[str, typer.Argument(help="The token's id, as `token list` shows it.")],
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
     """Revoke a token at once; requests carrying it get 401 from then on."""
 
     async def main(ledger: Ledger, __: Dashboards) -> bool:
@@ -76,4 +79,7 @@ def token_revoke(token_id: str) -> None:
 
     if not on_ledger(main):
         raise fail(f"no live token {token_id}")
-    console.print(f"revoked {token_id}")
+    if as_json:
+        emit_json({"token_id": token_id, "revoked": True})
+    else:
+        console.print(f"revoked {token_id}")
