@@ -90,18 +90,27 @@ def port_in_use(host: str, port: int) -> bool:
 
 @asynccontextmanager
 async def serve(
-    app: Any, host: str = "127.0.0.1", port: int = 0, *, graceful_shutdown_s: float | None = None
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    graceful_shutdown_s: float | None = None,
+    sock: socket.socket | None = None,
 ) -> AsyncIterator[Served]:
     """Run `app` with uvicorn until the block exits. Port 0 picks a free one.
 
     On exit uvicorn stops accepting connections and answers the requests it
     has, for at most `graceful_shutdown_s` (unset: as long as they take),
-    before the app's lifespan ends.
+    before the app's lifespan ends. `sock`, bound earlier with
+    `listening_socket`, serves on a port that had to be known before the app
+    was built (no other process can take it meanwhile, as one could a number
+    from `free_port`).
 
     Raises:
         PortInUse: The port is taken; nothing was started.
     """
-    sock = listening_socket(host, port)
+    if sock is None:
+        sock = listening_socket(host, port)
     port = int(sock.getsockname()[1])
     config = uvicorn.Config(
         app,

@@ -35,9 +35,9 @@ async def service_behind_a_relay(
     """The stack, its worker's health URL, and the relay it reaches Temporal by."""
     async with relay(dev_server.client.service_client.config.target_host) as line:
         client = await Client.connect(line.address, data_converter=pydantic_data_converter)
-        health = f"127.0.0.1:{free_port()}"
-        async with stack_on(dev_server, client=client, worker_health_bind=health) as stack:
-            yield stack, f"http://{health}", line
+        async with stack_on(dev_server, client=client, worker_health_bind="127.0.0.1:0") as stack:
+            assert stack.worker_health_url is not None
+            yield stack, stack.worker_health_url, line
 
 
 async def probe(url: str, path: str) -> tuple[int, dict[str, Any]]:

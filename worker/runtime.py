@@ -245,13 +245,22 @@ def gateway_app(settings: Settings, database_url: str, temporal: Client) -> Fast
     )
 
 
+@dataclass
+class RunningWorker:
+    """A worker polling its task queue, and where its health endpoint answers."""
+
+    worker: Worker
+    health_url: str | None  # None without `worker_health_bind`
+
+
 @asynccontextmanager
 async def running_worker(
     settings: Settings, database_url: str, client: Client | None = None
-) -> AsyncIterator[Worker]:
+) -> AsyncIterator[RunningWorker]:
     """A worker polling the task queue until the block exits, with its health
-    endpoint when `worker_health_bind` is set (closed first on the way out, so
-    a worker finishing its activities is no longer ready)."""
+    endpoint when `worker_health_bind` is set (port 0: a free one, named in
+    `health_url`; closed first on the way out, so a worker finishing its
+    activities is no longer ready)."""
     pool = await create_pool(database_url)
     try:
         temporal = client or await connect_temporal(settings)
@@ -264,7 +273,11 @@ async def running_worker(
                     "postgres": postgres_probe(pool),
                     "temporal": temporal_probe(temporal),
                 }
-                await health.enter_async_context(serve(health_app(probes), host, int(port)))
-            yield worker
+                served = await health.enter_async_context(
+                    serve(health_app(probes), host, int(port))
+                )
+                yield RunningWorker(worker, served.url)
+            else:
+                yield RunningWorker(worker, None)
     finally:
         await pool.close()

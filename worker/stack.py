@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from ledger.store import Ledger
 from standins.model.app import create_app as create_model_stand_in
 from standins.model.config import ScriptedModelConfig
 from standins.reviewer import SIMULATED_REVIEWER
-from standins.serving import PortInUse, Served, free_port, serve
+from standins.serving import PortInUse, Served, listening_socket, serve
 from standins.slack.app import create_app as create_slack_stand_in
 from standins.slack.config import SlackStandInConfig
 from worker.failures import PortBusy
@@ -42,6 +43,7 @@ class Stack:
     model_stand_in_url: str | None
     slack_stand_in_url: str | None
     operator_token: str  # made for this run, so the demo and tests can use the API
+    worker_health_url: str | None = None  # with `worker_health_bind` set
 
 
 # Where the Slack stand-in keeps its workspace, under the data directory.
@@ -55,10 +57,17 @@ DEV_CHANNELS = ("C0LEADS",)
 DEV_USER_GROUPS = {"S0SAFETY": [SIMULATED_REVIEWER, "U0SAFETY2"]}
 
 
-async def _serve(stack: AsyncExitStack, app: Any, host: str, port: int, setting: str) -> Served:
+async def _serve(
+    stack: AsyncExitStack,
+    app: Any,
+    host: str,
+    port: int,
+    setting: str,
+    sock: socket.socket | None = None,
+) -> Served:
     """Serve `app` until `stack` closes; a busy port names the `setting` that moves it."""
     try:
-        return await stack.enter_async_context(serve(app, host, port))
+        return await stack.enter_async_context(serve(app, host, port, sock=sock))
     except PortInUse as error:
         raise PortBusy(setting, error.host, error.port) from None
 
@@ -116,14 +125,22 @@ async def running_stack(
             log.info(
                 "slack: the Slack Web API stand-in at %s (no AMEND_SLACK_BOT_TOKEN)", served.url
             )
-        if any_port:  # chosen before the worker, whose Slack links name the gateway
+        gateway_socket = None
+        if any_port:  # bound before the worker, whose Slack links name the gateway
+            gateway_socket = listening_socket(settings.gateway_host, 0)
+            stack.callback(gateway_socket.close)
             settings = settings.model_copy(
-                update={"gateway_port": free_port(settings.gateway_host)}
+                update={"gateway_port": int(gateway_socket.getsockname()[1])}
             )
-        await stack.enter_async_context(running_worker(settings, database_url, temporal))
+        running = await stack.enter_async_context(running_worker(settings, database_url, temporal))
         gateway = gateway_app(settings, database_url, temporal)
         served = await _serve(
-            stack, gateway, settings.gateway_host, settings.gateway_port, "AMEND_GATEWAY_PORT"
+            stack,
+            gateway,
+            settings.gateway_host,
+            settings.gateway_port,
+            "AMEND_GATEWAY_PORT",
+            sock=gateway_socket,
         )
         # An operator token for this run only (the demo and tests use the API
         # with it); revoked when the stack stops.
@@ -138,4 +155,5 @@ async def running_stack(
             model_stand_in_url=model_url,
             slack_stand_in_url=slack_url,
             operator_token=token,
+            worker_health_url=running.health_url,
         )

@@ -147,12 +147,12 @@ def worker(
 
     async def main(stop: asyncio.Event) -> None:
         client = await temporal_client(s, metrics=True)
-        async with running_worker(s, database_url, client):
+        async with running_worker(s, database_url, client) as running:
             console.print(f"worker polling {s.temporal_task_queue} on {s.temporal_address}")
             if s.worker_metrics_bind:
                 console.print(f"metrics on http://{s.worker_metrics_bind}/metrics")
-            if s.worker_health_bind:
-                console.print(f"health on http://{s.worker_health_bind}/healthz and /readyz")
+            if running.health_url:
+                console.print(f"health on {running.health_url}/healthz and /readyz")
             await stop.wait()
             console.print(
                 "stopping: no new tasks; activities in flight have "
