@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,12 +255,17 @@ def check_ports(settings: Settings) -> None:
 
 
 @dataclass(frozen=True)
-class DevStack:
-    stack: Stack
-    temporal: Client
-    database_url: str
+class DevServers:
+    """The two servers the dev stack starts, watched while anything else runs.
+
+    `on_death` is told the moment a death is noticed, before anything is
+    stopped (stopping a worker may take its graceful-shutdown time), so a
+    person reads which server died at once.
+    """
+
     temporal_server: TemporalServer
     database: LedgerDatabase
+    on_death: Callable[[ChildDied], None] | None = None
 
     def stopped(self) -> str | None:
         """Which server the stack started has stopped, and how; None while both run."""
@@ -283,7 +288,7 @@ class DevStack:
                         await self._explain_failure()
                     return task.result()
                 if (why := self.stopped()) is not None:
-                    raise ChildDied(why)
+                    raise self._died(why)
         finally:
             if not task.done():
                 task.cancel()
@@ -294,12 +299,29 @@ class DevStack:
         deadline = time.monotonic() + 2 * WATCH_INTERVAL_S
         while time.monotonic() < deadline:
             if (why := self.stopped()) is not None:
-                raise ChildDied(why)
+                raise self._died(why)
             await asyncio.sleep(0.1)
+
+    def _died(self, why: str) -> ChildDied:
+        died = ChildDied(why)
+        if self.on_death is not None:
+            self.on_death(died)
+        return died
+
+
+@dataclass(frozen=True, kw_only=True)
+class DevStack(DevServers):
+    """The running dev stack: the service on top of the servers it watches."""
+
+    stack: Stack
+    temporal: Client
+    database_url: str
 
 
 @asynccontextmanager
-async def dev_stack(settings: Settings) -> AsyncIterator[DevStack]:
+async def dev_stack(
+    settings: Settings, on_death: Callable[[ChildDied], None] | None = None
+) -> AsyncIterator[DevStack]:
     """Claim the data directory and check the ports; then Temporal and
     PostgreSQL start side by side (each takes a second or two and neither
     needs the other), then the service on top of both."""
@@ -321,10 +343,12 @@ async def dev_stack(settings: Settings) -> AsyncIterator[DevStack]:
                 # What went wrong starting one of them, not the group around it.
                 raise failed.exceptions[0] from None
             temporal, database = temporal_started.result(), database_started.result()
-            if await seed_sample_constitution(database.url, local_operator()):
+            # A server that dies while the rest starts is named, as it is later.
+            servers = DevServers(temporal_server=temporal, database=database, on_death=on_death)
+            if await servers.guard(seed_sample_constitution(database.url, local_operator())):
                 log.info("seeded the sample constitution as v1")
-            running = await stack.enter_async_context(
-                running_stack(settings, database.url, temporal.client)
+            running = await servers.guard(
+                stack.enter_async_context(running_stack(settings, database.url, temporal.client))
             )
             yield DevStack(
                 stack=running,
@@ -332,4 +356,5 @@ async def dev_stack(settings: Settings) -> AsyncIterator[DevStack]:
                 database_url=database.url,
                 temporal_server=temporal,
                 database=database,
+                on_death=on_death,
             )

@@ -63,8 +63,11 @@ def dev(
     s = settings()
     configure_logging(verbose, s)
 
+    def died(error: ChildDied) -> None:
+        err.print(f"[red]error:[/red] {escape(str(error))}; stopping everything")
+
     async def main(stop: asyncio.Event) -> None:
-        async with dev_stack(s) as running:
+        async with dev_stack(s, on_death=died) as running:
             rs = running.stack.settings
             console.print("[bold green]amend dev stack is up[/bold green]")
             console.print(f"  gateway      {running.stack.gateway_url}")
@@ -80,11 +83,7 @@ def dev(
             if running.stack.slack_stand_in_url:
                 console.print(f"  slack        stand-in: Slack Web API at {rs.slack_api_url}")
             console.print("Press Ctrl-C to stop.")
-            try:
-                await running.guard(stop.wait())
-            except ChildDied as died:
-                err.print(f"[red]error:[/red] {escape(str(died))}; stopping everything")
-                raise
+            await running.guard(stop.wait())
             console.print("stopping…")
 
     try:
