@@ -196,7 +196,7 @@ async def test_a_candidate_that_over_refuses_is_held_back_and_the_new_version_st
     assert result.result_version == 2 and await ledger.get_version(2) is not None
     evaluation = await ledger.evaluation("held-back")
     assert evaluation is not None and evaluation.passed is False
-    assert evaluation.rubric_version == "grade.v1"
+    assert evaluation.rubric_version == "grade.v2"
     assert any("over-refusal rose" in r for r in evaluation.reasons)
     [ended] = [t for t in await ledger.timeline("held-back") if t.to_state == "gate_failed"]
     assert "over-refusal rose" in ended.reason and ended.data["held_back"] is True
@@ -216,7 +216,7 @@ async def test_a_grader_that_returns_garbage_fails_the_round_with_a_clear_reason
     reason = await failure_reason(ledger, "bad-grader")
     assert (
         "the grader" in reason
-        and "rubric grade.v1" in reason
+        and "rubric grade.v2" in reason
         and "did not return a grade" in reason
     )
     assert await ledger.evaluation("bad-grader") is None

@@ -58,7 +58,7 @@ which this avoids.
 
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
-ANSWER_FAULTS = frozenset({"malformed_json", "wrong_shape", "refusal", "length"})
+ANSWER_FAULTS = frozenset({"malformed_json", "wrong_shape", "refusal", "length", "obey_injection"})
 """The faults that spoil an answer rather than the request, so can wait for a task."""
 
 router = APIRouter()
