@@ -46,14 +46,13 @@ PROBE_USER = 'Answer with {"ok": true}.'
 
 
 def refused_status(error: ApplicationError) -> str | None:
-    """`<status> on <METHOD> <path>` of a request the server refused, from the client's error."""
+    """`<status> on <path>` of a request the server refused, from the client's error."""
     cause = error.__cause__
     if error.type != ErrorType.model_request_refused or not isinstance(
         cause, openai.APIStatusError
     ):
         return None
-    request = cause.response.request
-    return f"{cause.status_code} on {request.method} {request.url.path}"
+    return f"{cause.status_code} on {cause.response.request.url.path}"
 
 
 class Capabilities:

@@ -10,57 +10,24 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from openai import AsyncOpenAI
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from constitution import RoundState
-from constitution.contracts import RoundResult
 from constitution.gate import retraining_summary
 from ledger.store import Ledger
-from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
-from tests.conftest import REVIEW_CHANNEL, StackFactory, start_round
+from tests.conftest import StackFactory, accepted_round, standin
 from worker.stack import Stack
 from workflows.client import round_status
-
-REVIEWER = "U0ALICE"
 
 
 @pytest.fixture
 async def stack(dev_server: WorkflowEnvironment, stack_on: StackFactory) -> AsyncIterator[Stack]:
     async with stack_on(dev_server) as running:
         yield running
-
-
-async def standin(stack: Stack, path: str, body: dict[str, Any] | None = None) -> Any:
-    async with httpx.AsyncClient(base_url=stack.model_stand_in_url or "") as http:
-        response = await (http.post(path, json=body) if body is not None else http.get(path))
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-async def accepted_round(
-    stack: Stack, env: WorkflowEnvironment, round_id: str, **training: Any
-) -> WorkflowHandle[Any, RoundResult]:
-    """Start a round with one proposal and accept it, so it goes on to retrain."""
-    await start_round(
-        stack, round_id, max_proposals=1, training={"poll_interval": "PT0.2S", **training}
-    )
-    slack = stack.slack_stand_in_url or ""
-    [message] = await wait_for_proposals(slack, 1, wait_s=30)
-    alice = SimulatedReviewer(
-        stack.gateway_url,
-        stack.settings.slack_signing_secret.get_secret_value(),
-        REVIEWER,
-        slack_api_url=slack,
-    )
-    decided = await decide_in_slack(alice, slack, message, "accept", channel_id=REVIEW_CHANNEL)
-    assert decided.status_code == 200
-    return env.client.get_workflow_handle(f"round-{round_id}", result_type=RoundResult)
 
 
 def artifact(uri: str) -> str:

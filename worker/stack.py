@@ -41,11 +41,18 @@ class Stack:
 
 @asynccontextmanager
 async def running_stack(
-    settings: Settings, database_url: str, temporal: Client, *, any_port: bool = False
+    settings: Settings,
+    database_url: str,
+    temporal: Client,
+    *,
+    any_port: bool = False,
+    model_stand_in: ScriptedModelConfig | None = None,
 ) -> AsyncIterator[Stack]:
     """Start stand-ins as needed, the worker and the gateway; stop them on exit.
 
     `any_port` picks free ports (tests); otherwise the configured ones are used.
+    `model_stand_in` configures the model stand-in (a server without structured
+    outputs, fine-tuning, ...); its API key is the settings' either way.
     """
     async with AsyncExitStack() as stack:
         model_url = slack_url = None
@@ -53,7 +60,9 @@ async def running_stack(
             served = await stack.enter_async_context(
                 serve(
                     create_model_stand_in(
-                        ScriptedModelConfig(api_key=settings.model_api_key.get_secret_value())
+                        (model_stand_in or ScriptedModelConfig()).model_copy(
+                            update={"api_key": settings.model_api_key.get_secret_value()}
+                        )
                     ),
                     port=0 if any_port else settings.stand_in_port_model,
                 )

@@ -798,7 +798,8 @@ class TrainingRoundWorkflow:
 
     async def _fail(self, error: BaseException) -> None:
         cause = error.cause if isinstance(error, ActivityError) and error.cause else error
-        self.status.error = str(cause)
+        # An ApplicationError's own words, without its type in front of them.
+        self.status.error = cause.message if isinstance(cause, ApplicationError) else str(cause)
         self.status.progress = None
         try:
             await self._move(RoundState.failed, reason=self.status.error)

@@ -74,15 +74,17 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
     if fault is not None:
         state.faults_served[fault] += 1
     if fault == "rate_limit":
+        wait = f"{state.retry_after_s:g}"
         raise StandInAPIError(
             429,
-            "Rate limit reached for requests (scripted stand-in fault). Please try again in 1s.",
+            "Rate limit reached for requests (scripted stand-in fault). "
+            f"Please try again in {wait}s.",
             type_="requests",
             code="rate_limit_exceeded",
             headers={
-                "retry-after": "1",
+                "retry-after": wait,
                 "x-ratelimit-remaining-requests": "0",
-                "x-ratelimit-reset-requests": "1s",
+                "x-ratelimit-reset-requests": f"{wait}s",
             },
         )
     if fault == "server_error":
@@ -123,6 +125,7 @@ async def complete(
     last_user = next(
         (message_text(m.get("content")) for m in reversed(messages) if m["role"] == "user"), ""
     )
+    state.formats["tools" if body.get("tools") else response_format_type(body) or "text"] += 1
     refuse_what_is_off(config, body)
     task = task_of(body, system_text, messages)
     if fault is None and state.task_faults.get(task):
