@@ -6,8 +6,9 @@ answer, never by an error's wording (servers word theirs differently):
 * output modes: one chat completion per mode asking for a `CapabilityProbe`
   (`{"ok": true}`), made exactly as a real structured call in that mode is
   made, so what the probe finds is what the round will get. A 2xx answer that
-  validates means offered; a 4xx (400, 404, 422, ...) means refused; an answer
-  that ignores the mode (prose for JSON, no tool call) means not offered.
+  shows what the mode guarantees (`delivers`) means offered; a 4xx (400, 404,
+  422, ...) means refused; an answer that ignores the mode (prose for JSON, no
+  tool call) means not offered.
 * Batch API, files, fine-tuning: a list request with `limit=1`; 2xx means
   present, a 4xx means absent (`404 on /v1/fine_tuning/jobs`).
 * `x-request-id`: whether the probes' answers carried one.
@@ -21,11 +22,13 @@ skips the chat probes; the endpoint probes still run, for the preflight.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import openai
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletion
 from temporalio.exceptions import ApplicationError
 
 from activities import structured
@@ -53,6 +56,31 @@ def refused_status(error: ApplicationError) -> str | None:
     ):
         return None
     return f"{cause.status_code} on {cause.response.request.url.path}"
+
+
+def delivers(mode: OutputMode, completion: ChatCompletion) -> bool:
+    """Whether an answer shows what the mode guarantees, and no more is asked.
+
+    Structured outputs guarantee the schema, so the probe's answer must
+    validate; JSON mode guarantees a JSON object, and tool calling a call of
+    the named function with JSON arguments. Whether a model then fills in the
+    schema well is what validation and asking again handle, per call.
+    """
+    message = completion.choices[0].message
+    if mode is OutputMode.json_schema:
+        if getattr(message, "parsed", None) is None:
+            CapabilityProbe.model_validate_json(message.content or "")
+        return True
+    if mode is OutputMode.tools:
+        return _json_object(structured.called(message, CapabilityProbe.__name__))
+    return _json_object(message.content)
+
+
+def _json_object(text: str | None) -> bool:
+    try:
+        return isinstance(json.loads(text or ""), dict)
+    except ValueError:
+        return False
 
 
 class Capabilities:
@@ -156,14 +184,10 @@ class Capabilities:
         status = raw.http_response.status_code
         try:
             completion = raw.parse()
-            if mode is OutputMode.json_schema:
-                message = completion.choices[0].message
-                if message.parsed is None:
-                    CapabilityProbe.model_validate_json(message.content or "")
-            else:
-                structured.read_answer(mode, CapabilityProbe, completion)
+            if not delivers(mode, completion):
+                return False, f"{status}, but the answer ignored the mode", had_id
         except (ValueError, openai.LengthFinishReasonError) as error:
-            # ValueError covers pydantic's ValidationError and ToolNotCalled.
+            # ValueError covers pydantic's ValidationError.
             return False, f"{status}, but the answer was not in that form ({error})", had_id
         return True, str(status), had_id
 

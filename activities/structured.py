@@ -24,6 +24,7 @@ import openai
 from openai.types.chat import (
     ChatCompletion,
     ChatCompletionFunctionToolParam,
+    ChatCompletionMessage,
     ChatCompletionMessageParam,
 )
 from pydantic import BaseModel
@@ -111,6 +112,15 @@ def correction(mode: OutputMode, schema: type[BaseModel], error: str) -> ChatCom
     return {"role": "user", "content": f"Your last answer was invalid: {error}. {again}"}
 
 
+def called(message: ChatCompletionMessage, name: str) -> str | None:
+    """The arguments of the answer's call of the function `name`, or None if it made none."""
+    for call in message.tool_calls or []:
+        function = getattr(call, "function", None)  # custom tool calls have none
+        if function is not None and function.name == name:
+            return str(function.arguments or "")
+    return None
+
+
 def read_answer(mode: OutputMode, schema: type[Schema], completion: ChatCompletion) -> Schema:
     """The answer of a JSON-mode or tool-calling completion, validated into `schema`.
 
@@ -123,10 +133,9 @@ def read_answer(mode: OutputMode, schema: type[Schema], completion: ChatCompleti
         raise openai.LengthFinishReasonError(completion=completion)
     message = choice.message
     if mode is OutputMode.tools:
-        for call in message.tool_calls or []:
-            function = getattr(call, "function", None)
-            if function is not None and function.name == schema.__name__:
-                return schema.model_validate_json(function.arguments or "")
+        arguments = called(message, schema.__name__)
+        if arguments is not None:
+            return schema.model_validate_json(arguments)
         if not message.content:
             raise ToolNotCalled(f"the answer did not call {schema.__name__}")
         # Some servers put the arguments in the content instead of a call.
