@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner, Result
 
 from constitution.contracts import RoundResult
 from constitution.samples import sample_constitution
@@ -35,6 +36,7 @@ from ledger.pool import create_pool
 from ledger.store import Ledger
 from standins.model.config import ScriptedModelConfig
 from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
+from worker.cli import app
 from worker.database import EmbeddedPostgres, ensure_database, start_embedded
 from worker.settings import Settings
 from worker.stack import Stack, running_stack
@@ -193,6 +195,32 @@ async def start_round(stack: Stack, round_id: str, **spec: Any) -> None:
 
 
 REVIEW_CHANNEL = "C0AMENDREVIEW"
+
+
+async def run_cli(env: Mapping[str, str], *args: str) -> Result:
+    """Run `amend ...` in a thread (it runs its own event loop, as from a shell)."""
+    return await asyncio.to_thread(
+        CliRunner().invoke, app, list(args), env=dict(env), prog_name="amend"
+    )
+
+
+def stack_cli_env(stack: Stack, env: WorkflowEnvironment, database_url: str) -> dict[str, str]:
+    """The environment under which `amend` reaches this test's stack, as an
+    operator's shell would: its Temporal queue, database, model and Slack."""
+    s = stack.settings
+    return {
+        "AMEND_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "AMEND_TEMPORAL_TASK_QUEUE": s.temporal_task_queue,
+        "AMEND_DATABASE_URL": database_url,
+        "AMEND_DATA_DIR": str(s.data_dir / "cli"),
+        "AMEND_MODEL_BASE_URL": s.model_base_url or "",
+        "AMEND_MODEL_API_KEY": s.model_api_key.get_secret_value(),
+        "AMEND_SLACK_API_URL": s.slack_api_url or "",
+        "AMEND_SLACK_BOT_TOKEN": s.slack_bot_token.get_secret_value() if s.slack_bot_token else "",
+        "AMEND_SLACK_REVIEW_CHANNEL": s.slack_review_channel,
+        "USER": "ops-oliver",
+        "COLUMNS": "200",
+    }
 
 
 async def standin(stack: Stack, path: str, body: dict[str, Any] | None = None) -> Any:

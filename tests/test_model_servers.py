@@ -16,7 +16,16 @@ from constitution.contracts import RoundResult, RoundStatus
 from ledger.store import Ledger
 from standins.model.config import ScriptedModelConfig
 from standins.reviewer import wait_for_proposals
-from tests.conftest import StackFactory, accepted_round, eventually, standin, start_round
+from tests.conftest import (
+    StackFactory,
+    accepted_round,
+    eventually,
+    run_cli,
+    stack_cli_env,
+    standin,
+    start_round,
+)
+from worker.cli import EXIT_FAILED
 from workflows.client import round_status
 
 JSON_MODE_ONLY = ScriptedModelConfig(
@@ -102,21 +111,42 @@ async def test_a_round_on_a_server_without_fine_tuning_is_refused_at_start(
     assert await ledger.evidence("no-ft") == []
 
 
-async def test_an_operator_may_start_a_refused_round_and_the_override_is_recorded(
-    dev_server: WorkflowEnvironment, stack_on: StackFactory, ledger: Ledger
+async def test_the_cli_says_why_a_round_is_refused_and_an_operator_may_override_it_on_record(
+    dev_server: WorkflowEnvironment, stack_on: StackFactory, ledger: Ledger, database_url: str
 ) -> None:
     async with stack_on(dev_server, model_stand_in=NO_FINE_TUNING) as stack:
-        await start_round(
-            stack, "forced", max_proposals=1, preflight_override="the trainer arrives on Monday"
+        env = stack_cli_env(stack, dev_server, database_url)
+        refused = await run_cli(env, "round", "start", "--id", "denied", "--reviewer", "U0ALICE")
+        shown = await run_cli(env, "round", "show", "denied")
+        forced = await run_cli(
+            env,
+            "round",
+            "start",
+            "--id",
+            "forced",
+            "--reviewer",
+            "U0ALICE",
+            "--max-proposals",
+            "1",
+            "--override-preflight",
+            "the trainer arrives on Monday",
         )
         await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
         status = await round_status(dev_server.client, "forced")
         await dev_server.client.get_workflow_handle("round-forced").cancel()
 
-    assert status.state is RoundState.in_review
-    assert status.preflight is not None and status.preflight.overridden_by == "operator:dev-stack"
+    assert refused.exit_code == EXIT_FAILED
+    assert (
+        "round denied refused at start: the round cannot start: the model server" in refused.output
+    )
+    assert "has no fine-tuning API (404 on /v1/fine_tuning/jobs)" in refused.output
+    assert "preflight: refused" in shown.output and "state failed" in shown.output
+    assert forced.exit_code == 0, forced.output
+    assert "preflight overridden by operator:ops-oliver" in forced.output
+    assert status.state in (RoundState.proposing, RoundState.in_review)
+    assert status.preflight is not None and status.preflight.overridden_by == "operator:ops-oliver"
     [override] = [t for t in await ledger.timeline("forced") if t.entity == "preflight"]
-    assert override.to_state == "overridden" and override.actor == "operator:dev-stack"
+    assert override.to_state == "overridden" and override.actor == "operator:ops-oliver"
     assert override.reason.startswith("the trainer arrives on Monday (refused: the model server")
 
 

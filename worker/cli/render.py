@@ -63,6 +63,23 @@ def _status_blocked(status: RoundStatus) -> Any:
     )
 
 
+def _status_waiting(status: RoundStatus) -> Any:
+    return f"[yellow]{escape(status.waiting.describe())}[/yellow]" if status.waiting else None
+
+
+def _status_preflight(status: RoundStatus) -> Any:
+    checked = status.preflight
+    if checked is None:
+        return None
+    if checked.passed:
+        return f"preflight: passed ({escape('; '.join(checked.checked))})"
+    problems = escape("; ".join(checked.problems))
+    if checked.overridden_by:
+        who = escape(checked.overridden_by)
+        return f"[yellow]preflight: overridden by {who}[/yellow] (refused: {problems})"
+    return f"[red]preflight: refused[/red]: {problems}"
+
+
 def _status_proposals(status: RoundStatus) -> Any:
     from rich.table import Table
 
@@ -112,6 +129,8 @@ def _status_error(status: RoundStatus) -> Any:
 STATUS_SECTIONS: list[Callable[[RoundStatus], Any]] = [
     _status_header,
     _status_blocked,
+    _status_waiting,
+    _status_preflight,
     _status_proposals,
     _status_findings,
     _status_retraining,
@@ -132,6 +151,8 @@ def watch_view(status: RoundStatus) -> Any:
         f"  proposals: {settled} settled, {pending} pending"
         + (f"  reminders sent: {status.reminders_sent}" if status.reminders_sent else "")
     ]
+    if status.waiting is not None:
+        parts.append(f"[yellow]{escape(status.waiting.describe())}[/yellow]")
     if status.progress is not None and status.state not in TERMINAL_ROUND_STATES:
         bar = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), expand=False

@@ -105,13 +105,26 @@ def round_start(
         typer.Option(help="Earlier round whose decisions become reviewer-feedback evidence."),
     ] = None,
     reminder_hours: Annotated[float | None, typer.Option(min=0.001)] = None,
+    override_preflight: Annotated[
+        str | None,
+        typer.Option(
+            "--override-preflight",
+            metavar="REASON",
+            help="Start even if the training backend's check at round start fails; the "
+            "reason is recorded with your name.",
+        ),
+    ] = None,
     actor: Annotated[
         str | None, typer.Option("--as", help="Operator name recorded (default: $USER).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Start a round from a spec file, flags, or both (flags win). The operator
-    is recorded as the one who started it."""
+    is recorded as the one who started it.
+
+    It then waits (up to half a minute) for the round's preflight: a round whose
+    training backend cannot run (no fine-tuning API, no trainer) is refused
+    before anyone reviews it, and this exits 1 with the reason."""
     data: dict[str, Any] = load_spec(spec_file) if spec_file else {}
     overrides = {
         "round_id": round_id,
@@ -122,6 +135,7 @@ def round_start(
         "evidence_from_round": evidence_from_round,
         "reminder_interval": timedelta(hours=reminder_hours) if reminder_hours else None,
         "requested_by": operator_name(actor),
+        "preflight_override": override_preflight,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
@@ -135,20 +149,42 @@ def round_start(
         raise fail("invalid round spec:\n" + "\n".join(lines), EXIT_USAGE) from error
     s = settings()
 
-    async def main() -> None:
-        from workflows.client import RoundExists, start_round
+    async def main() -> RoundStatus | None:
+        from workflows.client import RoundExists, past_preflight, start_round
 
         client = await temporal_client(s)
         try:
             await start_round(client, spec, s.temporal_task_queue)
         except RoundExists as error:
             raise fail(str(error)) from error
+        return await past_preflight(client, spec.round_id)
 
-    run(main())
+    status = run(main())
+    preflight = status.preflight if status else None
     if as_json:
-        console.print_json(json.dumps({"round_id": spec.round_id, "workflow_id": spec.workflow_id}))
-    else:
+        emit_json(
+            {
+                "round_id": spec.round_id,
+                "workflow_id": spec.workflow_id,
+                "state": status.state if status else None,
+                "preflight": preflight,
+            }
+        )
+    elif preflight is None:
+        console.print(
+            f"started round {spec.round_id} (workflow {spec.workflow_id}); its preflight "
+            f"has not answered yet: see `amend round show {spec.round_id}`"
+        )
+    elif preflight.overridden_by:
+        problems = escape("; ".join(preflight.problems))
+        console.print(
+            f"started round {spec.round_id} (workflow {spec.workflow_id}); preflight "
+            f"overridden by {escape(preflight.overridden_by)}: {problems}"
+        )
+    elif preflight.passed:
         console.print(f"started round {spec.round_id} (workflow {spec.workflow_id})")
+    if status is not None and status.state is RoundState.failed:
+        raise fail(f"round {spec.round_id} refused at start: {status.error}")
 
 
 @app.command("show")
