@@ -19,7 +19,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from constitution import RoundState, render_markdown
+from constitution import TERMINAL_ROUND_STATES, RoundState, render_markdown
 from gateway.auth import COOKIE, Caller, bearer, identify
 from gateway.deps import services
 from ledger.dashboards import (
@@ -188,6 +188,10 @@ async def round_page(request: Request, round_id: str) -> HTMLResponse:
         f"{'v' + str(found.result_version) if found.result_version else '-'} · started "
         f"{found.created_at:%Y-%m-%d %H:%M} UTC</div>"
     )
+    # A round held up by its model says so, and until when (the last `model` move).
+    waits = [t for t in timeline if t.entity == "model"]
+    if waits and waits[-1].to_state == "waiting" and found.state not in TERMINAL_ROUND_STATES:
+        head += f'<div class="card">{escape(waits[-1].reason)}</div>'
     proposal_rows = []
     for p in proposals:
         decided = "<br>".join(

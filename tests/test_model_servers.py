@@ -20,6 +20,7 @@ from tests.conftest import (
     StackFactory,
     accepted_round,
     eventually,
+    operator_api,
     run_cli,
     stack_cli_env,
     standin,
@@ -165,11 +166,18 @@ async def test_a_long_retry_after_is_waited_out_up_to_the_cap_and_shown_on_the_r
             status = await round_status(dev_server.client, "patient")
             return status if status.state is RoundState.in_review else None
 
+        async def waiting_page() -> str | None:
+            async with operator_api(stack) as http:
+                page = (await http.get("/rounds/patient")).text
+            return page if "waiting on model until" in page else None
+
         seen = await eventually(waiting, "the round to show it waits on the model")
+        page = await eventually(waiting_page, "the round's page to show the wait")
         after = await eventually(in_review, "the round to go on to review")
         await dev_server.client.get_workflow_handle("round-patient").cancel()
 
     assert seen.waiting is not None and seen.waiting.on == "model"
+    assert "asked to wait 600s, capped at 3s" in page
     assert "asked to wait 600s, capped at 3s" in seen.waiting.describe()
     assert after.waiting is None and after.state is RoundState.in_review
     moves = [t for t in await ledger.timeline("patient") if t.entity == "model"]
