@@ -51,13 +51,24 @@ DEFAULT_RETRY_AFTER_CAP = timedelta(minutes=2)
 
 
 @dataclass
-class Exchange:
-    """One structured question under way: the mode it is asked in, and every
-    call made for it (by the server's request id, or the completion's own id
-    where the server sends none)."""
+class Exchange(Generic[Schema]):
+    """One structured question under way: what is asked, of which model, in
+    which mode, the corrections said after invalid answers, and every call made
+    for it (by the server's request id, or the completion's own id where the
+    server sends none)."""
 
+    schema: type[Schema]
+    system: str
+    user: str
+    model: str
     mode: OutputMode
+    corrections: list[ChatCompletionMessageParam] = field(default_factory=list)
     calls: list[str] = field(default_factory=list)
+
+    @property
+    def messages(self) -> list[ChatCompletionMessageParam]:
+        """The messages of the next request, in the exchange's mode."""
+        return structured.messages(self.mode, self.system, self.user, self.schema, self.corrections)
 
 
 @dataclass(frozen=True)
@@ -169,18 +180,17 @@ class Model:
                 type=ErrorType.model_request_refused,
                 non_retryable=True,
             )
-        exchange = Exchange(mode)
-        corrections: list[ChatCompletionMessageParam] = []
+        exchange = Exchange(schema, system, user, name, mode)
         last_error = ""
         for _attempt in range(self.output_retries + 1):
             try:
-                value = await self._ask(exchange, schema, system, user, corrections, name)
+                value = await self._ask(exchange)
                 return Answer(value=value, calls=exchange.calls, mode=exchange.mode)
             except (ValidationError, structured.ToolNotCalled) as error:
                 last_error = _short(error) if isinstance(error, ValidationError) else str(error)
             except openai.LengthFinishReasonError:
                 last_error = "the answer was cut off by the length limit; answer more briefly"
-            corrections = [*corrections, structured.correction(exchange.mode, schema, last_error)]
+            exchange.corrections.append(structured.correction(exchange.mode, schema, last_error))
         raise ApplicationError(
             f"the model's output did not match {schema.__name__} after "
             f"{self.output_retries + 1} attempts: {last_error}",
@@ -228,47 +238,30 @@ class Model:
             next_retry_delay=wait,
         )
 
-    async def _ask(
-        self,
-        exchange: Exchange,
-        schema: type[Schema],
-        system: str,
-        user: str,
-        corrections: list[ChatCompletionMessageParam],
-        model: str,
-    ) -> Schema:
+    async def _ask(self, exchange: Exchange[Schema]) -> Schema:
         if exchange.mode is not OutputMode.json_schema:
-            return await self._ask_in(exchange, schema, system, user, corrections, model)
+            return await self._ask_in(exchange)
         try:
-            return await self._ask_in(exchange, schema, system, user, corrections, model)
+            return await self._ask_in(exchange)
         except ApplicationError as error:
             seen = refused_status(error)
-            found = await self.capabilities.of(model)
+            found = await self.capabilities.of(exchange.model)
             fallback = found.best_mode(after=OutputMode.json_schema)
             if seen is None or found.mode_from_settings or fallback is None:
                 raise
         # Refused, whatever the wording: ask in the next mode the server offers.
         # If that answers, the refusal was the mode's; remember it.
         exchange.mode = fallback
-        value = await self._ask_in(exchange, schema, system, user, corrections, model)
-        self.capabilities.json_schema_refused(model, seen)
+        value = await self._ask_in(exchange)
+        self.capabilities.json_schema_refused(exchange.model, seen)
         return value
 
-    async def _ask_in(
-        self,
-        exchange: Exchange,
-        schema: type[Schema],
-        system: str,
-        user: str,
-        corrections: list[ChatCompletionMessageParam],
-        model: str,
-    ) -> Schema:
-        mode = exchange.mode
-        messages = structured.messages(mode, system, user, schema, corrections)
-        if mode is OutputMode.json_schema:
+    async def _ask_in(self, exchange: Exchange[Schema]) -> Schema:
+        schema, messages = exchange.schema, exchange.messages
+        if exchange.mode is OutputMode.json_schema:
             raw = await self.call(
                 lambda: self.client.chat.completions.with_raw_response.parse(
-                    model=model, messages=messages, response_format=schema
+                    model=exchange.model, messages=messages, response_format=schema
                 )
             )
             exchange.calls.append(call_id(raw))
@@ -276,16 +269,16 @@ class Model:
             _refuse_if_refused(message.refusal)
             # No parsed object: validating the content names what is wrong.
             return message.parsed or schema.model_validate_json(message.content or "")
-        options = structured.request_options(mode, schema)
+        options = structured.request_options(exchange.mode, schema)
         plain = await self.call(
             lambda: self.client.chat.completions.with_raw_response.create(
-                model=model, messages=messages, **options
+                model=exchange.model, messages=messages, **options
             )
         )
         exchange.calls.append(call_id(plain))
         completion = plain.parse()
         _refuse_if_refused(completion.choices[0].message.refusal)
-        return structured.read_answer(mode, schema, completion)
+        return structured.read_answer(exchange.mode, schema, completion)
 
 
 def _error_message(error: openai.APIStatusError) -> str:

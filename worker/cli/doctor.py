@@ -51,13 +51,23 @@ class Check(BaseModel):
     detail: str
     fix: str = ""
 
+    @classmethod
+    def ok(cls, dependency: str, detail: str) -> Check:
+        """A dependency that is there, and what was seen of it."""
+        return cls(dependency=dependency, health=Health.ok, detail=detail)
+
+    @classmethod
+    def missing(cls, dependency: str, detail: str, fix: str) -> Check:
+        """A dependency that is not there, and what to do about it."""
+        return cls(dependency=dependency, health=Health.missing, detail=detail, fix=fix)
+
 
 async def _bounded(what: str, check: Callable[[], Awaitable[list[Check]]]) -> list[Check]:
     """A check that cannot hang the doctor: unreachable is a row, not a traceback."""
     try:
         return await asyncio.wait_for(check(), TIMEOUT_S)
     except TimeoutError:
-        return [Check(dependency=what, health=Health.missing, detail=f"no answer in {TIMEOUT_S}s")]
+        return [Check.missing(what, f"no answer in {TIMEOUT_S}s", "check that it runs and answers")]
 
 
 async def check_temporal(s: Settings) -> list[Check]:
@@ -68,18 +78,16 @@ async def check_temporal(s: Settings) -> list[Check]:
         client: Client = await connect_temporal(s)
     except Exception as error:
         return [
-            Check(
-                dependency="Temporal",
-                health=Health.missing,
-                detail=f"cannot reach {s.temporal_address}: {error}",
-                fix="run `amend dev`, or set AMEND_TEMPORAL_ADDRESS to your cluster",
+            Check.missing(
+                "Temporal",
+                f"cannot reach {s.temporal_address}: {error}",
+                "run `amend dev`, or set AMEND_TEMPORAL_ADDRESS to your cluster",
             )
         ]
     rows = [
-        Check(
-            dependency="Temporal",
-            health=Health.ok,
-            detail=f"{s.temporal_address}, namespace {s.temporal_namespace}, "
+        Check.ok(
+            "Temporal",
+            f"{s.temporal_address}, namespace {s.temporal_namespace}, "
             f"task queue {s.temporal_task_queue}",
         )
     ]
@@ -110,22 +118,20 @@ async def check_database(s: Settings) -> list[Check]:
     url = url or running_embedded_url(s.data_dir)
     if url is None:
         return [
-            Check(
-                dependency="PostgreSQL",
-                health=Health.missing,
-                detail=f"no AMEND_DATABASE_URL, and no `amend dev` database in {s.data_dir}",
-                fix="set AMEND_DATABASE_URL, or run `amend dev`",
+            Check.missing(
+                "PostgreSQL",
+                f"no AMEND_DATABASE_URL, and no `amend dev` database in {s.data_dir}",
+                "set AMEND_DATABASE_URL, or run `amend dev`",
             )
         ]
     try:
         connection = await asyncpg.connect(url, timeout=5)
     except (OSError, asyncpg.PostgresError) as error:
         return [
-            Check(
-                dependency="PostgreSQL",
-                health=Health.missing,
-                detail=f"cannot connect: {error}",
-                fix="check AMEND_DATABASE_URL and that the server runs",
+            Check.missing(
+                "PostgreSQL",
+                f"cannot connect: {error}",
+                "check AMEND_DATABASE_URL and that the server runs",
             )
         ]
     try:
@@ -139,7 +145,7 @@ async def check_database(s: Settings) -> list[Check]:
     applied = {row["version"] for row in rows}
     pending = [m.version for m in shipped_migrations() if m.version not in applied]
     return [
-        Check(dependency="PostgreSQL", health=Health.ok, detail=f"server {server}"),
+        Check.ok("PostgreSQL", f"server {server}"),
         Check(
             dependency="migrations",
             health=Health.missing if pending else Health.ok,
@@ -170,7 +176,7 @@ async def check_model(s: Settings) -> list[Check]:
         except Exception as error:
             return [_model_unreachable(label, f"{type(error).__name__}: {error}")]
     first = found[s.model_name]
-    rows = [Check(dependency="model server", health=Health.ok, detail=label)]
+    rows = [Check.ok("model server", label)]
     for name, capabilities in found.items():
         modes = ", ".join(
             f"{mode}: {capabilities.evidence.get(mode, 'not probed')}"
@@ -213,24 +219,16 @@ async def check_model(s: Settings) -> list[Check]:
             fix="" if first.batch_api else "rounds with training.use_batch_api are refused",
         )
     )
-    rows.append(
-        Check(
-            dependency="x-request-id",
-            health=Health.ok,
-            detail="sent"
-            if first.request_ids
-            else "not sent: calls are counted by the completions' own ids",
-        )
-    )
+    ids = "sent" if first.request_ids else "not sent: calls are counted by completions' own ids"
+    rows.append(Check.ok("x-request-id", ids))
     return rows
 
 
 def _model_unreachable(label: str, why: str) -> Check:
-    return Check(
-        dependency="model server",
-        health=Health.missing,
-        detail=f"{label}: {why}",
-        fix="set AMEND_MODEL_BASE_URL, AMEND_MODEL_API_KEY and AMEND_MODEL_NAME, "
+    return Check.missing(
+        "model server",
+        f"{label}: {why}",
+        "set AMEND_MODEL_BASE_URL, AMEND_MODEL_API_KEY and AMEND_MODEL_NAME, "
         "or run `amend dev` for the stand-in",
     )
 
@@ -253,27 +251,24 @@ async def check_slack(s: Settings) -> list[Check]:
         auth = await slack.auth_test()
     except SlackApiError as error:
         return [
-            Check(
-                dependency="Slack auth.test",
-                health=Health.missing,
-                detail=f"{error.response.get('error')}{where}",
-                fix="set AMEND_SLACK_BOT_TOKEN to the app's bot token (xoxb-...)",
+            Check.missing(
+                "Slack auth.test",
+                f"{error.response.get('error')}{where}",
+                "set AMEND_SLACK_BOT_TOKEN to the app's bot token (xoxb-...)",
             )
         ]
     except Exception as error:
         return [
-            Check(
-                dependency="Slack auth.test",
-                health=Health.missing,
-                detail=f"cannot reach Slack{where}: {error}",
-                fix="run `amend dev` for the stand-in, or check AMEND_SLACK_API_URL",
+            Check.missing(
+                "Slack auth.test",
+                f"cannot reach Slack{where}: {error}",
+                "run `amend dev` for the stand-in, or check AMEND_SLACK_API_URL",
             )
         ]
     rows = [
-        Check(
-            dependency="Slack auth.test",
-            health=Health.ok,
-            detail=f"team {auth.get('team')}, bot {auth.get('user')}{where}",
+        Check.ok(
+            "Slack auth.test",
+            f"team {auth.get('team')}, bot {auth.get('user')}{where}",
         )
     ]
     channel = s.slack_review_channel
@@ -281,18 +276,15 @@ async def check_slack(s: Settings) -> list[Check]:
         info = await slack.conversations_info(channel=channel)
     except SlackApiError as error:
         rows.append(
-            Check(
-                dependency="Slack review channel",
-                health=Health.missing,
-                detail=f"{channel}: {error.response.get('error')}",
-                fix="set AMEND_SLACK_REVIEW_CHANNEL to the channel id and invite the bot to it",
+            Check.missing(
+                "Slack review channel",
+                f"{channel}: {error.response.get('error')}",
+                "set AMEND_SLACK_REVIEW_CHANNEL to the channel id and invite the bot to it",
             )
         )
         return rows
     name = (info.get("channel") or {}).get("name", "?")
-    rows.append(
-        Check(dependency="Slack review channel", health=Health.ok, detail=f"{channel} (#{name})")
-    )
+    rows.append(Check.ok("Slack review channel", f"{channel} (#{name})"))
     return rows
 
 
