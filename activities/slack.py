@@ -45,6 +45,7 @@ from review.messages import (
     fallback_text,
     proposal_blocks,
     reminder_text,
+    round_url,
     summary_text,
 )
 from workflows import activities as defined
@@ -172,6 +173,7 @@ class SlackActivities(defined.SlackActivities):
                     request.workflow_id,
                     posted,
                     request.constitution,
+                    request.voters,
                     self.dashboard_url,
                     await self._evidence(posted),
                 ),
@@ -183,21 +185,32 @@ class SlackActivities(defined.SlackActivities):
 
     @activity.defn
     async def update_proposal_message(self, request: UpdateProposalMessageInput) -> None:
+        """Rewrite the proposal's message, and every earlier one a re-post replaced:
+        decisions on any of them count, so none may keep buttons once it is settled."""
         status = request.status
         if status.message is None:
             return
+        text = fallback_text(status)
+        blocks = proposal_blocks(
+            request.workflow_id,
+            status,
+            request.constitution,
+            request.voters,
+            self.dashboard_url,
+            await self._evidence(status),
+        )
         with _slack_call():
+            for earlier in status.earlier_messages:
+                try:
+                    await self.client.chat_update(
+                        channel=earlier.channel, ts=earlier.ts, text=text, blocks=blocks
+                    )
+                except SlackApiError as error:
+                    # Deleted (often why it was re-posted): it has no buttons left to end.
+                    if error.response.get("error") != "message_not_found":
+                        raise
             await self.client.chat_update(
-                channel=status.message.channel,
-                ts=status.message.ts,
-                text=fallback_text(status),
-                blocks=proposal_blocks(
-                    request.workflow_id,
-                    status,
-                    request.constitution,
-                    self.dashboard_url,
-                    await self._evidence(status),
-                ),
+                channel=status.message.channel, ts=status.message.ts, text=text, blocks=blocks
             )
 
     @activity.defn
@@ -233,7 +246,11 @@ class SlackActivities(defined.SlackActivities):
             request.round_id,
             channel=self.channel,
             text=summary_text(
-                request.round_id, request.state.value, request.proposals, request.result_version
+                request.round_id,
+                request.state.value,
+                request.proposals,
+                request.result_version,
+                round_url(self.dashboard_url, request.round_id),
             ),
         )
 

@@ -238,7 +238,7 @@ class BenchEnv:
             _env_file=None,
             data_dir=self.workdir / uuid.uuid4().hex[:8],
             temporal_task_queue=f"amend-bench-{uuid.uuid4().hex[:8]}",
-            **{"slack_review_channel": "C0AMENDBENCH", **settings},
+            **{"slack_review_channel": "C0AMENDBENCH", "worker_graceful_shutdown_s": 0, **settings},
         )
         pool = await create_pool(url, max_size=4)
         try:

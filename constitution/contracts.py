@@ -19,6 +19,7 @@ from constitution.models import (
     EvidenceItem,
     GateSpec,
     Proposal,
+    ReviewPolicy,
     RoundSpec,
     TrainingSpec,
 )
@@ -38,6 +39,14 @@ class SlackMessageRef(Contract):
     ts: str
 
 
+class Withdrawal(Contract):
+    """Who withdrew a proposal from review and why: its message says so to the reviewers."""
+
+    actor: str
+    reason: str
+    at: datetime
+
+
 class ProposalStatus(Contract):
     """One proposal as the round tracks it in review: its state, the votes so far, its message.
 
@@ -48,6 +57,14 @@ class ProposalStatus(Contract):
     state: ProposalState = ProposalState.drafted
     decisions: list[Decision] = Field(default_factory=list)
     message: SlackMessageRef | None = None
+    earlier_messages: list[SlackMessageRef] = Field(
+        default_factory=list,
+        description="Messages a re-post replaced; each is updated with the current one, so none "
+        "keeps live buttons once the proposal is settled.",
+    )
+    withdrawal: Withdrawal | None = Field(
+        default=None, description="Set when the proposal is withdrawn: by whom and why."
+    )
     accepts_needed: int = Field(default=1, description="Set by the round's review policy.")
     message_stale: bool = Field(
         default=False, description="Its Slack message does not show the latest decision yet."
@@ -294,12 +311,25 @@ class CheckProposalsInput(Contract):
     suspicious_ids: list[str] = Field(default_factory=list)
 
 
+class Voters(Contract):
+    """Who may decide one proposal and under which policy, as its message tells the reviewers.
+
+    `reviewers` are the user ids eligible now (named on the spec, and members
+    of its groups as last resolved); `groups` are the group ids the spec names.
+    """
+
+    reviewers: list[str]
+    groups: list[str] = Field(default_factory=list)
+    policy: ReviewPolicy
+
+
 class PostProposalInput(Contract):
     """Input of `post_proposal`; `workflow_id` goes into the buttons, so clicks reach the round."""
 
     workflow_id: str
     status: ProposalStatus
     constitution: ConstitutionVersion
+    voters: Voters
     repost: bool = Field(
         default=False, description="Post again though the proposal has a message (operator)."
     )
@@ -311,6 +341,7 @@ class UpdateProposalMessageInput(Contract):
     workflow_id: str
     status: ProposalStatus
     constitution: ConstitutionVersion
+    voters: Voters
 
 
 class ReminderInput(Contract):
@@ -485,5 +516,7 @@ __all__ = [
     "SaveVersionInput",
     "SlackMessageRef",
     "UpdateProposalMessageInput",
+    "Voters",
     "Waiting",
+    "Withdrawal",
 ]

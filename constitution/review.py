@@ -7,7 +7,9 @@ way, and the rules are tested without Temporal.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict
 
 from constitution.lifecycle import ProposalState
 from constitution.models import Decision, DecisionKind, Proposal, ReviewPolicy, RoundSpec
@@ -79,3 +81,43 @@ def tally(policy: ReviewPolicy, decisions: Sequence[Decision], eligible: int) ->
         rejects = len(decisions) - accepts
         text += f", {rejects} of {needed} reject{'s' if needed != 1 else ''}"
     return text
+
+
+OPERATOR_PREFIX = "operator:"
+
+
+def operator_name(reviewer: str) -> str | None:
+    """The operator's name when `reviewer` is an operator ('operator:<name>'), else None.
+
+    Operators decide by override from the CLI or the API; they have no Slack
+    user id, so they are named in words rather than mentioned.
+    """
+    return reviewer.removeprefix(OPERATOR_PREFIX) if reviewer.startswith(OPERATOR_PREFIX) else None
+
+
+class Awaiting(BaseModel):
+    """Where the vote on an open proposal stands, and who could still move it.
+
+    `waiting_for` are the eligible reviewers who have not voted, sorted;
+    `accepts_short` how many more accepts would adopt the proposal.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    tally: str
+    accepts_short: int
+    waiting_for: list[str]
+
+
+def awaiting(
+    policy: ReviewPolicy, decisions: Sequence[Decision], eligible: Collection[str]
+) -> Awaiting:
+    """Who is still required on an open proposal: the tally and the reviewers yet to vote."""
+    needed = required_accepts(policy, len(eligible))
+    accepts = sum(1 for d in decisions if d.kind is not DecisionKind.reject)
+    voted = {d.reviewer for d in decisions}
+    return Awaiting(
+        tally=tally(policy, decisions, len(eligible)),
+        accepts_short=max(0, needed - accepts),
+        waiting_for=sorted(set(eligible) - voted),
+    )

@@ -15,11 +15,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from temporalio.client import Client
 from temporalio.service import RPCError
 
 from gateway import dashboard, operators, pages, slack, trainer
-from gateway.deps import GatewayConfig, LedgerDep, Services
+from gateway.deps import GatewayConfig, Services
+from gateway.health import Probe, health_router, postgres_probe, temporal_probe
 from gateway.limits import BodyLimit
 from gateway.metrics import GatewayMetrics, RequestMetrics
 from gateway.socket_mode import SocketModeReceiver
@@ -51,10 +54,12 @@ async def _temporal_unreachable(_: Request, error: Exception) -> JSONResponse:
 def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     """The gateway for one Temporal client; the ledger's pool opens when it starts."""
     metrics = GatewayMetrics()
+    probes: dict[str, Probe] = {}  # filled once the pool is open
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pool = await create_pool(config.database_url.get_secret_value(), max_size=5)
+        probes.update(postgres=postgres_probe(pool), temporal=temporal_probe(temporal))
         services = Services(
             config=config,
             temporal=temporal,
@@ -72,30 +77,40 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
         try:
             yield
         finally:
+            probes.clear()
             if receiver is not None:
                 await receiver.stop()
+            # Decisions already acknowledged to Slack are seen through, and
+            # their reviewers told, before the pool they may need is closed.
+            await interactions.drain(config.shutdown_grace_s)
             await pool.close()
 
-    app = FastAPI(title="amend gateway", version="0.1.0", lifespan=lifespan)
+    # /docs and /redoc from the gateway's own copies of Swagger UI and ReDoc
+    # (the fastapi-offline wheel), never a CDN: they work offline. /redoc is
+    # served by `gateway.pages`, which keeps ReDoc's logo off its CDN too.
+    app = FastAPIOffline(
+        title="amend gateway",
+        version="0.1.0",
+        lifespan=lifespan,
+        favicon_url="/static/favicon.svg",
+        redoc_url=None,
+    )
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_route("/metrics", metrics.endpoint, include_in_schema=False)
 
+    app.include_router(health_router(lambda: probes))
     app.include_router(slack.router)
     app.include_router(trainer.router)
     app.include_router(operators.router)
     app.include_router(dashboard.router)
     app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 
     app.add_exception_handler(RoundNotFound, _not_found)
     app.add_exception_handler(RoundRefused, _conflict)
     app.add_exception_handler(RoundExists, _conflict)
     app.add_exception_handler(RPCError, _temporal_unreachable)
     app.add_exception_handler(pages.SignIn, pages.sign_in)
-
-    @app.get("/healthz")
-    async def healthz(ledger: LedgerDep) -> dict[str, str]:
-        await ledger.pool.fetchval("SELECT 1")
-        return {"status": "ok"}
 
     return app

@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query
 from constitution import RoundState
 from gateway.auth import PrincipleId, RoundId, Viewer
 from gateway.deps import DashboardsDep, LedgerDep
+from gateway.refusals import refusals
 from ledger.chain import TransitionRow
 from ledger.dashboards import (
     LARGEST_OFFSET,
@@ -34,7 +35,7 @@ async def _known_round(ledger: Ledger, round_id: str) -> None:
         raise HTTPException(404, f"no round {round_id}")
 
 
-@router.get("/rounds")
+@router.get("/rounds", responses=refusals(401, 422))
 async def list_rounds(
     _: Viewer,
     dashboards: DashboardsDep,
@@ -57,14 +58,14 @@ async def list_rounds(
     )
 
 
-@router.get("/rounds/{round_id}/timeline")
+@router.get("/rounds/{round_id}/timeline", responses=refusals(401, 404, 422))
 async def timeline(round_id: RoundId, _: Viewer, ledger: LedgerDep) -> list[TransitionRow]:
     """Every transition of the round in order, with its chained hash."""
     await _known_round(ledger, round_id)
     return await ledger.timeline(round_id)
 
 
-@router.get("/rounds/{round_id}/proposals")
+@router.get("/rounds/{round_id}/proposals", responses=refusals(401, 404, 422))
 async def proposals(
     round_id: RoundId, _: Viewer, ledger: LedgerDep, dashboards: DashboardsDep
 ) -> list[ProposalRow]:
@@ -73,7 +74,7 @@ async def proposals(
     return await dashboards.proposals(round_id)
 
 
-@router.get("/rounds/{round_id}/evidence")
+@router.get("/rounds/{round_id}/evidence", responses=refusals(401, 404, 422))
 async def evidence(
     round_id: RoundId, _: Viewer, ledger: LedgerDep, selected: bool = False
 ) -> dict[str, Any]:
@@ -87,7 +88,7 @@ async def evidence(
     }
 
 
-@router.get("/dashboard/decision-latency")
+@router.get("/dashboard/decision-latency", responses=refusals(401, 422))
 async def decision_latency(
     _: Viewer, dashboards: DashboardsDep, since: datetime | None = None
 ) -> LatencyStats:
@@ -95,25 +96,25 @@ async def decision_latency(
     return await dashboards.decision_latency(since=since)
 
 
-@router.get("/dashboard/evaluations")
+@router.get("/dashboard/evaluations", responses=refusals(401))
 async def evaluations(_: Viewer, dashboards: DashboardsDep) -> list[VersionMetrics]:
     """Harm rate, over-refusal and awareness gap per constitution version."""
     return await dashboards.evaluations()
 
 
-@router.get("/dashboard/pending")
+@router.get("/dashboard/pending", responses=refusals(401))
 async def pending(_: Viewer, dashboards: DashboardsDep) -> list[PendingProposal]:
     """Proposals waiting for reviewers, oldest first, with their age."""
     return await dashboards.pending()
 
 
-@router.get("/constitution/versions")
+@router.get("/constitution/versions", responses=refusals(401))
 async def versions(_: Viewer, dashboards: DashboardsDep) -> list[VersionSummary]:
     """Every constitution version, oldest first."""
     return await dashboards.versions()
 
 
-@router.get("/principles/{principle_id}/lineage")
+@router.get("/principles/{principle_id}/lineage", responses=refusals(401, 404, 422))
 async def lineage(
     principle_id: PrincipleId, _: Viewer, dashboards: DashboardsDep
 ) -> list[LineageEntry]:

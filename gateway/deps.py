@@ -10,6 +10,7 @@ dependency with `app.dependency_overrides` rather than building a half app.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -34,8 +35,16 @@ class GatewayConfig(BaseModel):
     slack: AsyncWebClient
     max_body_bytes: int = 1_048_576
     trainer_secret: SecretStr | None = None  # unset: trainer callbacks are refused
+    # The round page links each round's workflow here: <url>/namespaces/<ns>/workflows/<id>.
+    temporal_ui_url: str | None = None
+    temporal_namespace: str = "default"
+    # Datasets stored as file:// under this root are downloadable from the round page.
+    artifacts_root: Path | None = None
+    page_refresh_s: float = 5.0  # how often a live round's page refreshes itself
     # Set: interactions also arrive over Socket Mode (see gateway.socket_mode).
     socket_mode: SocketModeClient | None = None
+    # On shutdown, how long decisions already acknowledged may take to be answered.
+    shutdown_grace_s: float = 20.0
 
 
 @dataclass(frozen=True)

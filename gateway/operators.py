@@ -25,6 +25,7 @@ from constitution.contracts import OperatorRequest, RoundResult, RoundStatus
 from constitution.documents import DocumentError, imported_version, parse_markdown
 from gateway.auth import Operator, RoundId, Viewer
 from gateway.deps import ConfigDep, LedgerDep, TemporalDep
+from gateway.refusals import ORDER, refusals
 from ledger.chain import ChainBreak
 from ledger.dashboards import LARGEST_VERSION
 from ledger.store import Ledger
@@ -89,7 +90,7 @@ class AuditReport(BaseModel):
 # unreachable Temporal (503) are answered by the app's exception handlers.
 
 
-@router.post("/rounds", status_code=201)
+@router.post("/rounds", status_code=201, responses=refusals(400, 401, 403, 409, 413, 422, 503))
 async def start(
     spec: RoundSpec, caller: Operator, temporal: TemporalDep, config: ConfigDep
 ) -> StartedRound:
@@ -99,13 +100,13 @@ async def start(
     return StartedRound(round_id=spec.round_id, workflow_id=spec.workflow_id)
 
 
-@router.get("/rounds/{round_id}")
+@router.get("/rounds/{round_id}", responses=refusals(401, 404, 422, 503))
 async def show_round(round_id: RoundId, _: Viewer, temporal: TemporalDep) -> RoundStatus:
     """The round's live state from its workflow."""
     return await round_status(temporal, round_id)
 
 
-@router.post("/rounds/{round_id}/cancel")
+@router.post("/rounds/{round_id}/cancel", responses=refusals(*ORDER))
 async def cancel(
     round_id: RoundId, body: OrderBody, caller: Operator, temporal: TemporalDep
 ) -> RoundResult:
@@ -114,7 +115,7 @@ async def cancel(
     return await cancel_round(temporal, round_id, order)
 
 
-@router.post("/rounds/{round_id}/repost")
+@router.post("/rounds/{round_id}/repost", responses=refusals(*ORDER))
 async def repost(
     round_id: RoundId, body: RepostBody, caller: Operator, temporal: TemporalDep
 ) -> Reposted:
@@ -123,14 +124,18 @@ async def repost(
     return Reposted(reposted=await repost_round(temporal, round_id, order))
 
 
-@router.post("/rounds/{round_id}/retry-slack", status_code=202)
+@router.post(
+    "/rounds/{round_id}/retry-slack",
+    status_code=202,
+    responses=refusals(401, 403, 404, 413, 422, 503),
+)
 async def retry_slack_now(round_id: RoundId, _: Operator, temporal: TemporalDep) -> dict[str, str]:
     """After fixing what blocked Slack posting (a channel, a token): try now."""
     await retry_slack(temporal, round_id)
     return {"round_id": round_id, "status": "retrying Slack"}
 
 
-@router.post("/rounds/{round_id}/decisions")
+@router.post("/rounds/{round_id}/decisions", responses=refusals(*ORDER))
 async def decide(
     round_id: RoundId, body: OverrideBody, caller: Operator, temporal: TemporalDep
 ) -> DecisionOutcome:
@@ -161,7 +166,7 @@ async def _version(ledger: Ledger, number: int | None) -> ConstitutionVersion:
 
 @router.get(
     "/constitution/versions/{number}",
-    responses={200: {"content": {"text/markdown": {}}}},
+    responses={200: {"content": {"text/markdown": {}}}, **refusals(401, 404, 422)},
     response_model=ConstitutionVersion,
 )
 async def show_version(
@@ -177,7 +182,9 @@ async def show_version(
     return version
 
 
-@router.get("/constitution/diff", response_class=PlainTextResponse)
+@router.get(
+    "/constitution/diff", response_class=PlainTextResponse, responses=refusals(401, 404, 422)
+)
 async def diff(
     _: Viewer,
     ledger: LedgerDep,
@@ -188,7 +195,7 @@ async def diff(
     return diff_versions(await _version(ledger, old), await _version(ledger, new))
 
 
-@router.post("/constitution/versions", status_code=201)
+@router.post("/constitution/versions", status_code=201, responses=refusals(400, 401, 403, 413, 422))
 async def import_version(body: ImportBody, caller: Operator, ledger: LedgerDep) -> Imported:
     """Store a document as the next version; principles it lacks are retired."""
     if (body.markdown is None) == (body.principles is None):
@@ -209,7 +216,7 @@ async def import_version(body: ImportBody, caller: Operator, ledger: LedgerDep) 
     return Imported(version=version.number, stored=True)
 
 
-@router.get("/audit/verify")
+@router.get("/audit/verify", responses=refusals(401, 404, 422))
 async def verify(
     _: Viewer,
     ledger: LedgerDep,

@@ -18,7 +18,6 @@ import json
 import logging
 from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
-from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
@@ -27,8 +26,17 @@ from slack_sdk.errors import SlackApiError
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from constitution import DecisionKind, DecisionOutcome, DecisionRequest, RoundState, round_id_of
+from constitution import (
+    DecisionKind,
+    DecisionOutcome,
+    DecisionRequest,
+    Principle,
+    RoundState,
+    round_id_of,
+)
+from constitution.contracts import ProposalStatus, RoundStatus
 from gateway.deps import NotStarted, Services
+from gateway.refusals import refusals
 from gateway.signing import SignedRequestVerifier, slack_verifier
 from review.messages import (
     DECISION_CALLBACKS,
@@ -161,6 +169,22 @@ class SlackInteractions:
         self._in_background(self._tell(channel, request.reviewer, answer.message))
         return answer
 
+    async def drain(self, timeout_s: float) -> None:
+        """Wait, up to `timeout_s`, for the work behind interactions already
+        acknowledged: a decision Slack was told is being recorded is seen
+        through and its reviewer told, even when the gateway is stopping."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        # Finishing a decision may start the message that tells its reviewer.
+        while self._background and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._background), timeout=left)
+        if self._background:
+            log.warning(
+                "stopped with %d interaction(s) unanswered after %g s",
+                len(self._background),
+                timeout_s,
+            )
+
     def _in_background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.create_task(work)
         self._background.add(task)
@@ -226,6 +250,12 @@ class SlackInteractions:
         ended = f" ({row.state})" if row is not None else ""
         return f"round {round_id} is no longer running{ended}; this button no longer decides"
 
+    async def _current(self, status: RoundStatus, item: ProposalStatus) -> Principle | None:
+        """The principle a proposal changes, as the round's base version has it."""
+        target = item.proposal.draft.target
+        version = await self.services.ledger.get_version(status.base_version)
+        return version.principle(target) if version is not None and target else None
+
     async def _open_decision_view(
         self,
         payload: dict[str, Any],
@@ -260,12 +290,12 @@ class SlackInteractions:
             return InteractionAnswer(outcome="refused", message=message, proposal_id=proposal_id)
         assert item is not None
         ts = str(payload.get("container", {}).get("message_ts", ""))
-        render = modify_view if kind == "modify" else reject_view
+        if kind == "modify":
+            view = modify_view(workflow_id, item, channel, ts, await self._current(status, item))
+        else:
+            view = reject_view(workflow_id, item, channel, ts)
         try:
-            await self.slack.views_open(
-                trigger_id=payload.get("trigger_id"),
-                view=render(workflow_id, item, channel, ts),
-            )
+            await self.slack.views_open(trigger_id=payload.get("trigger_id"), view=view)
         except SlackApiError as error:
             return InteractionAnswer(
                 outcome="refused",
@@ -286,7 +316,7 @@ def slack_interactions(request: Request) -> SlackInteractions:
 router = APIRouter(tags=["slack"])
 
 
-@router.post("/slack/interactions")
+@router.post("/slack/interactions", responses=refusals(413, callers=(400, 401)))
 async def interactions_endpoint(
     request: Request, interactions: Annotated[SlackInteractions, Depends(slack_interactions)]
 ) -> Response:
@@ -300,8 +330,12 @@ async def interactions_endpoint(
     if retry:
         # A retry carries the same payload, so the same update id: taken once.
         log.info("Slack retry %s (%s)", retry, request.headers.get("x-slack-retry-reason"))
+    # The form is parsed (python-multipart) from the body already read and verified.
+    field = (await request.form()).get("payload")
     try:
-        payload = json.loads(parse_qs(body.decode())["payload"][0])
-    except (KeyError, IndexError, ValueError, UnicodeDecodeError):
+        payload = json.loads(field) if isinstance(field, str) else None
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
         return JSONResponse({"error": "no interaction payload"}, status_code=400)
     return await interactions.handle(payload)

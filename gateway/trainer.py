@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from constitution.contracts import FineTuneJob
 from constitution.trainer_callback import TrainerCallback
 from gateway.deps import ConfigDep, LedgerDep, TemporalDep
+from gateway.refusals import refusals
 from gateway.signing import SignedRequestVerifier, trainer_verifier
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ def callback_verifier(config: ConfigDep) -> SignedRequestVerifier | None:
     return trainer_verifier(config.trainer_secret.get_secret_value())
 
 
-@router.post("/trainer/callback")
+@router.post("/trainer/callback", responses=refusals(413, 503, callers=(400, 401, 410)))
 async def trainer_callback(
     request: Request,
     verifier: Annotated[SignedRequestVerifier | None, Depends(callback_verifier)],

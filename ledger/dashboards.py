@@ -16,9 +16,13 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
-from ledger.reads import ROUND_SELECT, DecisionRow, RoundRow, typed_rows
+from constitution.contracts import EvaluationMetrics
+from constitution.findings import Conflict, ImpactPreview
+from constitution.gate import GateFigure, gate_figures
+from constitution.models import GateSpec
+from ledger.reads import ROUND_SELECT, CheckRow, DecisionRow, RoundRow, typed_rows
 
 # Version numbers are PostgreSQL integers; a larger one names no version and
 # is refused at the edge rather than overflowing a query.
@@ -56,6 +60,27 @@ class ProposalRow(BaseModel):
     decisions: list[DecisionRow]
 
 
+class ProposalFindings(BaseModel):
+    """What the round learned about one proposal before review, for the round page.
+
+    Its check verdicts in the order run, whether it takes the stricter policy,
+    the principles it touches or contradicts, and its impact preview.
+    """
+
+    proposal_id: str
+    strict_review: bool = False
+    conflicts: list[Conflict] = Field(default_factory=list)
+    impact: ImpactPreview | None = None
+    checks: list[CheckRow] = Field(default_factory=list)
+
+
+class PrincipleShare(BaseModel):
+    """How many of a round's training examples were written under one principle."""
+
+    principle_id: str
+    examples: int
+
+
 class LatencyPoint(BaseModel):
     """One decision's wait, a point on the latency chart."""
 
@@ -78,7 +103,11 @@ class LatencyStats(BaseModel):
 
 
 class VersionMetrics(BaseModel):
-    """A version's evaluation figures beside its baseline's, for the trend chart."""
+    """A version's evaluation figures beside its baseline's, for the trend chart.
+
+    `gate_figures` judges each figure against the thresholds of the round that
+    made the version, so a chart can draw each limit and mark what failed.
+    """
 
     constitution_version: int
     round_id: str
@@ -90,6 +119,7 @@ class VersionMetrics(BaseModel):
     awareness_gap: float
     passed: bool
     created_at: datetime
+    gate_figures: list[GateFigure] = Field(default_factory=list)
 
 
 class VersionSummary(BaseModel):
@@ -196,6 +226,43 @@ class Dashboards:
             for r in rows
         ]
 
+    async def proposal_findings(self, round_id: str) -> dict[str, ProposalFindings]:
+        """Every proposal's findings in two queries, by proposal id (none before checks ran)."""
+        async with self.pool.acquire() as conn:
+            generation = await conn.fetch(
+                """SELECT g.proposal_id, g.strict_review, g.conflicts, g.impact
+                   FROM proposal_generation g JOIN proposals p USING (proposal_id)
+                   WHERE p.round_id = $1""",
+                round_id,
+            )
+            checks = await conn.fetch(
+                """SELECT subject, check_name, verdict, detail FROM proposal_checks
+                   WHERE round_id = $1 ORDER BY subject, position""",
+                round_id,
+            )
+        found = {r["proposal_id"]: ProposalFindings.model_validate(dict(r)) for r in generation}
+        for check in checks:
+            subject = check["subject"]
+            if subject in found:
+                found[subject].checks.append(
+                    CheckRow(
+                        check_name=check["check_name"],
+                        verdict=check["verdict"],
+                        detail=check["detail"],
+                    )
+                )
+        return found
+
+    async def principle_mix(self, round_id: str) -> list[PrincipleShare]:
+        """The principles a round's kept training examples were drawn under, most used first."""
+        rows = await self.pool.fetch(
+            """SELECT principle_id, count(*)::integer AS examples FROM dataset_examples
+               WHERE round_id = $1 AND skipped IS NULL
+               GROUP BY principle_id ORDER BY examples DESC, principle_id""",
+            round_id,
+        )
+        return typed_rows(PrincipleShare, rows)
+
     async def decision_latency(
         self, *, since: datetime | None = None, points: int = 200
     ) -> LatencyStats:
@@ -229,14 +296,31 @@ class Dashboards:
         return LatencyStats(**dict(stats), points=typed_rows(LatencyPoint, rows))
 
     async def evaluations(self) -> list[VersionMetrics]:
-        """Every evaluation by constitution version, oldest first."""
+        """Every evaluation by constitution version, oldest first, judged by its round's gate."""
         rows = await self.pool.fetch(
-            """SELECT constitution_version, round_id, candidate_model, harm_rate,
-                      baseline_harm_rate, overrefusal_rate, baseline_overrefusal_rate,
-                      awareness_gap, passed, created_at
-               FROM dash_evaluations ORDER BY constitution_version, created_at"""
+            """SELECT d.constitution_version, d.round_id, d.candidate_model, d.harm_rate,
+                      d.baseline_harm_rate, d.overrefusal_rate, d.baseline_overrefusal_rate,
+                      d.awareness_gap, d.passed, d.created_at,
+                      e.candidate, e.baseline, r.spec -> 'gate' AS gate
+               FROM dash_evaluations d
+               JOIN evaluations e ON e.round_id = d.round_id
+               JOIN rounds r ON r.round_id = d.round_id
+               ORDER BY d.constitution_version, d.created_at"""
         )
-        return typed_rows(VersionMetrics, rows)
+        found = []
+        for row in rows:
+            try:
+                gate = GateSpec.model_validate(row["gate"] or {})
+            except ValidationError:
+                gate = GateSpec()  # a spec of an older shape: judged by today's defaults
+            figures = gate_figures(
+                EvaluationMetrics.model_validate(row["candidate"]),
+                EvaluationMetrics.model_validate(row["baseline"]),
+                gate,
+            )
+            fields = {k: row[k] for k in VersionMetrics.model_fields if k != "gate_figures"}
+            found.append(VersionMetrics(**fields, gate_figures=figures))
+        return found
 
     async def versions(self) -> list[VersionSummary]:
         """Every constitution version, oldest first."""

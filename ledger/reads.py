@@ -30,7 +30,13 @@ from typing import Any, TypeVar
 import asyncpg
 from pydantic import BaseModel
 
-from constitution import ConstitutionVersion, Principle, ProposalDraft
+from constitution import (
+    ConstitutionVersion,
+    Decision,
+    DecisionKind,
+    Principle,
+    ProposalDraft,
+)
 from constitution.contracts import EvaluationMetrics
 from constitution.findings import Conflict, ImpactPreview
 from ledger.chain import ChainBreak, TransitionRow, first_break
@@ -95,6 +101,18 @@ class DecisionRow(BaseModel):
     comment: str | None
     decided_at: datetime
     override: bool
+
+    def decision(self) -> Decision:
+        """The decision as the domain knows it, to ask the review rules about it."""
+        return Decision(
+            proposal_id=self.proposal_id,
+            kind=DecisionKind(self.kind),
+            reviewer=self.reviewer,
+            text=self.text,
+            comment=self.comment,
+            decided_at=self.decided_at,
+            override=self.override,
+        )
 
 
 class DecisionAttemptRow(BaseModel):

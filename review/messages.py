@@ -15,6 +15,7 @@ from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
+    ConfirmObject,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
@@ -27,13 +28,16 @@ from slack_sdk.models.views import View
 
 from constitution import (
     ConstitutionVersion,
+    Decision,
     DecisionKind,
+    Principle,
     Proposal,
     ProposalKind,
     ProposalState,
     round_id_of,
 )
-from constitution.contracts import ProposalStatus
+from constitution.contracts import ProposalStatus, Voters
+from constitution.review import awaiting, operator_name
 
 ACTIONS_BLOCK = "decide"
 MODIFY_CALLBACK = "modify_proposal"
@@ -61,6 +65,28 @@ VOTE_WORDS = {
 }
 
 
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]+$")
+
+
+def who(actor: str) -> str:
+    """A reviewer or actor as Slack shows them: a mention of a Slack user, else words.
+
+    An operator ('operator:<name>') has no Slack user id, so a mention of one
+    would render as a broken `<@operator:…>`; the round itself acts as
+    'workflow' (a deadline withdrawing what is pending).
+    """
+    name = operator_name(actor)
+    if name is not None:
+        return f"operator {name}"
+    if actor == "workflow":
+        return "the round"
+    return f"<@{actor}>" if SLACK_USER.match(actor) else actor
+
+
+def _group(group_id: str) -> str:
+    return f"<!subteam^{group_id}>"
+
+
 def action_value(workflow_id: str, proposal_id: str) -> str:
     return f"{workflow_id}|{proposal_id}"
 
@@ -72,8 +98,15 @@ def parse_action_value(value: str) -> tuple[str, str]:
     return workflow_id, proposal_id
 
 
+def round_url(dashboard_url: str | None, round_id: str) -> str | None:
+    """The round's page on the gateway, where one is reachable."""
+    return f"{dashboard_url}/rounds/{round_id}" if dashboard_url else None
+
+
 def proposal_url(dashboard_url: str | None, proposal: Proposal) -> str | None:
-    return f"{dashboard_url}/rounds/{proposal.round_id}" if dashboard_url else None
+    """The proposal's place on its round's page."""
+    page = round_url(dashboard_url, proposal.round_id)
+    return f"{page}#{proposal.id}" if page else None
 
 
 def _clip(text: str, limit: int = SECTION_LIMIT, more: str | None = None) -> str:
@@ -124,12 +157,68 @@ def _facts(proposal: Proposal, link: str | None) -> str:
     return " · ".join(facts)
 
 
-def votes_line(status: ProposalStatus) -> str:
-    votes = [f"{VOTE_WORDS[d.kind]} <@{d.reviewer}>" for d in status.decisions]
-    needed = status.accepts_needed
-    return (
-        f"*Votes:* {', '.join(votes) or 'none yet'} "
-        f"({needed} accept{'s' if needed != 1 else ''} needed)"
+def _vote(decision: Decision) -> str:
+    override = " (override)" if decision.override else ""
+    return f"{VOTE_WORDS[decision.kind]} by {who(decision.reviewer)}{override}"
+
+
+def _policy_words(voters: Voters) -> str:
+    policy = voters.policy
+    needed = policy.quorum
+    words = f"{needed} accept{'s' if needed != 1 else ''} adopt it"
+    return words + (", one reject rejects it" if policy.veto else f", {needed} rejects reject it")
+
+
+def _either(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" or {names[-1]}"
+
+
+def votes_line(status: ProposalStatus, voters: Voters) -> str:
+    """Who may vote, the votes so far, and who is still required.
+
+    For example "1 of 2 accepts; waiting for <@a> or <@b>".
+    """
+    deciders = [who(r) for r in voters.reviewers]
+    deciders += [f"members of {_group(g)}" for g in voters.groups]
+    lines = [f"*Who decides:* {', '.join(deciders) or 'nobody yet'} ({_policy_words(voters)})"]
+    stand = awaiting(voters.policy, status.decisions, voters.reviewers)
+    votes = ", ".join(_vote(d) for d in status.decisions) or "none yet"
+    waiting = [who(r) for r in stand.waiting_for]
+    if not waiting and voters.groups:
+        waiting = [f"members of {_group(g)}" for g in voters.groups]
+    if waiting and stand.accepts_short > 1:
+        still = f"; waiting for {stand.accepts_short} more of {', '.join(waiting)}"
+    elif waiting:
+        still = f"; waiting for {_either(waiting)}"
+    else:
+        still = ""
+    lines.append(f"*Votes:* {votes} · {stand.tally}{still}")
+    return "\n".join(lines)
+
+
+def changes_protected(status: ProposalStatus, constitution: ConstitutionVersion) -> bool:
+    """Whether the proposal changes a principle the constitution protects."""
+    target = status.proposal.draft.target
+    principle = constitution.principle(target) if target else None
+    return principle is not None and principle.protected
+
+
+def _accept_button(value: str, protected: bool) -> ButtonElement:
+    """Accept; on a protected principle Slack asks the reviewer to confirm first."""
+    confirm = (
+        ConfirmObject(
+            title="Accept a protected change?",
+            text="This changes a protected principle. Accepting counts towards adopting it "
+            "under the round's stricter review policy.",
+            confirm="Accept",
+            deny="Back",
+            style="danger",
+        )
+        if protected
+        else None
+    )
+    return ButtonElement(
+        text="Accept", action_id="accept", value=value, style="primary", confirm=confirm
     )
 
 
@@ -137,6 +226,7 @@ def proposal_blocks(
     workflow_id: str,
     status: ProposalStatus,
     constitution: ConstitutionVersion,
+    voters: Voters,
     dashboard_url: str | None = None,
     evidence: Mapping[str, str] | None = None,
 ) -> list[Block]:
@@ -159,15 +249,17 @@ def proposal_blocks(
     excerpts = evidence_excerpts(proposal, evidence or {})
     if excerpts:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(excerpts, more=link))))
-    scrutiny = scrutiny_text(proposal)
+    protected = changes_protected(status, constitution)
+    scrutiny = scrutiny_text(proposal, protected_shown=protected)
     if scrutiny:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(scrutiny, more=link))))
-    if proposal.strict_review:
+    if protected:
+        # The one line that says so: the `protected` check's flag is left out above.
         blocks.append(
             SectionBlock(
                 text=MarkdownTextObject(
-                    text=":lock: Changes a protected principle: the round's stricter review "
-                    "policy applies."
+                    text=f":lock: Changes protected principle {draft.target}: the round's "
+                    "stricter review policy applies."
                 )
             )
         )
@@ -177,14 +269,13 @@ def proposal_blocks(
         )
     )
     if status.state is ProposalState.posted:
-        if status.decisions or status.accepts_needed > 1:
-            blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(votes_line(status)))))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(votes_line(status, voters)))))
         value = action_value(workflow_id, proposal.id)
         blocks.append(
             ActionsBlock(
                 block_id=ACTIONS_BLOCK,
                 elements=[
-                    ButtonElement(text="Accept", action_id="accept", value=value, style="primary"),
+                    _accept_button(value, protected),
                     ButtonElement(text="Reject…", action_id="reject", value=value, style="danger"),
                     ButtonElement(text="Modify…", action_id="modify", value=value),
                 ],
@@ -213,10 +304,16 @@ def _one_line(text: str, limit: int) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def scrutiny_text(proposal: Proposal) -> str | None:
+def scrutiny_text(proposal: Proposal, *, protected_shown: bool = False) -> str | None:
     """What the checks flagged, the principles it contradicts and its previewed
-    effect: the few lines a reviewer should read before deciding."""
-    lines = [f":warning: *{c.check}:* {c.detail}" for c in proposal.checks if c.verdict == "flag"]
+    effect: the few lines a reviewer should read before deciding. With
+    `protected_shown`, the message has its own line for a protected principle,
+    so the `protected` check's flag is not said twice."""
+    lines = [
+        f":warning: *{c.check}:* {c.detail}"
+        for c in proposal.checks
+        if c.verdict == "flag" and not (protected_shown and c.check == "protected")
+    ]
     lines += [
         f":left_right_arrow: *Contradicts {c.principle}:* {c.reasoning}"
         for c in proposal.conflicts
@@ -228,21 +325,33 @@ def scrutiny_text(proposal: Proposal) -> str | None:
 
 
 def decided_line(status: ProposalStatus) -> str:
-    """Who decided what, and when; every vote when more than one was cast."""
+    """Who decided what, and when; every vote when more than one was cast.
+
+    A withdrawn proposal says by whom and why instead.
+    """
     word = STATE_WORDS.get(status.state, status.state.value)
+    withdrawal = status.withdrawal
+    if status.state is ProposalState.withdrawn and withdrawal is not None:
+        line = f"{word} by {who(withdrawal.actor)} at {withdrawal.at:%Y-%m-%d %H:%M} UTC"
+        if withdrawal.reason:
+            line += f": {withdrawal.reason}"
+        if status.decisions:
+            line += "\nVotes before: " + ", ".join(_vote(d) for d in status.decisions)
+        return line
     decision = status.final_decision
     if decision is None:
         return word
-    line = f"{word} by <@{decision.reviewer}> at {decision.decided_at:%Y-%m-%d %H:%M} UTC"
+    override = " (override)" if decision.override else ""
+    line = (
+        f"{word} by {who(decision.reviewer)}{override} at {decision.decided_at:%Y-%m-%d %H:%M} UTC"
+    )
     if decision.text:
         line += f"\n>{decision.text}"
     if decision.comment:
         line += f"\n_{decision.comment}_"
     others = [d for d in status.decisions if d is not decision]
     if others:
-        line += "\n" + ", ".join(
-            f"{VOTE_WORDS[d.kind]} <@{d.reviewer}> {d.decided_at:%Y-%m-%d %H:%M}" for d in others
-        )
+        line += "\n" + ", ".join(f"{_vote(d)} {d.decided_at:%Y-%m-%d %H:%M}" for d in others)
     return line
 
 
@@ -304,14 +413,31 @@ def _decision_view(
     )
 
 
-def modify_view(workflow_id: str, status: ProposalStatus, channel: str, ts: str) -> View:
+def modify_view(
+    workflow_id: str,
+    status: ProposalStatus,
+    channel: str,
+    ts: str,
+    current: Principle | None,
+) -> View:
+    """The modify modal: the current text to read, the proposed text to edit.
+
+    `current` is the principle as the round's base version has it (None for
+    an addition); the reviewer edits the proposed wording, not the old one.
+    """
+    draft = status.proposal.draft
+    shown = (
+        f"*Current text of {current.id}. {current.title}*\n>{_one_line(current.text, 2900)}"
+        if current is not None
+        else "*New principle*: there is no current text."
+    )
     text = InputBlock(
         block_id="text",
-        label="Text to adopt",
+        label="Proposed text (edit it to adopt your wording)",
         element=PlainTextInputElement(
             action_id="text",
             multiline=True,
-            initial_value=status.proposal.draft.text or "",
+            initial_value=draft.text or "",
             max_length=2000,
         ),
     )
@@ -323,7 +449,7 @@ def modify_view(workflow_id: str, status: ProposalStatus, channel: str, ts: str)
         status,
         channel,
         ts,
-        [text, _comment_input("Comment")],
+        [SectionBlock(text=MarkdownTextObject(text=_clip(shown))), text, _comment_input("Comment")],
     )
 
 
@@ -349,15 +475,40 @@ def reminder_text(pending: list[ProposalStatus], number: int, escalate_to: str |
     return text
 
 
+def _outcome(status: ProposalStatus) -> str:
+    """One proposal's outcome in a line of the round summary."""
+    draft = status.proposal.draft
+    target = f" {draft.target}" if draft.target else ""
+    head = f"• `{status.proposal.id}` {draft.kind.value}{target}: "
+    withdrawal = status.withdrawal
+    if status.state is ProposalState.withdrawn and withdrawal is not None:
+        why = f" ({withdrawal.reason})" if withdrawal.reason else ""
+        return f"{head}withdrawn by {who(withdrawal.actor)}{why}"
+    decision = status.final_decision
+    if not status.settled or decision is None:
+        return f"{head}{status.state.value}"
+    override = " (override)" if decision.override else ""
+    return f"{head}{status.state.value} by {who(decision.reviewer)}{override}"
+
+
 def summary_text(
-    round_id: str, state: str, proposals: list[ProposalStatus], result_version: int | None
+    round_id: str,
+    state: str,
+    proposals: list[ProposalStatus],
+    result_version: int | None,
+    round_url: str | None = None,
 ) -> str:
+    """The round summary: the tally, each proposal's outcome, and a link to the round page."""
     counts: dict[str, int] = {}
     for p in proposals:
         counts[p.state.value] = counts.get(p.state.value, 0) + 1
     tally = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "no proposals"
     version = f"; new constitution v{result_version}" if result_version else ""
-    return f"Round `{round_id}` review ended ({state}): {tally}{version}."
+    lines = [f"Round `{round_id}` review ended ({state}): {tally}{version}."]
+    lines += [_outcome(p) for p in proposals]
+    if round_url:
+        lines.append(f"<{round_url}|Round page: proposals, votes and retraining>")
+    return "\n".join(lines)
 
 
 def digest_text(round_id: str, pending: list[ProposalStatus], number: int) -> str:

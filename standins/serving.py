@@ -7,6 +7,7 @@ process; this is the one way they are started and stopped.
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,11 +34,26 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @asynccontextmanager
-async def serve(app: Any, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[Served]:
-    """Run `app` with uvicorn until the block exits. Port 0 picks a free one."""
+async def serve(
+    app: Any, host: str = "127.0.0.1", port: int = 0, *, graceful_shutdown_s: float | None = None
+) -> AsyncIterator[Served]:
+    """Run `app` with uvicorn until the block exits. Port 0 picks a free one.
+
+    On exit uvicorn stops accepting connections and answers the requests it
+    has, for at most `graceful_shutdown_s` (unset: as long as they take),
+    before the app's lifespan ends."""
     if port == 0:
         port = free_port(host)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=None
+        if graceful_shutdown_s is None
+        else math.ceil(graceful_shutdown_s),
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

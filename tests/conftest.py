@@ -269,6 +269,9 @@ def stack_on(database_url: str, ledger: Ledger, task_queue: str, tmp_path: Path)
         await ledger.save_version(sample_constitution())
         # Slack's pacing (and the stand-in's enforced rate) sped up for tests.
         settings.setdefault("slack_post_interval_s", 0.02)
+        # A test's stack stops with what is in flight cancelled, not awaited
+        # (tests/test_scale_out.py tests the graceful stop).
+        settings.setdefault("worker_graceful_shutdown_s", 0)
         config = Settings(
             _env_file=None,
             data_dir=tmp_path,

@@ -1,6 +1,7 @@
 """A schema-driven fuzz of the whole HTTP API (schemathesis against the
-gateway's own /openapi.json): no request gets a 5xx, and no rejected request
-changes the ledger. Bounded (a few examples per operation) to stay fast.
+gateway's own /openapi.json): no request gets a 5xx, no request gets a status
+its route's OpenAPI document leaves out, and no rejected request changes the
+ledger. Bounded (a few examples per operation) to stay fast.
 
 Starting rounds is fuzzed with invalid bodies only: a valid one starts a real
 round whose worker then writes to the ledger on its own, which would blur the
@@ -87,6 +88,13 @@ async def test_no_request_gets_a_5xx_and_no_rejected_request_changes_the_ledger(
             response = case.call(base_url=stack.gateway_url, headers=headers, timeout=15)
             calls += 1
             where = f"{case.method} {case.formatted_path} ({mode.value})"
+            documented = spec["paths"][operation.path][operation.method.lower()]["responses"]
+            if str(response.status_code) not in documented:
+                problems.append(
+                    f"{where}: answered {response.status_code}, which its OpenAPI "
+                    f"document does not list ({', '.join(sorted(documented))}): "
+                    f"{response.text[:150]}"
+                )
             if response.status_code >= 500:
                 problems.append(f"{where}: {response.status_code} {response.text[:200]}")
             elif response.status_code >= 400 and state() != before:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -53,6 +54,68 @@ async def test_unknown_rounds_are_404(stack: Stack) -> None:
         assert (await http.get("/api/rounds/nope")).status_code == 404
         assert (await http.get("/api/rounds/nope/timeline")).status_code == 404
         assert (await http.get("/healthz")).json() == {"status": "ok"}
+
+
+async def test_the_openapi_document_lists_each_routes_error_answers_with_their_bodies(
+    stack: Stack,
+) -> None:
+    async with httpx.AsyncClient(base_url=stack.gateway_url) as http:
+        spec = (await http.get("/openapi.json")).json()
+        docs = await http.get("/docs")
+        redoc = await http.get("/redoc")
+
+    def answers(path: str, method: str) -> dict[str, str]:
+        responses: dict[str, Any] = spec["paths"][path][method]["responses"]
+        found = {}
+        for code, response in responses.items():
+            if code >= "400":
+                [content] = response["content"].values()
+                found[code] = content["schema"]["$ref"]
+        return found
+
+    error, invalid, caller = (
+        "#/components/schemas/ErrorBody",
+        "#/components/schemas/ValidationErrorBody",
+        "#/components/schemas/CallerErrorBody",
+    )
+    assert answers("/api/rounds/{round_id}/cancel", "post") == {
+        "400": error,
+        "401": error,
+        "403": error,
+        "404": error,
+        "409": error,
+        "413": error,
+        "422": invalid,
+        "503": error,
+    }
+    assert answers("/api/rounds", "get") == {"401": error, "422": invalid}
+    assert answers("/api/rounds", "post") == {
+        "400": error,
+        "401": error,
+        "403": error,
+        "409": error,
+        "413": error,
+        "422": invalid,
+        "503": error,
+    }
+    assert answers("/api/constitution/versions", "get") == {"401": error}
+    assert answers("/trainer/callback", "post") == {
+        "400": caller,
+        "401": caller,
+        "410": caller,
+        "413": error,
+        "503": error,
+    }
+    assert spec["components"]["schemas"]["CallerErrorBody"]["required"] == ["error"]
+    # Both documentation pages load their assets from the gateway itself.
+    for page in (docs, redoc):
+        assert page.status_code == 200
+        assert "cdn." not in page.text and "https://" not in page.text.split("<body>")[0]
+        for asset in ("/static-offline-docs/", "/static/vendor/redoc-"):
+            if asset in page.text:
+                break
+        else:
+            raise AssertionError(f"no local assets in {page.url}")
 
 
 async def test_a_retried_ledger_activity_writes_one_row(ledger: Ledger) -> None:

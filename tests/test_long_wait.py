@@ -100,18 +100,35 @@ async def test_a_deadline_withdraws_what_is_still_pending(
     assert status.reminders_sent == 2
     assert {p.state for p in status.proposals} == {ProposalState.withdrawn}
     assert await ledger.verify_chain("deadline") == []
+    # Each message ends without buttons, saying who withdrew it and why.
+    async with httpx.AsyncClient() as http:
+        messages = (await http.get(f"{stack.slack_stand_in_url}/_standin/messages")).json()
+    proposals = [m for m in messages if m["text"].startswith("Proposal ")]
+    assert len(proposals) == 2
+    for message in proposals:
+        assert not [b for b in message["blocks"] if b["type"] == "actions"]
+        assert "Withdrawn by the round" in str(message["blocks"])
+        assert "review deadline passed" in str(message["blocks"])
 
 
 async def test_ninety_days_of_hourly_reminders_run_as_several_bounded_runs(
-    time_skipping: WorkflowEnvironment, stack_on: StackFactory
+    time_skipping: WorkflowEnvironment, stack_on: StackFactory, ledger: Ledger
 ) -> None:
     # Pacing is Slack's per-channel rate in real time: without it here, the
     # days pass as fast as the workflow runs.
     async with stack_on(time_skipping, slack_post_interval_s=0) as stack:
-        await wait_ninety_days(time_skipping, stack)
+        runs = await wait_ninety_days(time_skipping, stack)
+    # The timeline says where each run continued as new, with the run it left.
+    moves = [t for t in await ledger.timeline("ninety") if t.entity == "history"]
+    assert [(t.from_state, t.to_state) for t in moves] == [
+        (f"run {n}", f"run {n + 1}") for n in range(1, runs)
+    ]
+    assert all(t.data["run_id"] and t.data["events"] > 0 for t in moves)
+    assert await ledger.verify_chain("ninety") == []
 
 
-async def wait_ninety_days(time_skipping: WorkflowEnvironment, stack: Stack) -> None:
+async def wait_ninety_days(time_skipping: WorkflowEnvironment, stack: Stack) -> int:
+    """Ninety days of hourly reminders; the runs the round took."""
     handle = await start(
         time_skipping,
         stack,
@@ -149,3 +166,5 @@ async def wait_ninety_days(time_skipping: WorkflowEnvironment, stack: Stack) -> 
     assert len({r["text"] for r in replies}) == hours
     assert sum("<#C0LEADS>" in r["text"] for r in replies) == hours - 23
     await handle.cancel()
+    runs: int = status.runs
+    return runs

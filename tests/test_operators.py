@@ -178,6 +178,10 @@ async def test_repost_and_an_operator_decision_from_the_cli_record_who_asked(
     shown = await amend("round", "show", "again")
     assert "operator:ops-oliver (override)" in shown.output and "in_review" in shown.output
     await amend("round", "cancel", "again", "--reason", "done")
+    # Every message the round posted, originals and re-posts, ends without live buttons.
+    ended = [m for m in await messages(stack) if m["text"].startswith("Proposal ")]
+    assert len(ended) == len(after)
+    assert all(not [b for b in m["blocks"] if b["type"] == "actions"] for m in ended)
     refused = await amend("round", "repost", "again")
     # Refused by the closing round or by Temporal once it has closed: either way it says so.
     assert refused.exit_code == EXIT_FAILED and "cancelled" in refused.output

@@ -21,7 +21,9 @@ from constitution.contracts import (
     ProposalStatus,
     ReminderInput,
     SlackMessageRef,
+    Voters,
 )
+from constitution.models import ReviewPolicy
 from constitution.samples import sample_constitution
 from ledger.store import Ledger
 from standins.serving import serve
@@ -77,7 +79,12 @@ async def proposals(ledger: Ledger, round_id: str, count: int) -> list[ProposalS
 async def post_all(acts: SlackActivities, items: list[ProposalStatus]) -> list[Any]:
     env = ActivityEnvironment()
     requests = [
-        PostProposalInput(workflow_id="round-x", status=item, constitution=sample_constitution())
+        PostProposalInput(
+            workflow_id="round-x",
+            status=item,
+            constitution=sample_constitution(),
+            voters=Voters(reviewers=["U0ALICE"], policy=ReviewPolicy()),
+        )
         for item in items
     ]
     results: list[Any] = await asyncio.gather(

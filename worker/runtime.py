@@ -8,9 +8,10 @@ Slack client.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,6 +26,7 @@ from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import TLSConfig
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
@@ -38,12 +40,43 @@ from activities.slack import SlackActivities
 from activities.training import FileArtifactStore, TrainingActivities
 from gateway.app import create_app
 from gateway.deps import GatewayConfig
+from gateway.health import health_app, postgres_probe, temporal_probe, worker_probe
 from ledger.pool import create_pool
 from ledger.store import Ledger
+from standins.serving import serve
 from worker.observability import metrics_runtime
 from worker.settings import Settings
 from workflows.activities import implementations
 from workflows.round import TrainingRoundWorkflow
+
+
+class TemporalSettingsError(ValueError):
+    """A TLS file named in the settings cannot be read; the message names the setting."""
+
+
+def _pem(setting: str, path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise TemporalSettingsError(
+            f"{setting}: cannot read {path}: {error.strerror or error}"
+        ) from error
+
+
+def temporal_tls(settings: Settings) -> TLSConfig | bool:
+    """How the client secures its connection: False for a plain one (the dev
+    server), else the TLS configuration the settings describe (Temporal Cloud
+    takes mTLS with a client certificate, or an API key over TLS)."""
+    if not settings.temporal_uses_tls:
+        return False
+    return TLSConfig(
+        server_root_ca_cert=_pem("AMEND_TEMPORAL_TLS_CA", settings.temporal_tls_ca),
+        domain=settings.temporal_tls_server_name,
+        client_cert=_pem("AMEND_TEMPORAL_TLS_CERT", settings.temporal_tls_cert),
+        client_private_key=_pem("AMEND_TEMPORAL_TLS_KEY", settings.temporal_tls_key),
+    )
 
 
 async def connect_temporal(settings: Settings, *, metrics: bool = False) -> Client:
@@ -54,11 +87,14 @@ async def connect_temporal(settings: Settings, *, metrics: bool = False) -> Clie
         if metrics and settings.worker_metrics_bind
         else None
     )
+    api_key = settings.temporal_api_key
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=pydantic_data_converter,
         runtime=runtime,
+        tls=temporal_tls(settings),
+        api_key=api_key.get_secret_value() if api_key else None,
     )
 
 
@@ -164,20 +200,28 @@ def build_activities(settings: Settings, ledger: Ledger) -> Activities:
     )
 
 
+def workflow_runner() -> SandboxedWorkflowRunner:
+    """The sandbox the round runs in, on a worker and when its histories are replayed."""
+    # sniffio is loaded lazily by the HTTP clients the worker also runs;
+    # passing it through keeps the sandbox from re-importing it per run.
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("sniffio")
+    )
+
+
 def build_worker(client: Client, settings: Settings, ledger: Ledger) -> Worker:
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
         workflows=[TrainingRoundWorkflow],
         activities=build_activities(settings, ledger).all(),
-        # sniffio is loaded lazily by the HTTP clients the worker also runs;
-        # passing it through keeps the sandbox from re-importing it per run.
-        workflow_runner=SandboxedWorkflowRunner(
-            restrictions=SandboxRestrictions.default.with_passthrough_modules("sniffio")
-        ),
+        workflow_runner=workflow_runner(),
         # Heartbeats carry the progress watchers see (`amend round show`): send
         # them within seconds, not the default minute.
         max_heartbeat_throttle_interval=timedelta(seconds=2),
+        # On SIGTERM: stop polling, let activities in flight finish this long,
+        # then cancel them (Temporal retries them on another worker).
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_s),
     )
 
 
@@ -190,7 +234,12 @@ def gateway_app(settings: Settings, database_url: str, temporal: Client) -> Fast
             database_url=SecretStr(database_url),
             slack=slack,
             max_body_bytes=settings.api_max_body_bytes,
+            shutdown_grace_s=settings.gateway_graceful_shutdown_s,
             trainer_secret=settings.trainer_secret,
+            temporal_ui_url=settings.temporal_ui_url,
+            temporal_namespace=settings.temporal_namespace,
+            artifacts_root=settings.artifacts_root,
+            page_refresh_s=settings.page_refresh_s,
             socket_mode=SocketModeClient(
                 app_token=settings.slack_app_token.get_secret_value(), web_client=slack
             )
@@ -205,12 +254,22 @@ def gateway_app(settings: Settings, database_url: str, temporal: Client) -> Fast
 async def running_worker(
     settings: Settings, database_url: str, client: Client | None = None
 ) -> AsyncIterator[Worker]:
-    """A worker polling the task queue until the block exits."""
+    """A worker polling the task queue until the block exits, with its health
+    endpoint when `worker_health_bind` is set (closed first on the way out, so
+    a worker finishing its activities is no longer ready)."""
     pool = await create_pool(database_url)
     try:
         temporal = client or await connect_temporal(settings)
         worker = build_worker(temporal, settings, Ledger(pool))
-        async with worker:
+        async with worker, AsyncExitStack() as health:
+            if settings.worker_health_bind:
+                host, _, port = settings.worker_health_bind.rpartition(":")
+                probes = {
+                    "worker": worker_probe(worker, settings.temporal_task_queue),
+                    "postgres": postgres_probe(pool),
+                    "temporal": temporal_probe(temporal),
+                }
+                await health.enter_async_context(serve(health_app(probes), host, int(port)))
             yield worker
     finally:
         await pool.close()

@@ -9,11 +9,16 @@ inputs: only the worker and gateway hold them.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from constitution.capabilities import OutputMode
+
+# libpq's sslmode values, which asyncpg reads from the URL.
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 
 
 class Settings(BaseSettings):
@@ -27,9 +32,42 @@ class Settings(BaseSettings):
     temporal_namespace: str = "default"
     temporal_task_queue: str = "amend-rounds"
     temporal_ui_port: int = 8233
+    # -- Temporal Cloud, or any Temporal behind TLS --
+    temporal_tls: bool = Field(
+        default=False,
+        description="TLS to the frontend; implied by a client certificate or an API key.",
+    )
+    temporal_tls_cert: Path | None = Field(
+        default=None, description="mTLS: PEM file of the client certificate (with its key)."
+    )
+    temporal_tls_key: Path | None = Field(
+        default=None, description="mTLS: PEM file of the client certificate's private key."
+    )
+    temporal_tls_ca: Path | None = Field(
+        default=None, description="PEM file of the CA the server's certificate is checked against."
+    )
+    temporal_tls_server_name: str | None = Field(
+        default=None, description="Name the server's certificate must carry, if not the host's."
+    )
+    temporal_api_key: SecretStr | None = Field(
+        default=None, description="Temporal Cloud API key, sent as a bearer token over TLS."
+    )
+    temporal_ui_public_url: str | None = Field(
+        default=None,
+        description="Where people reach the Temporal UI (round pages link each round's "
+        "workflow there); unset: http://<temporal host>:<temporal_ui_port>.",
+    )
 
     database_url: SecretStr | None = Field(
         default=None, description="PostgreSQL URL; unset: embedded PostgreSQL under data_dir."
+    )
+    database_sslmode: str | None = Field(
+        default=None,
+        pattern="^(" + "|".join(SSL_MODES) + ")$",
+        description="libpq sslmode for the ledger; unset: what the URL says (else prefer).",
+    )
+    database_sslrootcert: Path | None = Field(
+        default=None, description="PEM file of the CA for sslmode verify-ca and verify-full."
     )
 
     model_base_url: str | None = Field(
@@ -126,9 +164,64 @@ class Settings(BaseSettings):
         pattern="^(text|json)$",
         description="json: one object a line, with round and proposal ids.",
     )
+    page_refresh_s: float = Field(
+        default=5.0,
+        ge=1,
+        le=3600,
+        description="How often a live round's page refreshes itself, in seconds.",
+    )
     worker_metrics_bind: str | None = Field(
         default=None, description="host:port of the worker's Prometheus endpoint; unset: none."
     )
+    worker_health_bind: str | None = Field(
+        default=None,
+        pattern=r"^.+:\d{1,5}$",
+        description="host:port of the worker's /healthz and /readyz; unset: none.",
+    )
+
+    # -- stopping --
+    worker_graceful_shutdown_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="On SIGTERM the worker stops polling and gives activities in flight this "
+        "long to finish before it cancels them (they are then retried elsewhere).",
+    )
+    gateway_graceful_shutdown_s: float = Field(
+        default=20.0,
+        ge=0,
+        description="On SIGTERM the gateway stops accepting and gives accepted requests and "
+        "decisions this long to be answered.",
+    )
+
+    @model_validator(mode="after")
+    def _client_certificate_in_pairs(self) -> Self:
+        if (self.temporal_tls_cert is None) != (self.temporal_tls_key is None):
+            raise ValueError(
+                "set AMEND_TEMPORAL_TLS_CERT and AMEND_TEMPORAL_TLS_KEY together (mTLS needs both)"
+            )
+        return self
+
+    @property
+    def temporal_uses_tls(self) -> bool:
+        return bool(self.temporal_tls or self.temporal_tls_cert or self.temporal_api_key)
+
+    @property
+    def ledger_url(self) -> str | None:
+        """`database_url` with `database_sslmode` and `database_sslrootcert` put
+        in its query, which is where asyncpg (and libpq) read them."""
+        if self.database_url is None:
+            return None
+        url = self.database_url.get_secret_value()
+        extra = {
+            "sslmode": self.database_sslmode,
+            "sslrootcert": str(self.database_sslrootcert) if self.database_sslrootcert else None,
+        }
+        if not any(extra.values()):
+            return url
+        parts = urlsplit(url)
+        query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        query.update({key: value for key, value in extra.items() if value})
+        return urlunsplit(parts._replace(query=urlencode(query)))
 
     @property
     def gateway_url(self) -> str:
@@ -136,6 +229,8 @@ class Settings(BaseSettings):
 
     @property
     def temporal_ui_url(self) -> str:
+        if self.temporal_ui_public_url:
+            return self.temporal_ui_public_url.rstrip("/")
         host = self.temporal_address.rsplit(":", 1)[0]
         return f"http://{host}:{self.temporal_ui_port}"
 

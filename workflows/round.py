@@ -66,7 +66,9 @@ with workflow.unsafe.imports_passed_through():
         SaveVersionInput,
         SlackMessageRef,
         UpdateProposalMessageInput,
+        Voters,
         Waiting,
+        Withdrawal,
     )
     from constitution.errors import ErrorType
     from constitution.models import ConstitutionVersion, TransitionRecord
@@ -104,6 +106,14 @@ MODEL_RETRY = RetryPolicy(
     maximum_attempts=5,
     non_retryable_error_types=[ErrorType.model_rate_limited],
 )
+
+# Patches: each guards a change to the commands the round issues, so rounds
+# that started before it replay as they ran (deploy/UPGRADING.md says how to
+# add one and when to deprecate it).
+# A transition records each continue-as-new (added in 0.2.0).
+RECORD_CONTINUE_AS_NEW = "record-continue-as-new"
+# A round checks its training backend before proposing (added in 0.2.0).
+PREFLIGHT = "preflight-before-proposing"
 
 DECISION_TO_STATE = {
     DecisionKind.accept: ProposalState.accepted,
@@ -199,7 +209,8 @@ class TrainingRoundWorkflow:
             reason="round started",
             data={"base_version": self.constitution.number},
         )
-        await self._preflight()
+        if workflow.patched(PREFLIGHT):
+            await self._preflight()
         await self._move(RoundState.proposing)
         proposed = await self._draft_and_check()
         self.status.proposals = [ProposalStatus(proposal=p) for p in proposed.proposals]
@@ -380,6 +391,8 @@ class TrainingRoundWorkflow:
                 info.is_continue_as_new_suggested()
                 or info.get_current_history_length() > HISTORY_EVENTS_PER_RUN
             ):
+                if workflow.patched(RECORD_CONTINUE_AS_NEW):
+                    await self._record_continue_as_new(info)
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 self.status.runs += 1
                 workflow.continue_as_new(RoundInput(spec=spec, carried=self.status))
@@ -412,6 +425,20 @@ class TrainingRoundWorkflow:
         else:
             await self._move(RoundState.completed_unchanged, reason="no proposal was accepted")
         await self._summarise()
+
+    async def _record_continue_as_new(self, info: workflow.Info) -> None:
+        """Put in the round's timeline where its Temporal history goes on in a new run.
+
+        An operator reading the timeline can then find each run in the Temporal
+        UI. Added after rounds were in flight, so behind `workflow.patched`.
+        """
+        await self._record(
+            "history",
+            f"run {self.status.runs}",
+            f"run {self.status.runs + 1}",
+            reason="continued as new: the round's history goes on in a new run",
+            data={"events": info.get_current_history_length(), "run_id": info.run_id},
+        )
 
     async def _retrain(self) -> None:
         spec = self.status.spec
@@ -757,7 +784,10 @@ class TrainingRoundWorkflow:
         assert self.constitution is not None
         posted: list[SlackMessageRef] = []
         for item in self.status.pending:
+            earlier = item.message
             item.message = await self._post(item, repost=True)
+            if earlier is not None and earlier != item.message:
+                item.earlier_messages.append(earlier)
             posted.append(item.message)
             await self._record(
                 f"proposal:{item.proposal.id}",
@@ -789,6 +819,7 @@ class TrainingRoundWorkflow:
         await self._cancel_job()
         for item in self.status.proposals:
             if not item.settled:
+                item.withdrawal = Withdrawal(actor=actor, reason=reason, at=workflow.now())
                 await self._move_proposal(item, ProposalState.withdrawn, actor=actor, reason=reason)
                 if item.message is not None:
                     await self._update_message(item)
@@ -808,9 +839,11 @@ class TrainingRoundWorkflow:
 
     async def _withdraw_pending(self, reason: str) -> None:
         for item in self.status.pending:
+            item.withdrawal = Withdrawal(actor="workflow", reason=reason, at=workflow.now())
             await self._move_proposal(
                 item, ProposalState.withdrawn, actor="workflow", reason=reason
             )
+            item.message_stale = True  # its message ends without buttons, saying why
 
     def _deadline_passed(self) -> bool:
         spec = self.status.spec
@@ -1060,8 +1093,18 @@ class TrainingRoundWorkflow:
                 workflow_id=workflow.info().workflow_id,
                 status=item,
                 constitution=self.constitution,
+                voters=self._voters(item),
                 repost=repost,
             ),
+        )
+
+    def _voters(self, item: ProposalStatus) -> Voters:
+        """Who may decide the proposal, for its message to say."""
+        spec = self.status.spec
+        return Voters(
+            reviewers=sorted(eligible_reviewers(spec, self.status.group_members)),
+            groups=spec.reviewer_groups,
+            policy=policy_for(spec, item.proposal),
         )
 
     async def _update_message(self, item: ProposalStatus) -> None:
@@ -1070,7 +1113,10 @@ class TrainingRoundWorkflow:
         await self._slack(
             SlackActivities.update_proposal_message,
             UpdateProposalMessageInput(
-                workflow_id=workflow.info().workflow_id, status=item, constitution=self.constitution
+                workflow_id=workflow.info().workflow_id,
+                status=item,
+                constitution=self.constitution,
+                voters=self._voters(item),
             ),
         )
         item.message_stale = False

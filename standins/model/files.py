@@ -5,18 +5,18 @@ batch input before it creates a batch; the stand-in writes batch output and
 training metrics here too. The other areas reach a file through
 `file_for`, which refuses a file uploaded for another purpose, as OpenAI does.
 
-python-multipart is not a dependency of amend, so `POST /v1/files` parses the
-multipart body itself (see `parse_multipart`).
+`POST /v1/files` takes the multipart body the `openai` client sends, parsed by
+python-multipart (Starlette's form parser), which keeps uploaded bytes as sent.
 """
 
 from __future__ import annotations
 
 import time
-from email.message import Message
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.datastructures import UploadFile
 
 from standins.model.state import ModelServerState, ServerState, StoredFile, digest
 from standins.model.wire import bad_request, found
@@ -25,39 +25,6 @@ FILE_PURPOSES = frozenset({"assistants", "batch", "fine-tune", "vision", "user_d
 """The purposes OpenAI accepts on upload; anything else is a 400."""
 
 router = APIRouter()
-
-
-def parse_multipart(body: bytes, content_type: str) -> dict[str, tuple[str | None, bytes]]:
-    """Fields of a multipart/form-data body: name -> (filename, bytes).
-
-    amend does not depend on python-multipart, which FastAPI's Form/File need,
-    and the `openai` client sends simple, well-formed bodies, so a small exact
-    parser is enough and keeps uploaded bytes untouched.
-    """
-    header = Message()
-    header["content-type"] = content_type
-    boundary = header.get_param("boundary")
-    if header.get_content_type() != "multipart/form-data" or not isinstance(boundary, str):
-        raise bad_request("Expected a multipart/form-data body.", param="file")
-    fields: dict[str, tuple[str | None, bytes]] = {}
-    delimiter = b"--" + boundary.encode("latin-1")
-    for part in body.split(delimiter)[1:]:
-        if part.startswith(b"--"):
-            break
-        part = part.removeprefix(b"\r\n")
-        head, separator, data = part.partition(b"\r\n\r\n")
-        if not separator:
-            continue
-        data = data.removesuffix(b"\r\n")
-        part_headers = Message()
-        for line in head.decode("utf-8", "replace").split("\r\n"):
-            key, colon, value = line.partition(":")
-            if colon:
-                part_headers[key.strip()] = value.strip()
-        name = part_headers.get_param("name", header="content-disposition")
-        if isinstance(name, str):
-            fields[name] = (part_headers.get_filename(), data)
-    return fields
 
 
 def stored_file(state: ModelServerState, file_id: str) -> StoredFile:
@@ -101,18 +68,21 @@ def file_for(state: ModelServerState, file_id: Any, purpose: str, param: str) ->
 @router.post("/v1/files")
 async def upload_file(request: Request, state: ServerState) -> dict[str, Any]:
     """Upload a file (multipart: `file` and `purpose`)."""
-    fields = parse_multipart(await request.body(), request.headers.get("content-type", ""))
-    if "file" not in fields:
+    if request.headers.get("content-type", "").split(";")[0].strip() != "multipart/form-data":
+        raise bad_request("Expected a multipart/form-data body.", param="file")
+    form = await request.form()
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
         raise bad_request("Missing required parameter: 'file'.", param="file")
-    purpose = fields.get("purpose", (None, b""))[1].decode("utf-8", "replace").strip()
+    purpose = str(form.get("purpose") or "").strip()
     if purpose not in FILE_PURPOSES:
         raise bad_request(
             f"Invalid value for 'purpose': {purpose!r}; expected one of "
             f"{', '.join(sorted(FILE_PURPOSES))}.",
             param="purpose",
         )
-    filename, content = fields["file"]
-    return store_file(state, filename or "upload", purpose, content).as_json()
+    content = await upload.read()
+    return store_file(state, upload.filename or "upload", purpose, content).as_json()
 
 
 @router.get("/v1/files")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
-from urllib.parse import parse_qsl
 
 from fastapi import Request
 
@@ -112,5 +111,7 @@ async def read_params(request: Request) -> JSONDict:
             raise SlackError("invalid_json")
         params.update(parsed)
     else:
-        params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        # A form, urlencoded or multipart, parsed by python-multipart (uploads are not kept).
+        form = await request.form()
+        params.update({key: value for key, value in form.multi_items() if isinstance(value, str)})
     return params

@@ -567,15 +567,57 @@ def test_gateway_probes_and_service() -> None:
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert list(ports.values()) == [port]
-    for probe in ("livenessProbe", "readinessProbe"):
+    # Liveness asks only that the process answers; readiness asks its dependencies.
+    for probe, path in (
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ):
         get = container[probe]["httpGet"]
-        assert get["path"] == "/healthz", probe
+        assert get["path"] == path, probe
         assert ports.get(get["port"], get["port"]) == port, probe
     service = _k8s("Service", "amend-gateway")
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= labels.items()
     (service_port,) = service["spec"]["ports"]
     assert ports.get(service_port["targetPort"], service_port["targetPort"]) == port
+
+
+def test_worker_probes_its_health_endpoint() -> None:
+    bind = _docker_env()["AMEND_WORKER_HEALTH_BIND"]
+    Settings(_env_file=None, worker_health_bind=bind)  # a valid value of the setting
+    port = int(bind.rsplit(":", 1)[1])
+    assert str(port) in " ".join(_docker("EXPOSE")).split()
+    worker = _k8s("Deployment", "amend-worker")
+    (container,) = worker["spec"]["template"]["spec"]["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = container[probe]["httpGet"]
+        assert get["path"] == path, probe
+        assert ports.get(get["port"], get["port"]) == port, probe
+
+
+def test_graceful_shutdown_fits_inside_the_time_before_a_kill(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kubernetes and compose SIGKILL a container that outlives its grace
+    period: each process's own graceful setting must end before that."""
+    config = {k: v for k, v in _k8s("ConfigMap", "amend-config")["data"].items()}
+    settings = _validate_settings(config, monkeypatch)
+    for name, grace in (
+        ("amend-worker", settings.worker_graceful_shutdown_s),
+        ("amend-gateway", settings.gateway_graceful_shutdown_s),
+    ):
+        pod = _k8s("Deployment", name)["spec"]["template"]["spec"]
+        assert pod["terminationGracePeriodSeconds"] > grace, name
+    # compose sets neither: the defaults apply.
+    services = _compose()["services"]
+    for name, grace in (
+        ("worker", FIELDS["worker_graceful_shutdown_s"].default),
+        ("gateway", FIELDS["gateway_graceful_shutdown_s"].default),
+    ):
+        period = str(services[name]["stop_grace_period"])
+        assert period.endswith("s") and float(period[:-1]) > grace, name
 
 
 def test_pods_run_as_the_image_user_and_share_artifacts() -> None:
@@ -892,14 +934,62 @@ def test_dockerfile_base_user_and_port() -> None:
     assert images and all(image == "python:3.11-slim" for image in images)
     user = _docker("USER")[-1].split(":")[0]
     assert user not in ("root", "0") and int(user) >= 1000
-    assert _docker("EXPOSE") == ["8000"]
+    assert _docker("EXPOSE") == ["8000 8001"]
     env = _docker_env()
     assert env["AMEND_GATEWAY_PORT"] == "8000" == str(FIELDS["gateway_port"].default)
     assert env["AMEND_GATEWAY_HOST"] == "0.0.0.0"
 
 
-def test_dockerfile_installs_the_project_and_bakes_no_secret() -> None:
-    assert any(re.search(r"pip install \.(\s|$)", rest) for rest in _docker("RUN"))
+def test_dockerfile_installs_the_lock_with_hashes_then_the_project_alone() -> None:
+    runs = _docker("RUN")
+    [locked] = [i for i, r in enumerate(runs) if "-r requirements.lock" in r]
+    assert "--require-hashes" in runs[locked]
+    [project] = [i for i, r in enumerate(runs) if re.search(r"pip install --no-deps \.(\s|$)", r)]
+    assert locked < project
+    assert "deploy/requirements.lock ./" in _docker("COPY")
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    return {canonicalize_name(Requirement(r).name) for r in requirements}
+
+
+def _lock() -> dict[str, str]:
+    """name -> pinned version of deploy/requirements.lock; every pin has hashes."""
+    from packaging.utils import canonicalize_name
+
+    pins: dict[str, str] = {}
+    text = (DEPLOY / "requirements.lock").read_text()
+    for block in re.split(r"\n(?=[A-Za-z0-9])", text):
+        head = block.split("\\", 1)[0].strip()
+        if not head or head.startswith("#"):
+            continue
+        name, _, version = head.split(";", 1)[0].strip().partition("==")
+        assert version, f"not pinned: {head}"
+        assert "--hash=sha256:" in block, f"no hash: {head}"
+        pins[canonicalize_name(name)] = version
+    return pins
+
+
+def test_the_lock_pins_every_runtime_dependency_within_its_range() -> None:
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = _lock()
+    for line in project["dependencies"]:
+        requirement = Requirement(line)
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not in the lock: run `make lock`"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]}: `make lock`"
+    # The dev stack's servers stay out of the image.
+    dev_only = _requirement_names(project["optional-dependencies"]["dev"])
+    assert not dev_only & set(pins), sorted(dev_only & set(pins))
+
+
+def test_dockerfile_bakes_no_secret() -> None:
     env = _docker_env()
     assert set(k for k in env if k.startswith("AMEND_")) <= set(ENV_VARS) - SECRET_ENV_VARS
     assert not set(_docker_args()) & (SECRET_ENV_VARS | {"PASSWORD", "TOKEN"})
@@ -944,7 +1034,15 @@ def test_dockerfile_copies_every_package() -> None:
         for line in (DEPLOY / "Dockerfile.dockerignore").read_text().splitlines()
         if line.startswith("!")
     }
-    assert set(packages) | {"pyproject.toml", "deploy/healthcheck.py"} <= allowed
+    assert (
+        set(packages)
+        | {
+            "pyproject.toml",
+            "deploy/healthcheck.py",
+            "deploy/requirements.lock",
+        }
+        <= allowed
+    )
     assert "deploy/healthcheck.py" in copied
     assert (DEPLOY / "healthcheck.py").is_file()
 

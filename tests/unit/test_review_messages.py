@@ -18,14 +18,17 @@ from constitution import (
     ProposalState,
     RoundSpec,
 )
-from constitution.contracts import ProposalStatus, SlackMessageRef
+from constitution.contracts import ProposalStatus, SlackMessageRef, Voters, Withdrawal
+from constitution.findings import CheckVerdict, Verdict
 from constitution.models import ReviewPolicy
 from constitution.review import eligible_reviewers, policy_for, settle
 from constitution.samples import sample_constitution
 from review.messages import (
+    modify_view,
     parse_view_metadata,
     proposal_blocks,
     reject_view,
+    summary_text,
 )
 
 NOW = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -56,8 +59,11 @@ def revision(rationale: str = "Evidence e1 shows the gap.", strict: bool = False
     )
 
 
-def blocks(status: ProposalStatus) -> list[dict[str, Any]]:
-    rendered = proposal_blocks("round-r", status, sample_constitution(), "http://gw")
+ALONE = Voters(reviewers=["UA"], policy=ReviewPolicy())
+
+
+def blocks(status: ProposalStatus, voters: Voters = ALONE) -> list[dict[str, Any]]:
+    rendered = proposal_blocks("round-r", status, sample_constitution(), voters, "http://gw")
     return [b.to_dict() for b in rendered]
 
 
@@ -155,7 +161,9 @@ def test_the_message_shows_the_change_as_a_diff_with_its_evidence_and_buttons() 
 def test_the_message_quotes_the_evidence_it_rests_on_cut_short() -> None:
     status = ProposalStatus(proposal=revision(), state=ProposalState.posted)
     evidence = {"e1": "A red-team prompt got a refusal\nthat named no principle. " * 20}
-    rendered = proposal_blocks("round-r", status, sample_constitution(), "http://gw", evidence)
+    rendered = proposal_blocks(
+        "round-r", status, sample_constitution(), ALONE, "http://gw", evidence
+    )
     [excerpts] = [
         b["text"]["text"] for b in (r.to_dict() for r in rendered) if "*Evidence:*" in str(b)
     ]
@@ -170,32 +178,160 @@ def test_long_content_is_cut_within_slacks_limits_with_a_link_to_the_full_propos
     sections = [b["text"]["text"] for b in rendered if b["type"] == "section"]
     assert all(len(t) <= 3000 for t in sections)
     [why] = [t for t in sections if t.startswith("*Why:*")]
-    assert why.endswith("<http://gw/rounds/r|full proposal>")
+    assert why.endswith("<http://gw/rounds/r#r-p1|full proposal>")
     assert len(rendered) <= 50
 
 
 def test_votes_show_while_open_and_the_outcome_replaces_the_buttons_once_settled() -> None:
     proposal = revision(strict=True)
+    two = Voters(reviewers=["UA", "UB", "UC"], policy=ReviewPolicy(quorum=2))
     open_ = ProposalStatus(
         proposal=proposal,
         state=ProposalState.posted,
         decisions=[vote("UA", "accept")],
         accepts_needed=2,
     )
-    text = str(blocks(open_))
+    text = str(blocks(open_, two))
     assert "protected principle" in text
-    assert "<@UA>" in text and "2 accepts needed" in text
+    assert ":white_check_mark: accept by <@UA>" in text
     settled = open_.model_copy(
         update={
             "state": ProposalState.modified,
             "decisions": [vote("UA", "accept"), vote("UB", "modify", "Kinder words.")],
         }
     )
-    rendered = blocks(settled)
+    rendered = blocks(settled, two)
     assert not [b for b in rendered if b["type"] == "actions"]
     last = rendered[-1]["text"]["text"]
     assert last.startswith(":pencil2: Accepted with changes by <@UB> at 2026-11-30 09:00 UTC")
     assert ">Kinder words." in last and "<@UA>" in last
+
+
+def test_the_message_says_who_may_vote_and_who_is_still_required() -> None:
+    voters = Voters(
+        reviewers=["UA", "UB", "UC"], groups=["S0SAFETY"], policy=ReviewPolicy(quorum=2)
+    )
+    status = ProposalStatus(
+        proposal=revision(), state=ProposalState.posted, decisions=[vote("UA", "accept")]
+    )
+    [votes] = [b["text"]["text"] for b in blocks(status, voters) if "*Votes:*" in str(b)]
+    assert "*Who decides:* <@UA>, <@UB>, <@UC>, members of <!subteam^S0SAFETY>" in votes
+    assert "2 accepts adopt it, one reject rejects it" in votes
+    assert "1 of 2 accepts; waiting for <@UB> or <@UC>" in votes
+    # Before anyone voted, two more accepts are needed from any of them.
+    fresh = status.model_copy(update={"decisions": []})
+    [votes] = [b["text"]["text"] for b in blocks(fresh, voters) if "*Votes:*" in str(b)]
+    assert "none yet · 0 of 2 accepts; waiting for 2 more of <@UA>, <@UB>, <@UC>" in votes
+
+
+def test_an_operator_override_names_the_operator_in_words_never_as_a_mention() -> None:
+    override = Decision(
+        proposal_id="r-p1",
+        kind=DecisionKind.accept,
+        reviewer="operator:alice",
+        comment="urgent fix",
+        decided_at=NOW,
+        override=True,
+    )
+    settled = ProposalStatus(
+        proposal=revision(), state=ProposalState.accepted, decisions=[override]
+    )
+    text = str(blocks(settled))
+    assert "by operator alice (override) at 2026-11-30 09:00 UTC" in text
+    assert "<@operator" not in text
+    summary = summary_text("r", "amending", [settled], None)
+    assert "accepted by operator alice (override)" in summary and "<@operator" not in summary
+
+
+def test_accept_on_a_protected_principle_asks_for_confirmation() -> None:
+    protected = revision()  # P1 is protected in the sample constitution
+    assert sample_constitution().principles[0].protected
+    [actions] = [
+        b
+        for b in blocks(ProposalStatus(proposal=protected, state=ProposalState.posted))
+        if b["type"] == "actions"
+    ]
+    accept = actions["elements"][0]
+    assert accept["action_id"] == "accept"
+    assert accept["confirm"]["confirm"]["text"] == "Accept"
+    assert "protected principle" in accept["confirm"]["text"]["text"]
+    plain = protected.model_copy(
+        update={"draft": protected.draft.model_copy(update={"target": "P3"})}
+    )
+    [actions] = [
+        b
+        for b in blocks(ProposalStatus(proposal=plain, state=ProposalState.posted))
+        if b["type"] == "actions"
+    ]
+    assert "confirm" not in actions["elements"][0]
+
+
+def test_the_protected_principle_warning_appears_once() -> None:
+    flagged = revision(strict=True).model_copy(
+        update={
+            "checks": [
+                CheckVerdict(
+                    check="protected",
+                    verdict=Verdict.flagged,
+                    detail="changes protected principle P1: the stricter review policy applies",
+                )
+            ]
+        }
+    )
+    text = str(blocks(ProposalStatus(proposal=flagged, state=ProposalState.posted)))
+    assert text.count("protected principle P1") == 1
+    # The confirmation dialog says so too, but that is not part of the message text.
+    assert ":lock: Changes protected principle P1" in text
+
+
+def test_a_withdrawn_message_says_why_and_by_whom() -> None:
+    withdrawn = ProposalStatus(
+        proposal=revision(),
+        state=ProposalState.withdrawn,
+        decisions=[vote("UA", "accept")],
+        withdrawal=Withdrawal(
+            actor="operator:ops-oliver", reason="round cancelled: wrong evidence", at=NOW
+        ),
+    )
+    rendered = blocks(withdrawn)
+    assert not [b for b in rendered if b["type"] == "actions"]
+    last = rendered[-1]["text"]["text"]
+    assert last.startswith(
+        ":heavy_minus_sign: Withdrawn by operator ops-oliver at 2026-11-30 09:00 UTC: "
+        "round cancelled: wrong evidence"
+    )
+    assert "accept by <@UA>" in last
+
+
+def test_the_round_summary_lists_each_outcome_and_links_the_round_page() -> None:
+    accepted = ProposalStatus(
+        proposal=revision(), state=ProposalState.accepted, decisions=[vote("UA", "accept")]
+    )
+    withdrawn = ProposalStatus(
+        proposal=revision().model_copy(update={"id": "r-p2"}),
+        state=ProposalState.withdrawn,
+        withdrawal=Withdrawal(actor="workflow", reason="the review deadline passed", at=NOW),
+    )
+    text = summary_text("r", "amending", [accepted, withdrawn], 2, "http://gw/rounds/r")
+    lines = text.splitlines()
+    assert (
+        lines[0]
+        == "Round `r` review ended (amending): 1 accepted, 1 withdrawn; new constitution v2."
+    )
+    assert lines[1] == "• `r-p1` revise P1: accepted by <@UA>"
+    assert lines[2] == "• `r-p2` revise P1: withdrawn by the round (the review deadline passed)"
+    assert lines[3].startswith("<http://gw/rounds/r|")
+
+
+def test_the_modify_modal_shows_the_current_text_and_edits_the_proposed_one() -> None:
+    status = ProposalStatus(proposal=revision(), state=ProposalState.posted)
+    current = sample_constitution().principles[0]
+    view = modify_view("round-r", status, "C1", "1.2", current).to_dict()
+    shown = " ".join(b["text"]["text"] for b in view["blocks"] if b["type"] == "section")
+    assert f">{current.text}" in shown and f"Current text of {current.id}" in shown
+    [text] = [b for b in view["blocks"] if b.get("block_id") == "text"]
+    assert text["element"]["initial_value"] == status.proposal.draft.text
+    assert "Proposed text" in text["label"]["text"]
 
 
 def test_the_reject_modal_asks_for_an_optional_reason_and_names_its_message() -> None:

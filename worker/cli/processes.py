@@ -104,7 +104,13 @@ def worker(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) ->
             console.print(f"worker polling {s.temporal_task_queue} on {s.temporal_address}")
             if s.worker_metrics_bind:
                 console.print(f"metrics on http://{s.worker_metrics_bind}/metrics")
+            if s.worker_health_bind:
+                console.print(f"health on http://{s.worker_health_bind}/healthz and /readyz")
             await stop.wait()
+            console.print(
+                "stopping: no new tasks; activities in flight have "
+                f"{s.worker_graceful_shutdown_s:g} s to finish"
+            )
 
     run(until_interrupted(main))
 
@@ -121,9 +127,15 @@ def gateway(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -
     async def main(stop: asyncio.Event) -> None:
         client = await temporal_client(s)
         app_ = gateway_app(s, database_url, client)
-        async with serve(app_, s.gateway_host, s.gateway_port) as served:
+        async with serve(
+            app_, s.gateway_host, s.gateway_port, graceful_shutdown_s=s.gateway_graceful_shutdown_s
+        ) as served:
             console.print(f"gateway on {served.url}")
             await stop.wait()
+            console.print(
+                "stopping: no new connections; accepted requests and decisions have "
+                f"{s.gateway_graceful_shutdown_s:g} s to be answered"
+            )
 
     run(until_interrupted(main))
 
@@ -135,7 +147,7 @@ def migrate(
 ) -> None:
     """Apply the ledger's migrations (safe to run twice or concurrently)."""
     from ledger.migrate import migrate_url
-    from worker.devstack import embedded_database, seed_sample_constitution
+    from worker.devstack import StackError, embedded_database, seed_sample_constitution
 
     s = settings()
 
@@ -144,8 +156,8 @@ def migrate(
 
     async def main() -> None:
         # Not `ledger_database`: it migrates first, and what was applied would go unreported.
-        if s.database_url is not None:
-            applied, seeded = await on(s.database_url.get_secret_value())
+        if s.ledger_url is not None:
+            applied, seeded = await on(s.ledger_url)
         else:
             async with embedded_database(s.data_dir) as url:
                 applied, seeded = await on(url)
@@ -157,5 +169,7 @@ def migrate(
         run(main())
     except MigrationError as error:
         raise fail(str(error)) from error
+    except StackError as error:
+        raise fail(str(error), EXIT_UNREACHABLE) from error
     except OSError as error:
         raise fail(f"cannot reach the database: {error}", EXIT_UNREACHABLE) from error

@@ -45,10 +45,12 @@ def configure_logging(verbose: bool, s: Settings) -> None:
 
 
 async def temporal_client(s: Settings, *, metrics: bool = False) -> Client:
-    from worker.runtime import connect_temporal
+    from worker.runtime import TemporalSettingsError, connect_temporal
 
     try:
         return await asyncio.wait_for(connect_temporal(s, metrics=metrics), 10)
+    except TemporalSettingsError as error:
+        raise fail(f"bad settings: {error}", EXIT_USAGE) from error
     except Exception as error:
         raise fail(
             f"cannot reach Temporal at {s.temporal_address}: {error}. "
@@ -78,11 +80,11 @@ def migration_hint(error: Exception, s: Settings) -> str:
 
 
 def required_database_url(s: Settings) -> str:
-    if s.database_url is None:
+    if s.ledger_url is None:
         raise fail(
             "set AMEND_DATABASE_URL (the embedded database belongs to `amend dev`)", EXIT_USAGE
         )
-    return s.database_url.get_secret_value()
+    return s.ledger_url
 
 
 def read_input(path: Path) -> str:
@@ -107,8 +109,7 @@ def on_ledger(call: Callable[[Ledger, Dashboards], Coroutine[Any, Any, T]]) -> T
     from worker.database import running_embedded_url
 
     s = settings()
-    url = s.database_url.get_secret_value() if s.database_url else None
-    url = url or running_embedded_url(s.data_dir)
+    url = s.ledger_url or running_embedded_url(s.data_dir)
     if url is None:
         raise fail(
             f"no ledger: set AMEND_DATABASE_URL, or run `amend dev` (data dir {s.data_dir})",

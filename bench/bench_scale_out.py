@@ -1,0 +1,121 @@
+"""Capacity per process, for sizing a deployment: rounds a second one `amend
+worker` process carries, clicks a second one `amend gateway` process answers,
+and what a second of each adds on this machine.
+
+The processes run as a deployment runs them (`bench/fleet.py`), on the run's
+dev server and PostgreSQL, with the stand-in model (no latency) and Slack in
+the benchmark's process. Rounds: ROUNDS rounds of two proposals are started
+together through the gateway(s), every proposal is accepted as soon as it is
+posted, and each round retrains on a small dataset; the figure is rounds
+completed per second from the first start to the last end. Clicks: with every
+round in review, all its clicks are sent at once, spread over the gateways;
+the figure is clicks answered "taken" per second. The floor of the two-process
+figures is the one-process figure: the ratio is the scaling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+from bench.fleet import CHANNEL, Fleet, running_fleet
+from bench.harness import BenchEnv, Figure, at_least
+from ledger.pool import create_pool
+from ledger.store import Ledger
+
+ROUNDS = 8
+SPEC = {
+    "max_proposals": 2,
+    "training": {"prompt_count": 4, "critique_passes": 1, "poll_interval": "PT0.2S"},
+}
+
+
+async def _clicks(fleet: Fleet, round_ids: list[str]) -> tuple[float, int]:
+    """All clicks of every round at once, spread over the gateways: (seconds, clicks)."""
+    messages = [m for r in round_ids for m in await fleet.messages(r, 2)]
+    gateways = fleet.gateways
+
+    async def click(index: int) -> None:
+        gateway = gateways[index % len(gateways)]
+        answer = await fleet.reviewer(gateway).click(messages[index], "accept", channel_id=CHANNEL)
+        if answer.json().get("outcome") not in ("taken", "pending"):
+            raise RuntimeError(f"a click was not taken: {answer.text}")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(click(i) for i in range(len(messages))))
+    return time.perf_counter() - started, len(messages)
+
+
+async def _measure(env: BenchEnv, processes: int) -> tuple[float, float]:
+    """(rounds/s, clicks/s) with `processes` workers and as many gateways."""
+    url = await env.database()
+    pool = await create_pool(url, max_size=2)
+    queue = f"amend-bench-{uuid.uuid4().hex[:8]}"
+    try:
+        async with running_fleet(
+            env.temporal.service_client.config.target_host,
+            Ledger(pool),
+            url,
+            queue,
+            env.workdir / queue,
+            workers=processes,
+            gateways=processes,
+            model_latency_s=0,
+        ) as fleet:
+            round_ids = [f"scale-{processes}-{n}" for n in range(ROUNDS)]
+            started = time.perf_counter()
+            await asyncio.gather(
+                *(
+                    fleet.start_round(fleet.gateways[n % processes], r, **SPEC)
+                    for n, r in enumerate(round_ids)
+                )
+            )
+            seconds, clicks = await _clicks(fleet, round_ids)
+            await asyncio.gather(
+                *(asyncio.wait_for(fleet.handle(env.temporal, r).result(), 600) for r in round_ids)
+            )
+            elapsed = time.perf_counter() - started
+    finally:
+        await pool.close()
+    return ROUNDS / elapsed, clicks / seconds
+
+
+async def run(env: BenchEnv) -> list[Figure]:
+    one_rounds, one_clicks = await _measure(env, 1)
+    two_rounds, two_clicks = await _measure(env, 2)
+    return [
+        Figure(
+            "scale-out: rounds per worker process",
+            one_rounds,
+            "rounds/s",
+            note=f"{ROUNDS} rounds of 2 proposals, started together, each retrained on 4 "
+            "examples; one `amend worker`, one `amend gateway`",
+        ),
+        Figure(
+            "scale-out: rounds with two worker processes",
+            two_rounds,
+            "rounds/s",
+            floor=one_rounds,
+            floor_name="one worker process",
+            target=at_least(1.0),
+            note="two workers and two gateways on a 2-core machine that also runs Temporal, "
+            "PostgreSQL and the stand-ins: the scaling is bounded by the cores",
+        ),
+        Figure(
+            "scale-out: clicks per gateway process",
+            one_clicks,
+            "clicks/s",
+            note=f"{2 * ROUNDS} accept clicks sent at once to one gateway, each answered taken "
+            "(or 'being recorded' at the 1.5 s ack budget)",
+        ),
+        Figure(
+            "scale-out: clicks with two gateway processes",
+            two_clicks,
+            "clicks/s",
+            floor=one_clicks,
+            floor_name="one gateway process",
+            target=at_least(1.0),
+            note="the same clicks spread over two gateways",
+        ),
+    ]
