@@ -197,8 +197,9 @@ async def start_round(stack: Stack, round_id: str, **spec: Any) -> None:
 REVIEW_CHANNEL = "C0AMENDREVIEW"
 
 
-async def run_cli(env: Mapping[str, str], *args: str) -> Result:
-    """Run `amend ...` in a thread (it runs its own event loop, as from a shell)."""
+async def run_cli(env: Mapping[str, str | None], *args: str) -> Result:
+    """Run `amend ...` in a thread (it runs its own event loop, as from a shell);
+    a None in `env` unsets that variable."""
     return await asyncio.to_thread(
         CliRunner().invoke, app, list(args), env=dict(env), prog_name="amend"
     )

@@ -7,6 +7,7 @@ the review channel does not exist."""
 from __future__ import annotations
 
 import json
+from urllib.parse import urlsplit
 
 from temporalio.testing import WorkflowEnvironment
 
@@ -78,3 +79,24 @@ async def test_the_doctor_exits_1_naming_what_is_missing_and_what_to_do(
         "json_object (json_schema: 400"
     )
     assert rows["x-request-id"]["detail"].startswith("not sent")
+
+
+async def test_without_a_model_url_or_slack_token_the_doctor_checks_the_dev_stacks_stand_ins(
+    dev_server: WorkflowEnvironment, stack_on: StackFactory, database_url: str
+) -> None:
+    async with stack_on(dev_server) as stack:
+        env: dict[str, str | None] = {
+            **stack_cli_env(stack, dev_server, database_url),
+            "AMEND_MODEL_BASE_URL": None,
+            "AMEND_MODEL_API_KEY": None,
+            "AMEND_SLACK_API_URL": None,
+            "AMEND_SLACK_BOT_TOKEN": None,
+            "AMEND_STAND_IN_PORT_MODEL": str(urlsplit(stack.model_stand_in_url or "").port),
+            "AMEND_STAND_IN_PORT_SLACK": str(urlsplit(stack.slack_stand_in_url or "").port),
+        }
+        listed = await run_cli(env, "doctor", "--json")
+
+    assert listed.exit_code == 0, listed.output
+    rows = {row["dependency"]: row for row in json.loads(listed.stdout)}
+    assert rows["model server"]["detail"].endswith("(the stand-in of `amend dev`)")
+    assert "(the stand-in of `amend dev` at http://127.0.0.1:" in rows["Slack auth.test"]["detail"]

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import asyncpg
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from rich.markup import escape
 from rich.table import Table
 from slack_sdk.errors import SlackApiError
@@ -242,7 +242,7 @@ async def check_slack(s: Settings) -> list[Check]:
         s = s.model_copy(
             update={
                 "slack_api_url": f"http://127.0.0.1:{s.stand_in_port_slack}",
-                "slack_bot_token": SlackStandInConfig().bot_token,
+                "slack_bot_token": SecretStr(SlackStandInConfig().bot_token),
             }
         )
     where = f" (the stand-in of `amend dev` at {s.slack_api_url})" if stand_in else ""
