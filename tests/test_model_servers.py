@@ -2,20 +2,26 @@
 the stand-in model's switches on the Temporal dev server and real PostgreSQL:
 no structured outputs (refused with a 422, or a 400 that names nothing), JSON
 mode only, tool calling only, no fine-tuning API, no `x-request-id`, a long
-Retry-After, and a grader that cannot grade an impact preview."""
+Retry-After, and a grader that cannot grade an impact preview; and an output
+mode fixed by settings, used without probing."""
 
 from __future__ import annotations
 
 import httpx
+import openai
 import pytest
 from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
-from constitution import RoundState
+from activities.model import Model
+from constitution import Grade, RoundState
+from constitution.capabilities import OutputMode
 from constitution.contracts import RoundResult, RoundStatus
 from ledger.store import Ledger
+from standins.model.app import create_app
 from standins.model.config import ScriptedModelConfig
 from standins.reviewer import wait_for_proposals
+from standins.serving import serve
 from tests.conftest import (
     StackFactory,
     accepted_round,
@@ -213,3 +219,20 @@ async def standin_slack_posts(slack_url: str) -> int:
     async with httpx.AsyncClient(base_url=slack_url) as http:
         calls = (await http.get("/_standin/calls")).json()
     return sum(1 for call in calls if call["method"] == "chat.postMessage")
+
+
+async def test_an_output_mode_set_in_settings_is_used_without_probing_the_server() -> None:
+    async with (
+        serve(create_app(ScriptedModelConfig())) as served,
+        openai.AsyncOpenAI(base_url=f"{served.url}/v1", api_key="k", max_retries=0) as client,
+    ):
+        model = Model(client, "amend-proposer", output_mode=OutputMode.tools)
+        found = await model.capabilities.of("amend-proposer")
+        answer = await model.structured(Grade, "Grade it.", "<response>ok</response>")
+        async with httpx.AsyncClient(base_url=served.url) as http:
+            formats = (await http.get("/_standin/stats")).json()["formats"]
+
+    assert found.mode_from_settings and found.output_mode is OutputMode.tools
+    assert found.json_schema is found.json_object is found.tools is None  # not probed
+    assert answer.mode is OutputMode.tools and isinstance(answer.value, Grade)
+    assert formats == {"tools": 1}
