@@ -140,7 +140,7 @@ class Capabilities:
                 ids.append(had_id)
         for name, listing in (
             ("batch_api", lambda: self.client.batches.with_raw_response.list(limit=1)),
-            ("files", lambda: self.client.files.with_raw_response.list()),
+            ("files", lambda: self.client.files.with_raw_response.list(limit=1)),
             ("fine_tuning", lambda: self.client.fine_tuning.jobs.with_raw_response.list(limit=1)),
         ):
             offered[name], evidence[name], had_id = await self._probe_endpoint(listing)
