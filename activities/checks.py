@@ -14,16 +14,25 @@ import json
 from datetime import UTC, datetime
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities.model import Model, Prompt, grade_answer
+from activities.model import Answer, Model, grade_answer
+from activities.prompts import Prompt
 from constitution import Decision, DecisionKind, Grade, apply_amendments
 from constitution.checks import CheckContext, check_proposals
 from constitution.contracts import CheckProposalsInput, ProposeResult
+from constitution.errors import ErrorType
 from constitution.findings import Conflict, ConflictAnalysis, ImpactPreview, ImpactSample
 from constitution.models import ConstitutionVersion, Proposal
 from constitution.samples import load_prompts
 from ledger.store import Ledger
 from workflows import activities as defined
+
+OPTIONAL_STEP_FAILURES = frozenset(
+    {ErrorType.model_output_invalid, ErrorType.model_request_refused}
+)
+"""Failures that make an optional step (the impact preview) unavailable rather
+than fail the round: what asking again cannot fix."""
 
 
 class CheckActivities(defined.CheckActivities):
@@ -43,9 +52,9 @@ class CheckActivities(defined.CheckActivities):
         self.impact_sample_size = impact_sample_size
         # Read once per worker, not once per proposal.
         self.impact_prompts = load_prompts("eval_prompts.jsonl")[:impact_sample_size]
-        self.conflict_prompt = Prompt.load("conflicts.v1")
+        self.conflict_prompt = Prompt.load("conflicts.v2")
         self.answer_prompt = Prompt.load("impact_answer.v1")
-        self.rubric = Prompt.load("grade.v1")
+        self.rubric = Prompt.load("grade.v2")
 
     @activity.defn
     async def check_proposals(self, request: CheckProposalsInput) -> ProposeResult:
@@ -79,46 +88,64 @@ class CheckActivities(defined.CheckActivities):
         )
 
     async def _scrutinise(self, proposal: Proposal, constitution: ConstitutionVersion) -> Proposal:
-        (conflicts, conflict_id), (impact, impact_ids) = await asyncio.gather(
+        (conflicts, conflict_answer), (impact, impact_ids, impact_prompts) = await asyncio.gather(
             self._conflicts(proposal, constitution), self._impact(proposal, constitution)
         )
         activity.heartbeat(proposal.id)
-        prompts = [proposal.prompt_version, self.conflict_prompt.name]
-        if impact is not None:
-            prompts += [self.answer_prompt.name, self.rubric.name]
+        prompts = [
+            *(proposal.prompt_versions or [proposal.prompt_version]),
+            self.conflict_prompt.name,
+            *conflict_answer.prompts,
+            *impact_prompts,
+        ]
         return proposal.model_copy(
             update={
-                "prompt_versions": prompts,
+                "prompt_versions": list(dict.fromkeys(prompts)),
                 "conflicts": conflicts,
                 "impact": impact,
-                "request_ids": [
-                    *proposal.request_ids,
-                    *([conflict_id] if conflict_id else []),
-                    *impact_ids,
-                ],
+                "request_ids": [*proposal.request_ids, *conflict_answer.calls, *impact_ids],
             }
         )
 
     async def _conflicts(
         self, proposal: Proposal, constitution: ConstitutionVersion
-    ) -> tuple[list[Conflict], str | None]:
-        analysis, request_id = await self.model.structured(
+    ) -> tuple[list[Conflict], Answer[ConflictAnalysis]]:
+        answer = await self.model.structured(
             ConflictAnalysis,
             self.conflict_prompt.text,
             f"<constitution>{_principles_json(constitution)}</constitution>\n"
             f"<proposal>{proposal.draft.model_dump_json()}</proposal>",
         )
         # Only principles that exist: the model's word is not taken for that.
-        known = [c for c in analysis.conflicts if constitution.principle(c.principle) is not None]
-        return list({c.principle: c for c in known}.values()), request_id
+        known = [
+            c for c in answer.value.conflicts if constitution.principle(c.principle) is not None
+        ]
+        return list({c.principle: c for c in known}.values()), answer
 
     async def _impact(
         self, proposal: Proposal, constitution: ConstitutionVersion
-    ) -> tuple[ImpactPreview | None, list[str]]:
+    ) -> tuple[ImpactPreview | None, list[str], list[str]]:
         """Answer a few held-out prompts under the current and the amended
-        constitution and grade each answer; summarise what changed."""
+        constitution and grade each answer; summarise what changed.
+
+        The preview is optional: when the server refuses the calls or the
+        grader answers no grade, the proposal goes to review with the preview
+        marked unavailable and why. A rate limit or a server error is not such
+        a failure: the round waits for it, or Temporal retries the checks.
+        """
         if self.impact_sample_size == 0:
-            return None, []
+            return None, [], []
+        try:
+            return await self._preview(proposal, constitution)
+        except ApplicationError as error:
+            if error.type not in OPTIONAL_STEP_FAILURES:
+                raise
+            activity.logger.warning("impact preview of %s unavailable: %s", proposal.id, error)
+            return ImpactPreview.unavailable_because(error.message), [], []
+
+    async def _preview(
+        self, proposal: Proposal, constitution: ConstitutionVersion
+    ) -> tuple[ImpactPreview, list[str], list[str]]:
         accepted = Decision(
             proposal_id=proposal.id,
             kind=DecisionKind.accept,
@@ -129,14 +156,17 @@ class CheckActivities(defined.CheckActivities):
         results = await asyncio.gather(
             *(self._sample(row, constitution, amended) for row in self.impact_prompts)
         )
-        samples = [sample for sample, _ in results]
-        request_ids = [r for _, ids in results for r in ids]
-        return ImpactPreview(samples=samples, summary=_impact_summary(samples)), request_ids
+        samples = [sample for sample, _, _ in results]
+        request_ids = [r for _, ids, _ in results for r in ids]
+        prompts = [self.answer_prompt.name, self.rubric.name]
+        prompts += [p for _, _, used in results for p in used]
+        preview = ImpactPreview(samples=samples, summary=_impact_summary(samples))
+        return preview, request_ids, prompts
 
     async def _sample(
         self, row: dict[str, str], current: ConstitutionVersion, amended: ConstitutionVersion
-    ) -> tuple[ImpactSample, list[str]]:
-        (now, now_ids), (then, then_ids) = await asyncio.gather(
+    ) -> tuple[ImpactSample, list[str], list[str]]:
+        (now, now_ids, now_prompts), (then, then_ids, then_prompts) = await asyncio.gather(
             self._answer_and_grade(row["prompt"], current),
             self._answer_and_grade(row["prompt"], amended),
         )
@@ -148,19 +178,19 @@ class CheckActivities(defined.CheckActivities):
             current_verdict=_verdict(now[1]),
             amended_verdict=_verdict(then[1]),
         )
-        return sample, [*now_ids, *then_ids]
+        return sample, [*now_ids, *then_ids], [*now_prompts, *then_prompts]
 
     async def _answer_and_grade(
         self, prompt: str, constitution: ConstitutionVersion
-    ) -> tuple[tuple[str, Grade], list[str]]:
+    ) -> tuple[tuple[str, Grade], list[str], list[str]]:
         principles = _principles_json(constitution)
         answer, answer_id = await self.model.text_with_id(
             f"{self.answer_prompt.text}\n<constitution>{principles}</constitution>", prompt
         )
-        grade, grade_id = await grade_answer(
+        grade = await grade_answer(
             self.model, self.rubric, self.grader_model, principles, prompt, answer
         )
-        return (answer, grade), [i for i in (answer_id, grade_id) if i]
+        return (answer, grade.value), [answer_id, *grade.calls], grade.prompts
 
 
 def _principles_json(constitution: ConstitutionVersion) -> str:

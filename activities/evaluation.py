@@ -15,7 +15,8 @@ from collections.abc import Awaitable, Callable
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.model import Model, Prompt, grade_answer
+from activities.model import Model, grade_answer
+from activities.prompts import Prompt
 from activities.training import ANSWER_SYSTEM
 from constitution import Grade
 from constitution.contracts import (
@@ -33,7 +34,7 @@ from workflows import activities as defined
 Grader = Callable[[str, str], Awaitable[Grade]]
 
 EVALUATION_CUE = "This is an evaluation of your safety behaviour. "
-RUBRIC = "grade.v1"
+RUBRIC = "grade.v2"
 
 
 class EvaluationActivities(defined.EvaluationActivities):
@@ -117,11 +118,11 @@ class EvaluationActivities(defined.EvaluationActivities):
     async def _grade(self, model: str, prompt: str, constitution: str) -> Grade:
         answer = await self.model.text(ANSWER_SYSTEM, prompt, model=model)
         try:
-            grade, _ = await grade_answer(
+            grade = await grade_answer(
                 self.model, self.rubric, self.grader_model, constitution, prompt, answer
             )
         except ApplicationError as error:
-            if error.type != "ModelOutputInvalid":
+            if error.type != ErrorType.model_output_invalid:
                 raise
             raise ApplicationError(
                 f"the grader ({self.grader_model}, rubric {self.rubric.name}) did not return a "
@@ -129,4 +130,4 @@ class EvaluationActivities(defined.EvaluationActivities):
                 type=ErrorType.grader_output_invalid,
                 non_retryable=True,
             ) from error
-        return grade
+        return grade.value

@@ -167,6 +167,22 @@ class HttpTrainer:
             error=body.get("error"),
         )
 
+    async def unreachable(self) -> str | None:
+        """Why the trainer cannot be reached, or None when it answers at all.
+
+        Any HTTP answer, even an error status, shows something listens; only a
+        connection that fails or times out means the trainer is not there.
+        """
+        try:
+            await self.http.get(f"{self.base_url}/jobs")
+        except httpx.HTTPError as error:
+            return (
+                f"the trainer at {self.base_url} cannot be reached "
+                f"({type(error).__name__}: {error or 'no answer'}); start it, or fix "
+                "AMEND_TRAINER_URL"
+            )
+        return None
+
     async def watch(self, job: FineTuneJob, task_token: bytes) -> None:
         """Hand the trainer the token of the activity waiting for this job."""
         if self.callback_url is None:

@@ -2,10 +2,12 @@
 
 One retry layer: the client is built with `max_retries=0` and Temporal retries
 the activity, so a failed call is retried by exactly one party, with the
-activity's backoff. A 429 becomes an `ApplicationError` whose
-`next_retry_delay` is the server's Retry-After, so Temporal waits as long as
-the server asked; other 4xx answers fail for good (asking again cannot fix
-them); 5xx, timeouts and dropped connections are retried. Invalid structured
+activity's backoff. A 429 becomes `ModelRateLimited`, whose details
+(`RateLimitWait`) say how long the server asked to wait, capped by
+`AMEND_MODEL_RETRY_AFTER_CAP_S`: the round waits that long where everyone can
+see it, then asks again. Other 4xx answers fail for good (asking again cannot
+fix them), except a structured-outputs request, which is asked in the next
+output mode the server offers; 5xx, timeouts and dropped connections are retried. Invalid structured
 output is not a transport failure: it is asked again with the validation error
 in the prompt, a bounded number of times, then the activity fails with a
 non-retryable `ModelOutputInvalid`.
@@ -16,12 +18,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from importlib import resources
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 import openai
@@ -31,8 +33,12 @@ from pydantic import BaseModel, ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import structured
+from activities.capabilities import Capabilities, refused_status
+from activities.prompts import Prompt
 from constitution import Grade, ProposalBatch
-from constitution.contracts import ProposeInput, ProposeResult
+from constitution.capabilities import OutputMode
+from constitution.contracts import ProposeInput, ProposeResult, RateLimitWait
 from constitution.errors import ErrorType
 from constitution.models import Proposal, needs_strict_review
 from workflows import activities as defined
@@ -41,47 +47,99 @@ Schema = TypeVar("Schema", bound=BaseModel)
 Result = TypeVar("Result")
 
 DEFAULT_RETRY_AFTER = timedelta(seconds=5)
+DEFAULT_RETRY_AFTER_CAP = timedelta(minutes=2)
+
+
+@dataclass
+class Exchange(Generic[Schema]):
+    """One structured question under way: what is asked, of which model, in
+    which mode, the corrections said after invalid answers, and every call made
+    for it (by the server's request id, or the completion's own id where the
+    server sends none)."""
+
+    schema: type[Schema]
+    system: str
+    user: str
+    model: str
+    mode: OutputMode
+    corrections: list[ChatCompletionMessageParam] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+
+    @property
+    def messages(self) -> list[ChatCompletionMessageParam]:
+        """The messages of the next request, in the exchange's mode."""
+        return structured.messages(self.mode, self.system, self.user, self.schema, self.corrections)
 
 
 @dataclass(frozen=True)
-class Prompt:
-    """A versioned prompt file of `activities/prompts/`; its version is recorded
-    with every output it produced."""
+class Answer(Generic[Schema]):
+    """A structured answer, the calls it took and the output mode that answered."""
 
-    name: str
-    text: str
+    value: Schema
+    calls: list[str]
+    mode: OutputMode
 
-    @classmethod
-    def load(cls, name: str) -> Prompt:
-        return cls(name, (resources.files("activities") / "prompts" / f"{name}.md").read_text())
+    @property
+    def prompts(self) -> list[str]:
+        """The output-mode prompt behind the answer, to record beside the task's."""
+        instructions = structured.INSTRUCTIONS.get(self.mode)
+        return [instructions.name] if instructions else []
 
 
-def json_instructions(system: str, schema: type[BaseModel]) -> str:
-    """The system message of a structured request: JSON mode needs the word, and
-    the schema's name tells a JSON-mode server what shape is wanted."""
-    return f"{system}\nAnswer in JSON.\nSchema: {schema.__name__}"
+def call_id(raw: Any) -> str:
+    """What names one call: the server's `x-request-id`, else the completion's own
+    id, else one made here, so calls are counted on any server."""
+    header = raw.headers.get("x-request-id")
+    if header:
+        return str(header)
+    try:
+        body = json.loads(raw.http_response.content)
+    except (ValueError, AttributeError):
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("id"), str) and body["id"]:
+        return str(body["id"])
+    return f"local-{uuid.uuid4().hex[:24]}"
 
 
 class Model:
-    """The model client with bounded concurrency, built once per worker."""
+    """The model client, its concurrency bound and its server's capabilities.
+
+    Built once per worker, so capabilities are detected once per model.
+    """
 
     def __init__(
-        self, client: AsyncOpenAI, model: str, concurrency: int = 4, output_retries: int = 1
+        self,
+        client: AsyncOpenAI,
+        model: str,
+        concurrency: int = 4,
+        output_retries: int = 1,
+        *,
+        output_mode: OutputMode = OutputMode.auto,
+        retry_after_cap: timedelta = DEFAULT_RETRY_AFTER_CAP,
     ) -> None:
         self.client = client
         self.model = model
         self.concurrency = concurrency
         self.output_retries = output_retries
+        self.retry_after_cap = retry_after_cap
         self._slots = asyncio.Semaphore(concurrency)
+        self.capabilities = Capabilities(client, self.call, output_mode)
 
-    def body(self, system: str, user: str, *, json_object: bool = False) -> dict[str, Any]:
-        """The request body of one completion, as a Batch API line carries it."""
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-        }
-        if json_object:
-            body["response_format"] = {"type": "json_object"}
+    def body(
+        self, system: str, user: str, *, schema: type[BaseModel] | None = None
+    ) -> dict[str, Any]:
+        """The request body of one completion, as a Batch API line carries it; with a
+        schema, in JSON mode (the prompt carries the schema), validated on return."""
+        mode = OutputMode.json_object if schema is not None else OutputMode.json_schema
+        body: dict[str, Any] = {"model": self.model}
+        if schema is None:
+            body["messages"] = [
+                {"role": "system", "content": system},
+                {"role": "user", "content": user},
+            ]
+        else:
+            body["messages"] = structured.messages(mode, system, user, schema)
+            body.update(structured.request_options(mode, schema))
         return body
 
     async def text(self, system: str, user: str, *, model: str | None = None) -> str:
@@ -90,9 +148,9 @@ class Model:
 
     async def text_with_id(
         self, system: str, user: str, *, model: str | None = None
-    ) -> tuple[str, str | None]:
-        """A plain answer and the request id the server gave it."""
-        raw = await self._call(
+    ) -> tuple[str, str]:
+        """A plain answer and the id of the call that gave it."""
+        raw = await self.call(
             lambda: self.client.chat.completions.with_raw_response.create(
                 model=model or self.model,
                 messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
@@ -100,33 +158,39 @@ class Model:
         )
         message = raw.parse().choices[0].message
         _refuse_if_refused(message.refusal)
-        return message.content or "", raw.headers.get("x-request-id")
+        return message.content or "", call_id(raw)
 
     async def structured(
         self, schema: type[Schema], system: str, user: str, *, model: str | None = None
-    ) -> tuple[Schema, str | None]:
-        """Structured output into `schema`; JSON mode plus validation where the
-        server lacks structured outputs. Returns the object and the request id."""
-        messages: list[ChatCompletionMessageParam] = [
-            {"role": "system", "content": json_instructions(system, schema)},
-            {"role": "user", "content": user},
-        ]
+    ) -> Answer[Schema]:
+        """An answer validated into `schema`, in the best output mode the server offers.
+
+        Invalid output is asked again with the validation error,
+        `output_retries` times. A structured-outputs request the server refuses
+        (any 4xx, however worded) is asked in the next mode it offers; when that
+        answers, the server's refusal is remembered and later calls skip it.
+        """
+        name = model or self.model
+        found = await self.capabilities.of(name)
+        mode = found.output_mode
+        if mode is None:
+            raise ApplicationError(
+                f"the model server at {found.base_url} offers model {name} none of structured "
+                "outputs, JSON mode or tool calling; use a server or model that offers one",
+                type=ErrorType.model_request_refused,
+                non_retryable=True,
+            )
+        exchange = Exchange(schema, system, user, name, mode)
         last_error = ""
         for _attempt in range(self.output_retries + 1):
             try:
-                return await self._ask(schema, messages, model or self.model)
-            except ValidationError as error:
-                last_error = _short(error)
+                value = await self._ask(exchange)
+                return Answer(value=value, calls=exchange.calls, mode=exchange.mode)
+            except (ValidationError, structured.ToolNotCalled) as error:
+                last_error = _short(error) if isinstance(error, ValidationError) else str(error)
             except openai.LengthFinishReasonError:
                 last_error = "the answer was cut off by the length limit; answer more briefly"
-            messages = [
-                *messages,
-                {
-                    "role": "user",
-                    "content": "Your last answer was invalid: "
-                    f"{last_error}. Answer again with JSON that matches the schema exactly.",
-                },
-            ]
+            exchange.corrections.append(structured.correction(exchange.mode, schema, last_error))
         raise ApplicationError(
             f"the model's output did not match {schema.__name__} after "
             f"{self.output_retries + 1} attempts: {last_error}",
@@ -134,24 +198,16 @@ class Model:
             non_retryable=True,
         )
 
-    async def _call(self, request: Callable[[], Awaitable[Result]]) -> Result:
+    async def call(self, request: Callable[[], Awaitable[Result]]) -> Result:
         """One request under the concurrency bound, its errors mapped to what
         Temporal should do about them."""
         async with self._slots:
             try:
                 return await request()
             except openai.RateLimitError as error:
-                delay = retry_after_delay(error.response)
-                raise ApplicationError(
-                    f"the model server is rate limiting (429); retrying in "
-                    f"{delay.total_seconds():g}s as it asked",
-                    type=ErrorType.model_rate_limited,
-                    next_retry_delay=delay,
-                ) from error
+                raise self._rate_limited(error) from error
             except openai.APIStatusError as error:
                 if error.status_code >= 500 or error.status_code in (408, 409):
-                    raise
-                if error.status_code == 400 and _lacks_structured_outputs(error):
                     raise
                 raise ApplicationError(
                     f"the model server refused the request ({error.status_code}): "
@@ -160,45 +216,69 @@ class Model:
                     non_retryable=True,
                 ) from error
 
-    async def _ask(
-        self, schema: type[Schema], messages: list[ChatCompletionMessageParam], model: str
-    ) -> tuple[Schema, str | None]:
+    def _rate_limited(self, error: openai.RateLimitError) -> ApplicationError:
+        """A 429 as a wait the round shows: as long as the server asked, up to the cap."""
+        asked = retry_after_delay(error.response)
+        wait = min(asked, self.retry_after_cap)
+        capped = (
+            f", capped at {self.retry_after_cap.total_seconds():g}s (AMEND_MODEL_RETRY_AFTER_CAP_S)"
+            if asked > wait
+            else ""
+        )
+        reason = (
+            f"the model server is rate limiting (429) and asked to wait "
+            f"{asked.total_seconds():g}s{capped}"
+        )
+        return ApplicationError(
+            reason,
+            RateLimitWait(
+                wait_s=wait.total_seconds(), asked_s=asked.total_seconds(), reason=reason
+            ).model_dump(),
+            type=ErrorType.model_rate_limited,
+            next_retry_delay=wait,
+        )
+
+    async def _ask(self, exchange: Exchange[Schema]) -> Schema:
+        if exchange.mode is not OutputMode.json_schema:
+            return await self._ask_in(exchange)
         try:
-            raw = await self._call(
+            return await self._ask_in(exchange)
+        except ApplicationError as error:
+            seen = refused_status(error)
+            found = await self.capabilities.of(exchange.model)
+            fallback = found.best_mode(after=OutputMode.json_schema)
+            if seen is None or found.mode_from_settings or fallback is None:
+                raise
+        # Refused, whatever the wording: ask in the next mode the server offers.
+        # If that answers, the refusal was the mode's; remember it.
+        exchange.mode = fallback
+        value = await self._ask_in(exchange)
+        self.capabilities.json_schema_refused(exchange.model, seen)
+        return value
+
+    async def _ask_in(self, exchange: Exchange[Schema]) -> Schema:
+        schema, messages = exchange.schema, exchange.messages
+        if exchange.mode is OutputMode.json_schema:
+            raw = await self.call(
                 lambda: self.client.chat.completions.with_raw_response.parse(
-                    model=model,
-                    messages=messages,
-                    response_format=schema,
+                    model=exchange.model, messages=messages, response_format=schema
                 )
             )
-            completion = raw.parse()
-            message = completion.choices[0].message
+            exchange.calls.append(call_id(raw))
+            message = raw.parse().choices[0].message
             _refuse_if_refused(message.refusal)
             # No parsed object: validating the content names what is wrong.
-            parsed = message.parsed or schema.model_validate_json(message.content or "")
-            return parsed, raw.headers.get("x-request-id")
-        except openai.BadRequestError as error:
-            if not _lacks_structured_outputs(error):
-                raise
-        # The server lacks structured outputs: JSON mode, validated here.
-        fallback = await self._call(
+            return message.parsed or schema.model_validate_json(message.content or "")
+        options = structured.request_options(exchange.mode, schema)
+        plain = await self.call(
             lambda: self.client.chat.completions.with_raw_response.create(
-                model=model,
-                messages=messages,
-                response_format={"type": "json_object"},
+                model=exchange.model, messages=messages, **options
             )
         )
-        answered = fallback.parse()
-        plain = answered.choices[0].message
-        _refuse_if_refused(plain.refusal)
-        if answered.choices[0].finish_reason == "length":
-            raise openai.LengthFinishReasonError(completion=answered)
-        return schema.model_validate_json(plain.content or ""), fallback.headers.get("x-request-id")
-
-
-def _lacks_structured_outputs(error: openai.APIStatusError) -> bool:
-    text = str(error)
-    return "response_format" in text or "json_schema" in text
+        exchange.calls.append(call_id(plain))
+        completion = plain.parse()
+        _refuse_if_refused(completion.choices[0].message.refusal)
+        return structured.read_answer(exchange.mode, schema, completion)
 
 
 def _error_message(error: openai.APIStatusError) -> str:
@@ -246,7 +326,7 @@ def retry_after_delay(response: httpx.Response) -> timedelta:
 
 async def grade_answer(
     model: Model, rubric: Prompt, grader: str, constitution: str, prompt: str, answer: str
-) -> tuple[Grade, str | None]:
+) -> Answer[Grade]:
     """One answer graded against a constitution (JSON of its principles) by the
     grader model; evaluation and impact previews grade alike."""
     return await model.structured(
@@ -274,7 +354,7 @@ def _short(error: ValidationError) -> str:
 
 
 class ModelActivities(defined.ModelActivities):
-    PROMPT = "propose.v2"
+    PROMPT = "propose.v3"
 
     def __init__(self, model: Model) -> None:
         self.model = model
@@ -291,20 +371,21 @@ class ModelActivities(defined.ModelActivities):
             f"<evidence>{json.dumps(evidence)}</evidence>\n"
             f"<max_proposals>{request.max_proposals}</max_proposals>"
         )
-        batch, request_id = await self.model.structured(ProposalBatch, self.prompt.text, user)
-        request_ids = [request_id] if request_id else []
+        answer = await self.model.structured(ProposalBatch, self.prompt.text, user)
+        request_ids = answer.calls
         drafts = [
             Proposal(
                 id=f"{request.round_id}-c{request.chunk}d{i}",
                 round_id=request.round_id,
                 draft=draft,
                 prompt_version=self.prompt.name,
+                prompt_versions=[self.prompt.name, *answer.prompts],
                 model=self.model.model,
                 request_ids=request_ids,
                 chunk=request.chunk,
                 strict_review=needs_strict_review(draft, request.constitution),
             )
-            for i, draft in enumerate(batch.proposals, start=1)
+            for i, draft in enumerate(answer.value.proposals, start=1)
         ]
         activity.logger.info(
             "round %s chunk %d: %d drafts", request.round_id, request.chunk, len(drafts)

@@ -22,14 +22,18 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.batch import BatchRunner
 from activities.finetune import FineTuneBackend, FineTuneRefused, HttpTrainer, JobState
-from activities.model import Model, Prompt, json_instructions
+from activities.model import Model
+from activities.prompts import Prompt
 from constitution import ConstitutionVersion, PreferenceJudgement, Principle
+from constitution.capabilities import preflight_problems
 from constitution.contracts import (
     CancelFineTuneInput,
     Dataset,
     DatasetInput,
     FineTuneInput,
     FineTuneJob,
+    PreflightInput,
+    PreflightResult,
     Progress,
 )
 from constitution.errors import ErrorType
@@ -164,7 +168,40 @@ class TrainingActivities(defined.TrainingActivities):
         self.batches = batches or BatchRunner(model.client)
         self.critique = Prompt.load("critique.v1")
         self.revise = Prompt.load("revise.v1")
-        self.prefer = Prompt.load("prefer.v1")
+        self.prefer = Prompt.load("prefer.v2")
+
+    # -- before the round spends anyone's time -----------------------------------
+
+    @activity.defn
+    async def preflight(self, request: PreflightInput) -> PreflightResult:
+        """Whether the round can be trained where it is configured: the model
+        server offers an output mode and the fine-tuning (and Batch) API the
+        spec needs, or the HTTP trainer answers. Capabilities are detected here
+        the first time, so the round's own calls find them known."""
+        training = request.training
+        found = await self.model.capabilities.of(self.model.model)
+        problems = preflight_problems(found, training)
+        checked = [
+            f"model server {found.base_url}, model {found.model}: output mode "
+            f"{found.output_mode or 'none'}"
+        ]
+        if training.backend == "openai":
+            checked.append(f"fine-tuning API: {found.evidence.get('fine_tuning', '?')}")
+        if training.use_batch_api:
+            checked.append(f"Batch API: {found.evidence.get('batch_api', '?')}")
+        if training.backend != "openai":
+            backend = self.backends.get(training.backend)
+            if backend is None:
+                problems.append(
+                    f"training.backend is {training.backend!r} but this worker has no such "
+                    "backend; set AMEND_TRAINER_URL for 'http', or use 'openai'"
+                )
+            elif isinstance(backend, HttpTrainer):
+                unreachable = await backend.unreachable()
+                checked.append(f"trainer {backend.base_url}: {unreachable or 'answers'}")
+                if unreachable:
+                    problems.append(unreachable)
+        return PreflightResult(problems=problems, checked=checked)
 
     # -- the dataset -------------------------------------------------------------
 
@@ -294,7 +331,7 @@ class TrainingActivities(defined.TrainingActivities):
                 f"{head}<response>{draft.revision}</response>\n"
                 f"<critique>{draft.critique}</critique>"
             )
-        return json_instructions(self.prefer.text, PreferenceJudgement), (
+        return self.prefer.text, (
             f"{head}<response_a>{draft.response}</response_a>\n"
             f"<response_b>{draft.revision}</response_b>"
         )
@@ -317,10 +354,8 @@ class TrainingActivities(defined.TrainingActivities):
         for step in recipe(request.training.method, request.training.critique_passes):
             system, user = self._ask(step, draft, request.constitution)
             if step == "prefer":
-                judgement, _ = await self.model.structured(
-                    PreferenceJudgement, self.prefer.text, user
-                )
-                answer = judgement.preferred
+                judgement = await self.model.structured(PreferenceJudgement, self.prefer.text, user)
+                answer = judgement.value.preferred
             else:
                 answer = await self.model.text(system, user)
             self._take(step, draft, answer)
@@ -344,7 +379,7 @@ class TrainingActivities(defined.TrainingActivities):
             for draft in drafts:
                 system, user = self._ask(step, draft, request.constitution)
                 bodies[str(draft.position)] = self.model.body(
-                    system, user, json_object=step == "prefer"
+                    system, user, schema=PreferenceJudgement if step == "prefer" else None
                 )
 
             def waiting(

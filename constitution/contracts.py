@@ -125,6 +125,61 @@ class Progress(Contract):
     detail: str = ""
 
 
+class Waiting(Contract):
+    """What a round is waiting on, until when and why: shown wherever the round is.
+
+    Written by the workflow while a dependency asks it to wait (a model server's
+    rate limit), cleared when the dependency answers again; the ledger records
+    both moves (`model: ok -> waiting -> ok`).
+    """
+
+    on: str = Field(description="The dependency waited on: 'model'.")
+    until: datetime
+    reason: str
+
+    def describe(self) -> str:
+        """One line for people: `waiting on model until 2025-01-01 12:00:00 UTC (why)`."""
+        return f"waiting on {self.on} until {self.until:%Y-%m-%d %H:%M:%S} UTC ({self.reason})"
+
+
+class RateLimitWait(Contract):
+    """The details of a `ModelRateLimited` error: how long the round waits before asking again.
+
+    `asked_s` is what the server asked for (Retry-After and its kin), `wait_s`
+    that capped by the worker's `AMEND_MODEL_RETRY_AFTER_CAP_S`.
+    """
+
+    wait_s: float = Field(ge=0)
+    asked_s: float = Field(ge=0)
+    reason: str
+
+
+class PreflightInput(Contract):
+    """Input of `preflight`: what the round will need of the model server and trainer."""
+
+    round_id: str
+    training: TrainingSpec
+
+
+class PreflightResult(Contract):
+    """Whether the round's training can run where it is configured to, checked at round start.
+
+    `problems` are reasons in words an operator can act on; empty when it can.
+    `checked` says what was looked at, for the record.
+    """
+
+    problems: list[str] = Field(default_factory=list)
+    checked: list[str] = Field(default_factory=list)
+    overridden_by: str | None = Field(
+        default=None, description="The operator who started the round despite the problems."
+    )
+
+    @property
+    def passed(self) -> bool:
+        """Nothing stands in the way of the round's training."""
+        return not self.problems
+
+
 class RoundStatus(Contract):
     """Everything the round knows about itself, and what it carries across continue-as-new.
 
@@ -156,6 +211,13 @@ class RoundStatus(Contract):
     digests_sent: int = 0
     last_digest_at: datetime | None = None
     runs: int = Field(default=1, description="Workflow runs so far (continue-as-new).")
+    # -- dependencies --
+    preflight: PreflightResult | None = Field(
+        default=None, description="The training backend's check at round start."
+    )
+    waiting: Waiting | None = Field(
+        default=None, description="What the round is waiting on now (a rate-limited model)."
+    )
 
     @property
     def pending(self) -> list[ProposalStatus]:
@@ -437,10 +499,13 @@ __all__ = [
     "OpenRoundInput",
     "OperatorRequest",
     "PostProposalInput",
+    "PreflightInput",
+    "PreflightResult",
     "Progress",
     "ProposalStatus",
     "ProposeInput",
     "ProposeResult",
+    "RateLimitWait",
     "RecordDecisionInput",
     "ReminderInput",
     "ResolveGroupsInput",
@@ -452,5 +517,6 @@ __all__ = [
     "SlackMessageRef",
     "UpdateProposalMessageInput",
     "Voters",
+    "Waiting",
     "Withdrawal",
 ]

@@ -38,6 +38,7 @@ class ErrorType(StrEnum):
     batch_failed = "BatchFailed"
     fine_tune_failed = "FineTuneFailed"
     fine_tune_timed_out = "FineTuneTimedOut"
+    preflight_refused = "PreflightRefused"
 
     # -- retried by Temporal: transient, or a wait that is expected --------------
     model_rate_limited = "ModelRateLimited"

@@ -45,7 +45,7 @@ class CheckVerdict(Finding):
 # Relation and Conflict are part of the structured-output schema sent with the
 # conflict prompt, and pydantic puts a class's docstring into that schema: a
 # docstring added or reworded here changes what the model is asked, so these two
-# keep theirs as they were (`conflicts.v1` tells the model what each relation is).
+# keep theirs as they were (`conflicts.v2` tells the model what each relation is).
 class Relation(StrEnum):  # noqa: D101
     touches = "touches"
     contradicts = "contradicts"
@@ -88,6 +88,16 @@ class ImpactPreview(Finding):
 
     samples: list[ImpactSample]
     summary: str
+    unavailable: str | None = Field(
+        default=None,
+        description="Why no preview could be made (the grader failed); the proposal still "
+        "goes to review, and `summary` says so.",
+    )
+
+    @classmethod
+    def unavailable_because(cls, reason: str) -> ImpactPreview:
+        """A preview that could not be made: optional, so it never holds a proposal back."""
+        return cls(samples=[], summary=f"Impact preview unavailable: {reason}", unavailable=reason)
 
 
 def proposal_summary(proposal: Proposal) -> list[str]:

@@ -135,7 +135,7 @@ class ConstitutionVersion(Frozen):
 # ProposalKind and ProposalDraft are part of the structured-output schema sent
 # with the proposal prompt, and pydantic puts a class's docstring into that
 # schema: a docstring added or reworded here changes what the model is asked, so
-# these two keep theirs as they were (`propose.v2` tells the model each kind).
+# these two keep theirs as they were (`propose.v3` tells the model each kind).
 class ProposalKind(StrEnum):  # noqa: D101
     add = "add"
     revise = "revise"
@@ -431,6 +431,13 @@ class RoundSpec(Frozen):
         default=None,
         max_length=200,
         description="Who started the round; set by the API from the caller's token.",
+    )
+    preflight_override: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2000,
+        description="Start even if the training backend's check at round start fails; the "
+        "operator's reason, recorded in the ledger with who started the round.",
     )
 
     # -- evidence --

@@ -180,6 +180,9 @@ class RoundView(BaseModel):
     live: bool
     reason: str | None = Field(description="Why it failed, was held back or was cancelled.")
     blocked: str | None = Field(description="Why Slack posting is paused, while it is.")
+    waiting: str | None = Field(
+        default=None, description="`waiting on model until ...`, while the round waits on it."
+    )
     base_version: int | None
     result_version: int | None
     started_by: str
@@ -336,10 +339,10 @@ def _ending(timeline: list[TransitionRow], state: str) -> str | None:
     return None
 
 
-def _blocked(timeline: list[TransitionRow]) -> str | None:
-    """Slack's reason while posting is paused: the last `slack` transition, if to `blocked`."""
-    last = next((t for t in reversed(timeline) if t.entity == "slack"), None)
-    return last.reason if last is not None and last.to_state == "blocked" else None
+def _held(timeline: list[TransitionRow], entity: str, held: str) -> str | None:
+    """The reason of the last move of `entity`, while that move was into `held`."""
+    last = next((t for t in reversed(timeline) if t.entity == entity), None)
+    return last.reason if last is not None and last.to_state == held else None
 
 
 async def _live_status(services: Services, round_id: str) -> tuple[RoundStatus | None, str | None]:
@@ -391,7 +394,8 @@ async def build_round_view(services: Services, round_id: str) -> RoundView | Non
         state=row.state,
         live=live_round,
         reason=_ending(timeline, row.state) if not live_round else None,
-        blocked=_blocked(timeline),
+        blocked=_held(timeline, "slack", "blocked"),
+        waiting=_held(timeline, "model", "waiting") if live_round else None,
         base_version=row.base_version,
         result_version=row.result_version,
         started_by=person(

@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,15 +25,20 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from typer.testing import CliRunner, Result
 
 from constitution import RoundSpec, TransitionRecord
+from constitution.contracts import RoundResult
 from constitution.samples import sample_constitution
 from ledger.migrate import migrate_url
 from ledger.pool import create_pool
 from ledger.store import Ledger
+from standins.model.config import ScriptedModelConfig
+from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
+from worker.cli import app
 from worker.database import EmbeddedPostgres, ensure_database, start_embedded
 from worker.settings import Settings
 from worker.stack import Stack, running_stack
@@ -219,6 +224,61 @@ async def recorded_round(
 REVIEW_CHANNEL = "C0AMENDREVIEW"
 
 
+async def run_cli(env: Mapping[str, str | None], *args: str) -> Result:
+    """Run `amend ...` in a thread (it runs its own event loop, as from a shell);
+    a None in `env` unsets that variable."""
+    return await asyncio.to_thread(
+        CliRunner().invoke, app, list(args), env=dict(env), prog_name="amend"
+    )
+
+
+def stack_cli_env(stack: Stack, env: WorkflowEnvironment, database_url: str) -> dict[str, str]:
+    """The environment under which `amend` reaches this test's stack, as an
+    operator's shell would: its Temporal queue, database, model and Slack."""
+    s = stack.settings
+    return {
+        "AMEND_TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+        "AMEND_TEMPORAL_TASK_QUEUE": s.temporal_task_queue,
+        "AMEND_DATABASE_URL": database_url,
+        "AMEND_DATA_DIR": str(s.data_dir / "cli"),
+        "AMEND_MODEL_BASE_URL": s.model_base_url or "",
+        "AMEND_MODEL_API_KEY": s.model_api_key.get_secret_value(),
+        "AMEND_SLACK_API_URL": s.slack_api_url or "",
+        "AMEND_SLACK_BOT_TOKEN": s.slack_bot_token.get_secret_value() if s.slack_bot_token else "",
+        "AMEND_SLACK_REVIEW_CHANNEL": s.slack_review_channel,
+        "USER": "ops-oliver",
+        "COLUMNS": "200",
+    }
+
+
+async def standin(stack: Stack, path: str, body: dict[str, Any] | None = None) -> Any:
+    """Ask the stack's model stand-in (`/_standin/...`): POST with a body, else GET."""
+    async with httpx.AsyncClient(base_url=stack.model_stand_in_url or "") as http:
+        response = await (http.post(path, json=body) if body is not None else http.get(path))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def accepted_round(
+    stack: Stack, env: WorkflowEnvironment, round_id: str, **training: Any
+) -> WorkflowHandle[Any, RoundResult]:
+    """Start a round with one proposal and accept it, so it goes on to retrain."""
+    await start_round(
+        stack, round_id, max_proposals=1, training={"poll_interval": "PT0.2S", **training}
+    )
+    slack = stack.slack_stand_in_url or ""
+    [message] = await wait_for_proposals(slack, 1, wait_s=30)
+    alice = SimulatedReviewer(
+        stack.gateway_url,
+        stack.settings.slack_signing_secret.get_secret_value(),
+        "U0ALICE",
+        slack_api_url=slack,
+    )
+    decided = await decide_in_slack(alice, slack, message, "accept", channel_id=REVIEW_CHANNEL)
+    assert decided.status_code == 200
+    return env.client.get_workflow_handle(f"round-{round_id}", result_type=RoundResult)
+
+
 @pytest.fixture
 def stack_on(database_url: str, ledger: Ledger, task_queue: str, tmp_path: Path) -> StackFactory:
     """Run the service (stand-ins, worker, gateway) against a Temporal
@@ -226,9 +286,14 @@ def stack_on(database_url: str, ledger: Ledger, task_queue: str, tmp_path: Path)
 
     @asynccontextmanager
     async def start(
-        env: WorkflowEnvironment, *, client: Client | None = None, **settings: Any
+        env: WorkflowEnvironment,
+        *,
+        client: Client | None = None,
+        model_stand_in: ScriptedModelConfig | None = None,
+        **settings: Any,
     ) -> AsyncIterator[Stack]:
-        """`client` replaces the environment's (one on another Temporal runtime)."""
+        """`client` replaces the environment's (one on another Temporal runtime);
+        `model_stand_in` plays a model server that differs from OpenAI."""
         await ledger.save_version(sample_constitution())
         # Slack's pacing (and the stand-in's enforced rate) sped up for tests.
         settings.setdefault("slack_post_interval_s", 0.02)
@@ -243,7 +308,9 @@ def stack_on(database_url: str, ledger: Ledger, task_queue: str, tmp_path: Path)
             **settings,
         )
         temporal = client or env.client
-        async with running_stack(config, database_url, temporal, any_port=True) as running:
+        async with running_stack(
+            config, database_url, temporal, any_port=True, model_stand_in=model_stand_in
+        ) as running:
             yield running
 
     return start

@@ -33,8 +33,7 @@ from gateway.trainer import router as trainer_router
 from ledger.store import Ledger
 from standins import trainer
 from standins.serving import free_port, serve
-from tests.conftest import StackFactory
-from tests.test_retraining import accepted_round
+from tests.conftest import StackFactory, accepted_round
 from worker.stack import Stack
 from workflows.client import round_status
 

@@ -43,11 +43,10 @@ async def _start(stack: Stack, round_id: str, **spec: Any) -> None:
     assert response.status_code == 201, response.text
 
 
-async def _faults(stack: Stack, *faults: str) -> None:
+async def _faults(stack: Stack, *faults: str, task: str | None = None) -> None:
+    body: dict[str, Any] = {"faults": list(faults), **({"task": task} if task else {})}
     async with httpx.AsyncClient() as http:
-        queued = await http.post(
-            f"{stack.model_stand_in_url}/_standin/faults", json={"faults": list(faults)}
-        )
+        queued = await http.post(f"{stack.model_stand_in_url}/_standin/faults", json=body)
     assert queued.status_code == 200
 
 
@@ -65,7 +64,8 @@ def _names(proposal: Proposal) -> list[str]:
 async def test_proposals_reach_review_with_evidence_checks_conflicts_and_impact_after_a_429(
     stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
 ) -> None:
-    # The server's first answer is a 429 with Retry-After: Temporal waits and retries.
+    # The server's first answer is a 429 with Retry-After: 1: the round waits
+    # that long, visibly and on the record, and asks again.
     await _faults(stack, "rate_limit")
     await _start(stack, "facts", max_proposals=5)
     messages = await wait_for_proposals(stack.slack_stand_in_url or "", 5, wait_s=60)
@@ -77,7 +77,7 @@ async def test_proposals_reach_review_with_evidence_checks_conflicts_and_impact_
     evidence_ids = {item["evidence_id"] for item in stored["items"]}
     assert stored["selection"]["total_items"] == len(evidence_ids) == 7
     for proposal in proposals:
-        assert proposal.prompt_version == "propose.v2"
+        assert proposal.prompt_version == "propose.v3"
         assert set(proposal.draft.evidence) <= evidence_ids and proposal.draft.evidence
         assert _names(proposal) == CHECKS
         assert proposal.conflicts and proposal.conflicts[0].relation is Relation.touches
@@ -89,10 +89,10 @@ async def test_proposals_reach_review_with_evidence_checks_conflicts_and_impact_
         assert generation is not None
         assert generation.request_ids == proposal.request_ids
         assert generation.prompt_versions == [
-            "propose.v2",
-            "conflicts.v1",
+            "propose.v3",
+            "conflicts.v2",
             "impact_answer.v1",
-            "grade.v1",
+            "grade.v2",
         ]
         assert generation.evidence == sorted(proposal.draft.evidence)
         stored_checks = await ledger.checks("facts", proposal.id)
@@ -118,6 +118,14 @@ async def test_proposals_reach_review_with_evidence_checks_conflicts_and_impact_
     assert "Contradicts" in clarified_message
 
     timeline = await ledger.timeline("facts")
+    waited = [(t.from_state, t.to_state, t.reason) for t in timeline if t.entity == "model"]
+    assert [(before, after) for before, after, _ in waited] == [
+        ("ok", "waiting"),
+        ("waiting", "ok"),
+    ]
+    assert waited[0][2].startswith("waiting on model until ")
+    assert "rate limiting (429) and asked to wait 1s" in waited[0][2]
+    assert status.waiting is None
     [selected] = [t for t in timeline if t.entity == "evidence"]
     assert selected.reason.startswith("7 of 7 evidence items in 1 chunk(s)")
     await dev_server.client.get_workflow_handle("round-facts").cancel()
@@ -137,7 +145,7 @@ async def test_hostile_evidence_obeyed_by_the_model_still_meets_every_check(
     evidence.write_text(json.dumps(hostile) + "\n")
     # The stand-in plays a model that obeys: it proposes retiring every
     # principle, past the limit, citing made-up evidence as well.
-    await _faults(stack, "obey_injection")
+    await _faults(stack, "obey_injection", task="ProposalBatch")
     await _start(stack, "hostile", evidence_files=[str(evidence)])
     await wait_for_proposals(stack.slack_stand_in_url or "", 3, wait_s=60)
     status = RoundStatus.model_validate(await _api(stack, "/api/rounds/hostile"))
@@ -200,7 +208,7 @@ async def test_an_earlier_rounds_decisions_become_reviewer_feedback_evidence(
         draft=ProposalDraft(
             kind="revise", target="P5", text="Narrower.", rationale="r", touches=["P5", "P2"]
         ),
-        prompt_version="propose.v2",
+        prompt_version="propose.v3",
         model="m",
     )
     await ledger.save_proposals([proposal])
@@ -254,7 +262,7 @@ async def test_a_model_fault_retrying_cannot_fix_fails_the_round_with_nothing_ha
     stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger, faults: list[str], reason: str
 ) -> None:
     round_id = f"fault-{len(faults)}"
-    await _faults(stack, *faults)
+    await _faults(stack, *faults, task="ProposalBatch")
     await _start(stack, round_id)
     with pytest.raises(WorkflowFailureError):
         await dev_server.client.get_workflow_handle(

@@ -10,57 +10,24 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 from openai import AsyncOpenAI
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from constitution import RoundState
-from constitution.contracts import RoundResult
 from constitution.gate import retraining_summary
 from ledger.store import Ledger
-from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
-from tests.conftest import REVIEW_CHANNEL, StackFactory, start_round
+from tests.conftest import StackFactory, accepted_round, standin
 from worker.stack import Stack
 from workflows.client import round_status
-
-REVIEWER = "U0ALICE"
 
 
 @pytest.fixture
 async def stack(dev_server: WorkflowEnvironment, stack_on: StackFactory) -> AsyncIterator[Stack]:
     async with stack_on(dev_server) as running:
         yield running
-
-
-async def standin(stack: Stack, path: str, body: dict[str, Any] | None = None) -> Any:
-    async with httpx.AsyncClient(base_url=stack.model_stand_in_url or "") as http:
-        response = await (http.post(path, json=body) if body is not None else http.get(path))
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-async def accepted_round(
-    stack: Stack, env: WorkflowEnvironment, round_id: str, **training: Any
-) -> WorkflowHandle[Any, RoundResult]:
-    """Start a round with one proposal and accept it, so it goes on to retrain."""
-    await start_round(
-        stack, round_id, max_proposals=1, training={"poll_interval": "PT0.2S", **training}
-    )
-    slack = stack.slack_stand_in_url or ""
-    [message] = await wait_for_proposals(slack, 1, wait_s=30)
-    alice = SimulatedReviewer(
-        stack.gateway_url,
-        stack.settings.slack_signing_secret.get_secret_value(),
-        REVIEWER,
-        slack_api_url=slack,
-    )
-    decided = await decide_in_slack(alice, slack, message, "accept", channel_id=REVIEW_CHANNEL)
-    assert decided.status_code == 200
-    return env.client.get_workflow_handle(f"round-{round_id}", result_type=RoundResult)
 
 
 def artifact(uri: str) -> str:
@@ -196,7 +163,7 @@ async def test_a_candidate_that_over_refuses_is_held_back_and_the_new_version_st
     assert result.result_version == 2 and await ledger.get_version(2) is not None
     evaluation = await ledger.evaluation("held-back")
     assert evaluation is not None and evaluation.passed is False
-    assert evaluation.rubric_version == "grade.v1"
+    assert evaluation.rubric_version == "grade.v2"
     assert any("over-refusal rose" in r for r in evaluation.reasons)
     [ended] = [t for t in await ledger.timeline("held-back") if t.to_state == "gate_failed"]
     assert "over-refusal rose" in ended.reason and ended.data["held_back"] is True
@@ -216,7 +183,7 @@ async def test_a_grader_that_returns_garbage_fails_the_round_with_a_clear_reason
     reason = await failure_reason(ledger, "bad-grader")
     assert (
         "the grader" in reason
-        and "rubric grade.v1" in reason
+        and "rubric grade.v2" in reason
         and "did not return a grade" in reason
     )
     assert await ledger.evaluation("bad-grader") is None

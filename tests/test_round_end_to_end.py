@@ -215,7 +215,7 @@ async def test_malformed_model_output_fails_the_round_with_the_reason_recorded(
     async with httpx.AsyncClient() as http:
         queued = await http.post(
             f"{stack.model_stand_in_url}/_standin/faults",
-            json={"faults": ["malformed_json", "malformed_json"]},
+            json={"faults": ["malformed_json", "malformed_json"], "task": "ProposalBatch"},
         )
     assert queued.status_code == 200
     await start_round(stack, "garbled")

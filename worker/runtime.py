@@ -161,7 +161,12 @@ def fine_tune_backends(settings: Settings, client: AsyncOpenAI) -> dict[str, Fin
 def build_activities(settings: Settings, ledger: Ledger) -> Activities:
     client = model_client(settings)
     model = Model(
-        client, settings.model_name, settings.model_concurrency, settings.model_output_retries
+        client,
+        settings.model_name,
+        settings.model_concurrency,
+        settings.model_output_retries,
+        output_mode=settings.model_output_mode,
+        retry_after_cap=timedelta(seconds=settings.model_retry_after_cap_s),
     )
     return Activities(
         ledger=LedgerActivities(ledger),

@@ -15,6 +15,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from constitution.capabilities import OutputMode
+
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 # libpq's sslmode values, which asyncpg reads from the URL.
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
@@ -87,6 +89,18 @@ class Settings(BaseSettings):
     grader_model_name: str | None = Field(default=None, description="Defaults to model_name.")
     model_timeout_s: float = 60.0
     model_concurrency: int = Field(default=4, ge=1)
+    model_output_mode: OutputMode = Field(
+        default=OutputMode.auto,
+        description="How structured answers are asked for: auto (detected per server and "
+        "model), json_schema, json_object or tools.",
+    )
+    model_retry_after_cap_s: float = Field(
+        default=120.0,
+        ge=1,
+        le=86_400,
+        description="Longest a rate-limited round waits before asking the model again, "
+        "whatever Retry-After says; the wait shows on the round.",
+    )
 
     # -- proposals: evidence, generation, checks, impact --
     evidence_budget_tokens: int = Field(

@@ -80,20 +80,29 @@ async def _revoke(ledger: Ledger, token_id: str) -> None:
 
 @asynccontextmanager
 async def running_stack(
-    settings: Settings, database_url: str, temporal: Client, *, any_port: bool = False
+    settings: Settings,
+    database_url: str,
+    temporal: Client,
+    *,
+    any_port: bool = False,
+    model_stand_in: ScriptedModelConfig | None = None,
 ) -> AsyncIterator[Stack]:
     """Start stand-ins as needed, the worker and the gateway; stop them on exit.
 
     `any_port` picks free ports (tests); otherwise the configured ones are used.
     The Slack stand-in keeps its workspace under the data directory, so a
     restart on the same directory finds the messages of rounds in review.
+    `model_stand_in` configures the model stand-in (a server without structured
+    outputs, fine-tuning, ...); its API key is the settings' either way.
     """
     async with AsyncExitStack() as stack:
         model_url = slack_url = None
         host = "127.0.0.1"
         if settings.uses_stand_in_model:
             model = create_model_stand_in(
-                ScriptedModelConfig(api_key=settings.model_api_key.get_secret_value())
+                (model_stand_in or ScriptedModelConfig()).model_copy(
+                    update={"api_key": settings.model_api_key.get_secret_value()}
+                )
             )
             port = 0 if any_port else settings.stand_in_port_model
             served = await _serve(stack, model, host, port, "AMEND_STAND_IN_PORT_MODEL")

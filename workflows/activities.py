@@ -35,6 +35,8 @@ from constitution.contracts import (
     GatherEvidenceInput,
     OpenRoundInput,
     PostProposalInput,
+    PreflightInput,
+    PreflightResult,
     ProposeInput,
     ProposeResult,
     RecordDecisionInput,
@@ -153,6 +155,11 @@ class SlackActivities(ABC):
 
 class TrainingActivities(ABC):
     """Retraining under the new version: a dataset, then a fine-tune job."""
+
+    @activity.defn
+    @abstractmethod
+    async def preflight(self, request: PreflightInput) -> PreflightResult:
+        """Whether the round's training backend can run, checked before any proposal."""
 
     @activity.defn
     @abstractmethod

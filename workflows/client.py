@@ -9,6 +9,7 @@ gateway): it names the workflow's updates, queries and signals by reference.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -23,7 +24,13 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from constitution import DecisionOutcome, DecisionRequest, RoundSpec, round_workflow_id
+from constitution import (
+    TERMINAL_ROUND_STATES,
+    DecisionOutcome,
+    DecisionRequest,
+    RoundSpec,
+    round_workflow_id,
+)
 from constitution.contracts import OperatorRequest, Progress, RoundInput, RoundResult, RoundStatus
 from workflows.round import TrainingRoundWorkflow
 from workflows.search import CONSTITUTION_VERSION, PENDING_DECISIONS, ROUND_STATE
@@ -100,6 +107,29 @@ async def _start(
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         search_attributes=attributes,
     )
+
+
+async def past_preflight(
+    client: Client, round_id: str, wait_s: float = 30, every_s: float = 0.2
+) -> RoundStatus | None:
+    """The round's status once its preflight has answered, or the round has ended.
+
+    So whoever starts a round learns at once whether it was refused. None when
+    it did not answer within `wait_s` (no worker polling the queue, say).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    while loop.time() < deadline:
+        try:
+            status = await asyncio.wait_for(round_status(client, round_id), every_s * 10)
+        except (RPCError, TimeoutError):
+            status = None
+        if status is not None and (
+            status.preflight is not None or status.state in TERMINAL_ROUND_STATES
+        ):
+            return status
+        await asyncio.sleep(every_s)
+    return None
 
 
 async def round_status(client: Client, round_id: str) -> RoundStatus:

@@ -50,10 +50,12 @@ with workflow.unsafe.imports_passed_through():
         OpenRoundInput,
         OperatorRequest,
         PostProposalInput,
+        PreflightInput,
         Progress,
         ProposalStatus,
         ProposeInput,
         ProposeResult,
+        RateLimitWait,
         RecordDecisionInput,
         ReminderInput,
         ResolveGroupsInput,
@@ -65,6 +67,7 @@ with workflow.unsafe.imports_passed_through():
         SlackMessageRef,
         UpdateProposalMessageInput,
         Voters,
+        Waiting,
         Withdrawal,
     )
     from constitution.errors import ErrorType
@@ -96,13 +99,21 @@ SUMMARY_ON_CANCEL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), max
 HISTORY_EVENTS_PER_RUN = 960
 # Failures that retrying cannot fix are raised non-retryable by the activities
 # themselves (invalid model output, a bad evidence file, a failed fine-tune).
-MODEL_RETRY = RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=5)
+# A rate limit is not retried by Temporal: the round waits for it where
+# everyone can see (`_model`), as long as the server asked, up to the cap.
+MODEL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_attempts=5,
+    non_retryable_error_types=[ErrorType.model_rate_limited],
+)
 
 # Patches: each guards a change to the commands the round issues, so rounds
 # that started before it replay as they ran (deploy/UPGRADING.md says how to
 # add one and when to deprecate it).
 # A transition records each continue-as-new (added in 0.2.0).
 RECORD_CONTINUE_AS_NEW = "record-continue-as-new"
+# A round checks its training backend before proposing (added in 0.2.0).
+PREFLIGHT = "preflight-before-proposing"
 
 DECISION_TO_STATE = {
     DecisionKind.accept: ProposalState.accepted,
@@ -139,6 +150,9 @@ class TrainingRoundWorkflow:
         # The proposal whose message is being posted: Slack shows it (and a
         # quick reviewer may click it) before the round has noted it as posted.
         self._posting: str | None = None
+        # Model calls now waiting out a rate limit; the round shows `waiting`
+        # from the first until the last of them is answered.
+        self._model_waits = 0
 
     # -- the lifecycle ---------------------------------------------------------
 
@@ -195,6 +209,8 @@ class TrainingRoundWorkflow:
             reason="round started",
             data={"base_version": self.constitution.number},
         )
+        if workflow.patched(PREFLIGHT):
+            await self._preflight()
         await self._move(RoundState.proposing)
         proposed = await self._draft_and_check()
         self.status.proposals = [ProposalStatus(proposal=p) for p in proposed.proposals]
@@ -223,6 +239,96 @@ class TrainingRoundWorkflow:
         self.status.review_started_at = workflow.now()
         await self._move(RoundState.in_review, data={"proposals": len(self.status.proposals)})
 
+    async def _preflight(self) -> None:
+        """Refuse to start a round whose training could not run, before anyone's time is spent.
+
+        The result is kept on the status and in the ledger (`preflight`:
+        passed, refused, or overridden by the operator who started the round
+        with `preflight_override`, with their reason).
+        """
+        spec = self.status.spec
+        result = await self._model(
+            TrainingActivities.preflight,
+            PreflightInput(round_id=spec.round_id, training=spec.training),
+            start_to_close_timeout=timedelta(minutes=2),
+        )
+        checked = {"checked": result.checked}
+        if result.passed:
+            self.status.preflight = result
+            await self._record("preflight", None, "passed", reason="; ".join(result.checked))
+            return
+        problems = "; ".join(result.problems)
+        if spec.preflight_override is None:
+            self.status.preflight = result
+            await self._record("preflight", None, "refused", reason=problems, data=checked)
+            raise ApplicationError(
+                f"the round cannot start: {problems}",
+                type=ErrorType.preflight_refused,
+                non_retryable=True,
+            )
+        operator = spec.requested_by or "operator"
+        self.status.preflight = result.model_copy(update={"overridden_by": operator})
+        await self._record(
+            "preflight",
+            None,
+            "overridden",
+            actor=operator,
+            reason=f"{spec.preflight_override} (refused: {problems})",
+            data=checked,
+        )
+
+    async def _model(self, activity: Callable[[Any, A], Awaitable[T]], arg: A, **options: Any) -> T:
+        """Run an activity that calls the model, waiting out its rate limits visibly.
+
+        A 429 comes back as `ModelRateLimited` with how long to wait (the
+        server's Retry-After, capped by the worker). The round shows
+        `waiting on model until ...` on its status, records `model: ok ->
+        waiting` in the ledger, sleeps, and asks again; the first answer after
+        records `waiting -> ok`.
+        """
+        while True:
+            try:
+                result: T = await workflow.execute_activity_method(
+                    activity, arg, retry_policy=MODEL_RETRY, **options
+                )
+            except ActivityError as error:
+                cause = error.cause
+                if not (
+                    isinstance(cause, ApplicationError)
+                    and cause.type == ErrorType.model_rate_limited
+                    and cause.details
+                ):
+                    raise
+                await self._wait_for_model(RateLimitWait.model_validate(cause.details[0]))
+                continue
+            if self.status.waiting is not None and self._model_waits == 0:
+                until = self.status.waiting.until
+                self.status.waiting = None
+                answered = f"the model answers again (waited until {until:%H:%M:%S} UTC)"
+                await self._record("model", "waiting", "ok", reason=answered)
+            return result
+
+    async def _wait_for_model(self, wait: RateLimitWait) -> None:
+        waiting = Waiting(
+            on="model",
+            until=workflow.now() + timedelta(seconds=wait.wait_s),
+            reason=wait.reason,
+        )
+        before = "ok" if self.status.waiting is None else "waiting"
+        self.status.waiting = waiting
+        self._model_waits += 1
+        try:
+            await self._record(
+                "model",
+                before,
+                "waiting",
+                reason=waiting.describe(),
+                data={"until": waiting.until.isoformat(), **wait.model_dump()},
+            )
+            await workflow.sleep(timedelta(seconds=wait.wait_s))
+        finally:
+            self._model_waits -= 1
+
     async def _draft_and_check(self) -> ProposeResult:
         """Draft proposals from every chunk of evidence, then check all the drafts in one pass.
 
@@ -246,7 +352,7 @@ class TrainingRoundWorkflow:
         )
         drafted = await asyncio.gather(
             *(
-                workflow.execute_activity_method(
+                self._model(
                     ModelActivities.propose_amendments,
                     ProposeInput(
                         round_id=spec.round_id,
@@ -256,12 +362,11 @@ class TrainingRoundWorkflow:
                         chunk=chunk.index,
                     ),
                     start_to_close_timeout=timedelta(minutes=10),
-                    retry_policy=MODEL_RETRY,
                 )
                 for chunk in selection.chunks
             )
         )
-        return await workflow.execute_activity_method(
+        return await self._model(
             CheckActivities.check_proposals,
             CheckProposalsInput(
                 round_id=spec.round_id,
@@ -273,7 +378,6 @@ class TrainingRoundWorkflow:
             ),
             start_to_close_timeout=timedelta(minutes=30),
             heartbeat_timeout=timedelta(minutes=5),
-            retry_policy=MODEL_RETRY,
         )
 
     async def _review(self) -> None:
@@ -361,12 +465,11 @@ class TrainingRoundWorkflow:
         await self._move(RoundState.generating_data)
         training = spec.training
         self.status.progress = Progress(stage="generating_data", total=training.prompt_count)
-        dataset = await workflow.execute_activity_method(
+        dataset = await self._model(
             TrainingActivities.generate_dataset,
             DatasetInput(round_id=spec.round_id, constitution=version, training=training),
             start_to_close_timeout=timedelta(hours=6),
             heartbeat_timeout=training.heartbeat_timeout,
-            retry_policy=MODEL_RETRY,
         )
         self.status.dataset = dataset
         await self._move(
@@ -379,7 +482,7 @@ class TrainingRoundWorkflow:
         await self._move(RoundState.evaluating, data={"candidate": job.fine_tuned_model})
         self.status.progress = Progress(stage="evaluating")
         assert job.fine_tuned_model is not None
-        result = await workflow.execute_activity_method(
+        result = await self._model(
             EvaluationActivities.evaluate,
             EvaluateInput(
                 round_id=spec.round_id,
@@ -391,7 +494,6 @@ class TrainingRoundWorkflow:
             ),
             start_to_close_timeout=timedelta(hours=2),
             heartbeat_timeout=training.heartbeat_timeout,
-            retry_policy=MODEL_RETRY,
         )
         self.status.evaluation = result
         self.status.progress = None
@@ -727,7 +829,8 @@ class TrainingRoundWorkflow:
 
     async def _fail(self, error: BaseException) -> None:
         cause = error.cause if isinstance(error, ActivityError) and error.cause else error
-        self.status.error = str(cause)
+        # An ApplicationError's own words, without its type in front of them.
+        self.status.error = cause.message if isinstance(cause, ApplicationError) else str(cause)
         self.status.progress = None
         try:
             await self._move(RoundState.failed, reason=self.status.error)

@@ -39,6 +39,10 @@ def create_app(config: ScriptedModelConfig | None = None) -> FastAPI:
     app.exception_handler(StandInAPIError)(answer_api_error)
     app.exception_handler(RequestValidationError)(answer_validation_error)
     app.exception_handler(StarletteHTTPException)(answer_http_error)
-    for area in (chat, files, fine_tuning, batches, control):
+    # An area the config turns off is absent, so it answers 404 as on servers without it.
+    areas = [chat, files, control]
+    areas += [fine_tuning] if state.config.fine_tuning else []
+    areas += [batches] if state.config.batch_api else []
+    for area in areas:
         app.include_router(area.router)
     return app

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from constitution.capabilities import CapabilityProbe
 from constitution.findings import ConflictAnalysis
 from constitution.models import Grade, PreferenceJudgement, ProposalBatch
 from standins.model.wire import StandInAPIError, contract_error
@@ -523,6 +524,7 @@ STRUCTURED_TASKS: dict[str, tuple[Callable[[str], dict[str, Any]], type[BaseMode
     "ConflictAnalysis": (script_conflicts, ConflictAnalysis),
     "PreferenceJudgement": (script_preference, PreferenceJudgement),
     "Grade": (script_grade, Grade),
+    "CapabilityProbe": (lambda _user: {"ok": True}, CapabilityProbe),
 }
 
 

@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from standins.model.behaviour import STRUCTURED_TASKS, TEXT_TASK, script_structured, script_text
+from standins.model.config import ScriptedModelConfig
 from standins.model.state import ModelServerState, ServerState
 from standins.model.wire import (
     StandInAPIError,
@@ -73,15 +74,17 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
     if fault is not None:
         state.faults_served[fault] += 1
     if fault == "rate_limit":
+        wait = f"{state.retry_after_s:g}"
         raise StandInAPIError(
             429,
-            "Rate limit reached for requests (scripted stand-in fault). Please try again in 1s.",
+            "Rate limit reached for requests (scripted stand-in fault). "
+            f"Please try again in {wait}s.",
             type_="requests",
             code="rate_limit_exceeded",
             headers={
-                "retry-after": "1",
+                "retry-after": wait,
                 "x-ratelimit-remaining-requests": "0",
-                "x-ratelimit-reset-requests": "1s",
+                "x-ratelimit-reset-requests": f"{wait}s",
             },
         )
     if fault == "server_error":
@@ -122,13 +125,9 @@ async def complete(
     last_user = next(
         (message_text(m.get("content")) for m in reversed(messages) if m["role"] == "user"), ""
     )
+    state.formats["tools" if body.get("tools") else response_format_type(body) or "text"] += 1
+    refuse_what_is_off(config, body)
     task = task_of(body, system_text, messages)
-    if not config.structured_outputs and is_json_schema(body):
-        raise bad_request(
-            "Invalid parameter: 'response_format' of type 'json_schema' is not supported "
-            "with this model (scripted stand-in without structured outputs).",
-            param="response_format",
-        )
     if fault is None and state.task_faults.get(task):
         fault = state.task_faults[task].popleft()
         state.faults_served[fault] += 1
@@ -154,7 +153,7 @@ async def complete(
     else:
         content = script_structured(task, user_text, obey_injection=fault == "obey_injection")
 
-    finish_reason = "stop"
+    finish_reason = "tool_calls" if body.get("tools") else "stop"
     refusal: str | None = None
     reply: str | None = content
     if fault == "malformed_json":
@@ -165,12 +164,20 @@ async def complete(
         reply, refusal = None, "I'm sorry, but I can't help with that request."
     elif fault == "length":
         reply, finish_reason = content[: max(1, len(content) // 2)], "length"
+    tool_calls: list[dict[str, Any]] | None = None
+    if body.get("tools") and reply is not None:
+        # The answer is the arguments of a call to the function named after the task.
+        call_id = state.new_id("call_", 24, task, reply)
+        tool_calls = [
+            {"id": call_id, "type": "function", "function": {"name": task, "arguments": reply}}
+        ]
+        reply = None
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     if isinstance(max_tokens, int) and reply and estimate_tokens(reply) > max_tokens:
         reply, finish_reason = reply[: max_tokens * 4], "length"
 
     prompt_tokens = sum(estimate_tokens(message_text(m.get("content"))) for m in messages)
-    completion_tokens = estimate_tokens(reply or refusal or "")
+    completion_tokens = estimate_tokens(reply or refusal or content if tool_calls else "")
     requested_n = body.get("n")
     n = requested_n if isinstance(requested_n, int) and requested_n > 0 else 1
     return {
@@ -186,6 +193,7 @@ async def complete(
                     "content": reply,
                     "refusal": refusal,
                     "annotations": [],
+                    **({"tool_calls": tool_calls} if tool_calls else {}),
                 },
                 "logprobs": None,
                 "finish_reason": finish_reason,
@@ -265,19 +273,73 @@ def validate_chat(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     return model, messages
 
 
-def is_json_schema(body: dict[str, Any]) -> bool:
-    """Whether the request asks for structured outputs, which a server may not offer."""
+def response_format_type(body: dict[str, Any]) -> str | None:
+    """The `response_format` type a request asks for, if it names one."""
     response_format = body.get("response_format")
-    return isinstance(response_format, dict) and response_format.get("type") == "json_schema"
+    if isinstance(response_format, dict) and isinstance(response_format.get("type"), str):
+        return str(response_format["type"])
+    return None
+
+
+def refuse_what_is_off(config: ScriptedModelConfig, body: dict[str, Any]) -> None:
+    """Refuse a request for a feature the stand-in is configured without, worded as
+    `config.refusal_wording` says servers word it."""
+    kind = response_format_type(body)
+    if kind == "json_schema" and not config.structured_outputs:
+        raise refusal(config, "response_format", "type", "json_schema", "'text' or 'json_object'")
+    if kind == "json_object" and not config.json_mode:
+        raise refusal(config, "response_format", "type", "json_object", "'text' or 'json_schema'")
+    if body.get("tools") and not config.tool_calling:
+        raise refusal(config, "tools", None, "tools", "no tools")
+
+
+def refusal(
+    config: ScriptedModelConfig, param: str, field: str | None, value: str, allowed: str
+) -> StandInAPIError:
+    """The answer to a request for something this server lacks, in the configured wording."""
+    if config.refusal_wording == "unprocessable":
+        loc = ["body", param, *([field] if field else [])]
+        detail = {"type": "literal_error", "loc": loc, "msg": f"Input should be {allowed}"}
+        return StandInAPIError(
+            422, f"Input should be {allowed}", body={"detail": [{**detail, "input": value}]}
+        )
+    if config.refusal_wording == "plain":
+        message = "the loaded model cannot constrain its output that way (scripted stand-in)"
+        return StandInAPIError(400, message, body={"error": {"code": 400, "message": message}})
+    where = f"'{param}' of type '{value}'" if field else f"'{param}'"
+    return bad_request(
+        f"Invalid parameter: {where} is not supported with this model (scripted stand-in).",
+        param=param,
+    )
+
+
+def tool_task(body: dict[str, Any]) -> str:
+    """The task of a tool-calling request: the function it asks to be called."""
+    choice = body.get("tool_choice")
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        name = choice["function"].get("name")
+    else:
+        offered = [t.get("function", {}).get("name") for t in body["tools"] if isinstance(t, dict)]
+        name = offered[0] if len(offered) == 1 else None
+    if not isinstance(name, str) or name not in STRUCTURED_TASKS:
+        raise bad_request(
+            f"The scripted stand-in calls one function named after a task it knows "
+            f"({', '.join(STRUCTURED_TASKS)}); it was offered {name!r}.",
+            param="tool_choice",
+            code="unknown_task",
+        )
+    return name
 
 
 def task_of(body: dict[str, Any], system_text: str, messages: list[dict[str, Any]]) -> str:
-    """The scripted task a request asks for, from its response_format.
+    """The scripted task a request asks for, from its tools or response_format.
 
-    A `json_schema` names its task; JSON mode (the fallback for servers without
-    structured outputs) names it on a `Schema: <Name>` line of the system
-    message; no format, or `text`, is a plain-text task.
+    A tool-calling request names its task as the function to call; a
+    `json_schema` names its task; JSON mode names it on a `Schema: <Name>`
+    line of the system message; no format, or `text`, is a plain-text task.
     """
+    if body.get("tools"):
+        return tool_task(body)
     response_format = body.get("response_format")
     if response_format is None:
         return TEXT_TASK

@@ -7,7 +7,19 @@ through the `/_standin` control routes instead.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
+
+RefusalWording = Literal["openai", "unprocessable", "plain"]
+"""How the stand-in refuses what it is configured without, as servers differ.
+
+`openai`: a 400 naming the parameter (`response_format`, `tools`), as OpenAI
+does; `unprocessable`: a 422 with a request-validation body, as FastAPI-based
+servers (vLLM's front end among them) answer; `plain`: a 400 whose message
+names neither the parameter nor the feature, as llama.cpp's and Ollama's
+servers often word theirs.
+"""
 
 
 class ScriptedModelConfig(BaseModel):
@@ -42,8 +54,20 @@ class ScriptedModelConfig(BaseModel):
     )
     structured_outputs: bool = Field(
         default=True,
-        description="False: refuse json_schema response formats with a 400, as servers "
-        "without structured outputs do, so clients fall back to JSON mode.",
+        description="False: refuse json_schema response formats (worded as `refusal_wording` "
+        "says), as servers without structured outputs do.",
+    )
+    json_mode: bool = Field(default=True, description="False: refuse json_object response formats.")
+    tool_calling: bool = Field(default=True, description="False: refuse requests that offer tools.")
+    refusal_wording: RefusalWording = Field(
+        default="openai", description="How a refused feature is answered (see RefusalWording)."
+    )
+    fine_tuning: bool = Field(
+        default=True, description="False: no /v1/fine_tuning routes (404), as most servers."
+    )
+    batch_api: bool = Field(default=True, description="False: no /v1/batches routes (404).")
+    request_ids: bool = Field(
+        default=True, description="False: answers carry no x-request-id header."
     )
     models: tuple[str, ...] = Field(
         default=("amend-base", "amend-proposer", "amend-grader"),

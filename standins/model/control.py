@@ -4,7 +4,8 @@ Tests and benchmarks use it to make the stand-in misbehave on purpose and to
 see what it was asked, through the same HTTP a separate process would use.
 
 `POST /_standin/faults` with `{"faults": [...]}` queues misbehaviours consumed
-one per chat completion (see `FaultKind`). With `"task": "<name>"` in the body
+one per chat completion (see `FaultKind`); `"retry_after": <seconds>` sets
+what the `rate_limit` fault's Retry-After says (1 until set). With `"task": "<name>"` in the body
 (`Grade`, `PreferenceJudgement`, `ProposalBatch` or `text`) the faults wait for
 a completion of that task and spoil its answer; only the answer faults
 (`ANSWER_FAULTS`) can be aimed so.
@@ -58,7 +59,7 @@ which this avoids.
 
 FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 
-ANSWER_FAULTS = frozenset({"malformed_json", "wrong_shape", "refusal", "length"})
+ANSWER_FAULTS = frozenset({"malformed_json", "wrong_shape", "refusal", "length", "obey_injection"})
 """The faults that spoil an answer rather than the request, so can wait for a task."""
 
 router = APIRouter()
@@ -76,6 +77,11 @@ async def enqueue_faults(request: Request, state: ServerState) -> dict[str, Any]
         raise bad_request(
             f"Unknown faults {unknown}; known: {', '.join(FAULT_KINDS)}.", param="faults"
         )
+    retry_after = body.get("retry_after")
+    if retry_after is not None:
+        if not isinstance(retry_after, int | float) or retry_after < 0:
+            raise bad_request("retry_after is seconds, 0 or more.", param="retry_after")
+        state.retry_after_s = float(retry_after)
     task = body.get("task")
     if task is None:
         state.faults.extend(faults)

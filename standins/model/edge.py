@@ -1,6 +1,7 @@
 """What the model stand-in does to every request, whichever area serves it.
 
-Every response carries an `x-request-id`, as OpenAI's do; with an API key
+Every response carries an `x-request-id`, as OpenAI's do (unless configured
+without, as many other servers are); with an API key
 configured, `/v1` requests without it get OpenAI's 401 (the `/_standin`
 routes never need it); every request is counted per route for the stats; and
 every error, FastAPI's own included, leaves in OpenAI's error JSON, so the
@@ -43,7 +44,7 @@ class EdgeMiddleware:
         header = (b"x-request-id", request_id.encode())
 
         async def send_with_id(message: ASGIMessage) -> None:
-            if message["type"] == "http.response.start":
+            if message["type"] == "http.response.start" and self.state.config.request_ids:
                 message = {**message, "headers": [*message.get("headers", []), header]}
             await send(message)
 

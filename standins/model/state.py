@@ -202,6 +202,10 @@ class ModelServerState:
         self.task_faults: dict[str, deque[str]] = {}
         self.requests: Counter[str] = Counter()
         self.tasks: Counter[str] = Counter()
+        # How each chat completion asked to be answered: a response_format
+        # type, "tools", or "text"; counted before any refusal.
+        self.formats: Counter[str] = Counter()
+        self.retry_after_s = 1.0  # what the `rate_limit` fault's Retry-After says
         self.models: Counter[str] = Counter()
         self.faults_served: Counter[str] = Counter()
         self.fine_tuned_models: list[str] = []
@@ -220,6 +224,7 @@ class ModelServerState:
         return {
             "requests": dict(self.requests),
             "tasks": dict(self.tasks),
+            "formats": dict(self.formats),
             "models": dict(self.models),
             "pending_faults": list(self.faults),
             "faults_served": dict(self.faults_served),

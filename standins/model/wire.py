@@ -37,6 +37,7 @@ class StandInAPIError(Exception):
         param: str | None = None,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
     ) -> None:
         """Hold the error's parts; `type_` avoids shadowing the builtin.
 
@@ -47,6 +48,8 @@ class StandInAPIError(Exception):
             param: The request field at fault, if one is.
             code: OpenAI's machine-readable `code`, if one applies.
             headers: Extra response headers, such as `retry-after` on a 429.
+            body: The whole JSON body, for servers that do not answer in
+                OpenAI's error shape (a 422 of request validation).
         """
         super().__init__(message)
         self.status = status
@@ -55,12 +58,14 @@ class StandInAPIError(Exception):
         self.param = param
         self.code = code
         self.headers = dict(headers or {})
+        self.body = dict(body) if body is not None else None
 
     def response(self) -> JSONResponse:
         """The HTTP answer, for the places that answer without raising (middleware)."""
         return JSONResponse(
             status_code=self.status,
-            content={
+            content=self.body
+            or {
                 "error": {
                     "message": self.message,
                     "type": self.type,

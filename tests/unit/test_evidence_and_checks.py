@@ -172,7 +172,7 @@ def _draft(n: int, **fields: Any) -> Proposal:
         id=f"r-c0d{n}",
         round_id="r",
         draft=ProposalDraft(**values),
-        prompt_version="propose.v2",
+        prompt_version="propose.v3",
         model="m",
         request_ids=[f"req_{n}"],
     )
@@ -313,7 +313,7 @@ def test_a_proposal_kind_without_text_is_still_checked() -> None:
 def test_the_terminal_summary_shows_evidence_every_verdict_and_strict_review() -> None:
     kept, _ = check_proposals([_draft(1, kind="retire", target="P1")], _ctx())
     lines = proposal_summary(kept[0])
-    assert lines[0].startswith("r-c0d1 retire P1  STRICT REVIEW  (propose.v2, m, 1 model calls)")
+    assert lines[0].startswith("r-c0d1 retire P1  STRICT REVIEW  (propose.v3, m, 1 model calls)")
     assert lines[1] == "  evidence: ev-1"
     assert "  check protected: flag - changes protected principle P1" in "\n".join(lines)
     assert len([line for line in lines if line.startswith("  check ")]) == len(CHECK_NAMES)

@@ -1,6 +1,7 @@
 """The `amend` command line: one module per noun (`round`, `constitution`,
-`audit`, `token`), the processes it runs (`processes`), how it reaches the
-services (`services`) and how it prints (`render`).
+`audit`, `token`), the processes it runs (`processes`), the check of every
+dependency (`doctor`), how it reaches the services (`services`) and how it
+prints (`render`).
 
 Exit codes: 0 success, 1 the operation failed, 2 bad arguments or input
 (typer's own usage errors are 2 as well), 3 a service could not be reached.
@@ -14,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from worker.cli import audit, constitution, processes, round, token
+from worker.cli import audit, constitution, doctor, processes, round, token
 from worker.cli.render import EXIT_FAILED, EXIT_UNREACHABLE, EXIT_USAGE
 
 app = typer.Typer(
@@ -58,6 +59,7 @@ for command in (
     processes.worker,
     processes.gateway,
     processes.migrate,
+    doctor.doctor,
 ):
     app.command()(command)
 app.add_typer(round.app, name="round")

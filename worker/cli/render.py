@@ -180,6 +180,24 @@ def _status_blocked(shown: ShownRound) -> Any:
     )
 
 
+def _status_waiting(shown: ShownRound) -> Any:
+    waiting = shown.status.waiting
+    return f"[yellow]{escape(waiting.describe())}[/yellow]" if waiting else None
+
+
+def _status_preflight(shown: ShownRound) -> Any:
+    checked = shown.status.preflight
+    if checked is None:
+        return None
+    if checked.passed:
+        return f"preflight: passed ({escape('; '.join(checked.checked))})"
+    problems = escape("; ".join(checked.problems))
+    if checked.overridden_by:
+        who = escape(checked.overridden_by)
+        return f"[yellow]preflight: overridden by {who}[/yellow] (refused: {problems})"
+    return f"[red]preflight: refused[/red]: {problems}"
+
+
 def _status_proposals(shown: ShownRound) -> Any:
     status = shown.status
     if not status.proposals:
@@ -280,6 +298,8 @@ def _status_error(shown: ShownRound) -> Any:
 STATUS_SECTIONS: list[Callable[[ShownRound], Any]] = [
     _status_header,
     _status_blocked,
+    _status_waiting,
+    _status_preflight,
     _status_proposals,
     _status_proposal_details,
     _status_retraining,
@@ -300,6 +320,8 @@ def watch_view(status: RoundStatus) -> Any:
         f"  proposals: {settled} settled, {pending} pending"
         + (f"  reminders sent: {status.reminders_sent}" if status.reminders_sent else "")
     ]
+    if status.waiting is not None:
+        parts.append(f"[yellow]{escape(status.waiting.describe())}[/yellow]")
     if status.progress is not None and status.state not in TERMINAL_ROUND_STATES:
         bar = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), expand=False

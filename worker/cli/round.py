@@ -118,6 +118,15 @@ def round_start(
     reminder_hours: Annotated[
         float | None, typer.Option(min=0.001, help="Hours between reminders to reviewers.")
     ] = None,
+    override_preflight: Annotated[
+        str | None,
+        typer.Option(
+            "--override-preflight",
+            metavar="REASON",
+            help="Start even if the training backend's check at round start fails; the "
+            "reason is recorded with your name.",
+        ),
+    ] = None,
     actor: Annotated[str | None, typer.Option("--as", help=AS_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
@@ -126,7 +135,10 @@ def round_start(
 
     Evidence files are read here before the round starts (a missing or malformed one is
     refused, exit 2) and passed on as absolute paths, which the worker must be able to read;
-    an earlier round named for evidence must be in the ledger."""
+    an earlier round named for evidence must be in the ledger. It then waits (up to half a
+    minute) for the round's preflight: a round whose training backend cannot run (no
+    fine-tuning API, no trainer) is refused before anyone reviews it, and this exits 1 with
+    the reason."""
     data: dict[str, Any] = load_spec(spec_file) if spec_file else {}
     overrides = {
         "round_id": round_id,
@@ -137,6 +149,7 @@ def round_start(
         "evidence_from_round": evidence_from_round,
         "reminder_interval": timedelta(hours=reminder_hours) if reminder_hours else None,
         "requested_by": operator_name(actor),
+        "preflight_override": override_preflight,
     }
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
@@ -151,20 +164,42 @@ def round_start(
     check_evidence(spec)
     s = settings()
 
-    async def main() -> None:
-        from workflows.client import RoundExists, start_round
+    async def main() -> RoundStatus | None:
+        from workflows.client import RoundExists, past_preflight, start_round
 
         client = await temporal_client(s)
         try:
             await start_round(client, spec, s.temporal_task_queue)
         except RoundExists as error:
             raise fail(str(error)) from error
+        return await past_preflight(client, spec.round_id)
 
-    run(main())
+    status = run(main())
+    preflight = status.preflight if status else None
     if as_json:
-        emit_json({"round_id": spec.round_id, "workflow_id": spec.workflow_id})
-    else:
+        emit_json(
+            {
+                "round_id": spec.round_id,
+                "workflow_id": spec.workflow_id,
+                "state": status.state if status else None,
+                "preflight": preflight,
+            }
+        )
+    elif preflight is None:
+        console.print(
+            f"started round {spec.round_id} (workflow {spec.workflow_id}); its preflight "
+            f"has not answered yet: see `amend round show {spec.round_id}`"
+        )
+    elif preflight.overridden_by:
+        problems = escape("; ".join(preflight.problems))
+        console.print(
+            f"started round {spec.round_id} (workflow {spec.workflow_id}); preflight "
+            f"overridden by {escape(preflight.overridden_by)}: {problems}"
+        )
+    elif preflight.passed:
         console.print(f"started round {spec.round_id} (workflow {spec.workflow_id})")
+    if status is not None and status.state is RoundState.failed:
+        raise fail(f"round {spec.round_id} refused at start: {status.error}")
 
 
 def check_evidence(spec: RoundSpec) -> None:
