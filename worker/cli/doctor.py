@@ -26,7 +26,7 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 from temporalio.exceptions import ApplicationError
 
-from worker.cli.render import EXIT_FAILED, console, emit_json
+from worker.cli.render import EXIT_FAILED, JSON_HELP, console, emit_json
 from worker.cli.services import run, settings
 from worker.settings import Settings
 
@@ -328,7 +328,7 @@ async def diagnose(s: Settings) -> list[Check]:
 COLOURS = {Health.ok: "green", Health.warn: "yellow", Health.missing: "red", Health.off: "dim"}
 
 
-def doctor(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+def doctor(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False) -> None:
     """Check every dependency of a deployment and print one table with what to fix.
 
     Exits 1 when something is missing."""
