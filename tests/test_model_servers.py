@@ -35,6 +35,19 @@ from tests.conftest import (
 from worker.cli import EXIT_FAILED
 from workflows.client import round_status
 
+
+async def in_review(env: WorkflowEnvironment, round_id: str) -> RoundStatus:
+    """The round's status once it is in review: a message shows in Slack a
+    moment before the round notes it as posted."""
+
+    async def reviewed() -> RoundStatus | None:
+        status = await round_status(env.client, round_id)
+        return status if status.state is RoundState.in_review else None
+
+    found: RoundStatus = await eventually(reviewed, f"round {round_id} in review")
+    return found
+
+
 JSON_MODE_ONLY = ScriptedModelConfig(
     structured_outputs=False,
     tool_calling=False,
@@ -139,7 +152,7 @@ async def test_the_cli_says_why_a_round_is_refused_and_an_operator_may_override_
             "the trainer arrives on Monday",
         )
         await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
-        status = await round_status(dev_server.client, "forced")
+        status = await in_review(dev_server, "forced")
         await dev_server.client.get_workflow_handle("round-forced").cancel()
 
     assert refused.exit_code == EXIT_FAILED
@@ -202,7 +215,7 @@ async def test_an_impact_preview_that_cannot_be_graded_is_unavailable_and_review
         await standin(stack, "/_standin/faults", {"faults": ["wrong_shape"] * 8, "task": "Grade"})
         await start_round(stack, "blind", max_proposals=1)
         [message] = await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
-        status = await round_status(dev_server.client, "blind")
+        status = await in_review(dev_server, "blind")
         await dev_server.client.get_workflow_handle("round-blind").cancel()
 
     [proposal] = [p.proposal for p in status.proposals]
