@@ -386,6 +386,22 @@ class ReviewPolicy(Frozen):
         description="Any one reject rejects the proposal; without veto it takes `quorum` rejects.",
     )
 
+    def describe(self, proposal: str = "") -> str:
+        """The policy in words, for reviewers and managers.
+
+        `proposal` names what is settled ("it"), when the sentence needs it:
+        "2 accepts adopt it, one reject rejects it".
+        """
+        it = f" {proposal}" if proposal else ""
+
+        def votes(count: int, kind: str, verb: str) -> str:
+            plural = count != 1
+            return f"{count} {kind}{'s' if plural else ''} {verb}{'' if plural else 's'}{it}"
+
+        accepts = votes(self.quorum, "accept", "adopt")
+        rejects = f"one reject rejects{it}" if self.veto else votes(self.quorum, "reject", "reject")
+        return f"{accepts}, {rejects}"
+
     def at_least_as_strict_as(self, other: ReviewPolicy) -> bool:
         """Needs at least `other`'s quorum and vetoes wherever `other` does.
 

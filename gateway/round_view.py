@@ -201,18 +201,13 @@ class RoundView(BaseModel):
     )
 
 
-def _policy_words(quorum: int, veto: bool) -> str:
-    accepts = f"{quorum} accept{'s' if quorum != 1 else ''} adopt"
-    return accepts + (", one reject rejects" if veto else f", {quorum} rejects reject")
-
-
 def _review_setup(spec: RoundSpec, live: RoundStatus | None) -> ReviewSetup:
     members = live.group_members if live is not None else {}
     return ReviewSetup(
         reviewers=spec.reviewers,
         groups={g: members.get(g) for g in spec.reviewer_groups},
-        policy=_policy_words(spec.policy.quorum, spec.policy.veto),
-        strict_policy=_policy_words(spec.strict_policy.quorum, spec.strict_policy.veto),
+        policy=spec.policy.describe(),
+        strict_policy=spec.strict_policy.describe(),
         reminder_every=span(spec.reminder_interval),
         deadline=span(spec.deadline) if spec.deadline else None,
     )

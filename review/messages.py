@@ -157,13 +157,6 @@ def _vote(decision: Decision) -> str:
     return f"{VOTE_WORDS[decision.kind]} by {who(decision.reviewer)}{override}"
 
 
-def _policy_words(voters: Voters) -> str:
-    policy = voters.policy
-    needed = policy.quorum
-    words = f"{needed} accept{'s' if needed != 1 else ''} adopt it"
-    return words + (", one reject rejects it" if policy.veto else f", {needed} rejects reject it")
-
-
 def _either(names: list[str]) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" or {names[-1]}"
 
@@ -175,7 +168,9 @@ def votes_line(status: ProposalStatus, voters: Voters) -> str:
     """
     deciders = [who(r) for r in voters.reviewers]
     deciders += [f"members of {_group(g)}" for g in voters.groups]
-    lines = [f"*Who decides:* {', '.join(deciders) or 'nobody yet'} ({_policy_words(voters)})"]
+    lines = [
+        f"*Who decides:* {', '.join(deciders) or 'nobody yet'} ({voters.policy.describe('it')})"
+    ]
     stand = awaiting(voters.policy, status.decisions, voters.reviewers)
     votes = ", ".join(_vote(d) for d in status.decisions) or "none yet"
     waiting = [who(r) for r in stand.waiting_for]

@@ -346,3 +346,14 @@ def test_the_reject_modal_asks_for_an_optional_reason_and_names_its_message() ->
     assert parse_view_metadata(view["private_metadata"]) == ("round-r", "r-p1", "C1", "1.2")
     with pytest.raises(ValueError, match="not an amend modal"):
         parse_view_metadata("someone-else|x")
+
+
+def test_a_policy_reads_as_a_sentence_whatever_its_quorum() -> None:
+    from constitution.models import ReviewPolicy
+
+    assert ReviewPolicy(quorum=1).describe() == "1 accept adopts, one reject rejects"
+    assert ReviewPolicy(quorum=2).describe("it") == "2 accepts adopt it, one reject rejects it"
+    assert ReviewPolicy(quorum=1, veto=False).describe("it") == (
+        "1 accept adopts it, 1 reject rejects it"
+    )
+    assert ReviewPolicy(quorum=3, veto=False).describe() == "3 accepts adopt, 3 rejects reject"
