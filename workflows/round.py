@@ -114,6 +114,9 @@ MODEL_RETRY = RetryPolicy(
 RECORD_CONTINUE_AS_NEW = "record-continue-as-new"
 # A round checks its training backend before proposing (added in 0.2.0).
 PREFLIGHT = "preflight-before-proposing"
+# An operator's cancel that Temporal let an activity's result win stops the
+# round at its next step (added in 0.2.0).
+CANCEL_AT_NEXT_STEP = "cancel-at-next-step"
 
 DECISION_TO_STATE = {
     DecisionKind.accept: ProposalState.accepted,
@@ -194,6 +197,22 @@ class TrainingRoundWorkflow:
             await self._review()
         if self.status.state is RoundState.amending:
             await self._retrain()
+
+    def _stop_if_cancelled(self) -> None:
+        """Stop the lifecycle at its next step once an operator has cancelled the round.
+
+        Cancelling the lifecycle task cancels the activity it awaits; when that
+        activity completed in the same moment, Temporal hands the task the
+        result and drops the cancellation (the activity's outcome wins). Without
+        this check the round would go on, and the `cancel` order would wait
+        for an end that never comes.
+        """
+        if (
+            self._cancel_request is not None
+            and asyncio.current_task() is self._lifecycle_task
+            and workflow.patched(CANCEL_AT_NEXT_STEP)
+        ):
+            raise asyncio.CancelledError("the round was cancelled by an operator")
 
     async def _propose(self) -> None:
         spec = self.status.spec
@@ -287,6 +306,7 @@ class TrainingRoundWorkflow:
         records `waiting -> ok`.
         """
         while True:
+            self._stop_if_cancelled()
             try:
                 result: T = await workflow.execute_activity_method(
                     activity, arg, retry_policy=MODEL_RETRY, **options
@@ -386,6 +406,7 @@ class TrainingRoundWorkflow:
         # Reminders keep their rhythm however often a decision wakes the loop.
         next_reminder = workflow.now() + spec.reminder_interval
         while self.status.pending:
+            self._stop_if_cancelled()
             info = workflow.info()
             if (
                 info.is_continue_as_new_suggested()
@@ -936,6 +957,7 @@ class TrainingRoundWorkflow:
         `slack_retry_interval` or at once on `retry_slack`.
         """
         while True:
+            self._stop_if_cancelled()
             try:
                 result = await workflow.execute_activity_method(
                     activity,
@@ -1042,6 +1064,7 @@ class TrainingRoundWorkflow:
         reason: str,
         data: dict[str, Any] | None,
     ) -> None:
+        self._stop_if_cancelled()
         self.status.sequence += 1
         record = TransitionRecord(
             workflow_id=workflow.info().workflow_id,
