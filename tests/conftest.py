@@ -300,10 +300,11 @@ def stack_on(database_url: str, ledger: Ledger, task_queue: str, tmp_path: Path)
         # A test's stack stops with what is in flight cancelled, not awaited
         # (tests/test_scale_out.py tests the graceful stop).
         settings.setdefault("worker_graceful_shutdown_s", 0)
+        # Another queue: a worker that does not run the rounds already started.
+        settings.setdefault("temporal_task_queue", task_queue)
         config = Settings(
             _env_file=None,
             data_dir=tmp_path,
-            temporal_task_queue=task_queue,
             slack_review_channel=REVIEW_CHANNEL,
             **settings,
         )
