@@ -6,6 +6,7 @@ simulated reviewer (a stand-in for a person in Slack)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -14,13 +15,16 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
+import hypothesis
 import pytest
+from hypothesis import strategies as st
 from temporalio.testing import WorkflowEnvironment
 
 from ledger.store import Ledger
 from standins.reviewer import SimulatedReviewer, wait_for_proposals
 from tests.conftest import REVIEW_CHANNEL, StackFactory, eventually, start_round
 from tests.test_api_fuzz import snapshot
+from tests.unit.test_properties import json_values, slack_like
 from worker.runtime import gateway_app
 from worker.stack import Stack
 
@@ -279,3 +283,64 @@ async def test_a_decision_modal_opens_from_the_ledger_while_no_worker_runs_the_r
         assert answer["outcome"] == "unavailable", answer
         assert "try again in a moment" in answer["message"]
         assert "no longer running" not in answer["message"]
+
+
+async def test_any_signed_payload_of_any_shape_gets_2xx_or_4xx_and_never_a_5xx(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger, database_url: str
+) -> None:
+    """Driven in-process (httpx's ASGI transport) against the real ledger and
+    Temporal, with payloads shaped like a real click on a real proposal."""
+    message = await round_in_review(stack, "fuzzed")
+    alice = as_reviewer(stack, ALICE)
+    click = alice.block_actions_payload(message, "accept", channel_id=REVIEW_CHANNEL)
+    loop = asyncio.get_running_loop()
+    problems: list[str] = []
+    button_values = st.sampled_from(
+        [click["actions"][0]["value"], "round-fuzzed|fuzzed-p9", "round-x|y", "|", "round-"]
+    )
+    payloads = st.one_of(
+        json_values,
+        slack_like,
+        st.fixed_dictionaries(
+            {
+                "type": st.just("block_actions"),
+                "user": st.fixed_dictionaries({"id": st.sampled_from([MALLORY, "", "U0X"])}),
+                "actions": st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "action_id": st.sampled_from(["accept", "reject", "modify", "x"]),
+                            "value": button_values | json_values,
+                            "action_ts": st.text(max_size=10) | json_values,
+                        }
+                    ),
+                    max_size=2,
+                ),
+            },
+            optional={"container": json_values, "trigger_id": json_values},
+        ),
+    )
+
+    async with second_gateway(stack, dev_server, database_url) as replica:
+
+        async def send(payload: Any) -> httpx.Response:
+            body = urlencode({"payload": json.dumps(payload)}).encode()
+            return await replica.post(
+                "/slack/interactions", content=body, headers=signed(alice, body)
+            )
+
+        @hypothesis.settings(
+            max_examples=120,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+        @hypothesis.given(payload=payloads)
+        def fuzz(payload: Any) -> None:
+            response = asyncio.run_coroutine_threadsafe(send(payload), loop).result(60)
+            if response.status_code >= 500:
+                problems.append(f"{response.status_code} for {payload!r}: {response.text}")
+
+        await asyncio.to_thread(fuzz)
+    assert problems == []
+    # Alice never clicked: nothing was decided in her name.
+    assert await ledger.decisions("fuzzed") == []
