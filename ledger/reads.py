@@ -435,15 +435,17 @@ class LedgerReads:
         Args:
             round_id: The round to check; None checks every round.
         """
-        if round_id is None:
-            round_ids = [
-                r["round_id"] for r in await self.pool.fetch("SELECT round_id FROM rounds")
-            ]
-        else:
-            round_ids = [round_id]
+        heads = await self.pool.fetch(
+            "SELECT round_id, last_sequence, last_hash FROM rounds"
+            + ("" if round_id is None else " WHERE round_id = $1"),
+            *(() if round_id is None else (round_id,)),
+        )
         breaks: list[ChainBreak] = []
-        for rid in round_ids:
-            found = first_break(rid, await self.timeline(rid))
+        for head in heads:
+            rid = head["round_id"]
+            found = first_break(
+                rid, await self.timeline(rid), (head["last_sequence"], head["last_hash"])
+            )
             if found is not None:
                 breaks.append(found)
         return breaks
