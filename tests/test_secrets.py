@@ -84,7 +84,9 @@ async def test_no_secret_appears_in_logs_history_ledger_answers_or_slack(
             "bot token": bot_token.get_secret_value(),
             "operator API token": stack.operator_token,
         }
-        await start_round(stack, "secrets", max_proposals=1, training={"poll_interval": "PT0.2S"})
+        await start_round(
+            stack, "secret-scan", max_proposals=1, training={"poll_interval": "PT0.2S"}
+        )
         slack = stack.slack_stand_in_url or ""
         [message] = await wait_for_proposals(slack, 1, wait_s=30)
         outsider = SimulatedReviewer(stack.gateway_url, SIGNING_SECRET, "U0MALLORY")
@@ -97,7 +99,7 @@ async def test_no_secret_appears_in_logs_history_ledger_answers_or_slack(
         alice = SimulatedReviewer(stack.gateway_url, SIGNING_SECRET, "U0ALICE", slack_api_url=slack)
         decided = await decide_in_slack(alice, slack, message, "accept", channel_id=REVIEW_CHANNEL)
         answers.append(decided.text)
-        handle = dev_server.client.get_workflow_handle("round-secrets", result_type=RoundResult)
+        handle = dev_server.client.get_workflow_handle("round-secret-scan", result_type=RoundResult)
         result = await handle.result()
         assert result.state is RoundState.completed
         history = (await handle.fetch_history()).to_json()
