@@ -28,6 +28,8 @@ from constitution.findings import CheckVerdict, Conflict, ImpactPreview
 
 PRINCIPLE_ID = re.compile(r"^P[0-9]{1,4}$")
 ROUND_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# A proposal is numbered within its round: `<round id>-p<n>`.
+PROPOSAL_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}-p[0-9]{1,4}$")
 WORKFLOW_ID_PREFIX = "round-"
 
 
@@ -48,7 +50,15 @@ def round_id_of(workflow_id: str) -> str | None:
     if not workflow_id.startswith(WORKFLOW_ID_PREFIX):
         return None
     round_id = workflow_id.removeprefix(WORKFLOW_ID_PREFIX)
-    return round_id or None
+    return round_id if ROUND_ID.match(round_id) else None
+
+
+def is_proposal_of(round_id: str, proposal_id: str) -> bool:
+    """Whether `proposal_id` is one the round could have given (`<round id>-p<n>`).
+
+    Such an id comes from elsewhere, in a Slack payload.
+    """
+    return PROPOSAL_ID.match(proposal_id) is not None and proposal_id.startswith(f"{round_id}-p")
 
 
 class Frozen(BaseModel):

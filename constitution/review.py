@@ -121,3 +121,18 @@ def awaiting(
         accepts_short=max(0, needed - accepts),
         waiting_for=sorted(set(eligible) - voted),
     )
+
+
+def not_a_reviewer(spec: RoundSpec, reviewer: str) -> str:
+    """Why `reviewer` may not decide the round's proposals, naming who may.
+
+    The same words whether the round's validator refuses a decision or the
+    gateway refuses the click that would open a decision modal.
+    """
+    deciders = [f"<@{r}>" for r in spec.reviewers] + [
+        f"<!subteam^{g}>" for g in spec.reviewer_groups
+    ]
+    return (
+        f"{reviewer} is not a reviewer of round {spec.round_id}; "
+        f"it is decided by {', '.join(deciders)}"
+    )

@@ -37,7 +37,9 @@ class SignedRequestVerifier:
         lowered = {name.lower(): value for name, value in headers.items()}
         timestamp = lowered.get(self.timestamp_header.lower(), "")
         signature = lowered.get(self.signature_header.lower(), "")
-        if not timestamp.isdigit() or len(timestamp) > 12:
+        # ASCII digits only: str.isdigit() also takes "²" or "٣", which int() refuses
+        # or reads as a number Slack never sends (headers arrive as Latin-1 text).
+        if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
             return "the timestamp is missing or not a number"
         if abs(self.clock() - int(timestamp)) > self.max_age_s:
             return "the request is too old"

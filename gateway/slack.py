@@ -16,28 +16,33 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Coroutine
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import APIRouter, Depends, Request
+import asyncpg
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from slack_sdk.errors import SlackApiError
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from constitution import (
+    TERMINAL_ROUND_STATES,
     DecisionKind,
     DecisionOutcome,
     DecisionRequest,
     Principle,
+    RoundSpec,
     RoundState,
     round_id_of,
 )
-from constitution.contracts import ProposalStatus, RoundStatus
+from constitution.review import not_a_reviewer
 from gateway.deps import NotStarted, Services
 from gateway.refusals import refusals
 from gateway.signing import SignedRequestVerifier, slack_verifier
+from ledger.reads import ProposalInReview
 from review.messages import (
     DECISION_CALLBACKS,
     modify_view,
@@ -60,9 +65,121 @@ class InteractionAnswer(BaseModel):
     """What the gateway makes of an interaction; Slack ignores the body of a
     block_actions answer, the simulated reviewer and the tests read it."""
 
-    outcome: str  # taken | refused | pending | opened
+    outcome: str  # taken | refused | pending | opened | unavailable
     message: str
     proposal_id: str | None = None
+    # False when an earlier delivery of the same interaction already told the
+    # reviewer (a Slack retry): the answer is given again, never told again.
+    first: bool = Field(default=True, exclude=True)
+
+
+# -- the payloads, parsed at the edge ------------------------------------------------
+# Only the fields amend reads, each of the type Slack sends; the rest is
+# ignored. Strict: a number where Slack sends text is a malformed payload.
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+
+class SlackUser(_Payload):
+    id: str = Field(min_length=1, max_length=255)
+
+
+class MessageContainer(_Payload):
+    channel_id: str | None = Field(default=None, max_length=255)
+    message_ts: str | None = Field(default=None, max_length=64)
+
+
+class SlackChannel(_Payload):
+    id: str | None = Field(default=None, max_length=255)
+
+
+class BlockAction(_Payload):
+    action_id: str = Field(max_length=255)
+    value: str | None = Field(default=None, max_length=2000)
+    action_ts: str | None = Field(default=None, max_length=64)
+
+
+class BlockActions(_Payload):
+    """A button pressed on a message."""
+
+    type: Literal["block_actions"]
+    user: SlackUser
+    container: MessageContainer = Field(default_factory=MessageContainer)
+    channel: SlackChannel | None = None
+    trigger_id: str | None = Field(default=None, max_length=255)
+    actions: list[BlockAction] = Field(default_factory=list)
+
+    @property
+    def channel_id(self) -> str:
+        """The channel of the message clicked on, where the reviewer is answered."""
+        return self.container.channel_id or (self.channel.id if self.channel else None) or ""
+
+
+class InputState(_Payload):
+    value: str | None = None
+
+
+class ViewState(_Payload):
+    values: dict[str, dict[str, InputState]] = Field(default_factory=dict)
+
+
+class SubmittedView(_Payload):
+    id: str | None = Field(default=None, max_length=255)
+    hash: str | None = Field(default=None, max_length=255)
+    callback_id: str = ""
+    private_metadata: str = Field(default="", max_length=3000)
+    state: ViewState = Field(default_factory=ViewState)
+
+    def typed(self, block: str) -> str | None:
+        """What the reviewer typed into the input `block` (its element has the same id)."""
+        return self.state.values.get(block, {}).get(block, InputState()).value
+
+
+class ViewSubmission(_Payload):
+    """A modal submitted."""
+
+    type: Literal["view_submission"]
+    user: SlackUser
+    view: SubmittedView
+
+
+class MalformedInteraction(ValueError):
+    """A verified payload amend cannot read: answered 400 with the reason, nothing changed."""
+
+
+INTERACTIONS: dict[str, type[BlockActions] | type[ViewSubmission]] = {
+    "block_actions": BlockActions,
+    "view_submission": ViewSubmission,
+}
+
+
+def parse_interaction(payload: object) -> BlockActions | ViewSubmission | None:
+    """The interaction a payload holds; None for kinds amend does not act on.
+
+    Raises:
+        MalformedInteraction: not an object, or a field of the wrong type or missing.
+    """
+    if not isinstance(payload, dict):
+        raise MalformedInteraction("the interaction payload is not a JSON object")
+    kind = payload.get("type")
+    model = INTERACTIONS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        return None
+    try:
+        return model.model_validate(payload)
+    except ValidationError as error:
+        issue = error.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(part) for part in issue["loc"]) or "payload"
+        raise MalformedInteraction(f"malformed {kind} payload: {where}: {issue['msg']}") from None
+
+
+# Errors of a ledger that cannot be read now (down, restarting, pool closed).
+LEDGER_UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+NO_LONGER_DECIDES = "this button no longer decides"
+# Interactions remembered per gateway, so a redelivery awaits the first's answer.
+REMEMBERED = 10_000
 
 
 class SlackInteractions:
@@ -76,61 +193,97 @@ class SlackInteractions:
         )
         # Work that must not hold up Slack's answer, kept referenced until done.
         self._background: set[asyncio.Task[Any]] = set()
+        # The work behind recent interactions, by interaction key.
+        self._recent: OrderedDict[str, asyncio.Task[InteractionAnswer]] = OrderedDict()
 
-    async def handle(self, payload: dict[str, Any]) -> Response:
-        """A verified interaction, from the HTTP endpoint or Socket Mode."""
-        kind = payload.get("type")
-        if kind == "block_actions":
-            return await self._block_actions(payload)
-        if kind == "view_submission":
-            return await self._view_submission(payload)
+    async def handle(self, payload: object, *, redelivery: bool = False) -> Response:
+        """A verified interaction, from the HTTP endpoint or Socket Mode.
+
+        `redelivery`: Slack sends it again (it missed the first answer).
+        """
+        try:
+            interaction = parse_interaction(payload)
+        except MalformedInteraction as error:
+            log.warning("Slack interaction refused: %s", error)
+            return JSONResponse({"error": str(error)}, status_code=400)
+        if isinstance(interaction, BlockActions):
+            return await self._block_actions(interaction, redelivery)
+        if isinstance(interaction, ViewSubmission):
+            return await self._view_submission(interaction, redelivery)
         return Response(status_code=200)
 
-    async def _block_actions(self, payload: dict[str, Any]) -> Response:
-        user = str(payload.get("user", {}).get("id", ""))
-        channel = str(
-            payload.get("container", {}).get("channel_id")
-            or payload.get("channel", {}).get("id", "")
-        )
+    def _earlier(self, key: str) -> asyncio.Task[InteractionAnswer] | None:
+        """The work of an earlier delivery of this interaction, unless it failed."""
+        task = self._recent.get(key)
+        if task is not None and task.done() and (task.cancelled() or task.exception()):
+            del self._recent[key]  # it failed: this delivery does the work again
+            return None
+        return task
+
+    def _remember(self, key: str, task: asyncio.Task[InteractionAnswer]) -> None:
+        self._recent[key] = task
+        while len(self._recent) > REMEMBERED:
+            self._recent.popitem(last=False)
+
+    async def _again(self, task: asyncio.Task[InteractionAnswer]) -> InteractionAnswer:
+        """A redelivery's answer: the first delivery's, told to nobody again."""
+        try:
+            answer = await asyncio.wait_for(asyncio.shield(task), ACK_BUDGET_S)
+        except TimeoutError:
+            return InteractionAnswer(
+                outcome="pending", message="Your decision is being recorded.", first=False
+            )
+        return answer.model_copy(update={"first": False})
+
+    async def _block_actions(self, interaction: BlockActions, redelivery: bool) -> Response:
+        user = interaction.user.id
+        channel = interaction.channel_id
         answers = []
-        for action in payload.get("actions", []):
+        for action in interaction.actions:
             try:
-                workflow_id, proposal_id = parse_action_value(str(action.get("value", "")))
+                workflow_id, proposal_id = parse_action_value(action.value or "")
             except ValueError:
                 continue
-            action_id = action.get("action_id")
-            if action_id in ("modify", "reject"):
-                answer = await self._open_decision_view(
-                    payload, action_id, workflow_id, proposal_id, user, channel
-                )
-            elif action_id == "accept":
-                request = DecisionRequest(
-                    proposal_id=proposal_id, kind=DecisionKind(action_id), reviewer=user
-                )
-                update_id = f"slack:{action.get('action_ts')}:{user}:{proposal_id}:{action_id}"
-                answer = await self._decide_within_ack(workflow_id, request, update_id, channel)
-            else:
+            action_id = action.action_id
+            if action_id not in ("modify", "reject", "accept"):
                 continue
+            key = f"slack:{action.action_ts}:{user}:{proposal_id}:{action_id}"
+            earlier = self._earlier(key)
+            if earlier is not None:
+                answers.append(await self._again(earlier))
+                continue
+            if action_id in ("modify", "reject"):
+                opening = self._in_background(
+                    self._open_decision_view(
+                        interaction, action_id, workflow_id, proposal_id, key, redelivery
+                    )
+                )
+                self._remember(key, opening)
+                answer = await opening
+            else:
+                request = DecisionRequest(
+                    proposal_id=proposal_id, kind=DecisionKind.accept, reviewer=user
+                )
+                answer = await self._decide_within_ack(
+                    workflow_id, request, key, channel, redelivery
+                )
             answers.append(answer)
         if not answers:
             return JSONResponse({"error": "no amend action in the payload"}, status_code=400)
         return JSONResponse(answers[0].model_dump())
 
-    async def _view_submission(self, payload: dict[str, Any]) -> Response:
-        view = payload.get("view", {})
-        kind = DECISION_CALLBACKS.get(str(view.get("callback_id")))
+    async def _view_submission(self, interaction: ViewSubmission, redelivery: bool) -> Response:
+        view = interaction.view
+        kind = DECISION_CALLBACKS.get(view.callback_id)
         if kind is None:
             return Response(status_code=200)
-        user = str(payload.get("user", {}).get("id", ""))
+        user = interaction.user.id
         try:
-            workflow_id, proposal_id, channel, _ts = parse_view_metadata(
-                str(view.get("private_metadata", ""))
-            )
+            workflow_id, proposal_id, channel, _ts = parse_view_metadata(view.private_metadata)
         except ValueError:
             return JSONResponse({"error": "modal metadata is not amend's"}, status_code=400)
-        values = view.get("state", {}).get("values", {})
-        text = (values.get("text", {}).get("text", {}) or {}).get("value")
-        comment = (values.get("comment", {}).get("comment", {}) or {}).get("value")
+        text = view.typed("text")
+        comment = view.typed("comment")
         # The block an error is shown under: the text for a modify, else the reason.
         field = "text" if kind == "modify" else "comment"
         try:
@@ -145,18 +298,30 @@ class SlackInteractions:
             return JSONResponse(
                 {"response_action": "errors", "errors": {field: error.errors()[0]["msg"]}}
             )
-        update_id = f"slack:{view.get('id')}:{view.get('hash')}:{user}:{proposal_id}:{kind}"
-        answer = await self._decide_within_ack(workflow_id, request, update_id, channel)
+        update_id = f"slack:{view.id}:{view.hash}:{user}:{proposal_id}:{kind}"
+        earlier = self._earlier(update_id)
+        if earlier is not None:
+            answer = await self._again(earlier)
+        else:
+            answer = await self._decide_within_ack(
+                workflow_id, request, update_id, channel, redelivery
+            )
         if answer.outcome == "refused":
             return JSONResponse({"response_action": "errors", "errors": {field: answer.message}})
         return JSONResponse({"response_action": "clear"})
 
     async def _decide_within_ack(
-        self, workflow_id: str, request: DecisionRequest, update_id: str, channel: str
+        self,
+        workflow_id: str,
+        request: DecisionRequest,
+        update_id: str,
+        channel: str,
+        redelivery: bool = False,
     ) -> InteractionAnswer:
         """Decide, telling the reviewer the outcome; answer Slack in time even
         when the round is slow to respond."""
-        task = self._in_background(self._decide(workflow_id, request, update_id))
+        task = self._in_background(self._decide(workflow_id, request, update_id, redelivery))
+        self._remember(update_id, task)
         try:
             answer = await asyncio.wait_for(asyncio.shield(task), ACK_BUDGET_S)
         except TimeoutError:
@@ -166,7 +331,8 @@ class SlackInteractions:
                 proposal_id=request.proposal_id,
                 message="Your decision is being recorded.",
             )
-        self._in_background(self._tell(channel, request.reviewer, answer.message))
+        if answer.first:
+            self._in_background(self._tell(channel, request.reviewer, answer.message))
         return answer
 
     async def drain(self, timeout_s: float) -> None:
@@ -192,7 +358,7 @@ class SlackInteractions:
         return task
 
     def _tell_later(self, task: asyncio.Task[InteractionAnswer], channel: str, user: str) -> None:
-        if task.cancelled() or task.exception():
+        if task.cancelled() or task.exception() or not task.result().first:
             return
         self._in_background(self._tell(channel, user, task.result().message))
 
@@ -205,9 +371,17 @@ class SlackInteractions:
             log.warning("could not tell %s the outcome: %s", user, error.response.get("error"))
 
     async def _decide(
-        self, workflow_id: str, request: DecisionRequest, update_id: str
+        self, workflow_id: str, request: DecisionRequest, update_id: str, redelivery: bool = False
     ) -> InteractionAnswer:
         round_id = round_id_of(workflow_id) or workflow_id
+        if redelivery and await self._already_voted(round_id, request):
+            # An earlier delivery (perhaps to another gateway) took it and told the reviewer.
+            return InteractionAnswer(
+                outcome="taken",
+                message=f"{request.kind.value} recorded for {request.proposal_id}",
+                proposal_id=request.proposal_id,
+                first=False,
+            )
         try:
             outcome: DecisionOutcome = await self.services.temporal.get_workflow_handle(
                 workflow_id
@@ -223,25 +397,56 @@ class SlackInteractions:
             return InteractionAnswer(
                 outcome="taken", message=outcome.message, proposal_id=request.proposal_id
             )
+        return await self._refused(
+            round_id, request.proposal_id, request.reviewer, request.kind.value, reason, update_id
+        )
+
+    async def _already_voted(self, round_id: str, request: DecisionRequest) -> bool:
+        """Whether the reviewer's vote of this kind on the proposal is in the ledger."""
+        try:
+            votes = await self.services.ledger.decisions(round_id)
+        except LEDGER_UNAVAILABLE:
+            return False  # the round's own validator judges it
+        return any(
+            v.proposal_id == request.proposal_id
+            and v.reviewer == request.reviewer
+            and v.kind == request.kind.value
+            for v in votes
+        )
+
+    async def _refused(
+        self,
+        round_id: str,
+        proposal_id: str,
+        reviewer: str,
+        kind: str,
+        reason: str,
+        interaction_key: str,
+    ) -> InteractionAnswer:
+        """Record a refusal once per interaction; the answer says whether it is new."""
         self.services.metrics.decisions.labels("refused").inc()
         log.info(
             "refused %s on %s: %s",
-            request.kind.value,
-            request.proposal_id,
+            kind,
+            proposal_id,
             reason,
-            extra={"round_id": round_id, "proposal_id": request.proposal_id},
+            extra={"round_id": round_id, "proposal_id": proposal_id},
         )
-        await self.services.ledger.record_decision_attempt(
+        first = await self.services.ledger.record_decision_attempt(
             round_id=round_id,
-            proposal_id=request.proposal_id,
-            reviewer=request.reviewer,
-            kind=request.kind.value,
+            proposal_id=proposal_id,
+            reviewer=reviewer,
+            kind=kind,
             outcome="refused",
             reason=reason,
             source="slack",
+            interaction_key=interaction_key,
         )
         return InteractionAnswer(
-            outcome="refused", message=f"Not recorded: {reason}", proposal_id=request.proposal_id
+            outcome="refused",
+            message=f"Not recorded: {reason}",
+            proposal_id=proposal_id,
+            first=first,
         )
 
     async def _round_over(self, round_id: str) -> str:
@@ -250,52 +455,57 @@ class SlackInteractions:
         ended = f" ({row.state})" if row is not None else ""
         return f"round {round_id} is no longer running{ended}; this button no longer decides"
 
-    async def _current(self, status: RoundStatus, item: ProposalStatus) -> Principle | None:
-        """The principle a proposal changes, as the round's base version has it."""
-        target = item.proposal.draft.target
-        version = await self.services.ledger.get_version(status.base_version)
-        return version.principle(target) if version is not None and target else None
-
     async def _open_decision_view(
         self,
-        payload: dict[str, Any],
+        interaction: BlockActions,
         kind: str,
         workflow_id: str,
         proposal_id: str,
-        user: str,
-        channel: str,
+        key: str,
+        redelivery: bool,
     ) -> InteractionAnswer:
-        """Open the modify or reject modal; a stale button gets a clear answer instead."""
+        """Open the modify or reject modal; a stale button or an outsider gets a clear answer.
+
+        Read from the ledger, not the round's workflow: a query waits for a
+        worker, and Slack's trigger id expires after 3 s. What the ledger has
+        not caught up with yet the round's validator refuses on submit.
+        """
+        user, channel = interaction.user.id, interaction.channel_id
         round_id = round_id_of(workflow_id) or workflow_id
-        message: str | None = None
         try:
-            status = await self.services.temporal.get_workflow_handle(workflow_id).query(
-                TrainingRoundWorkflow.state
+            found, current = await asyncio.wait_for(
+                self._proposal_and_principle(round_id, proposal_id, kind), ACK_BUDGET_S
             )
-        except RPCError:
-            message = f"Not recorded: {await self._round_over(round_id)}"
-        else:
-            item = status.find(proposal_id)
-            if status.state not in (RoundState.proposing, RoundState.in_review):
-                message = (
-                    f"Not recorded: round {round_id} is {status.state.value}, no longer in "
-                    "review; this button no longer decides"
-                )
-            elif item is None:
-                message = f"Not recorded: unknown proposal {proposal_id}"
-            elif item.settled:
-                message = f"Not recorded: proposal {proposal_id} is already {item.state.value}"
-        if message is not None:
+            eligible = found is None or await asyncio.wait_for(
+                self._may_decide(found, user), ACK_BUDGET_S
+            )
+        except LEDGER_UNAVAILABLE as error:
+            log.warning("could not read round %s to open a modal: %r", round_id, error)
+            message = f"Round {round_id} cannot be read right now; try again in a moment."
             await self._tell(channel, user, message)
-            return InteractionAnswer(outcome="refused", message=message, proposal_id=proposal_id)
-        assert item is not None
-        ts = str(payload.get("container", {}).get("message_ts", ""))
+            return InteractionAnswer(
+                outcome="unavailable", message=message, proposal_id=proposal_id
+            )
+        reason = self._opening_refusal(found, round_id, proposal_id, user, eligible)
+        if reason is not None:
+            try:
+                answer = await self._refused(round_id, proposal_id, user, kind, reason, key)
+            except LEDGER_UNAVAILABLE as error:
+                log.warning("could not record a refused opening on %s: %r", proposal_id, error)
+                answer = InteractionAnswer(
+                    outcome="refused", message=f"Not recorded: {reason}", proposal_id=proposal_id
+                )
+            if answer.first:
+                await self._tell(channel, user, answer.message)
+            return answer
+        assert found is not None
+        ts = interaction.container.message_ts or ""
         if kind == "modify":
-            view = modify_view(workflow_id, item, channel, ts, await self._current(status, item))
+            view = modify_view(workflow_id, found.status, channel, ts, current)
         else:
-            view = reject_view(workflow_id, item, channel, ts)
+            view = reject_view(workflow_id, found.status, channel, ts)
         try:
-            await self.slack.views_open(trigger_id=payload.get("trigger_id"), view=view)
+            await self.slack.views_open(trigger_id=interaction.trigger_id, view=view)
         except SlackApiError as error:
             return InteractionAnswer(
                 outcome="refused",
@@ -303,6 +513,70 @@ class SlackInteractions:
                 message=f"Slack would not open the editor: {error.response.get('error')}",
             )
         return InteractionAnswer(outcome="opened", message="editor opened", proposal_id=proposal_id)
+
+    async def _proposal_and_principle(
+        self, round_id: str, proposal_id: str, kind: str
+    ) -> tuple[ProposalInReview | None, Principle | None]:
+        """The proposal as the ledger has it, and for a modify the principle it changes."""
+        found = await self.services.ledger.proposal_in_review(round_id, proposal_id)
+        target = found.status.proposal.draft.target if found is not None else None
+        if found is None or kind != "modify" or target is None:
+            return found, None
+        base = found.round.base_version
+        version = await self.services.ledger.get_version(base) if base is not None else None
+        return found, version.principle(target) if version is not None else None
+
+    async def _may_decide(self, found: ProposalInReview, user: str) -> bool:
+        """Whether `user` is a reviewer of the round: named, or in one of its groups.
+
+        Groups are asked of Slack; when Slack does not answer, the round's
+        validator judges on submit.
+        """
+        spec = RoundSpec.model_validate(found.round.spec)
+        if user in spec.reviewers:
+            return True
+        for group in spec.reviewer_groups:
+            try:
+                members = await self.slack.usergroups_users_list(usergroup=group)
+            except SlackApiError as error:
+                log.warning("could not read group %s: %s", group, error.response.get("error"))
+                return True
+            if user in (members.get("users") or []):
+                return True
+        return False
+
+    @staticmethod
+    def _opening_refusal(
+        found: ProposalInReview | None,
+        round_id: str,
+        proposal_id: str,
+        user: str,
+        eligible: bool,
+    ) -> str | None:
+        """Why the click may not open a decision modal, in the round validator's words."""
+        if found is None:
+            return f"unknown proposal {proposal_id}"
+        state = found.round.state
+        if state in {s.value for s in TERMINAL_ROUND_STATES}:
+            return f"round {round_id} is no longer running ({state}); this button no longer decides"
+        if state not in (RoundState.proposing.value, RoundState.in_review.value):
+            return (
+                f"round {round_id} is {state}, no longer in review; this button no longer decides"
+            )
+        if not eligible:
+            return not_a_reviewer(RoundSpec.model_validate(found.round.spec), user)
+        item = found.status
+        if item.settled:
+            decided = item.final_decision
+            who = f" by {decided.reviewer}" if decided else ""
+            return f"proposal {proposal_id} is already {item.state.value}{who}"
+        earlier = item.voted(user)
+        if earlier is not None:
+            return (
+                f"you already decided {earlier.kind.value} on proposal {proposal_id}; "
+                "each reviewer has one vote"
+            )
+        return None
 
 
 def slack_interactions(request: Request) -> SlackInteractions:
@@ -328,14 +602,17 @@ async def interactions_endpoint(
         return JSONResponse({"error": "invalid or stale Slack signature"}, status_code=401)
     retry = request.headers.get("x-slack-retry-num")
     if retry:
-        # A retry carries the same payload, so the same update id: taken once.
+        # A retry carries the same payload: answered from the first delivery's work.
         log.info("Slack retry %s (%s)", retry, request.headers.get("x-slack-retry-reason"))
     # The form is parsed (python-multipart) from the body already read and verified.
-    field = (await request.form()).get("payload")
+    try:
+        field = (await request.form()).get("payload")
+    except (HTTPException, ValueError) as error:
+        return JSONResponse({"error": f"the form cannot be read: {error}"}, status_code=400)
     try:
         payload = json.loads(field) if isinstance(field, str) else None
-    except ValueError:
-        payload = None
-    if not isinstance(payload, dict):
+    except (ValueError, RecursionError):
+        return JSONResponse({"error": "the payload field is not JSON"}, status_code=400)
+    if payload is None:
         return JSONResponse({"error": "no interaction payload"}, status_code=400)
-    return await interactions.handle(payload)
+    return await interactions.handle(payload, redelivery=bool(retry))

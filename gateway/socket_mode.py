@@ -11,15 +11,17 @@ gateway opened with its own token, so there is no signature to check.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, Protocol
 
 from fastapi.responses import Response
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.socket_mode.response import SocketModeResponse
 
-Interaction = Callable[[dict[str, Any]], Awaitable[Response]]
+
+class Interaction(Protocol):
+    def __call__(self, payload: object, *, redelivery: bool = False) -> Awaitable[Response]: ...
 
 
 class SocketModeReceiver:
@@ -38,7 +40,8 @@ class SocketModeReceiver:
         ack: dict[str, Any] | None = None
         if request.type == "interactive":
             payload = request.payload if isinstance(request.payload, dict) else {}
-            response = await self.handle(payload)
+            # Slack redelivers an envelope it saw no ack for, as it retries HTTP.
+            response = await self.handle(payload, redelivery=bool(request.retry_attempt))
             # Slack reads an answer only for a modal submission (errors or clear).
             if payload.get("type") == "view_submission" and response.body:
                 ack = json.loads(bytes(response.body))

@@ -179,7 +179,11 @@ def transition_row(record: TransitionRecord, prev_hash: str | None, digest: str)
     )
 
 
-def first_break(round_id: str, rows: Sequence[TransitionRow]) -> ChainBreak | None:
+def first_break(
+    round_id: str,
+    rows: Sequence[TransitionRow],
+    head: tuple[int, str | None] | None = None,
+) -> ChainBreak | None:
     """The first row of a round's chain that does not verify, if any.
 
     Only the first is reported: every row after a break chains to it, so they
@@ -188,6 +192,8 @@ def first_break(round_id: str, rows: Sequence[TransitionRow]) -> ChainBreak | No
     Args:
         round_id: The round the rows belong to.
         rows: The round's transitions in sequence order.
+        head: The sequence and hash the round's row says its chain ends at;
+            without it, rows deleted from the end of the chain go unseen.
 
     Returns:
         The break, or None when the chain is intact.
@@ -211,6 +217,15 @@ def first_break(round_id: str, rows: Sequence[TransitionRow]) -> ChainBreak | No
             )
         prev = row.hash
         expected_sequence += 1
+    if head is not None and (head[0] != expected_sequence - 1 or head[1] != prev):
+        last = rows[-1] if rows else None
+        return ChainBreak(
+            round_id=round_id,
+            transition_id=last.transition_id if last else f"(round {round_id})",
+            sequence=head[0],
+            problem=f"the chain ends at sequence {expected_sequence - 1} but the round's "
+            f"head is sequence {head[0]}",
+        )
     return None
 
 

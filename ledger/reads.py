@@ -35,9 +35,11 @@ from constitution import (
     Decision,
     DecisionKind,
     Principle,
+    Proposal,
     ProposalDraft,
+    ProposalState,
 )
-from constitution.contracts import EvaluationMetrics
+from constitution.contracts import EvaluationMetrics, ProposalStatus
 from constitution.findings import Conflict, ImpactPreview
 from ledger.chain import ChainBreak, TransitionRow, first_break
 
@@ -130,6 +132,20 @@ class DecisionAttemptRow(BaseModel):
     reason: str
     source: str
     at: datetime
+    interaction_key: str | None = None
+
+
+class ProposalInReview(BaseModel):
+    """A proposal as the ledger last recorded it, with its round's row.
+
+    What the gateway opens a decision modal from: the ledger answers while
+    the round's workflow has no worker to answer a query. It may trail the
+    workflow by a moment (a decision taken, not yet written); the workflow's
+    validator still judges the decision itself when it is submitted.
+    """
+
+    round: RoundRow
+    status: ProposalStatus
 
 
 class DecidedProposal(BaseModel):
@@ -419,15 +435,17 @@ class LedgerReads:
         Args:
             round_id: The round to check; None checks every round.
         """
-        if round_id is None:
-            round_ids = [
-                r["round_id"] for r in await self.pool.fetch("SELECT round_id FROM rounds")
-            ]
-        else:
-            round_ids = [round_id]
+        heads = await self.pool.fetch(
+            "SELECT round_id, last_sequence, last_hash FROM rounds"
+            + ("" if round_id is None else " WHERE round_id = $1"),
+            *(() if round_id is None else (round_id,)),
+        )
         breaks: list[ChainBreak] = []
-        for rid in round_ids:
-            found = first_break(rid, await self.timeline(rid))
+        for head in heads:
+            rid = head["round_id"]
+            found = first_break(
+                rid, await self.timeline(rid), (head["last_sequence"], head["last_hash"])
+            )
             if found is not None:
                 breaks.append(found)
         return breaks
@@ -449,6 +467,48 @@ class LedgerReads:
             "SELECT channel, ts FROM slack_posts WHERE post_key = $1", post_key
         )
         return None if row is None else (str(row["channel"]), str(row["ts"]))
+
+    async def proposal_in_review(self, round_id: str, proposal_id: str) -> ProposalInReview | None:
+        """The proposal of this round, its recorded state and votes; None if either is unknown."""
+        async with self.pool.acquire() as conn:
+            round_row = typed_row(
+                RoundRow, await conn.fetchrow(f"{ROUND_SELECT} WHERE round_id = $1", round_id)
+            )
+            row = await conn.fetchrow(
+                """SELECT state, kind, target, title, text, rationale, evidence, touches,
+                          prompt_version, model
+                   FROM proposals WHERE proposal_id = $1 AND round_id = $2""",
+                proposal_id,
+                round_id,
+            )
+            if round_row is None or row is None:
+                return None
+            votes = typed_rows(
+                DecisionRow,
+                await conn.fetch(
+                    "SELECT * FROM decisions WHERE proposal_id = $1 ORDER BY decided_at",
+                    proposal_id,
+                ),
+            )
+        draft = ProposalDraft.model_validate(
+            {key: row[key] for key in ("kind", "target", "title", "text", "rationale")}
+            | {"evidence": list(row["evidence"]), "touches": list(row["touches"])}
+        )
+        proposal = Proposal(
+            id=proposal_id,
+            round_id=round_id,
+            draft=draft,
+            prompt_version=row["prompt_version"],
+            model=row["model"],
+        )
+        return ProposalInReview(
+            round=round_row,
+            status=ProposalStatus(
+                proposal=proposal,
+                state=ProposalState(row["state"]),
+                decisions=[vote.decision() for vote in votes],
+            ),
+        )
 
     async def decisions(self, round_id: str) -> list[DecisionRow]:
         """The round's decisions in the order taken."""

@@ -251,14 +251,19 @@ class Ledger(LedgerReads):
         outcome: str,
         reason: str,
         source: str,
-    ) -> None:
-        """Keep a refused or failed decision.
+        interaction_key: str | None = None,
+    ) -> bool:
+        """Keep a refused or failed decision; False when its interaction's was kept before.
 
-        Temporal's history never sees a refused update, so this row is its only trace.
+        Temporal's history never sees a refused update, so this row is its only
+        trace. `interaction_key` names the Slack interaction that asked: Slack
+        delivers one again when it missed the answer, and the redelivery finds
+        the attempt here instead of recording (and telling) it twice.
         """
-        await self.pool.execute(
+        status = await self.pool.execute(
             """INSERT INTO decision_attempts (round_id, proposal_id, reviewer, kind, outcome,
-                   reason, source) VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                   reason, source, interaction_key) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+               ON CONFLICT (interaction_key) WHERE interaction_key IS NOT NULL DO NOTHING""",
             round_id,
             proposal_id,
             reviewer,
@@ -266,7 +271,9 @@ class Ledger(LedgerReads):
             outcome,
             reason,
             source,
+            interaction_key,
         )
+        return bool(status.endswith(" 1"))
 
     # -- Slack -----------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from constitution import (
     Proposal,
     ProposalKind,
     ProposalState,
+    is_proposal_of,
     round_id_of,
 )
 from constitution.amendment import sentence_diff
@@ -93,8 +94,9 @@ def action_value(workflow_id: str, proposal_id: str) -> str:
 
 def parse_action_value(value: str) -> tuple[str, str]:
     workflow_id, sep, proposal_id = value.partition("|")
-    if not sep or round_id_of(workflow_id) is None or not proposal_id:
-        raise ValueError(f"not an amend action value: {value!r}")
+    round_id = round_id_of(workflow_id)
+    if not sep or round_id is None or not is_proposal_of(round_id, proposal_id):
+        raise ValueError(f"not an amend action value: {value[:200]!r}")
     return workflow_id, proposal_id
 
 
@@ -358,8 +360,9 @@ def _view_metadata(workflow_id: str, proposal_id: str, channel: str, ts: str) ->
 def parse_view_metadata(metadata: str) -> tuple[str, str, str, str]:
     """workflow id, proposal id, channel and message ts of a decision modal."""
     parts = metadata.split("|")
-    if len(parts) != 4 or round_id_of(parts[0]) is None or not parts[1]:
-        raise ValueError(f"not an amend modal: {metadata!r}")
+    round_id = round_id_of(parts[0])
+    if len(parts) != 4 or round_id is None or not is_proposal_of(round_id, parts[1]):
+        raise ValueError(f"not an amend modal: {metadata[:200]!r}")
     return parts[0], parts[1], parts[2], parts[3]
 
 

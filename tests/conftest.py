@@ -290,26 +290,29 @@ def stack_on(database_url: str, ledger: Ledger, task_queue: str, tmp_path: Path)
         *,
         client: Client | None = None,
         model_stand_in: ScriptedModelConfig | None = None,
+        database: str | None = None,
         **settings: Any,
     ) -> AsyncIterator[Stack]:
         """`client` replaces the environment's (one on another Temporal runtime);
-        `model_stand_in` plays a model server that differs from OpenAI."""
+        `model_stand_in` plays a model server that differs from OpenAI;
+        `database` reaches this test's database another way (another role)."""
         await ledger.save_version(sample_constitution())
         # Slack's pacing (and the stand-in's enforced rate) sped up for tests.
         settings.setdefault("slack_post_interval_s", 0.02)
         # A test's stack stops with what is in flight cancelled, not awaited
         # (tests/test_scale_out.py tests the graceful stop).
         settings.setdefault("worker_graceful_shutdown_s", 0)
+        # Another queue: a worker that does not run the rounds already started.
+        settings.setdefault("temporal_task_queue", task_queue)
         config = Settings(
             _env_file=None,
             data_dir=tmp_path,
-            temporal_task_queue=task_queue,
             slack_review_channel=REVIEW_CHANNEL,
             **settings,
         )
         temporal = client or env.client
         async with running_stack(
-            config, database_url, temporal, any_port=True, model_stand_in=model_stand_in
+            config, database or database_url, temporal, any_port=True, model_stand_in=model_stand_in
         ) as running:
             yield running
 

@@ -394,3 +394,65 @@ async def test_migrate_on_the_embedded_database_reports_what_it_applied(tmp_path
     assert again.exit_code == 0, again.output
     assert "applied: nothing (up to date)" in again.output
     assert "seeded" not in again.output
+
+
+# Each way a ledger row can be tampered with, as SQL against round `tampered`
+# (transitions 1 to 4), and the row `amend audit verify` must name.
+TAMPERING = {
+    "data changed": (
+        """UPDATE transitions SET data = '{"kind": "accept"}'
+           WHERE transition_id = 'round-tampered:2'""",
+        "round-tampered:2",
+    ),
+    "time changed": (
+        """UPDATE transitions SET at = at - interval '1 day'
+           WHERE transition_id = 'round-tampered:3'""",
+        "round-tampered:3",
+    ),
+    "order changed": (
+        # Rows 2 and 3 swap places, each keeping its own content and hashes.
+        """UPDATE transitions SET sequence = -sequence WHERE round_id = 'tampered'
+                  AND sequence IN (2, 3);
+           UPDATE transitions SET sequence = 5 + sequence WHERE round_id = 'tampered'
+                  AND sequence IN (-2, -3)""",
+        "round-tampered:3",
+    ),
+    "row deleted": (
+        "DELETE FROM transitions WHERE transition_id = 'round-tampered:2'",
+        "round-tampered:3",
+    ),
+    "last row deleted": (
+        "DELETE FROM transitions WHERE transition_id = 'round-tampered:4'",
+        "round-tampered:3",
+    ),
+    "row rehashed after an edit": (
+        # A forger who edits a row and recomputes its own hash breaks the next one.
+        """UPDATE transitions SET actor = 'mallory',
+                  hash = encode(sha256(convert_to('forged', 'UTF8')), 'hex')
+           WHERE transition_id = 'round-tampered:2'""",
+        "round-tampered:2",
+    ),
+}
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERING))
+async def test_audit_verify_finds_every_kind_of_tampering_with_a_transition(
+    amend: Amend, ledger: Ledger, v1: None, tampering: str
+) -> None:
+    await recorded_round(
+        ledger,
+        "tampered",
+        [
+            ("round", None, "created", "workflow", ""),
+            ("round", "created", "proposing", "workflow", ""),
+            ("proposal:tampered-p1", None, "posted", "workflow", ""),
+            ("round", "proposing", "in_review", "workflow", ""),
+        ],
+    )
+    assert (await amend("audit", "verify")).exit_code == 0
+    statement, named = TAMPERING[tampering]
+    await ledger.pool.execute(statement)
+    report = await amend("audit", "verify", "--round", "tampered", "--json")
+    assert report.exit_code == EXIT_FAILED, report.output
+    [found] = json.loads(report.output)["breaks"]
+    assert found["transition_id"] == named, found

@@ -72,7 +72,14 @@ with workflow.unsafe.imports_passed_through():
     )
     from constitution.errors import ErrorType
     from constitution.models import ConstitutionVersion, TransitionRecord
-    from constitution.review import eligible_reviewers, policy_for, required_accepts, settle, tally
+    from constitution.review import (
+        eligible_reviewers,
+        not_a_reviewer,
+        policy_for,
+        required_accepts,
+        settle,
+        tally,
+    )
     from workflows.activities import (
         CheckActivities,
         EvaluationActivities,
@@ -709,12 +716,8 @@ class TrainingRoundWorkflow:
         spec = self.status.spec
         eligible = eligible_reviewers(spec, self.status.group_members)
         if request.reviewer not in eligible and not request.override:
-            deciders = [f"<@{r}>" for r in spec.reviewers] + [
-                f"<!subteam^{g}>" for g in spec.reviewer_groups
-            ]
             raise ApplicationError(
-                f"{request.reviewer} is not a reviewer of round {spec.round_id}; "
-                f"it is decided by {', '.join(deciders)}",
+                not_a_reviewer(spec, request.reviewer),
                 type=ErrorType.not_a_reviewer,
                 non_retryable=True,
             )
