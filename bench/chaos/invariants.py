@@ -80,12 +80,14 @@ def end_states(facts: Facts) -> Check:
 
 
 def decisions_lost(facts: Facts) -> Check:
-    """Every acknowledged decision is in the ledger."""
+    """Every acknowledged decision is in the ledger and settled its proposal
+    (one accept or reject settles one under the suite's review policy)."""
     lost = [
         f"{r.round_id}/{p}"
+        + (" (no decision row)" if not r.decisions.get(p) else " (never settled)")
         for r in facts.rounds
         for p in sorted(r.decided)
-        if r.decisions.get(p, 0) == 0
+        if not r.decisions.get(p) or not r.settlings.get(p)
     ]
     return Check("0 decisions lost", not lost, ", ".join(lost) or "none lost")
 

@@ -145,7 +145,8 @@ class Rounds:
         for _ in range(PERSON_TRIES):
             record = await self.message(ref["channel"], ref["ts"])
             if record is None:
-                await self._override(round_id, proposal_id, kind)
+                if await self._pending(round_id, proposal_id):
+                    await self._override(round_id, proposal_id, kind)
                 return
             if not _has_buttons(record):
                 return  # settled already (an earlier click of ours went through)
@@ -177,6 +178,18 @@ class Rounds:
             plan.decided.add(proposal_id)
             return True
         return False
+
+    async def _pending(self, round_id: str, proposal_id: str) -> bool:
+        """Whether the round still waits for a decision on the proposal."""
+        for _ in range(10):
+            status = await self.status(round_id)
+            if status is not None:
+                return any(
+                    p["proposal"]["id"] == proposal_id and p["state"] == "posted"
+                    for p in status.get("proposals", [])
+                )
+            await asyncio.sleep(2)
+        return True
 
     async def _override(self, round_id: str, proposal_id: str, kind: str) -> None:
         """The message is gone: an operator decides in the reviewers' stead."""

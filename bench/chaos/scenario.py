@@ -48,7 +48,8 @@ class Options:
     model_outage_s: float = 60.0
     error_answers: int = 12  # 429/500 answers after each stand-in outage
     continue_as_new_events: int = 100
-    budget_s: float = 720.0  # the scenes and the final wait, after start-up
+    budget_s: float = 690.0  # the scenes and the final wait, after start-up
+    scene_wait_s: float = 240.0  # the longest a scene waits for its rounds
 
 
 @dataclass
@@ -70,7 +71,7 @@ async def run_scenario(stack: ChaosStack, options: Options) -> Outcome:
     notes: list[str] = []
     clicks = SlackClicks(stack.gateway_url, stack.slack_url, CHANNEL)
     rounds = Rounds(stack, clicks)
-    half = max(1, options.rounds // 2)
+    half = max(3, options.rounds // 2)
     wave1 = [RoundPlan(f"chaos-{n}", 1) for n in range(1, half + 1)]
     wave2 = [RoundPlan(f"chaos-{n}", 2) for n in range(half + 1, options.rounds + 1)]
     stop_killing = asyncio.Event()
@@ -88,6 +89,10 @@ async def run_scenario(stack: ChaosStack, options: Options) -> Outcome:
     def scene(name: str) -> None:
         print(f"[{time.monotonic() - started:5.0f} s] {name}", flush=True)
 
+    def soon() -> float:
+        """Until when a scene waits for its rounds."""
+        return min(until, time.monotonic() + options.scene_wait_s)
+
     def missed(what: str) -> None:
         notes.append(what)
         print(f"  not reached in time: {what}", flush=True)
@@ -99,7 +104,7 @@ async def run_scenario(stack: ChaosStack, options: Options) -> Outcome:
         ids1 = [p.round_id for p in wave1]
 
         scene("PostgreSQL stops while wave 1's proposals are posted")
-        if not await rounds.wait(ids1, "some posted", until, any_=True):
+        if not await rounds.wait(ids1, "some posted", soon(), any_=True):
             missed("a wave-1 proposal posted")
 
         async def outsiders() -> None:
@@ -111,7 +116,7 @@ async def run_scenario(stack: ChaosStack, options: Options) -> Outcome:
         )
 
         scene("wave 1 in review")
-        if not await rounds.wait(ids1, "posted", until):
+        if not await rounds.wait(ids1, "posted", soon()):
             missed("every wave-1 proposal posted")
         for r in ids1:
             if rounds.plans[r].outsider_clicks == 0:
@@ -147,7 +152,7 @@ async def run_scenario(stack: ChaosStack, options: Options) -> Outcome:
         for plan in wave2:
             await rounds.start(plan)
         ids2 = [p.round_id for p in wave2]
-        if not await rounds.wait(ids1, "retraining", until, any_=True):
+        if not await rounds.wait(ids1, "retraining", soon(), any_=True):
             missed("a wave-1 round retraining")
         await faults.restart_temporal(stack.temporal, log, "retraining")
 
@@ -156,13 +161,13 @@ async def run_scenario(stack: ChaosStack, options: Options) -> Outcome:
         await faults.model_errors(stack.model_url, log, options.error_answers)
 
         scene("the Slack stand-in down, then answering 429/500")
-        if ids2 and not await rounds.wait(ids2, "proposing", until, any_=True):
+        if ids2 and not await rounds.wait(ids2, "proposing", soon(), any_=True):
             missed("a wave-2 round drafting")
         await faults.standin_outage(stack.slack, log, options.slack_outage_s)
         await faults.slack_errors(stack.slack_url, log, options.error_answers)
 
         scene("wave 2 decided")
-        if ids2 and not await rounds.wait(ids2, "posted", until):
+        if ids2 and not await rounds.wait(ids2, "posted", soon()):
             missed("every wave-2 proposal posted")
         await asyncio.gather(*(rounds.outsider_click(r) for r in ids2))
         await asyncio.gather(*(rounds.decide(r) for r in ids2))
