@@ -75,7 +75,7 @@ async def restart_temporal(temporal: Service, log: FaultLog, during: str) -> Non
     started = time.monotonic()
     await temporal.down(signal.SIGTERM)
     await temporal.up()
-    log.add("Temporal restart", f"during {during}, down {time.monotonic() - started:.0f} s")
+    log.add(f"Temporal restart {during}", f"down {time.monotonic() - started:.0f} s")
 
 
 async def postgres_outage(

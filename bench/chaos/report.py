@@ -15,7 +15,8 @@ from bench.chaos.scenario import Options, Outcome
 # Each fault and how many times a run injects it (worker kills: as the options say).
 PLANNED: dict[str, int | None] = {
     "worker SIGKILL": None,
-    "Temporal restart": 2,
+    "Temporal restart in review": 1,
+    "Temporal restart in retraining": 1,
     "PostgreSQL stopped": 1,
     "gateway SIGKILL": 1,
     "slack stand-in down": 1,
