@@ -147,6 +147,7 @@ async def _round_facts(
         error=status.get("error"),
         proposals=proposals,
         decided=set(plan.decided),
+        votes=dict(plan.votes),
         decisions=decisions,
         settlings=settlings,
         sequences=sequences,

@@ -38,6 +38,7 @@ class RoundFacts:
     error: str | None = None
     proposals: list[str] = field(default_factory=list)  # the ledger's proposals of the round
     decided: set[str] = field(default_factory=set)  # proposals whose decision was acknowledged
+    votes: dict[str, int] = field(default_factory=dict)  # acknowledged votes per proposal
     decisions: dict[str, int] = field(default_factory=dict)  # proposal -> decision rows
     settlings: dict[str, int] = field(default_factory=dict)  # proposal -> settling transitions
     sequences: list[int] = field(default_factory=list)  # transition sequence numbers, in order
@@ -93,12 +94,13 @@ def decisions_lost(facts: Facts) -> Check:
 
 
 def decisions_twice(facts: Facts) -> Check:
-    """No proposal decided, or settled, more than once."""
+    """No decision recorded twice (more rows than acknowledged votes), no
+    proposal settled twice."""
     twice = [
         f"{r.round_id}/{p}"
         for r in facts.rounds
         for p in sorted(set(r.decisions) | set(r.settlings))
-        if r.decisions.get(p, 0) > 1 or r.settlings.get(p, 0) > 1
+        if r.decisions.get(p, 0) > max(1, r.votes.get(p, 1)) or r.settlings.get(p, 0) > 1
     ]
     return Check("0 recorded twice", not twice, ", ".join(twice) or "none twice")
 

@@ -44,6 +44,7 @@ class RoundPlan:
     wave: int
     expected: str = "completed"
     decided: set[str] = field(default_factory=set)
+    votes: dict[str, int] = field(default_factory=dict)  # acknowledged votes per proposal
     deleted: set[str] = field(default_factory=set)
     outsider_clicks: int = 0
     last_status: JSONDict | None = None
@@ -139,6 +140,14 @@ class Rounds:
         )
 
     async def _decide_one(self, round_id: str, proposal: JSONDict, kind: str, user: str) -> None:
+        """One reviewer decides; where the proposal needs more accepts (a
+        protected principle's stricter policy), the other accepts too."""
+        await self._vote(round_id, proposal, kind, user)
+        needed = int(proposal.get("accepts_needed") or 1) if kind in ("accept", "modify") else 1
+        for other in [r for r in (ALICE, BOB) if r != user][: needed - 1]:
+            await self._vote(round_id, proposal, "accept", other)
+
+    async def _vote(self, round_id: str, proposal: JSONDict, kind: str, user: str) -> None:
         plan = self.plans[round_id]
         proposal_id = proposal["proposal"]["id"]
         ref = proposal["message"]
@@ -161,6 +170,7 @@ class Rounds:
         if kind == "accept":
             if click.acknowledged and click.outcome in ("taken", "pending"):
                 plan.decided.add(proposal_id)
+                plan.votes[proposal_id] = plan.votes.get(proposal_id, 0) + 1
                 return True
             return False
         if not click.modal_opened or click.trigger_id is None:
@@ -176,6 +186,7 @@ class Rounds:
         submitted = await self.clicks.submit(view, values, user, plan.round_id, proposal_id)
         if submitted.acknowledged:
             plan.decided.add(proposal_id)
+            plan.votes[proposal_id] = plan.votes.get(proposal_id, 0) + 1
             return True
         return False
 
@@ -201,6 +212,8 @@ class Rounds:
                 response = await self.stack.api("POST", f"/rounds/{round_id}/decisions", json=body)
                 if response.status_code == 200:
                     self.plans[round_id].decided.add(proposal_id)
+                    votes = self.plans[round_id].votes
+                    votes[proposal_id] = votes.get(proposal_id, 0) + 1
                     return
                 print(
                     f"  override of {round_id}/{proposal_id}: "
