@@ -93,8 +93,8 @@ def render(outcome: Outcome, checks: list[Check], options: Options, title: str) 
     in_ledger = sum(sum(r.decisions.values()) + r.refusals_recorded for r in facts.rounds)
     decisions = sum(sum(r.decisions.values()) for r in facts.rounds)
     duplicates = sum(
-        max(0, n - 1) for r in facts.rounds for n in [*r.decisions.values(), *r.settlings.values()]
-    )
+        max(0, n - max(1, r.votes.get(p, 1))) for r in facts.rounds for p, n in r.decisions.items()
+    ) + sum(max(0, n - 1) for r in facts.rounds for n in r.settlings.values())
     gaps = sum(
         1
         for r in facts.rounds
