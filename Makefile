@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint dev bench lock histories clean
+.PHONY: demo test lint dev bench chaos lock histories clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(STAMP)
 ## bench: every benchmark in bench/ on the embedded stack -> bench/RESULTS.md, bench/results.json
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+## chaos: the fault suite (stack as separate processes, faults injected, invariants
+## checked) -> bench/CHAOS.md; exits 1 when an invariant fails. Flags: CHAOS_FLAGS="--quick"
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos $(CHAOS_FLAGS)
 
 ## lint: ruff and mypy; deploy/ checked statically with the field's own linters
 ## (no Docker engine needed): hadolint, kubernetes-validate, the compose schema, yamllint
