@@ -71,7 +71,7 @@ async def _bounded(what: str, check: Callable[[], Awaitable[list[Check]]]) -> li
 
 
 async def check_temporal(s: Settings) -> list[Check]:
-    from worker.runtime import connect_temporal
+    from worker.temporal_connection import connect_temporal
     from workflows.search import ROUND_SEARCH_ATTRIBUTES
 
     try:

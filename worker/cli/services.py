@@ -60,7 +60,7 @@ def configure_logging(verbose: bool, s: Settings) -> None:
 
 
 async def temporal_client(s: Settings, *, metrics: bool = False) -> Client:
-    from worker.runtime import TemporalSettingsError, connect_temporal
+    from worker.temporal_connection import TemporalSettingsError, connect_temporal
 
     try:
         return await asyncio.wait_for(connect_temporal(s, metrics=metrics), 10)
