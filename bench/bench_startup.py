@@ -38,6 +38,16 @@ async def run(env: BenchEnv) -> list[Figure]:
         ours.append(await _amend_dev())
     best_ours, best_floor = min(ours), min(floor)
     imports = min([await _import_time() for _ in range(REPEAT)])
+    target = at_most(1.5)
+    missed = not target.met(best_ours, best_ours / best_floor)
+    why = (
+        f"Missed: importing the service (worker, gateway and their libraries: {imports:.1f} s "
+        "in a fresh interpreter, loaded while the servers start) and then migrating, seeding "
+        "and starting the worker, stand-ins and gateway, which wait on the database, on two "
+        "cores shared with the servers. "
+        if missed
+        else ""
+    )
     return [
         Figure(
             "start-up: `amend dev` cold to ready (best of 3)",
@@ -45,11 +55,8 @@ async def run(env: BenchEnv) -> list[Figure]:
             "s",
             best_floor,
             "Temporal dev server + embedded PostgreSQL alone",
-            at_most(1.5),
-            note=f"Missed: importing the service's libraries (openai, temporalio, fastapi, "
-            f"slack_sdk, pydantic models) alone takes {imports:.1f} s in a fresh interpreter, "
-            "against a floor of two native servers. "
-            "ready = gateway /healthz answers (ledger migrated, worker polling); "
+            target,
+            note=f"{why}ready = gateway /healthz answers (ledger migrated, worker polling); "
             f"all runs: {', '.join(f'{t:.1f}' for t in ours)} s; floor runs: "
             f"{', '.join(f'{t:.1f}' for t in floor)} s",
         )
@@ -102,10 +109,14 @@ async def _amend_dev() -> float:
 
 
 async def _import_time() -> float:
-    """A fresh interpreter importing what `amend dev` runs, and nothing else."""
+    """A fresh interpreter importing what `amend dev` runs (the CLI and the
+    service it loads beside the servers), and nothing else."""
     started = time.perf_counter()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "import worker.cli, worker.devstack", stdout=subprocess.DEVNULL
+        sys.executable,
+        "-c",
+        "import worker.cli, worker.devstack, worker.stack",
+        stdout=subprocess.DEVNULL,
     )
     await process.wait()
     return time.perf_counter() - started

@@ -23,8 +23,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from ledger.pool import create_pool
 from tests.relay import relay
-from worker.runtime import connect_temporal
 from worker.settings import Settings
+from worker.temporal_connection import connect_temporal
 
 
 @dataclass(frozen=True)

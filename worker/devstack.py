@@ -13,6 +13,7 @@ when either stops, `watch` says which, and the caller stops everything.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from temporalio.client import Client
 
@@ -42,10 +43,12 @@ from worker.database import (
 from worker.datadir import claimed, command_line
 from worker.failures import ChildDied, PortBusy, StackError
 from worker.identity import local_operator
-from worker.runtime import connect_temporal
 from worker.settings import Settings
-from worker.stack import Stack, running_stack
+from worker.temporal_connection import connect_temporal
 from workflows.search import dev_server_flags
+
+if TYPE_CHECKING:
+    from worker.stack import Stack
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,9 @@ __all__ = ["ChildDied", "DevStack", "PortBusy", "StackError", "dev_stack"]
 
 # How often the stack looks at the servers it started.
 WATCH_INTERVAL_S = 0.5
+# How often it asks a starting Temporal dev server whether it answers yet: the
+# server is up in well under a second, and each poll is one refused connect.
+READY_POLL_S = 0.05
 
 
 def temporal_binary() -> Path:
@@ -150,7 +156,7 @@ async def temporal_server(
                 )
             if time.monotonic() > deadline:
                 raise StackError(f"the Temporal dev server did not answer in 60 s; see {log_path}")
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(READY_POLL_S)
         yield TemporalServer(client, process, log_path)
     finally:
         if process.returncode is None:
@@ -333,6 +339,12 @@ async def dev_stack(
         async with AsyncExitStack() as stack:
             try:
                 async with asyncio.TaskGroup() as starting:
+                    # The service's code (worker, gateway and their libraries: about a
+                    # second of imports) loads while the servers start: they are other
+                    # processes, so the import has the interpreter to itself.
+                    service_code = starting.create_task(
+                        asyncio.to_thread(importlib.import_module, "worker.stack")
+                    )
                     temporal_started = starting.create_task(
                         stack.enter_async_context(temporal_server(settings, running_temporal))
                     )
@@ -347,6 +359,7 @@ async def dev_stack(
             servers = DevServers(temporal_server=temporal, database=database, on_death=on_death)
             if await servers.guard(seed_sample_constitution(database.url, local_operator())):
                 log.info("seeded the sample constitution as v1")
+            running_stack = service_code.result().running_stack
             running = await servers.guard(
                 stack.enter_async_context(running_stack(settings, database.url, temporal.client))
             )

@@ -9,8 +9,8 @@ import pytest
 from pydantic import SecretStr, ValidationError
 from temporalio.service import TLSConfig
 
-from worker.runtime import TemporalSettingsError, temporal_tls
 from worker.settings import Settings
+from worker.temporal_connection import TemporalSettingsError, temporal_tls
 
 
 def test_a_plain_connection_unless_tls_is_asked_for() -> None:

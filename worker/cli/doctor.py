@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import asyncpg
 import typer
@@ -22,13 +22,13 @@ from pydantic import BaseModel, SecretStr
 from rich.markup import escape
 from rich.table import Table
 from slack_sdk.errors import SlackApiError
-from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
-from temporalio.client import Client
-from temporalio.exceptions import ApplicationError
 
 from worker.cli.render import EXIT_FAILED, JSON_HELP, console, emit_json
 from worker.cli.services import run, settings
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 TIMEOUT_S = 15
 
@@ -71,7 +71,9 @@ async def _bounded(what: str, check: Callable[[], Awaitable[list[Check]]]) -> li
 
 
 async def check_temporal(s: Settings) -> list[Check]:
-    from worker.runtime import connect_temporal
+    from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+
+    from worker.temporal_connection import connect_temporal
     from workflows.search import ROUND_SEARCH_ATTRIBUTES
 
     try:
@@ -158,6 +160,8 @@ async def check_database(s: Settings) -> list[Check]:
 
 
 async def check_model(s: Settings) -> list[Check]:
+    from temporalio.exceptions import ApplicationError
+
     from activities.model import Model
     from constitution.capabilities import ServerCapabilities
     from worker.runtime import model_client

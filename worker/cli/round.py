@@ -8,13 +8,12 @@ import re
 from contextlib import nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
 from pydantic import ValidationError
 from rich.markup import escape
-from temporalio.client import Client
 
 from constitution import (
     TERMINAL_ROUND_STATES,
@@ -51,6 +50,9 @@ from worker.cli.services import (
     settings,
     temporal_client,
 )
+
+if TYPE_CHECKING:
+    from temporalio.client import Client
 
 app = typer.Typer(help="Start, inspect, follow and steer training rounds.", no_args_is_help=True)
 

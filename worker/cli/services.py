@@ -9,12 +9,10 @@ import logging
 import signal
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 from pydantic import ValidationError
-from temporalio.client import Client
-from temporalio.service import RPCError
 
 from ledger.dashboards import Dashboards
 from ledger.reads import ApiToken
@@ -22,6 +20,11 @@ from ledger.store import Ledger
 from worker.cli.render import EXIT_UNREACHABLE, EXIT_USAGE, err, fail
 from worker.identity import local_operator, operator_actor
 from worker.settings import Settings
+
+if TYPE_CHECKING:
+    # Temporal's SDK (a fifth of the CLI's imports) is loaded by the commands that
+    # talk to Temporal, not by `amend --help` or the ledger's commands.
+    from temporalio.client import Client
 
 T = TypeVar("T")
 
@@ -60,7 +63,7 @@ def configure_logging(verbose: bool, s: Settings) -> None:
 
 
 async def temporal_client(s: Settings, *, metrics: bool = False) -> Client:
-    from worker.runtime import TemporalSettingsError, connect_temporal
+    from worker.temporal_connection import TemporalSettingsError, connect_temporal
 
     try:
         return await asyncio.wait_for(connect_temporal(s, metrics=metrics), 10)
@@ -187,6 +190,8 @@ def on_ledger(call: Callable[[Ledger, Dashboards], Coroutine[Any, Any, T]]) -> T
 
 async def send_order(s: Settings, call: Callable[[Client], Coroutine[Any, Any, T]]) -> T:
     """Send an operator's order to a round, mapping refusals to exit codes."""
+    from temporalio.service import RPCError
+
     from workflows.client import RoundNotFound, RoundRefused
 
     client = await temporal_client(s)
