@@ -68,6 +68,9 @@ CLOCK_SKEW = timedelta(minutes=2)
 # Pages of channel history a retry reads before it concludes its post never landed.
 LOOKUP_PAGES = 20
 
+# What `chat.update` answers for a message that is no longer there to update.
+MESSAGE_GONE = {"message_not_found", "channel_not_found"}
+
 # Errors that retrying cannot fix: the round blocks, showing the reason, until an
 # operator fixes Slack and the round posts again.
 PERMANENT_SLACK_ERRORS = {
@@ -248,12 +251,22 @@ class SlackActivities(defined.SlackActivities):
         return ref
 
     @activity.defn
-    async def update_proposal_message(self, request: UpdateProposalMessageInput) -> None:
+    async def update_proposal_message(
+        self, request: UpdateProposalMessageInput
+    ) -> SlackMessageRef | None:
         """Rewrite the proposal's message, and every earlier one a re-post replaced:
-        decisions on any of them count, so none may keep buttons once it is settled."""
+        decisions on any of them count, so none may keep buttons once it is settled.
+
+        A message that is gone (deleted in Slack, or its channel deleted or left)
+        cannot be updated however often this is retried. While the proposal
+        still waits for decisions a fresh message is posted in the review
+        channel, recorded as the proposal's, and answered, so reviewers have
+        buttons again; a settled or withdrawn proposal's lost message had
+        nothing left to end.
+        """
         status = request.status
         if status.message is None:
-            return
+            return None
         text = fallback_text(status)
         blocks = proposal_blocks(
             request.workflow_id,
@@ -271,11 +284,35 @@ class SlackActivities(defined.SlackActivities):
                     )
                 except SlackApiError as error:
                     # Deleted (often why it was re-posted): it has no buttons left to end.
-                    if error.response.get("error") != "message_not_found":
+                    if error.response.get("error") not in MESSAGE_GONE:
                         raise
-            await self.client.chat_update(
-                channel=status.message.channel, ts=status.message.ts, text=text, blocks=blocks
-            )
+            try:
+                await self.client.chat_update(
+                    channel=status.message.channel, ts=status.message.ts, text=text, blocks=blocks
+                )
+                return None
+            except SlackApiError as error:
+                gone = error.response.get("error")
+                if gone not in MESSAGE_GONE:
+                    raise
+        if status.state is not ProposalState.posted:
+            return None
+        activity.logger.warning(
+            "proposal %s: its message %s is gone (%s); posting it again",
+            status.proposal.id,
+            status.message.ts,
+            gone,
+        )
+        ref = await self._post_keyed(
+            f"{request.workflow_id}:proposal:{status.proposal.id}:"
+            f"{len(status.earlier_messages) + 1}",
+            channel=self.channel,
+            text=text,
+            blocks=blocks,
+            unfurl_links=False,
+        )
+        await self.ledger.set_proposal_message(status.proposal.id, ref.channel, ref.ts)
+        return ref
 
     @activity.defn
     async def post_reminder(self, request: ReminderInput) -> None:

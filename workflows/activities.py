@@ -129,8 +129,14 @@ class SlackActivities(ABC):
 
     @activity.defn
     @abstractmethod
-    async def update_proposal_message(self, request: UpdateProposalMessageInput) -> None:
-        """Rewrite a proposal's message to show its state and votes."""
+    async def update_proposal_message(
+        self, request: UpdateProposalMessageInput
+    ) -> SlackMessageRef | None:
+        """Rewrite a proposal's message to show its state and votes.
+
+        Answers the fresh message posted in its place when the message (or its
+        channel) is gone and the proposal still waits for decisions; None otherwise.
+        """
 
     @activity.defn
     @abstractmethod

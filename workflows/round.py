@@ -114,6 +114,8 @@ MODEL_RETRY = RetryPolicy(
 RECORD_CONTINUE_AS_NEW = "record-continue-as-new"
 # A round checks its training backend before proposing (added in 0.2.0).
 PREFLIGHT = "preflight-before-proposing"
+# A proposal message found deleted is posted again, and that is recorded (added in 0.2.0).
+RECORD_LOST_MESSAGE = "record-lost-message"
 
 DECISION_TO_STATE = {
     DecisionKind.accept: ProposalState.accepted,
@@ -1110,7 +1112,7 @@ class TrainingRoundWorkflow:
     async def _update_message(self, item: ProposalStatus) -> None:
         """Rewrite the proposal's Slack message to show its new state."""
         assert self.constitution is not None
-        await self._slack(
+        fresh = await self._slack(
             SlackActivities.update_proposal_message,
             UpdateProposalMessageInput(
                 workflow_id=workflow.info().workflow_id,
@@ -1120,6 +1122,19 @@ class TrainingRoundWorkflow:
             ),
         )
         item.message_stale = False
+        if fresh is not None and fresh != item.message:
+            # Its message was gone (deleted in Slack): a fresh one took its place.
+            if item.message is not None:
+                item.earlier_messages.append(item.message)
+            item.message = fresh
+            if workflow.patched(RECORD_LOST_MESSAGE):
+                await self._record(
+                    f"proposal:{item.proposal.id}",
+                    ProposalState.posted,
+                    ProposalState.posted,
+                    reason="its Slack message was gone (deleted); posted again",
+                    data={"channel": fresh.channel, "ts": fresh.ts, "repost": True},
+                )
 
     async def _load_version(self, number: int | None) -> ConstitutionVersion:
         return await workflow.execute_activity_method(
