@@ -88,6 +88,11 @@ T = TypeVar("T")
 A = TypeVar("A")
 
 QUICK = timedelta(seconds=30)
+# Activities that wait on a model or a trainer heartbeat every few seconds
+# (`activities.liveness.heartbeating`): one silent this long ran on a worker
+# that died, and Temporal retries it on another at once, not after its
+# start-to-close timeout.
+HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 SLACK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)
 )
@@ -253,6 +258,7 @@ class TrainingRoundWorkflow:
             TrainingActivities.preflight,
             PreflightInput(round_id=spec.round_id, training=spec.training),
             start_to_close_timeout=timedelta(minutes=2),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
         )
         checked = {"checked": result.checked}
         if result.passed:
@@ -343,6 +349,7 @@ class TrainingRoundWorkflow:
             EvidenceActivities.gather_evidence,
             GatherEvidenceInput(spec=spec, constitution=self.constitution),
             start_to_close_timeout=timedelta(minutes=10),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=MODEL_RETRY,
         )
         await self._record(
@@ -364,6 +371,7 @@ class TrainingRoundWorkflow:
                         chunk=chunk.index,
                     ),
                     start_to_close_timeout=timedelta(minutes=10),
+                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 )
                 for chunk in selection.chunks
             )
@@ -379,7 +387,7 @@ class TrainingRoundWorkflow:
                 suspicious_ids=selection.suspicious_ids,
             ),
             start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(minutes=5),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
         )
 
     async def _review(self) -> None:
@@ -519,6 +527,7 @@ class TrainingRoundWorkflow:
             TrainingActivities.start_fine_tune,
             FineTuneInput(round_id=spec.round_id, dataset=dataset, training=training),
             start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=MODEL_RETRY,
         )
         self._job = job
