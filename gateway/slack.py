@@ -14,16 +14,19 @@ Socket Mode receiver both hand it verified payloads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
 
+import asyncpg
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from slack_sdk.errors import SlackApiError
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from constitution import (
@@ -34,7 +37,7 @@ from constitution import (
     RoundState,
     round_id_of,
 )
-from constitution.contracts import ProposalStatus, RoundStatus
+from constitution.contracts import DecisionAttemptInput, ProposalStatus, RoundStatus
 from gateway.deps import NotStarted, Services
 from gateway.refusals import refusals
 from gateway.signing import SignedRequestVerifier, slack_verifier
@@ -46,6 +49,7 @@ from review.messages import (
     reject_view,
 )
 from workflows.client import CLOSED_ROUND, refusal_reason
+from workflows.refusal import RecordRefusalWorkflow, refusal_workflow_id
 from workflows.round import TrainingRoundWorkflow
 
 log = logging.getLogger(__name__)
@@ -54,6 +58,19 @@ log = logging.getLogger(__name__)
 # is told to the reviewer later. The margin covers a busy event loop.
 ACK_BUDGET_S = 1.5
 T = TypeVar("T")
+
+
+# What a write meets while PostgreSQL is away (stopped, restarting, unreachable,
+# or the pool closed), as opposed to a write the ledger refuses.
+LEDGER_AWAY = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
 
 
 class InteractionAnswer(BaseModel):
@@ -231,7 +248,7 @@ class SlackInteractions:
             reason,
             extra={"round_id": round_id, "proposal_id": request.proposal_id},
         )
-        await self.services.ledger.record_decision_attempt(
+        attempt = DecisionAttemptInput(
             round_id=round_id,
             proposal_id=request.proposal_id,
             reviewer=request.reviewer,
@@ -240,9 +257,28 @@ class SlackInteractions:
             reason=reason,
             source="slack",
         )
+        message = f"Not recorded: {reason}"
+        try:
+            await self.services.ledger.record_decision_attempt(**attempt.model_dump())
+        except LEDGER_AWAY as error:
+            # The ledger is away: Temporal keeps the refusal and a worker writes
+            # it once the database answers (workflows.refusal).
+            log.warning("refusal of %s kept for later: %s", request.proposal_id, error)
+            await self._keep_refusal(attempt, update_id)
+            message += " (the ledger is unavailable; this refusal will be recorded when it is back)"
         return InteractionAnswer(
-            outcome="refused", message=f"Not recorded: {reason}", proposal_id=request.proposal_id
+            outcome="refused", message=message, proposal_id=request.proposal_id
         )
+
+    async def _keep_refusal(self, attempt: DecisionAttemptInput, update_id: str) -> None:
+        """Hand the refusal to Temporal, once however often Slack retries the click."""
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await self.services.temporal.start_workflow(
+                RecordRefusalWorkflow.run,
+                attempt,
+                id=refusal_workflow_id(update_id),
+                task_queue=self.services.config.task_queue,
+            )
 
     async def _round_over(self, round_id: str) -> str:
         """Why a round's buttons no longer do anything, from the ledger."""

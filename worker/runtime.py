@@ -47,6 +47,7 @@ from standins.serving import serve
 from worker.observability import metrics_runtime
 from worker.settings import Settings
 from workflows.activities import implementations
+from workflows.refusal import RecordRefusalWorkflow
 from workflows.round import TrainingRoundWorkflow
 
 
@@ -213,7 +214,7 @@ def build_worker(client: Client, settings: Settings, ledger: Ledger) -> Worker:
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[TrainingRoundWorkflow],
+        workflows=[TrainingRoundWorkflow, RecordRefusalWorkflow],
         activities=build_activities(settings, ledger).all(),
         workflow_runner=workflow_runner(),
         # Heartbeats carry the progress watchers see (`amend round show`): send

@@ -27,6 +27,7 @@ from constitution.contracts import (
     CheckProposalsInput,
     Dataset,
     DatasetInput,
+    DecisionAttemptInput,
     DigestInput,
     EvaluateInput,
     EvaluationResult,
@@ -81,6 +82,11 @@ class LedgerActivities(ABC):
     @abstractmethod
     async def record_decision(self, request: RecordDecisionInput) -> bool:
         """Store a reviewer's decision; answers whether it was new."""
+
+    @activity.defn
+    @abstractmethod
+    async def record_decision_attempt(self, request: DecisionAttemptInput) -> None:
+        """Keep a refused decision that the gateway could not write when it was refused."""
 
     @activity.defn
     @abstractmethod
