@@ -371,13 +371,23 @@ async def test_a_proposal_whose_message_was_deleted_is_posted_again_and_can_stil
     fresh = await eventually(posted_again, "the proposal to be posted again")
     assert fresh["ts"] != message["ts"]
     assert any(b["type"] == "actions" for b in fresh["blocks"])
-    status = await status_of(dev_server, "deleted")
+
+    # Slack shows the fresh message a moment before the round notes it.
+    async def noted() -> RoundStatus | None:
+        status = await status_of(dev_server, "deleted")
+        message = status.proposals[0].message
+        return status if message is not None and message.ts == fresh["ts"] else None
+
+    status = await eventually(noted, "the round to note the fresh message")
     [item] = status.proposals
-    assert item.message is not None and item.message.ts == fresh["ts"]
     assert [m.ts for m in item.earlier_messages] == [message["ts"]]
     assert status.blocked is None
     assert await ledger.proposal_message(item.proposal.id) == (CHANNEL, fresh["ts"])
-    reposts = [t for t in await ledger.timeline("deleted") if t.data.get("repost")]
+
+    async def recorded() -> list[Any]:
+        return [t for t in await ledger.timeline("deleted") if t.data.get("repost")]
+
+    reposts = await eventually(recorded, "the fresh message in the round's timeline")
     assert [t.data["ts"] for t in reposts] == [fresh["ts"]]
 
     async with operator_api(stack) as http:
