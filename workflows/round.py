@@ -119,6 +119,23 @@ MODEL_RETRY = RetryPolicy(
 RECORD_CONTINUE_AS_NEW = "record-continue-as-new"
 # A round checks its training backend before proposing (added in 0.2.0).
 PREFLIGHT = "preflight-before-proposing"
+# A model call that failed all its quick retries on a transient fault waits
+# the outage out, visibly, up to the spec's outage_patience (added in 0.2.0).
+WAIT_OUT_OUTAGES = "wait-out-outages"
+# How long the round sleeps between tries while it waits out an outage.
+OUTAGE_PAUSES = (timedelta(seconds=15), timedelta(minutes=5))
+# Failure types of the database client: an outage of the ledger, not of the model.
+DATABASE_AWAY = frozenset(
+    {
+        "CannotConnectNowError",
+        "ConnectionDoesNotExistError",
+        "ConnectionRefusedError",
+        "InterfaceError",
+        "PostgresConnectionError",
+        "TooManyConnectionsError",
+        "AdminShutdownError",
+    }
+)
 # A proposal message found deleted is posted again, and that is recorded (added in 0.2.0).
 RECORD_LOST_MESSAGE = "record-lost-message"
 
@@ -127,6 +144,18 @@ DECISION_TO_STATE = {
     DecisionKind.modify: ProposalState.modified,
     DecisionKind.reject: ProposalState.rejected,
 }
+
+
+def _transient(error: ActivityError) -> bool:
+    """Whether an activity gave up on something that retrying may yet fix.
+
+    Connection refused, 5xx, timeouts, the database away: its retries ran out,
+    and its last failure was not marked non-retryable (invalid output, a bad request).
+    """
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.non_retryable:
+        return False
+    return error.retry_state in (RetryState.MAXIMUM_ATTEMPTS_REACHED, RetryState.TIMEOUT)
 
 
 @workflow.defn
@@ -294,6 +323,8 @@ class TrainingRoundWorkflow:
         waiting` in the ledger, sleeps, and asks again; the first answer after
         records `waiting -> ok`.
         """
+        outage_since = None
+        pause = OUTAGE_PAUSES[0]
         while True:
             try:
                 result: T = await workflow.execute_activity_method(
@@ -301,20 +332,51 @@ class TrainingRoundWorkflow:
                 )
             except ActivityError as error:
                 cause = error.cause
-                if not (
+                if (
                     isinstance(cause, ApplicationError)
                     and cause.type == ErrorType.model_rate_limited
                     and cause.details
                 ):
+                    await self._wait_for_model(RateLimitWait.model_validate(cause.details[0]))
+                    continue
+                if not _transient(error) or not workflow.patched(WAIT_OUT_OUTAGES):
                     raise
-                await self._wait_for_model(RateLimitWait.model_validate(cause.details[0]))
+                outage_since = outage_since or workflow.now()
+                if workflow.now() - outage_since >= self.status.spec.outage_patience:
+                    raise
+                await self._wait_out_outage(error, pause)
+                pause = min(pause * 2, OUTAGE_PAUSES[1])
                 continue
             if self.status.waiting is not None and self._model_waits == 0:
-                until = self.status.waiting.until
+                waited = self.status.waiting
                 self.status.waiting = None
-                answered = f"the model answers again (waited until {until:%H:%M:%S} UTC)"
-                await self._record("model", "waiting", "ok", reason=answered)
+                answered = (
+                    f"the {waited.on} answers again (waited until {waited.until:%H:%M:%S} UTC)"
+                )
+                await self._record(waited.on, "waiting", "ok", reason=answered)
             return result
+
+    async def _wait_out_outage(self, error: ActivityError, pause: timedelta) -> None:
+        """Show the round waiting on what is away, recorded once when the wait begins."""
+        cause = error.cause
+        kind = cause.type if isinstance(cause, ApplicationError) else None
+        on = "database" if kind in DATABASE_AWAY else "model"
+        waiting = Waiting(
+            on=on,
+            until=workflow.now() + pause,
+            reason=f"{cause if cause else error}; trying again",
+        )
+        began = self.status.waiting is None
+        self.status.waiting = waiting
+        self._model_waits += 1
+        try:
+            if began:
+                await self._record(
+                    on, "ok", "waiting", reason=waiting.describe(), data={"error_type": kind}
+                )
+            await workflow.sleep(pause)
+        finally:
+            self._model_waits -= 1
 
     async def _wait_for_model(self, wait: RateLimitWait) -> None:
         waiting = Waiting(
