@@ -23,7 +23,7 @@ async def test_the_demo_reviewer_decides_every_proposal_however_many_were_made(
     dev_server: WorkflowEnvironment, stack_on: StackFactory, ledger: Ledger, max_proposals: int
 ) -> None:
     async with stack_on(dev_server) as stack:
-        round_id = f"demo-{max_proposals}"
+        round_id = f"demo-review-{max_proposals}"
         await start_round(
             stack,
             round_id,

@@ -22,8 +22,8 @@ async def test_a_model_down_past_its_retries_makes_the_round_wait_then_go_on(
 ) -> None:
     async with stack_on(dev_server) as stack:
         await standin(stack, "/_standin/faults", {"faults": OUTAGE})
-        await start_round(stack, "outage", max_proposals=1)
-        handle = dev_server.client.get_workflow_handle("round-outage")
+        await start_round(stack, "model-outage", max_proposals=1)
+        handle = dev_server.client.get_workflow_handle("round-model-outage")
 
         async def waiting() -> RoundStatus | None:
             status: RoundStatus = await handle.query(TrainingRoundWorkflow.state)
@@ -40,6 +40,8 @@ async def test_a_model_down_past_its_retries_makes_the_round_wait_then_go_on(
         status = await eventually(in_review, "the round to go on to review", wait_s=180)
     assert status.waiting is None
     moves = [
-        (t.from_state, t.to_state) for t in await ledger.timeline("outage") if t.entity == "model"
+        (t.from_state, t.to_state)
+        for t in await ledger.timeline("model-outage")
+        if t.entity == "model"
     ]
     assert moves == [("ok", "waiting"), ("waiting", "ok")]

@@ -27,9 +27,9 @@ async def test_a_refusal_the_ledger_cannot_take_is_recorded_once_it_is_back(
     dev_server: WorkflowEnvironment, stack_on: StackFactory, ledger: Ledger, database_url: str
 ) -> None:
     async with stack_on(dev_server) as stack:
-        await start_round(stack, "away", max_proposals=1)
+        await start_round(stack, "ledger-away", max_proposals=1)
         await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
-        status = await dev_server.client.get_workflow_handle("round-away").query(
+        status = await dev_server.client.get_workflow_handle("round-ledger-away").query(
             TrainingRoundWorkflow.state
         )
         [item] = status.proposals
@@ -54,13 +54,13 @@ async def test_a_refusal_the_ledger_cannot_take_is_recorded_once_it_is_back(
             proposal_id=item.proposal.id, kind=DecisionKind.accept, reviewer=MALLORY
         )
         for _ in range(2):  # Slack retries the click: one refusal all the same
-            answer = await gateway._decide("round-away", request, "click-1")
+            answer = await gateway._decide("round-ledger-away", request, "click-1")
             assert answer.outcome == "refused"
             assert "not a reviewer" in answer.message
             assert "will be recorded when it is back" in answer.message
         kept = dev_server.client.get_workflow_handle(refusal_workflow_id("click-1"))
         await kept.result()
 
-    [attempt] = await ledger.decision_attempts("away")
+    [attempt] = await ledger.decision_attempts("ledger-away")
     assert attempt.reviewer == MALLORY and attempt.outcome == "refused"
     assert "not a reviewer" in attempt.reason
