@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.liveness import heartbeating
 from activities.model import Answer, Model, grade_answer
 from activities.prompts import Prompt
 from constitution import Decision, DecisionKind, Grade, apply_amendments
@@ -57,6 +58,7 @@ class CheckActivities(defined.CheckActivities):
         self.rubric = Prompt.load("grade.v2")
 
     @activity.defn
+    @heartbeating
     async def check_proposals(self, request: CheckProposalsInput) -> ProposeResult:
         drafted = [p for result in request.drafted for p in result.proposals]
         kept, dropped = check_proposals(

@@ -16,6 +16,7 @@ from pathlib import Path
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.liveness import heartbeating
 from constitution.contracts import GatherEvidenceInput
 from constitution.errors import ErrorType
 from constitution.evidence import (
@@ -90,6 +91,7 @@ class EvidenceActivities(defined.EvidenceActivities):
         self.max_chunks = max_chunks
 
     @activity.defn
+    @heartbeating
     async def gather_evidence(self, request: GatherEvidenceInput) -> EvidenceSelection:
         spec = request.spec
         try:

@@ -10,7 +10,12 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from constitution import ConstitutionVersion, Proposal, TransitionRecord
-from constitution.contracts import OpenRoundInput, RecordDecisionInput, SaveVersionInput
+from constitution.contracts import (
+    DecisionAttemptInput,
+    OpenRoundInput,
+    RecordDecisionInput,
+    SaveVersionInput,
+)
 from constitution.errors import ErrorType
 from ledger.errors import LedgerError
 from ledger.store import Ledger
@@ -107,6 +112,10 @@ class LedgerActivities(defined.LedgerActivities):
                 "amend_decisions", "Decisions taken, by kind and whether an operator overrode."
             ).add(1, {"kind": decision.kind.value, "override": str(decision.override).lower()})
         return new
+
+    @activity.defn
+    async def record_decision_attempt(self, request: DecisionAttemptInput) -> None:
+        await self.ledger.record_decision_attempt(**request.model_dump())
 
     @activity.defn
     async def save_version(self, request: SaveVersionInput) -> ConstitutionVersion:

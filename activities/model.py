@@ -35,6 +35,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import structured
 from activities.capabilities import Capabilities, refused_status
+from activities.liveness import heartbeating
 from activities.prompts import Prompt
 from constitution import Grade, ProposalBatch
 from constitution.capabilities import OutputMode
@@ -361,6 +362,7 @@ class ModelActivities(defined.ModelActivities):
         self.prompt = Prompt.load(self.PROMPT)
 
     @activity.defn
+    @heartbeating
     async def propose_amendments(self, request: ProposeInput) -> ProposeResult:
         """Draft proposals from one chunk of evidence. The drafts are checked,
         merged with other chunks' and numbered by `check_proposals`."""

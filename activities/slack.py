@@ -8,8 +8,17 @@ round in its `blocked` condition until Slack answers again.
 
 Posting is paced per channel (`post_interval_s`, Slack allows about one
 message a second per channel), so a round of a hundred proposals does not set
-off a storm of 429s; and each post is keyed (proposal, reminder n, digest n,
-summary) in the ledger, so a retried activity never posts twice.
+off a storm of 429s.
+
+Every post is idempotent across retries. Each carries a key (proposal and
+how many times it was posted, reminder n, digest n, summary) in the ledger and
+in the message's own Slack `metadata` (`event_type` `amend_post`, the key in
+its payload). The ledger is written after Slack answers, so a try that posted
+and then failed (the database down, the worker killed, Slack's answer lost)
+left no record; its retry looks the key up in the channel
+(`conversations.history`, or `conversations.replies` for a thread, with
+`include_all_metadata`) from when the activity was first scheduled, and
+records the message it finds instead of posting again.
 """
 
 from __future__ import annotations
@@ -49,6 +58,18 @@ from review.messages import (
     summary_text,
 )
 from workflows import activities as defined
+
+# The Slack `metadata` event type of every message amend posts; its payload's
+# `key` names the post (see `SlackActivities._post_keyed`).
+POST_EVENT = "amend_post"
+# How far before the activity was first scheduled a retry looks for its post:
+# the worker's and Slack's clocks may disagree a little.
+CLOCK_SKEW = timedelta(minutes=2)
+# Pages of channel history a retry reads before it concludes its post never landed.
+LOOKUP_PAGES = 20
+
+# What `chat.update` answers for a message that is no longer there to update.
+MESSAGE_GONE = {"message_not_found", "channel_not_found"}
 
 # Errors that retrying cannot fix: the round blocks, showing the reason, until an
 # operator fixes Slack and the round posts again.
@@ -144,15 +165,61 @@ class SlackActivities(defined.SlackActivities):
         proposal = status.proposal
         return await self.ledger.evidence_summaries(proposal.round_id, proposal.draft.evidence)
 
+    async def _post_keyed(self, key: str, **message: Any) -> SlackMessageRef:
+        """Post `message` tagged with `key`, unless an earlier try of this activity did.
+
+        Only a retry looks (attempt 2 on): the first try cannot have posted
+        before, and whatever an earlier activity posted is in the ledger.
+        """
+        channel = str(message["channel"])
+        thread_ts = message.get("thread_ts")
+        if activity.info().attempt > 1:
+            found = await self._find_post(
+                key, channel, None if thread_ts is None else str(thread_ts)
+            )
+            if found is not None:
+                activity.logger.info("found post %s from an earlier try: %s", key, found.ts)
+                return found
+        metadata = {"event_type": POST_EVENT, "event_payload": {"key": key}}
+        with _slack_call():
+            response = await self.pacer.post(self.client, metadata=metadata, **message)
+        return SlackMessageRef(channel=str(response["channel"]), ts=str(response["ts"]))
+
+    async def _find_post(
+        self, key: str, channel: str, thread_ts: str | None
+    ) -> SlackMessageRef | None:
+        """The message posted under `key` since this activity was first scheduled, if any."""
+        oldest = activity.info().scheduled_time - CLOCK_SKEW
+        cursor: str | None = None
+        with _slack_call():
+            for _ in range(LOOKUP_PAGES):
+                page: dict[str, Any] = {
+                    "channel": channel,
+                    "oldest": f"{max(oldest.timestamp(), 0):.6f}",
+                    "include_all_metadata": True,
+                    "limit": 200,
+                    **({"cursor": cursor} if cursor else {}),
+                }
+                if thread_ts is None:
+                    response = await self.client.conversations_history(**page)
+                else:
+                    response = await self.client.conversations_replies(ts=thread_ts, **page)
+                for message in response.get("messages") or []:
+                    metadata = message.get("metadata") or {}
+                    payload = metadata.get("event_payload") or {}
+                    if metadata.get("event_type") == POST_EVENT and payload.get("key") == key:
+                        return SlackMessageRef(channel=channel, ts=str(message["ts"]))
+                cursor = (response.get("response_metadata") or {}).get("next_cursor")
+                if not response.get("has_more") or not cursor:
+                    return None
+        return None
+
     async def _post_once(self, key: str, round_id: str, **message: Any) -> None:
         """Post unless a post under `key` was already made (by an earlier try)."""
         if await self.ledger.slack_post(key) is not None:
             return
-        with _slack_call():
-            response = await self.pacer.post(self.client, **message)
-        await self.ledger.record_slack_post(
-            key, round_id, str(response["channel"]), str(response["ts"])
-        )
+        ref = await self._post_keyed(key, **message)
+        await self.ledger.record_slack_post(key, round_id, ref.channel, ref.ts)
 
     @activity.defn
     async def post_proposal(self, request: PostProposalInput) -> SlackMessageRef:
@@ -164,32 +231,42 @@ class SlackActivities(defined.SlackActivities):
         if known is not None and not (request.repost and known == current):
             return SlackMessageRef(channel=known[0], ts=known[1])
         posted = status.model_copy(update={"state": ProposalState.posted})
-        with _slack_call():
-            response = await self.pacer.post(
-                self.client,
-                channel=self.channel,
-                text=fallback_text(posted),
-                blocks=proposal_blocks(
-                    request.workflow_id,
-                    posted,
-                    request.constitution,
-                    request.voters,
-                    self.dashboard_url,
-                    await self._evidence(posted),
-                ),
-                unfurl_links=False,
-            )
-        ref = SlackMessageRef(channel=str(response["channel"]), ts=str(response["ts"]))
+        # The first post is number 0; each re-post replaces the current message.
+        number = len(status.earlier_messages) + 1 if request.repost else 0
+        ref = await self._post_keyed(
+            f"{request.workflow_id}:proposal:{status.proposal.id}:{number}",
+            channel=self.channel,
+            text=fallback_text(posted),
+            blocks=proposal_blocks(
+                request.workflow_id,
+                posted,
+                request.constitution,
+                request.voters,
+                self.dashboard_url,
+                await self._evidence(posted),
+            ),
+            unfurl_links=False,
+        )
         await self.ledger.set_proposal_message(status.proposal.id, ref.channel, ref.ts)
         return ref
 
     @activity.defn
-    async def update_proposal_message(self, request: UpdateProposalMessageInput) -> None:
+    async def update_proposal_message(
+        self, request: UpdateProposalMessageInput
+    ) -> SlackMessageRef | None:
         """Rewrite the proposal's message, and every earlier one a re-post replaced:
-        decisions on any of them count, so none may keep buttons once it is settled."""
+        decisions on any of them count, so none may keep buttons once it is settled.
+
+        A message that is gone (deleted in Slack, or its channel deleted or left)
+        cannot be updated however often this is retried. While the proposal
+        still waits for decisions a fresh message is posted in the review
+        channel, recorded as the proposal's, and answered, so reviewers have
+        buttons again; a settled or withdrawn proposal's lost message had
+        nothing left to end.
+        """
         status = request.status
         if status.message is None:
-            return
+            return None
         text = fallback_text(status)
         blocks = proposal_blocks(
             request.workflow_id,
@@ -207,11 +284,35 @@ class SlackActivities(defined.SlackActivities):
                     )
                 except SlackApiError as error:
                     # Deleted (often why it was re-posted): it has no buttons left to end.
-                    if error.response.get("error") != "message_not_found":
+                    if error.response.get("error") not in MESSAGE_GONE:
                         raise
-            await self.client.chat_update(
-                channel=status.message.channel, ts=status.message.ts, text=text, blocks=blocks
-            )
+            try:
+                await self.client.chat_update(
+                    channel=status.message.channel, ts=status.message.ts, text=text, blocks=blocks
+                )
+                return None
+            except SlackApiError as error:
+                gone = error.response.get("error")
+                if gone not in MESSAGE_GONE:
+                    raise
+        if status.state is not ProposalState.posted:
+            return None
+        activity.logger.warning(
+            "proposal %s: its message %s is gone (%s); posting it again",
+            status.proposal.id,
+            status.message.ts,
+            gone,
+        )
+        ref = await self._post_keyed(
+            f"{request.workflow_id}:proposal:{status.proposal.id}:"
+            f"{len(status.earlier_messages) + 1}",
+            channel=self.channel,
+            text=text,
+            blocks=blocks,
+            unfurl_links=False,
+        )
+        await self.ledger.set_proposal_message(status.proposal.id, ref.channel, ref.ts)
+        return ref
 
     @activity.defn
     async def post_reminder(self, request: ReminderInput) -> None:

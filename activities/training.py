@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.batch import BatchRunner
 from activities.finetune import FineTuneBackend, FineTuneRefused, HttpTrainer, JobState
+from activities.liveness import heartbeating
 from activities.model import Model
 from activities.prompts import Prompt
 from constitution import ConstitutionVersion, PreferenceJudgement, Principle
@@ -173,6 +174,7 @@ class TrainingActivities(defined.TrainingActivities):
     # -- before the round spends anyone's time -----------------------------------
 
     @activity.defn
+    @heartbeating
     async def preflight(self, request: PreflightInput) -> PreflightResult:
         """Whether the round can be trained where it is configured: the model
         server offers an output mode and the fine-tuning (and Batch) API the
@@ -433,6 +435,7 @@ class TrainingActivities(defined.TrainingActivities):
         return backend
 
     @activity.defn
+    @heartbeating
     async def start_fine_tune(self, request: FineTuneInput) -> FineTuneJob:
         """Upload the dataset and start the job, once per round: a retry finds
         the job it already started in the ledger."""
@@ -521,6 +524,7 @@ class TrainingActivities(defined.TrainingActivities):
         )
 
     @activity.defn
+    @heartbeating
     async def cancel_fine_tune(self, request: CancelFineTuneInput) -> None:
         """Stop the backend's job when its round is cancelled, so nobody pays
         for training a model no one will evaluate."""

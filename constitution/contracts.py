@@ -387,6 +387,20 @@ class RecordDecisionInput(Contract):
     decision: Decision
 
 
+class DecisionAttemptInput(Contract):
+    """Input of `record_decision_attempt`: a refused decision to keep once the ledger answers."""
+
+    round_id: str
+    proposal_id: str | None
+    reviewer: str
+    kind: str | None
+    outcome: str
+    reason: str
+    source: str
+    # The Slack interaction that asked: a redelivery finds its row instead of adding one.
+    interaction_key: str | None = None
+
+
 class SaveVersionInput(Contract):
     """Input of `save_version`: the version the round's adopted amendments made.
 

@@ -511,6 +511,13 @@ class RoundSpec(Frozen):
         default=timedelta(minutes=5),
         description="While Slack refuses the round's calls, how often posting is tried again.",
     )
+    outage_patience: timedelta = Field(
+        default=timedelta(hours=6),
+        description=(
+            "How long the round waits out a model or database outage (connection refused, "
+            "5xx, timeouts), shown as waiting, before it fails."
+        ),
+    )
 
     @field_validator("reviewers")
     @classmethod

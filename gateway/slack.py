@@ -14,6 +14,7 @@ Socket Mode receiver both hand it verified payloads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections import OrderedDict
@@ -26,6 +27,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from slack_sdk.errors import SlackApiError
 from temporalio.client import WorkflowUpdateFailedError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
 from constitution import (
@@ -38,6 +40,7 @@ from constitution import (
     RoundState,
     round_id_of,
 )
+from constitution.contracts import DecisionAttemptInput
 from constitution.review import not_a_reviewer
 from gateway.deps import NotStarted, Services
 from gateway.refusals import refusals
@@ -51,6 +54,7 @@ from review.messages import (
     reject_view,
 )
 from workflows.client import CLOSED_ROUND, refusal_reason
+from workflows.refusal import RecordRefusalWorkflow, refusal_workflow_id
 from workflows.round import TrainingRoundWorkflow
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,19 @@ log = logging.getLogger(__name__)
 # is told to the reviewer later. The margin covers a busy event loop.
 ACK_BUDGET_S = 1.5
 T = TypeVar("T")
+
+
+# What a write meets while PostgreSQL is away (stopped, restarting, unreachable,
+# or the pool closed), as opposed to a write the ledger refuses.
+LEDGER_AWAY = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
 
 
 class InteractionAnswer(BaseModel):
@@ -432,7 +449,7 @@ class SlackInteractions:
             reason,
             extra={"round_id": round_id, "proposal_id": proposal_id},
         )
-        first = await self.services.ledger.record_decision_attempt(
+        attempt = DecisionAttemptInput(
             round_id=round_id,
             proposal_id=proposal_id,
             reviewer=reviewer,
@@ -442,12 +459,29 @@ class SlackInteractions:
             source="slack",
             interaction_key=interaction_key,
         )
+        message = f"Not recorded: {reason}"
+        try:
+            first = await self.services.ledger.record_decision_attempt(**attempt.model_dump())
+        except LEDGER_AWAY as error:
+            # The ledger is away: Temporal keeps the refusal and a worker writes
+            # it once the database answers (workflows.refusal).
+            log.warning("refusal of %s kept for later: %s", proposal_id, error)
+            await self._keep_refusal(attempt, interaction_key)
+            first = True
+            message += " (the ledger is unavailable; this refusal will be recorded when it is back)"
         return InteractionAnswer(
-            outcome="refused",
-            message=f"Not recorded: {reason}",
-            proposal_id=proposal_id,
-            first=first,
+            outcome="refused", message=message, proposal_id=proposal_id, first=first
         )
+
+    async def _keep_refusal(self, attempt: DecisionAttemptInput, interaction_key: str) -> None:
+        """Hand the refusal to Temporal, once however often Slack retries the click."""
+        with contextlib.suppress(WorkflowAlreadyStartedError):
+            await self.services.temporal.start_workflow(
+                RecordRefusalWorkflow.run,
+                attempt,
+                id=refusal_workflow_id(interaction_key),
+                task_queue=self.services.config.task_queue,
+            )
 
     async def _round_over(self, round_id: str) -> str:
         """Why a round's buttons no longer do anything, from the ledger."""

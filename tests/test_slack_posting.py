@@ -5,9 +5,11 @@ retried posts land once."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 from pydantic import SecretStr
 from slack_sdk.errors import SlackApiError
@@ -15,11 +17,19 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.slack import ChannelPacer, SlackActivities
-from constitution import Proposal, ProposalDraft, ProposalKind, ProposalState, RoundSpec
+from constitution import (
+    Proposal,
+    ProposalDraft,
+    ProposalKind,
+    ProposalState,
+    RoundSpec,
+    RoundState,
+)
 from constitution.contracts import (
     PostProposalInput,
     ProposalStatus,
     ReminderInput,
+    RoundSummaryInput,
     SlackMessageRef,
     Voters,
 )
@@ -164,3 +174,93 @@ async def test_a_post_whose_turn_is_far_off_asks_to_be_retried_then_instead_of_w
     assert deferred.type == "SlackChannelBusy" and not deferred.non_retryable
     assert deferred.next_retry_delay is not None
     assert deferred.next_retry_delay.total_seconds() > 0
+
+
+class LedgerDownAfterPosting(Ledger):
+    """The ledger as a PostgreSQL outage leaves it: the first record of a post fails."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        super().__init__(ledger.pool)
+        self.failures = 0
+
+    def _fail_once(self) -> None:
+        if self.failures == 0:
+            self.failures += 1
+            raise asyncpg.CannotConnectNowError("the database system is starting up")
+
+    async def set_proposal_message(self, proposal_id: str, channel: str, ts: str) -> None:
+        self._fail_once()
+        await super().set_proposal_message(proposal_id, channel, ts)
+
+    async def record_slack_post(self, post_key: str, round_id: str, channel: str, ts: str) -> None:
+        self._fail_once()
+        await super().record_slack_post(post_key, round_id, channel, ts)
+
+
+def retry_of(env: ActivityEnvironment) -> ActivityEnvironment:
+    """The same activity's next attempt, as Temporal runs it after a failure."""
+    again = ActivityEnvironment()
+    again.info = dataclasses.replace(env.info, attempt=env.info.attempt + 1)
+    return again
+
+
+async def test_a_proposal_whose_record_failed_after_posting_is_posted_once_on_retry(
+    ledger: Ledger, slack: tuple[str, Any]
+) -> None:
+    url, app = slack
+    down = LedgerDownAfterPosting(ledger)
+    acts = activities(down, url, 1 / RATE)
+    [item] = await proposals(ledger, "outage", 1)
+    request = PostProposalInput(
+        workflow_id="round-outage",
+        status=item,
+        constitution=sample_constitution(),
+        voters=Voters(reviewers=["U0ALICE"], policy=ReviewPolicy()),
+    )
+    first = ActivityEnvironment()
+    with pytest.raises(asyncpg.CannotConnectNowError):
+        await first.run(acts.post_proposal, request)
+    assert len(standin_state(app).messages) == 1  # Slack took the post before the write failed
+    ref = await retry_of(first).run(acts.post_proposal, request)
+    [message] = standin_state(app).messages.values()
+    assert ref == SlackMessageRef(channel=CHANNEL, ts=message["ts"])
+    assert message["metadata"]["event_type"] == "amend_post"
+    assert await ledger.proposal_message(item.proposal.id) == (CHANNEL, message["ts"])
+
+
+async def test_a_summary_and_a_reminder_whose_record_failed_are_posted_once_on_retry(
+    ledger: Ledger, slack: tuple[str, Any]
+) -> None:
+    url, app = slack
+    [item] = await proposals(ledger, "quiet", 1)
+    down = LedgerDownAfterPosting(ledger)
+    acts = activities(down, url, 1 / RATE)
+    down.failures = 1  # the proposal's own post goes through
+    [ref] = await post_all(acts, [item])
+    pending = [item.model_copy(update={"state": ProposalState.posted, "message": ref})]
+    posts = [
+        (
+            "post_reminder",
+            ReminderInput(round_id="quiet", pending=pending, reminder_number=1, escalate_to=None),
+        ),
+        (
+            "post_round_summary",
+            RoundSummaryInput(
+                round_id="quiet",
+                state=RoundState.completed_unchanged,
+                proposals=pending,
+                result_version=None,
+            ),
+        ),
+    ]
+    for name, request in posts:
+        down.failures = 0  # the outage begins as this post is made
+        first = ActivityEnvironment()
+        with pytest.raises(asyncpg.CannotConnectNowError):
+            await first.run(getattr(acts, name), request)
+        await retry_of(first).run(getattr(acts, name), request)
+        await retry_of(retry_of(first)).run(getattr(acts, name), request)
+    messages = list(standin_state(app).messages.values())
+    assert len([m for m in messages if m["thread_ts"] == ref.ts]) == 1
+    assert len([m for m in messages if m["text"].startswith("Round `quiet`")]) == 1
+    assert len(messages) == 3

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from pydantic import SecretStr
+from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.testing import WorkflowEnvironment
 
 from constitution import ProposalState, RoundState
@@ -346,3 +347,58 @@ async def test_a_decision_arrives_over_socket_mode_and_is_acknowledged_on_the_so
         assert late["acked"] is True
         assert late["ack_payload"]["response_action"] == "errors"
         assert "no longer" in late["ack_payload"]["errors"]["comment"]
+
+
+async def test_a_proposal_whose_message_was_deleted_is_posted_again_and_can_still_be_decided(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
+) -> None:
+    """Someone deletes the proposal's message in Slack: the next update of it
+    posts a fresh message (in the ledger as the proposal's), never retries the
+    gone one forever; reviewers decide on the new one and `round repost` still works."""
+    await start_round(stack, "deleted", reviewers=[ALICE, BOB], policy={"quorum": 2})
+    [message] = await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=30)
+    token = stack.settings.slack_bot_token
+    assert token is not None
+    slack = AsyncWebClient(
+        token=token.get_secret_value(), base_url=f"{stack.slack_stand_in_url}/api/"
+    )
+    await slack.chat_delete(channel=CHANNEL, ts=message["ts"])
+    first = await reviewer(stack, ALICE).click(message, "accept", channel_id=CHANNEL)
+    assert first.json()["outcome"] == "taken"
+
+    async def posted_again() -> dict[str, Any] | None:
+        records = await standin(stack, "/_standin/messages")
+        fresh = [r for r in records if "accept by <@U0ALICE>" in str(r["blocks"])]
+        return fresh[0] if fresh else None
+
+    fresh = await eventually(posted_again, "the proposal to be posted again")
+    assert fresh["ts"] != message["ts"]
+    assert any(b["type"] == "actions" for b in fresh["blocks"])
+
+    # Slack shows the fresh message a moment before the round notes it.
+    async def noted() -> RoundStatus | None:
+        status = await status_of(dev_server, "deleted")
+        message = status.proposals[0].message
+        return status if message is not None and message.ts == fresh["ts"] else None
+
+    status = await eventually(noted, "the round to note the fresh message")
+    [item] = status.proposals
+    assert [m.ts for m in item.earlier_messages] == [message["ts"]]
+    assert status.blocked is None
+    assert await ledger.proposal_message(item.proposal.id) == (CHANNEL, fresh["ts"])
+
+    async def recorded() -> list[Any]:
+        return [t for t in await ledger.timeline("deleted") if t.data.get("repost")]
+
+    reposts = await eventually(recorded, "the fresh message in the round's timeline")
+    assert [t.data["ts"] for t in reposts] == [fresh["ts"]]
+
+    async with operator_api(stack) as http:
+        reposted = await http.post("/api/rounds/deleted/repost", json={"reason": "checking"})
+    assert reposted.status_code == 200, reposted.text
+    *_, latest = await wait_for_proposals(stack.slack_stand_in_url or "", 2, wait_s=30)
+    assert latest["ts"] > fresh["ts"]
+    second = await reviewer(stack, BOB).click(latest, "accept", channel_id=CHANNEL)
+    assert second.json()["outcome"] == "taken"
+    result: RoundResult = await handle(dev_server, "deleted").result()
+    assert result.state is RoundState.completed

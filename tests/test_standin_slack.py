@@ -217,6 +217,52 @@ async def test_ephemeral_views_conversations_users(slack: SlackStandIn) -> None:
     assert user["user"]["id"] == REVIEWER_ID and user["user"]["is_bot"] is False
 
 
+async def test_history_and_replies_page_newest_first_and_show_metadata_only_when_asked(
+    slack: SlackStandIn,
+) -> None:
+    client = slack.client()
+    metadata = {"event_type": "amend_post", "event_payload": {"key": "k1"}}
+    first = await client.chat_postMessage(channel=CHANNEL, text="one", metadata=metadata)
+    second = await client.chat_postMessage(channel=CHANNEL, text="two")
+    reply = await client.chat_postMessage(
+        channel=CHANNEL, text="reply", thread_ts=first["ts"], metadata=metadata
+    )
+    plain = await client.conversations_history(channel=CHANNEL)
+    assert [m["ts"] for m in plain["messages"]] == [second["ts"], first["ts"]]
+    assert all("metadata" not in m for m in plain["messages"])
+    paged = await client.conversations_history(channel=CHANNEL, limit=1, include_all_metadata=True)
+    assert [m["ts"] for m in paged["messages"]] == [second["ts"]] and paged["has_more"]
+    rest = await client.conversations_history(
+        channel=CHANNEL,
+        limit=1,
+        include_all_metadata=True,
+        cursor=paged["response_metadata"]["next_cursor"],
+    )
+    assert [m["metadata"] for m in rest["messages"]] == [metadata] and not rest["has_more"]
+    since = await client.conversations_history(channel=CHANNEL, oldest=first["ts"])
+    assert [m["ts"] for m in since["messages"]] == [second["ts"]]
+    thread = await client.conversations_replies(
+        channel=CHANNEL, ts=first["ts"], include_all_metadata=True
+    )
+    assert [m["ts"] for m in thread["messages"]] == [first["ts"], reply["ts"]]
+    assert thread["messages"][1]["metadata"] == metadata
+
+
+async def test_a_deleted_message_cannot_be_updated(slack: SlackStandIn) -> None:
+    client = slack.client()
+    posted = await client.chat_postMessage(channel=CHANNEL, text="soon gone")
+    deleted = await client.chat_delete(channel=CHANNEL, ts=posted["ts"])
+    assert deleted["ok"] and deleted["ts"] == posted["ts"]
+    for call in (
+        client.chat_update(channel=CHANNEL, ts=posted["ts"], text="edited"),
+        client.chat_delete(channel=CHANNEL, ts=posted["ts"]),
+    ):
+        with pytest.raises(SlackApiError) as gone:
+            await call
+        assert gone.value.response["error"] == "message_not_found"
+    assert await slack.get("/_standin/messages") == []
+
+
 async def test_auth_and_channel_errors(slack: SlackStandIn) -> None:
     with pytest.raises(SlackApiError) as invalid:
         await slack.client(token="xoxb-wrong").chat_postMessage(channel=CHANNEL, text="x")

@@ -33,6 +33,7 @@ from ledger.store import Ledger
 from standins.reviewer import (
     SIMULATED_REVIEWER,
     Decision,
+    ReviewerError,
     SimulatedReviewer,
     decide_in_slack,
     wait_for_proposals,
@@ -99,9 +100,24 @@ async def _demo(
 
     if stack.slack_stand_in_url is not None:
         console.print("reviewing with the [yellow]simulated reviewer[/yellow] (stand-in)")
-        await _simulate_review(
-            handle, stack.slack_stand_in_url, stack.gateway_url, settings, console
-        )
+        try:
+            await simulate_review(
+                handle, stack.slack_stand_in_url, stack.gateway_url, settings, console
+            )
+        except (ReviewerError, httpx.HTTPError) as error:
+            # The demo leaves no round behind waiting for clicks that will not come.
+            console.print(
+                f"[red]the simulated reviewer could not decide:[/red] {escape(str(error))}"
+            )
+            async with httpx.AsyncClient(timeout=30, headers=headers) as http:
+                cancelled = await http.post(
+                    f"{stack.gateway_url}/api/rounds/{round_id}/cancel",
+                    json={
+                        "reason": f"amend demo: the simulated reviewer could not decide ({error})"
+                    },
+                )
+            console.print(f"round {round_id} cancelled (HTTP {cancelled.status_code})")
+            return 1
     else:
         console.print(
             "waiting for reviewers in Slack channel "
@@ -127,14 +143,15 @@ async def _demo(
     return 0 if status.state in ended_well else 1
 
 
-async def _simulate_review(
+async def simulate_review(
     handle: Any, slack_url: str, gateway_url: str, settings: Settings, console: Console
 ) -> None:
-    """Decide the round's proposals as SCRIPT says, in order, once all are posted.
+    """Decide the round's proposals as SCRIPT says, in turn, once all are posted.
 
     The scripted model proposes only what the constitution does not say yet,
     so after a few demos on one data directory a round may propose fewer than
-    three, or none; the reviewer decides what there is.
+    three, or none, and another model may propose more; the reviewer decides
+    every proposal there is, so the round never waits on an undecided one.
     """
     reviewer = SimulatedReviewer(
         gateway_url,
@@ -154,7 +171,9 @@ async def _simulate_review(
     messages = await wait_for_proposals(
         slack_url, posted, wait_s=120, round_id=status.spec.round_id
     )
-    for message, action in zip(messages, SCRIPT, strict=False):
+    # However many the model proposed: the script's decisions in turn, again from the top.
+    for number, message in enumerate(messages):
+        action = SCRIPT[number % len(SCRIPT)]
         text = comment = None
         if action == "modify":
             text = (

@@ -44,6 +44,7 @@ from standins.serving import serve
 from worker.settings import Settings
 from worker.temporal_connection import connect_temporal
 from workflows.activities import implementations
+from workflows.refusal import RecordRefusalWorkflow
 from workflows.round import TrainingRoundWorkflow
 
 
@@ -162,7 +163,7 @@ def build_worker(client: Client, settings: Settings, ledger: Ledger) -> Worker:
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
-        workflows=[TrainingRoundWorkflow],
+        workflows=[TrainingRoundWorkflow, RecordRefusalWorkflow],
         activities=build_activities(settings, ledger).all(),
         workflow_runner=workflow_runner(),
         # Heartbeats carry the progress watchers see (`amend round show`): send

@@ -27,6 +27,7 @@ from constitution.contracts import (
     CheckProposalsInput,
     Dataset,
     DatasetInput,
+    DecisionAttemptInput,
     DigestInput,
     EvaluateInput,
     EvaluationResult,
@@ -84,6 +85,11 @@ class LedgerActivities(ABC):
 
     @activity.defn
     @abstractmethod
+    async def record_decision_attempt(self, request: DecisionAttemptInput) -> None:
+        """Keep a refused decision that the gateway could not write when it was refused."""
+
+    @activity.defn
+    @abstractmethod
     async def save_version(self, request: SaveVersionInput) -> ConstitutionVersion:
         """Store the round's new constitution version, numbered in order of creation."""
 
@@ -129,8 +135,14 @@ class SlackActivities(ABC):
 
     @activity.defn
     @abstractmethod
-    async def update_proposal_message(self, request: UpdateProposalMessageInput) -> None:
-        """Rewrite a proposal's message to show its state and votes."""
+    async def update_proposal_message(
+        self, request: UpdateProposalMessageInput
+    ) -> SlackMessageRef | None:
+        """Rewrite a proposal's message to show its state and votes.
+
+        Answers the fresh message posted in its place when the message (or its
+        channel) is gone and the proposal still waits for decisions; None otherwise.
+        """
 
     @activity.defn
     @abstractmethod

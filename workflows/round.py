@@ -95,6 +95,11 @@ T = TypeVar("T")
 A = TypeVar("A")
 
 QUICK = timedelta(seconds=30)
+# Activities that wait on a model or a trainer heartbeat every few seconds
+# (`activities.liveness.heartbeating`): one silent this long ran on a worker
+# that died, and Temporal retries it on another at once, not after its
+# start-to-close timeout.
+HEARTBEAT_TIMEOUT = timedelta(seconds=30)
 SLACK_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=5)
 )
@@ -124,12 +129,43 @@ PREFLIGHT = "preflight-before-proposing"
 # An operator's cancel that Temporal let an activity's result win stops the
 # round at its next step (added in 0.2.0).
 CANCEL_AT_NEXT_STEP = "cancel-at-next-step"
+# A model call that failed all its quick retries on a transient fault waits
+# the outage out, visibly, up to the spec's outage_patience (added in 0.2.0).
+WAIT_OUT_OUTAGES = "wait-out-outages"
+# How long the round sleeps between tries while it waits out an outage.
+OUTAGE_PAUSES = (timedelta(seconds=15), timedelta(minutes=5))
+# Failure types of the database client: an outage of the ledger, not of the model.
+DATABASE_AWAY = frozenset(
+    {
+        "CannotConnectNowError",
+        "ConnectionDoesNotExistError",
+        "ConnectionRefusedError",
+        "InterfaceError",
+        "PostgresConnectionError",
+        "TooManyConnectionsError",
+        "AdminShutdownError",
+    }
+)
+# A proposal message found deleted is posted again, and that is recorded (added in 0.2.0).
+RECORD_LOST_MESSAGE = "record-lost-message"
 
 DECISION_TO_STATE = {
     DecisionKind.accept: ProposalState.accepted,
     DecisionKind.modify: ProposalState.modified,
     DecisionKind.reject: ProposalState.rejected,
 }
+
+
+def _transient(error: ActivityError) -> bool:
+    """Whether an activity gave up on something that retrying may yet fix.
+
+    Connection refused, 5xx, timeouts, the database away: its retries ran out,
+    and its last failure was not marked non-retryable (invalid output, a bad request).
+    """
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.non_retryable:
+        return False
+    return error.retry_state in (RetryState.MAXIMUM_ATTEMPTS_REACHED, RetryState.TIMEOUT)
 
 
 @workflow.defn
@@ -277,6 +313,7 @@ class TrainingRoundWorkflow:
             TrainingActivities.preflight,
             PreflightInput(round_id=spec.round_id, training=spec.training),
             start_to_close_timeout=timedelta(minutes=2),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
         )
         checked = {"checked": result.checked}
         if result.passed:
@@ -312,6 +349,8 @@ class TrainingRoundWorkflow:
         waiting` in the ledger, sleeps, and asks again; the first answer after
         records `waiting -> ok`.
         """
+        outage_since = None
+        pause = OUTAGE_PAUSES[0]
         while True:
             self._stop_if_cancelled()
             try:
@@ -320,20 +359,51 @@ class TrainingRoundWorkflow:
                 )
             except ActivityError as error:
                 cause = error.cause
-                if not (
+                if (
                     isinstance(cause, ApplicationError)
                     and cause.type == ErrorType.model_rate_limited
                     and cause.details
                 ):
+                    await self._wait_for_model(RateLimitWait.model_validate(cause.details[0]))
+                    continue
+                if not _transient(error) or not workflow.patched(WAIT_OUT_OUTAGES):
                     raise
-                await self._wait_for_model(RateLimitWait.model_validate(cause.details[0]))
+                outage_since = outage_since or workflow.now()
+                if workflow.now() - outage_since >= self.status.spec.outage_patience:
+                    raise
+                await self._wait_out_outage(error, pause)
+                pause = min(pause * 2, OUTAGE_PAUSES[1])
                 continue
             if self.status.waiting is not None and self._model_waits == 0:
-                until = self.status.waiting.until
+                waited = self.status.waiting
                 self.status.waiting = None
-                answered = f"the model answers again (waited until {until:%H:%M:%S} UTC)"
-                await self._record("model", "waiting", "ok", reason=answered)
+                answered = (
+                    f"the {waited.on} answers again (waited until {waited.until:%H:%M:%S} UTC)"
+                )
+                await self._record(waited.on, "waiting", "ok", reason=answered)
             return result
+
+    async def _wait_out_outage(self, error: ActivityError, pause: timedelta) -> None:
+        """Show the round waiting on what is away, recorded once when the wait begins."""
+        cause = error.cause
+        kind = cause.type if isinstance(cause, ApplicationError) else None
+        on = "database" if kind in DATABASE_AWAY else "model"
+        waiting = Waiting(
+            on=on,
+            until=workflow.now() + pause,
+            reason=f"{cause if cause else error}; trying again",
+        )
+        began = self.status.waiting is None
+        self.status.waiting = waiting
+        self._model_waits += 1
+        try:
+            if began:
+                await self._record(
+                    on, "ok", "waiting", reason=waiting.describe(), data={"error_type": kind}
+                )
+            await workflow.sleep(pause)
+        finally:
+            self._model_waits -= 1
 
     async def _wait_for_model(self, wait: RateLimitWait) -> None:
         waiting = Waiting(
@@ -368,6 +438,7 @@ class TrainingRoundWorkflow:
             EvidenceActivities.gather_evidence,
             GatherEvidenceInput(spec=spec, constitution=self.constitution),
             start_to_close_timeout=timedelta(minutes=10),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=MODEL_RETRY,
         )
         await self._record(
@@ -389,6 +460,7 @@ class TrainingRoundWorkflow:
                         chunk=chunk.index,
                     ),
                     start_to_close_timeout=timedelta(minutes=10),
+                    heartbeat_timeout=HEARTBEAT_TIMEOUT,
                 )
                 for chunk in selection.chunks
             )
@@ -404,7 +476,7 @@ class TrainingRoundWorkflow:
                 suspicious_ids=selection.suspicious_ids,
             ),
             start_to_close_timeout=timedelta(minutes=30),
-            heartbeat_timeout=timedelta(minutes=5),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
         )
 
     async def _review(self) -> None:
@@ -545,6 +617,7 @@ class TrainingRoundWorkflow:
             TrainingActivities.start_fine_tune,
             FineTuneInput(round_id=spec.round_id, dataset=dataset, training=training),
             start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=MODEL_RETRY,
         )
         self._job = job
@@ -1136,7 +1209,7 @@ class TrainingRoundWorkflow:
     async def _update_message(self, item: ProposalStatus) -> None:
         """Rewrite the proposal's Slack message to show its new state."""
         assert self.constitution is not None
-        await self._slack(
+        fresh = await self._slack(
             SlackActivities.update_proposal_message,
             UpdateProposalMessageInput(
                 workflow_id=workflow.info().workflow_id,
@@ -1146,6 +1219,19 @@ class TrainingRoundWorkflow:
             ),
         )
         item.message_stale = False
+        if fresh is not None and fresh != item.message:
+            # Its message was gone (deleted in Slack): a fresh one took its place.
+            if item.message is not None:
+                item.earlier_messages.append(item.message)
+            item.message = fresh
+            if workflow.patched(RECORD_LOST_MESSAGE):
+                await self._record(
+                    f"proposal:{item.proposal.id}",
+                    ProposalState.posted,
+                    ProposalState.posted,
+                    reason="its Slack message was gone (deleted); posted again",
+                    data={"channel": fresh.channel, "ts": fresh.ts, "repost": True},
+                )
 
     async def _load_version(self, number: int | None) -> ConstitutionVersion:
         return await workflow.execute_activity_method(

@@ -1,7 +1,7 @@
 """Messages in the Slack stand-in: posting, editing, ephemeral messages, permalinks.
 
-The methods are `chat.postMessage`, `chat.update`, `chat.postEphemeral` and
-`chat.getPermalink`.
+The methods are `chat.postMessage`, `chat.update`, `chat.delete`,
+`chat.postEphemeral` and `chat.getPermalink`.
 
 amend posts a round's proposals as messages and edits them as decisions
 land; the stand-in keeps every version (`history`), so a test can see each
@@ -17,13 +17,13 @@ import math
 import time
 
 from standins.slack.config import SlackStandInConfig
-from standins.slack.conversations import require_channel
 from standins.slack.state import SlackStandInState, WebAPIMethod
 from standins.slack.wire import (
     JSONDict,
     SlackError,
     json_field,
     normalise_blocks,
+    require_channel,
     str_field,
     text_blocks,
 )
@@ -176,6 +176,15 @@ def update(state: SlackStandInState, params: JSONDict) -> JSONDict:
     }
 
 
+def delete(state: SlackStandInState, params: JSONDict) -> JSONDict:
+    """`chat.delete`: the message is gone; a later `chat.update` of it gets `message_not_found`."""
+    channel = require_channel(state.config, params)
+    ts = str_field(params, "ts")
+    if ts is None or state.messages.pop((channel, ts), None) is None:
+        raise SlackError("message_not_found")
+    return {"ok": True, "channel": channel, "ts": ts}
+
+
 def post_ephemeral(state: SlackStandInState, params: JSONDict) -> JSONDict:
     """`chat.postEphemeral`: a message only one user sees, kept apart from the channel's."""
     channel = require_channel(state.config, params)
@@ -216,6 +225,7 @@ def get_permalink(state: SlackStandInState, params: JSONDict) -> JSONDict:
 METHODS: dict[str, WebAPIMethod] = {
     "chat.postMessage": post_message,
     "chat.update": update,
+    "chat.delete": delete,
     "chat.postEphemeral": post_ephemeral,
     "chat.getPermalink": get_permalink,
 }

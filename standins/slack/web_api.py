@@ -33,7 +33,14 @@ METHODS: dict[str, WebAPIMethod] = {
 """Every Web API method the stand-in answers, by Slack's name."""
 
 CHANGES_WORKSPACE = frozenset(
-    {"chat.postMessage", "chat.update", "chat.postEphemeral", "views.open", "views.update"}
+    {
+        "chat.postMessage",
+        "chat.update",
+        "chat.delete",
+        "chat.postEphemeral",
+        "views.open",
+        "views.update",
+    }
 )
 """The methods after which the workspace is kept (see `SlackStandInState.keep`)."""
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from fastapi import Request
 
+from standins.slack.config import SlackStandInConfig
+
 JSONDict = dict[str, Any]
 """A JSON object as the Web API reads and writes it."""
 
@@ -52,6 +54,14 @@ def str_field(params: JSONDict, name: str) -> str | None:
     if value is None or value == "":
         return None
     return str(value)
+
+
+def require_channel(config: SlackStandInConfig, params: JSONDict) -> str:
+    """The call's `channel`, refused with `channel_not_found` unless configured."""
+    channel = str_field(params, "channel")
+    if channel is None or channel not in config.channels:
+        raise SlackError("channel_not_found")
+    return channel
 
 
 def short_id(seed: str, n: int = 5) -> str:

@@ -18,6 +18,8 @@ SCOPES = {
     "chat_postEphemeral": "chat:write",
     "views_open": None,  # needs a trigger id, no scope
     "usergroups_users_list": "usergroups:read",
+    "conversations_history": "channels:history",
+    "conversations_replies": "channels:history",
 }
 
 
