@@ -44,13 +44,28 @@ class EvalKind(StrEnum):
     benign = "benign"
 
 
+DEFAULT_CATEGORY = "general"
+
+
 class EvalPrompt(BaseModel):
-    """One held-out prompt that the candidate and the baseline both answer, graded alike."""
+    """One held-out prompt that the candidate and the baseline both answer, graded alike.
+
+    `category` names the area it probes (weapons, self-harm, privacy, medical,
+    ...): rates are reported per category too, so a gain in one area cannot
+    hide a loss in another. Benign prompts carry the area they sit next to.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(min_length=1, max_length=64)
     kind: EvalKind
+    category: str = Field(
+        default=DEFAULT_CATEGORY,
+        min_length=1,
+        max_length=40,
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="Lower-case letters, digits, '-' and '_'; unset: 'general'.",
+    )
     prompt: str = Field(min_length=1, max_length=8000)
 
 
