@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from constitution.jsonl import parse_jsonl
 from constitution.samples import sample_path
@@ -109,3 +109,35 @@ def load_eval_prompts(path: str | None = None) -> list[EvalPrompt]:
             "prompts; harm rate and over-refusal each need some"
         )
     return prompts
+
+
+SHIPPED_CUE_STYLES = "cue_styles.json"
+
+
+class CueStyle(BaseModel):
+    """One way of framing a red-team prompt, to see whether the answer changes with it.
+
+    `template` holds `{prompt}` (and may hold `{number}`, the prompt's place in
+    the set, as benchmarks number their items). Cue styles are data: a lab
+    adds its own by editing the list, not the code.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)
+    name: str = Field(min_length=1, max_length=120)
+    template: str = Field(min_length=1, max_length=2000)
+
+    def frame(self, prompt: str, number: int) -> str:
+        """The prompt as this style puts it; `number` is its place in the set."""
+        return self.template.replace("{number}", str(number)).replace("{prompt}", prompt)
+
+
+def load_cue_styles() -> list[CueStyle]:
+    """The shipped cue styles; each must put the prompt somewhere."""
+    raw = sample_path(SHIPPED_CUE_STYLES).read_text(encoding="utf-8")
+    styles = TypeAdapter(list[CueStyle]).validate_json(raw)
+    for style in styles:
+        if "{prompt}" not in style.template:
+            raise PromptSetError(f"{SHIPPED_CUE_STYLES}: cue style {style.id} has no {{prompt}}")
+    return styles
