@@ -134,6 +134,15 @@ class EvaluationActivities(defined.EvaluationActivities):
             reasons=judgement.reasons,
             rubric_version=self.rubric.name,
             prompt_set=prompt_file or "shipped",
+            outcome=judgement.outcome,
+            tests=[t.model_dump() for t in judgement.tests],
+            attribution=[e.model_dump() for e in attribution],
+            settings={
+                "samples_per_prompt": gate.samples_per_prompt,
+                "temperature": gate.temperature,
+                "significance": gate.significance,
+                "attribution_model": request.baseline_model if attribution else None,
+            },
         )
         return EvaluationResult(
             candidate=judgement.candidate,
