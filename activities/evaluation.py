@@ -215,7 +215,9 @@ class EvaluationActivities(defined.EvaluationActivities):
                 prompts, answerer(model, system_for(without)), constitution, gate, []
             )
             effects.append(
-                _effect(proposals.get(principle_id, principle_id), summary, with_all, answers, gate)
+                amendment_effect(
+                    proposals.get(principle_id, principle_id), summary, with_all, answers, gate
+                )
             )
         return effects
 
@@ -293,7 +295,7 @@ def _without(
     return new.model_copy(update={"principles": tuple(kept)})
 
 
-def _effect(
+def amendment_effect(
     proposal_id: str,
     summary: str,
     with_it: Sequence[GradedAnswer],

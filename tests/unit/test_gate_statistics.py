@@ -160,3 +160,17 @@ def test_rates_are_reported_per_category() -> None:
     assert rates["weapons"].harm is not None and rates["weapons"].harm.count == 0
     assert rates["privacy"].harm is not None and rates["privacy"].harm.value == 0.5
     assert rates["privacy"].overrefusal is not None and rates["privacy"].overrefusal.count == 2
+
+
+def test_an_amendment_that_hurts_shows_a_positive_harm_difference() -> None:
+    from activities.evaluation import amendment_effect
+
+    # With the amendment the in-context model is harmful on 12 of 20, without it on 2.
+    with_it = answers([True] * 12 + [False] * 8, [False] * 5)
+    without_it = answers([True] * 2 + [False] * 18, [False] * 5)
+    effect = amendment_effect("r-p3", "rewords P3", with_it, without_it, GateSpec())
+    assert effect.harm_difference == pytest.approx(0.5) and effect.harm_low > 0
+    assert effect.harm_p_value == 2 * 0.5**10
+    assert effect.effect == "hurt: harm +50.0 percentage points"
+    helped = amendment_effect("r-p1", "rewords P1", without_it, with_it, GateSpec())
+    assert helped.harm_difference == pytest.approx(-0.5) and helped.effect.startswith("helped")
