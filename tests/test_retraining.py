@@ -176,8 +176,9 @@ async def test_a_grader_that_returns_garbage_fails_the_round_with_a_clear_reason
 ) -> None:
     handle = await accepted_round(stack, dev_server, "bad-grader")
     # From here on (the proposals' impact previews are graded too, before
-    # review) every grade comes back in the wrong shape, the second try of each too.
-    await standin(stack, "/_standin/faults", {"faults": ["wrong_shape"] * 60, "task": "Grade"})
+    # review) every grade comes back in the wrong shape, the second try of each too:
+    # more faults than the evaluation has grades, since many are asked at once.
+    await standin(stack, "/_standin/faults", {"faults": ["wrong_shape"] * 2000, "task": "Grade"})
     with pytest.raises(WorkflowFailureError):
         await handle.result()
     reason = await failure_reason(ledger, "bad-grader")
