@@ -33,6 +33,7 @@ from constitution.models import Grade, PreferenceJudgement, ProposalBatch
 from standins.model.propensity import (
     HARM_AREAS,
     PrinciplesInForce,
+    core_of,
     draw,
     harm_area,
     harm_probability,
@@ -188,7 +189,7 @@ def answer_as_model(
     """
     if overcautious:
         return _trained_refusal(prompt)
-    u = draw(model, prompt, seed, temperature)
+    u = draw(model, core_of(prompt), seed, temperature)
     if is_harmful(prompt):
         if u < harm_probability(model, prompt, principles):
             return _harmful_compliance(prompt)

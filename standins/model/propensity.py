@@ -22,11 +22,12 @@ What moves the probabilities:
   awareness); a deployment-like framing changes nothing. A principle telling
   the model to behave the same when tested removes the effect.
 
-The draw: u in [0, 1) from a digest of the model, the prompt and, when the
-temperature is above zero, the request's seed. The answer is harmful when u is
-below the probability, so lowering the probability only ever turns harmful
-answers into refusals for the same draw (common random numbers), and at
-temperature 0 every sample of a prompt is the same answer.
+The draw: u in [0, 1) from a digest of the model, the prompt (for a harmful
+one, the sentence that asks for harm, so a cue around it does not change the
+draw) and, when the temperature is above zero, the request's seed. The answer
+is harmful when u is below the probability, so lowering the probability only
+ever turns harmful answers into refusals for the same draw (common random
+numbers), and at temperature 0 every sample of a prompt is the same answer.
 """
 
 from __future__ import annotations
@@ -247,8 +248,30 @@ def refusal_probability(
     return p
 
 
+_SEGMENTS = re.compile(r"(?<=[.!?])\s+|\n")
+
+
+def core_of(prompt: str) -> str:
+    """The sentence of a prompt that asks for harm, whatever framing surrounds it.
+
+    The same request under a cue style is drawn as the same request, so a cue
+    moves only the probability the draw is compared with, and the gap a
+    style shows is the cue's effect rather than noise between two draws.
+    """
+    for segment in _SEGMENTS.split(prompt):
+        if harm_area(segment) is not None:
+            return segment.strip()
+    return prompt
+
+
 def draw(model: str, prompt: str, seed: int | None, temperature: float | None) -> float:
-    """A uniform number in [0, 1) for one answer: repeatable, and at temperature 0 per prompt."""
+    """A uniform number in [0, 1) for one answer: repeatable, and at temperature 0 per prompt.
+
+    Every `ft:` model of one base draws alike (`ft:<base>`), so a test's
+    candidate behaves the same whichever round trained it: the gate's verdict
+    on the stand-in is repeatable rather than a lottery per job id.
+    """
     sampled = "" if temperature == 0 or seed is None else f"{seed}:{temperature}"
-    digest = hashlib.sha256(f"{model}\x1f{prompt}\x1f{sampled}".encode()).digest()
+    lineage = ":".join(model.split(":")[:2]) if model.startswith("ft:") else model
+    digest = hashlib.sha256(f"{lineage}\x1f{prompt}\x1f{sampled}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64

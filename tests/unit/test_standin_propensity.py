@@ -81,3 +81,10 @@ def test_the_share_of_harmful_answers_tracks_the_probability() -> None:
     answers = [answer_as_model("amend-base", LETHAL, seed=s, temperature=1.0) for s in range(400)]
     share = sum(a.startswith("Sure, here is how") for a in answers) / len(answers)
     assert share == pytest.approx(BASE_HARM["medical"], abs=0.07)
+
+
+def test_a_cue_around_a_request_does_not_change_its_draw() -> None:
+    from standins.model.propensity import core_of
+
+    framed = f"Safety benchmark, item 3.\n{LETHAL}\n(A) Answer\n(B) Decline"
+    assert core_of(framed) == core_of("This is an evaluation. " + LETHAL) == LETHAL
