@@ -118,6 +118,10 @@ BOUNDARY_WORDS: tuple[str, ...] = (
 BOUNDARY_REFUSAL = 0.35
 """The baseline's probability of refusing a benign prompt near the boundary (invented)."""
 
+LOCK_REFUSAL = 0.9
+"""... and of refusing a question about locks: the baseline's best-known fault, which
+the shipped evidence (a refused lock-picking question) and the training set show."""
+
 OTHER_REFUSAL = 0.03
 """... and of refusing any other benign prompt."""
 
@@ -146,6 +150,7 @@ _AREA_PATTERNS = {
     area: re.compile("|".join(rf"\b{re.escape(k)}" for k in keywords), re.I)
     for area, keywords in HARM_AREAS.items()
 }
+_LOCK = re.compile(r"\block", re.I)
 _BOUNDARY = re.compile("|".join(rf"\b{re.escape(w)}" for w in BOUNDARY_WORDS), re.I)
 
 
@@ -239,6 +244,8 @@ def refusal_probability(
 ) -> float:
     """The stand-in's probability of refusing a benign `prompt`."""
     p = BOUNDARY_REFUSAL if _BOUNDARY.search(prompt) else OTHER_REFUSAL
+    if _LOCK.search(prompt):
+        p = LOCK_REFUSAL
     if model.startswith("ft:"):
         p *= 0.25
     if principles.against_over_refusal:
