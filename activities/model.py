@@ -143,18 +143,45 @@ class Model:
             body.update(structured.request_options(mode, schema))
         return body
 
-    async def text(self, system: str, user: str, *, model: str | None = None) -> str:
-        answer, _ = await self.text_with_id(system, user, model=model)
+    async def text(
+        self,
+        system: str,
+        user: str,
+        *,
+        model: str | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
+    ) -> str:
+        """A plain answer; `temperature` and `seed` are sent only when given."""
+        answer, _ = await self.text_with_id(
+            system, user, model=model, temperature=temperature, seed=seed
+        )
         return answer
 
     async def text_with_id(
-        self, system: str, user: str, *, model: str | None = None
+        self,
+        system: str,
+        user: str,
+        *,
+        model: str | None = None,
+        temperature: float | None = None,
+        seed: int | None = None,
     ) -> tuple[str, str]:
-        """A plain answer and the id of the call that gave it."""
+        """A plain answer and the id of the call that gave it.
+
+        An evaluation samples each prompt several times: the `seed` tells the
+        samples apart where a server honours it.
+        """
+        sampling: dict[str, Any] = {}
+        if temperature is not None:
+            sampling["temperature"] = temperature
+        if seed is not None:
+            sampling["seed"] = seed
         raw = await self.call(
             lambda: self.client.chat.completions.with_raw_response.create(
                 model=model or self.model,
                 messages=[{"role": "system", "content": system}, {"role": "user", "content": user}],
+                **sampling,
             )
         )
         message = raw.parse().choices[0].message

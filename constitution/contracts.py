@@ -85,13 +85,62 @@ class ProposalStatus(Contract):
         return next((d for d in self.decisions if d.reviewer == reviewer), None)
 
 
+class Rate(Contract):
+    """A rate with what it rests on: `count` of `n`, and its Wilson interval."""
+
+    count: int
+    n: int
+    low: float
+    high: float
+
+    @property
+    def value(self) -> float:
+        """The rate itself; 0 when nothing was measured."""
+        return self.count / self.n if self.n else 0.0
+
+    def describe(self) -> str:
+        """`42.0% (21/50, 95% CI 29.4-55.8%)`, the way every page and the CLI say a rate."""
+        return (
+            f"{self.value:.1%} ({self.count}/{self.n}, CI {self.low * 100:.1f}-"
+            f"{self.high * 100:.1f}%)"
+        )
+
+
+class CategoryRates(Contract):
+    """One category's rates for one model.
+
+    Harm on its red-team prompts, over-refusal on its benign ones.
+    """
+
+    category: str
+    harm: Rate | None = None
+    overrefusal: Rate | None = None
+
+
+class CueGap(Contract):
+    """How far a model's harm rate moves under one cue style, on the same red-team prompts.
+
+    `difference` is the harm rate under the style minus the plain harm rate,
+    with Newcombe's paired interval and the two-sided exact sign test.
+    """
+
+    style: str
+    name: str
+    harm: Rate
+    difference: float
+    low: float
+    high: float
+    p_value: float
+
+
 class EvaluationMetrics(Contract):
     """One model's graded answers to the held-out prompts, as the rates (0-1) the gate compares.
 
     `harm_rate` is the share of red-team prompts answered harmfully,
     `overrefusal_rate` the share of benign prompts refused, and `awareness_gap`
-    how far the harm rate moves when the prompt says it is an evaluation. The
-    two counts say how many prompts of each kind the rates rest on.
+    the largest move of the harm rate under a cue style. The two counts say
+    how many prompts of each kind the rates rest on; `harm` and `overrefusal`
+    carry the counts of answers (prompts x samples) and intervals.
     """
 
     model: str
@@ -100,6 +149,52 @@ class EvaluationMetrics(Contract):
     awareness_gap: float
     harmful_prompts: int
     benign_prompts: int
+    harm: Rate | None = None
+    overrefusal: Rate | None = None
+    cue_gaps: list[CueGap] = Field(default_factory=list)
+    categories: list[CategoryRates] = Field(default_factory=list)
+
+
+class PairedTest(Contract):
+    """One criterion of the gate judged on paired answers (same prompt, both models).
+
+    `better` and `worse` count the discordant pairs where the candidate did
+    better or worse; `difference` is candidate minus baseline, with
+    Newcombe's interval; `p_value` is the exact sign (McNemar) test of the
+    direction the criterion needs. `outcome` is passed, failed or
+    inconclusive, and `verdict` says why in words.
+    """
+
+    name: str
+    pairs: int
+    better: int
+    worse: int
+    difference: float
+    low: float
+    high: float
+    p_value: float
+    outcome: str
+    verdict: str
+
+
+class AmendmentEffect(Contract):
+    """One adopted amendment's own effect, measured in context on one model.
+
+    The evaluation prompts answered with the new constitution and with the
+    same constitution less this amendment; `harm_difference` and
+    `overrefusal_difference` are with minus without (negative harm: it helped).
+    """
+
+    proposal_id: str
+    summary: str
+    harm_difference: float
+    harm_low: float
+    harm_high: float
+    harm_p_value: float
+    overrefusal_difference: float
+    overrefusal_low: float
+    overrefusal_high: float
+    effect: str
 
 
 class EvaluationResult(Contract):
@@ -107,6 +202,9 @@ class EvaluationResult(Contract):
 
     `reasons` names every unmet threshold (empty when it passed);
     `rubric_version` names the grading prompt the figures came from.
+    `outcome` is passed, failed or inconclusive (too few prompts to judge,
+    or a change that is not significant either way); an inconclusive gate
+    does not promote, so `passed` is false for it too.
     """
 
     candidate: EvaluationMetrics
@@ -114,6 +212,18 @@ class EvaluationResult(Contract):
     passed: bool
     reasons: list[str]
     rubric_version: str
+    outcome: str = ""
+    tests: list[PairedTest] = Field(default_factory=list)
+    samples_per_prompt: int = 1
+    temperature: float | None = None
+    significance: float | None = None
+    attribution: list[AmendmentEffect] = Field(default_factory=list)
+    attribution_model: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        """passed, failed or inconclusive; results from before outcomes say it by `passed`."""
+        return self.outcome or ("passed" if self.passed else "failed")
 
 
 class Progress(Contract):
@@ -498,8 +608,11 @@ class EvaluateInput(Contract):
 
 
 __all__ = [
+    "AmendmentEffect",
     "CancelFineTuneInput",
+    "CategoryRates",
     "CheckProposalsInput",
+    "CueGap",
     "Dataset",
     "DatasetInput",
     "DecisionKind",
@@ -512,6 +625,7 @@ __all__ = [
     "GatherEvidenceInput",
     "OpenRoundInput",
     "OperatorRequest",
+    "PairedTest",
     "PostProposalInput",
     "PreflightInput",
     "PreflightResult",
@@ -519,6 +633,7 @@ __all__ = [
     "ProposalStatus",
     "ProposeInput",
     "ProposeResult",
+    "Rate",
     "RateLimitWait",
     "RecordDecisionInput",
     "ReminderInput",

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from constitution.jsonl import parse_jsonl
 from constitution.samples import sample_path
@@ -44,13 +44,28 @@ class EvalKind(StrEnum):
     benign = "benign"
 
 
+DEFAULT_CATEGORY = "general"
+
+
 class EvalPrompt(BaseModel):
-    """One held-out prompt that the candidate and the baseline both answer, graded alike."""
+    """One held-out prompt that the candidate and the baseline both answer, graded alike.
+
+    `category` names the area it probes (weapons, self-harm, privacy, medical,
+    ...): rates are reported per category too, so a gain in one area cannot
+    hide a loss in another. Benign prompts carry the area they sit next to.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str = Field(min_length=1, max_length=64)
     kind: EvalKind
+    category: str = Field(
+        default=DEFAULT_CATEGORY,
+        min_length=1,
+        max_length=40,
+        pattern=r"^[a-z0-9][a-z0-9_-]*$",
+        description="Lower-case letters, digits, '-' and '_'; unset: 'general'.",
+    )
     prompt: str = Field(min_length=1, max_length=8000)
 
 
@@ -94,3 +109,35 @@ def load_eval_prompts(path: str | None = None) -> list[EvalPrompt]:
             "prompts; harm rate and over-refusal each need some"
         )
     return prompts
+
+
+SHIPPED_CUE_STYLES = "cue_styles.json"
+
+
+class CueStyle(BaseModel):
+    """One way of framing a red-team prompt, to see whether the answer changes with it.
+
+    `template` holds `{prompt}` (and may hold `{number}`, the prompt's place in
+    the set, as benchmarks number their items). Cue styles are data: a lab
+    adds its own by editing the list, not the code.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=40)
+    name: str = Field(min_length=1, max_length=120)
+    template: str = Field(min_length=1, max_length=2000)
+
+    def frame(self, prompt: str, number: int) -> str:
+        """The prompt as this style puts it; `number` is its place in the set."""
+        return self.template.replace("{number}", str(number)).replace("{prompt}", prompt)
+
+
+def load_cue_styles() -> list[CueStyle]:
+    """The shipped cue styles; each must put the prompt somewhere."""
+    raw = sample_path(SHIPPED_CUE_STYLES).read_text(encoding="utf-8")
+    styles = TypeAdapter(list[CueStyle]).validate_json(raw)
+    for style in styles:
+        if "{prompt}" not in style.template:
+            raise PromptSetError(f"{SHIPPED_CUE_STYLES}: cue style {style.id} has no {{prompt}}")
+    return styles

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import quote
 
 from pydantic import BaseModel, Field, ValidationError
@@ -31,7 +32,13 @@ from constitution import (
     RoundSpec,
     RoundState,
 )
-from constitution.contracts import Progress, RoundStatus
+from constitution.contracts import (
+    AmendmentEffect,
+    EvaluationMetrics,
+    PairedTest,
+    Progress,
+    RoundStatus,
+)
 from constitution.findings import CheckVerdict, Conflict, ImpactPreview, Verdict
 from constitution.gate import GateFigure, gate_figures
 from constitution.review import awaiting, eligible_reviewers, operator_name
@@ -169,6 +176,12 @@ class EvaluationView(BaseModel):
     rubric_version: str | None
     prompt_set: str | None
     evaluated_at: datetime
+    outcome: str = "failed"
+    candidate: EvaluationMetrics | None = None
+    baseline: EvaluationMetrics | None = None
+    tests: list[PairedTest] = []
+    attribution: list[AmendmentEffect] = []
+    settings: dict[str, Any] = {}
 
 
 class RoundView(BaseModel):
@@ -323,6 +336,12 @@ def _evaluation(row: EvaluationRow, spec: RoundSpec | None) -> EvaluationView:
         rubric_version=row.rubric_version,
         prompt_set=row.prompt_set,
         evaluated_at=row.created_at,
+        outcome=row.verdict,
+        candidate=row.candidate,
+        baseline=row.baseline,
+        tests=row.tests,
+        attribution=row.attribution,
+        settings=row.settings,
     )
 
 

@@ -39,7 +39,7 @@ from constitution import (
     ProposalDraft,
     ProposalState,
 )
-from constitution.contracts import EvaluationMetrics, ProposalStatus
+from constitution.contracts import AmendmentEffect, EvaluationMetrics, PairedTest, ProposalStatus
 from constitution.findings import Conflict, ImpactPreview
 from ledger.chain import ChainBreak, TransitionRow, first_break
 
@@ -247,6 +247,15 @@ class EvaluationRow(BaseModel):
     created_at: datetime
     rubric_version: str | None
     prompt_set: str | None
+    outcome: str | None = None
+    tests: list[PairedTest] = []
+    attribution: list[AmendmentEffect] = []
+    settings: dict[str, Any] = {}
+
+    @property
+    def verdict(self) -> str:
+        """passed, failed or inconclusive; rows from before outcomes say it by `passed`."""
+        return self.outcome or ("passed" if self.passed else "failed")
 
 
 class EvaluationTrendRow(BaseModel):

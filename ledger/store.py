@@ -446,17 +446,23 @@ class Ledger(LedgerReads):
         reasons: list[str],
         rubric_version: str | None = None,
         prompt_set: str | None = None,
+        outcome: str | None = None,
+        tests: list[dict[str, Any]] | None = None,
+        attribution: list[dict[str, Any]] | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> None:
         """Store the round's evaluation; a re-run evaluation replaces its figures."""
         await self.pool.execute(
             """INSERT INTO evaluations (round_id, constitution_version, candidate_model,
                    baseline_model, candidate, baseline, passed, reasons, rubric_version,
-                   prompt_set)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                   prompt_set, outcome, tests, attribution, settings)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                ON CONFLICT (round_id) DO UPDATE SET candidate = EXCLUDED.candidate,
                    baseline = EXCLUDED.baseline, passed = EXCLUDED.passed,
                    reasons = EXCLUDED.reasons, rubric_version = EXCLUDED.rubric_version,
-                   prompt_set = EXCLUDED.prompt_set""",
+                   prompt_set = EXCLUDED.prompt_set, outcome = EXCLUDED.outcome,
+                   tests = EXCLUDED.tests, attribution = EXCLUDED.attribution,
+                   settings = EXCLUDED.settings""",
             round_id,
             constitution_version,
             candidate_model,
@@ -467,6 +473,10 @@ class Ledger(LedgerReads):
             reasons,
             rubric_version,
             prompt_set,
+            outcome,
+            tests or [],
+            attribution or [],
+            settings or {},
         )
 
     # -- evidence and checks ---------------------------------------------------

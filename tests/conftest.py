@@ -279,6 +279,10 @@ async def accepted_round(
     return env.client.get_workflow_handle(f"round-{round_id}", result_type=RoundResult)
 
 
+SMALL_EVAL_SET = Path(__file__).parent / "data" / "eval_small.jsonl"
+"""A slice of the shipped evaluation set (8 red-team and 3 benign prompts per category)."""
+
+
 @pytest.fixture
 def stack_on(database_url: str, ledger: Ledger, task_queue: str, tmp_path: Path) -> StackFactory:
     """Run the service (stand-ins, worker, gateway) against a Temporal
@@ -304,6 +308,8 @@ def stack_on(database_url: str, ledger: Ledger, task_queue: str, tmp_path: Path)
         settings.setdefault("worker_graceful_shutdown_s", 0)
         # Another queue: a worker that does not run the rounds already started.
         settings.setdefault("temporal_task_queue", task_queue)
+        # 55 prompts: enough for the gate's defaults to judge, far fewer calls than the shipped set.
+        settings.setdefault("eval_prompt_file", str(SMALL_EVAL_SET))
         config = Settings(
             _env_file=None,
             data_dir=tmp_path,

@@ -21,7 +21,7 @@ import psutil
 import pytest
 
 from standins.serving import free_port
-from tests.conftest import eventually
+from tests.conftest import SMALL_EVAL_SET, eventually
 from worker.database import running_embedded_url
 
 AMEND = Path(sys.executable).parent / "amend"
@@ -69,6 +69,8 @@ def dev_env(data_dir: Path) -> dict[str, str]:
         "AMEND_STAND_IN_PORT_MODEL": str(free_port()),
         "AMEND_STAND_IN_PORT_SLACK": str(free_port()),
         "COLUMNS": "200",
+        # The demo's evaluation on the tests' slice of the set, not the few hundred prompts.
+        "AMEND_EVAL_PROMPT_FILE": str(SMALL_EVAL_SET),
     }
 
 

@@ -100,11 +100,15 @@ async def test_proposals_reach_review_with_evidence_checks_conflicts_and_impact_
             (c.check, c.verdict.value) for c in proposal.checks
         ]
 
-    # The red-team revision of P1 (protected) closes the gap the sample shows:
-    # the preview sees harmful answers become refusals.
+    # The red-team revision of P1 (protected) only adds caution: the graded
+    # stand-in draws each prompt's answer once for both constitutions, so the
+    # preview can show harmful answers become refusals, never the reverse.
     p1 = next(p for p in proposals if p.draft.target == "P1")
     assert p1.strict_review
-    assert p1.impact is not None and "harmful -> refused" in p1.impact.summary
+    assert p1.impact is not None and p1.impact.samples
+    assert all(s.current_verdict and s.amended_verdict for s in p1.impact.samples)
+    assert "refused -> harmful" not in p1.impact.summary
+    assert "-> harmful" not in p1.impact.summary
     # A conflict clarification names the principle it contradicts, with reasoning.
     clarified = next(p for p in proposals if p.draft.kind == "clarify")
     assert any(c.relation is Relation.contradicts for c in clarified.conflicts)

@@ -17,7 +17,7 @@ from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from constitution import RoundState
-from constitution.gate import retraining_summary
+from constitution.gate import evaluation_details, retraining_summary
 from ledger.store import Ledger
 from tests.conftest import StackFactory, accepted_round, standin
 from worker.stack import Stack
@@ -95,6 +95,28 @@ async def test_a_dpo_round_writes_preference_pairs_each_with_its_drawn_principle
     assert dataset_row is not None and dataset_row.sha256 == status.dataset.sha256
     shown = "\n".join(retraining_summary(status))
     assert f"{status.dataset.examples} dpo examples" in shown and job.job_id in shown
+
+    # The gate judged paired answers on the tests' slice (40 red-team, 15 benign):
+    # each rate with its n and interval, each cue style, each category, and
+    # each adopted amendment's own effect, measured in context on the baseline.
+    evaluation = status.evaluation
+    assert evaluation is not None and evaluation.outcome == "passed"
+    assert [t.name for t in evaluation.tests][:2] == ["harm rate", "over-refusal"]
+    harm = evaluation.tests[0]
+    assert harm.pairs == 40 and harm.p_value < 0.05 and harm.high < 0
+    candidate = evaluation.candidate
+    assert candidate.harm is not None and candidate.harm.n == 40
+    assert candidate.harm.low <= candidate.harm.value <= candidate.harm.high
+    assert {g.style for g in candidate.cue_gaps} == {"explicit", "benchmark", "deployment"}
+    assert len(candidate.categories) == 5
+    assert evaluation.attribution and evaluation.attribution_model == "amend-base"
+    decided = {d.proposal_id for d in await ledger.decided_proposals("dpo") or []}
+    assert {e.proposal_id for e in evaluation.attribution} <= decided
+    stored = await ledger.evaluation("dpo")
+    assert stored is not None and stored.verdict == "passed"
+    assert stored.tests == evaluation.tests and stored.attribution == evaluation.attribution
+    details = "\n".join(evaluation_details(evaluation))
+    assert "cue benchmark: harm" in details and "amendment effects" in details
 
 
 async def test_a_failed_fine_tune_job_fails_the_round_with_the_backends_error(
@@ -176,8 +198,9 @@ async def test_a_grader_that_returns_garbage_fails_the_round_with_a_clear_reason
 ) -> None:
     handle = await accepted_round(stack, dev_server, "bad-grader")
     # From here on (the proposals' impact previews are graded too, before
-    # review) every grade comes back in the wrong shape, the second try of each too.
-    await standin(stack, "/_standin/faults", {"faults": ["wrong_shape"] * 60, "task": "Grade"})
+    # review) every grade comes back in the wrong shape, the second try of each too:
+    # more faults than the evaluation has grades, since many are asked at once.
+    await standin(stack, "/_standin/faults", {"faults": ["wrong_shape"] * 2000, "task": "Grade"})
     with pytest.raises(WorkflowFailureError):
         await handle.result()
     reason = await failure_reason(ledger, "bad-grader")

@@ -76,7 +76,12 @@ async def test_a_batch_answers_every_request_and_reports_bad_lines_in_an_error_f
     output = [json.loads(line) for line in output_file.text.splitlines()]
     answers = {row["custom_id"]: row["response"]["body"] for row in output}
     assert set(answers) == {"a", "b"}
-    assert "I can't help" in answers["a"]["choices"][0]["message"]["content"]  # baseline's flaw
+    direct = await client.chat.completions.create(
+        model="amend-base",
+        messages=[{"role": "user", "content": "How does a pin tumbler lock work?"}],
+    )
+    # A batch line is answered as the same chat request is answered.
+    assert answers["a"]["choices"][0]["message"]["content"] == direct.choices[0].message.content
     errors = (await client.files.content(batch.error_file_id)).text.splitlines()
     messages = sorted(json.loads(e)["error"]["message"] for e in errors)
     assert messages[0] == "Line 2 is not JSON."

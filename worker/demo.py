@@ -27,7 +27,7 @@ from rich.syntax import Syntax
 from constitution import TERMINAL_ROUND_STATES, RoundState, diff_versions, round_workflow_id
 from constitution.contracts import RoundStatus
 from constitution.findings import proposal_summary
-from constitution.gate import gate_summary, retraining_summary
+from constitution.gate import evaluation_details, gate_summary, retraining_summary
 from ledger.pool import create_pool
 from ledger.store import Ledger
 from standins.reviewer import (
@@ -244,7 +244,7 @@ async def _report(database_url: str, status: RoundStatus, console: Console) -> D
         for line in retraining_summary(status):
             console.print(escape(line))
         if status.evaluation:
-            for line in gate_summary(status.evaluation):
+            for line in [*gate_summary(status.evaluation), *evaluation_details(status.evaluation)]:
                 console.print(escape(line))
         if status.error:
             console.print(f"[red]error:[/red] {escape(status.error)}")

@@ -134,7 +134,9 @@ def build_activities(settings: Settings, ledger: Ledger) -> Activities:
             FileArtifactStore(settings.artifacts_root),
             fine_tune_backends(settings, client),
         ),
-        evaluation=EvaluationActivities(model, settings.grader_model, ledger),
+        evaluation=EvaluationActivities(
+            model, settings.grader_model, ledger, settings.eval_prompt_file
+        ),
         evidence=EvidenceActivities(
             ledger,
             budget_tokens=settings.evidence_budget_tokens,

@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     duplicate_threshold: float = Field(
         default=90.0, ge=50, le=100, description="rapidfuzz token_sort_ratio for a duplicate."
     )
+    eval_prompt_file: str | None = Field(
+        default=None,
+        description="The evaluation set of a round whose spec names none "
+        "(training.eval_prompt_file); unset: the shipped set of a few hundred prompts.",
+    )
     impact_sample_size: int = Field(
         default=2, ge=0, le=100, description="Held-out prompts per impact preview; 0: off."
     )

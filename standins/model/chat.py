@@ -149,6 +149,8 @@ async def complete(
             user_text,
             last_user,
             overcautious=model in state.overcautious_models,
+            seed=body.get("seed") if isinstance(body.get("seed"), int) else None,
+            temperature=number_or_none(body.get("temperature")),
         )
     else:
         content = script_structured(task, user_text, obey_injection=fault == "obey_injection")
@@ -215,6 +217,13 @@ async def complete(
         "service_tier": "default",
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
+
+
+def number_or_none(value: Any) -> float | None:
+    """A request's numeric parameter, or None when absent or not a number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 def model_json(model_id: str) -> dict[str, Any]:

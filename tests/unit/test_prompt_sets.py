@@ -13,6 +13,7 @@ from constitution.prompt_sets import (
     load_eval_prompts,
     load_training_prompts,
 )
+from standins.model.behaviour import is_harmful
 
 
 def test_the_shipped_sets_load_with_both_kinds_of_evaluation_prompt() -> None:
@@ -59,3 +60,42 @@ def test_an_unknown_evaluation_kind_is_refused(tmp_path: Path) -> None:
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PromptSetError, match="cannot read the prompt set"):
         load_training_prompts(str(tmp_path / "nope.jsonl"))
+
+
+def test_the_shipped_evaluation_set_is_a_few_hundred_prompts_across_categories() -> None:
+    prompts = load_eval_prompts()
+    assert len(prompts) >= 300
+    categories = {p.category for p in prompts}
+    assert {"weapons", "self-harm", "privacy", "medical", "manipulation"} <= categories
+    for category in categories:
+        kinds = {p.kind for p in prompts if p.category == category}
+        assert kinds == {EvalKind.red_team, EvalKind.benign}, category
+    assert len({p.prompt for p in prompts}) == len(prompts)  # no prompt asked twice
+
+
+def test_the_model_stand_in_reads_the_shipped_set_as_it_is_labelled() -> None:
+    for prompt in load_eval_prompts():
+        assert is_harmful(prompt.prompt) is (prompt.kind is EvalKind.red_team), prompt.id
+
+
+def test_an_evaluation_prompt_without_a_category_is_general(tmp_path: Path) -> None:
+    path = tmp_path / "eval.jsonl"
+    path.write_text(
+        '{"id": "h1", "kind": "red_team", "prompt": "x"}\n'
+        '{"id": "b1", "kind": "benign", "category": "medical", "prompt": "y"}\n'
+    )
+    assert [p.category for p in load_eval_prompts(str(path))] == ["general", "medical"]
+
+
+def test_a_bad_category_in_a_large_file_is_named_by_its_line(tmp_path: Path) -> None:
+    lines = [
+        f'{{"id": "p{n}", "kind": "{"red_team" if n % 2 else "benign"}", '
+        f'"category": "medical", "prompt": "prompt {n}"}}'
+        for n in range(1, 3001)
+    ]
+    lines[2716] = '{"id": "p2717", "kind": "benign", "category": "Self Harm!", "prompt": "z"}'
+    path = tmp_path / "eval.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PromptSetError) as refused:
+        load_eval_prompts(str(path))
+    assert f"{path}:2717: category: String should match pattern" in str(refused.value)

@@ -284,10 +284,12 @@ def _status_retraining(shown: ShownRound) -> Any:
 def _status_evaluation(shown: ShownRound) -> Any:
     from rich.console import Group
 
-    from constitution.gate import gate_summary
+    from constitution.gate import evaluation_details, gate_summary
 
     evaluation = shown.status.evaluation
-    return Group(*map(escape, gate_summary(evaluation))) if evaluation else None
+    if evaluation is None:
+        return None
+    return Group(*map(escape, [*gate_summary(evaluation), *evaluation_details(evaluation)]))
 
 
 def _status_error(shown: ShownRound) -> Any:
