@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.liveness import heartbeating
+from activities.liveness import beat, heartbeating
 from activities.model import Answer, Model, grade_answer
 from activities.prompts import Prompt
 from constitution import Decision, DecisionKind, Grade, apply_amendments
@@ -93,7 +93,7 @@ class CheckActivities(defined.CheckActivities):
         (conflicts, conflict_answer), (impact, impact_ids, impact_prompts) = await asyncio.gather(
             self._conflicts(proposal, constitution), self._impact(proposal, constitution)
         )
-        activity.heartbeat(proposal.id)
+        beat(proposal.id)
         prompts = [
             *(proposal.prompt_versions or [proposal.prompt_version]),
             self.conflict_prompt.name,

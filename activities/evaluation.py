@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.liveness import beat, heartbeating
 from activities.model import Model, grade_answer
 from activities.prompts import Prompt
 from activities.training import ANSWER_SYSTEM
@@ -67,6 +68,7 @@ class EvaluationActivities(defined.EvaluationActivities):
         self.styles = load_cue_styles()
 
     @activity.defn
+    @heartbeating
     async def evaluate(self, request: EvaluateInput) -> EvaluationResult:
         prompt_file = request.prompt_file or self.default_prompt_file
         try:
@@ -93,7 +95,7 @@ class EvaluationActivities(defined.EvaluationActivities):
                     model, system, prompt, rubric_context, sample, gate.temperature
                 )
                 graded += 1
-                activity.heartbeat(
+                beat(
                     Progress(stage="evaluating", done=graded, total=total, detail=f"graded {model}")
                 )
                 return result

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 from temporalio import activity
@@ -27,9 +28,38 @@ R = TypeVar("R")
 BEAT_EVERY_S = 5.0
 
 
-async def _beat(every_s: float) -> None:
+class _Pulse:
+    """The details the activity last heartbeated, which the background beat repeats.
+
+    A bare beat would replace an activity's progress and checkpoint (what a
+    retry resumes from) with nothing. It starts from the previous attempt's
+    details, so an attempt that dies before its first `beat` loses nothing.
+    """
+
+    def __init__(self, details: tuple[Any, ...]) -> None:
+        self.details = details
+
+
+_pulse: ContextVar[_Pulse | None] = ContextVar("amend_activity_pulse", default=None)
+
+
+def beat(*details: Any) -> None:
+    """Heartbeat with `details` (progress, a checkpoint); `heartbeating` repeats them.
+
+    Use it instead of `activity.heartbeat` in an activity wrapped in
+    `heartbeating`: an activity waiting for a model slot another activity of
+    the worker holds sends none of its own, and without the background beat
+    it would be presumed dead at its heartbeat timeout.
+    """
+    pulse = _pulse.get()
+    if pulse is not None:
+        pulse.details = details
+    activity.heartbeat(*details)
+
+
+async def _beat(pulse: _Pulse, every_s: float) -> None:
     while True:
-        activity.heartbeat()
+        activity.heartbeat(*pulse.details)
         await asyncio.sleep(every_s)
 
 
@@ -40,12 +70,15 @@ def heartbeating(
 
     @functools.wraps(run)
     async def beating(*args: P.args, **kwargs: P.kwargs) -> R:
-        pulse = asyncio.create_task(_beat(BEAT_EVERY_S))
+        pulse = _Pulse(tuple(activity.info().heartbeat_details))
+        token = _pulse.set(pulse)
+        background = asyncio.create_task(_beat(pulse, BEAT_EVERY_S))
         try:
             return await run(*args, **kwargs)
         finally:
-            pulse.cancel()
+            background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await pulse
+                await background
+            _pulse.reset(token)
 
     return beating

@@ -22,7 +22,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.batch import BatchRunner
 from activities.finetune import FineTuneBackend, FineTuneRefused, HttpTrainer, JobState
-from activities.liveness import heartbeating
+from activities.liveness import beat, heartbeating
 from activities.model import Model
 from activities.prompts import Prompt
 from constitution import ConstitutionVersion, PreferenceJudgement, Principle
@@ -208,6 +208,7 @@ class TrainingActivities(defined.TrainingActivities):
     # -- the dataset -------------------------------------------------------------
 
     @activity.defn
+    @heartbeating
     async def generate_dataset(self, request: DatasetInput) -> Dataset:
         try:
             prompts = load_training_prompts(request.training.prompt_file)
@@ -283,7 +284,7 @@ class TrainingActivities(defined.TrainingActivities):
         )
 
     def _beat(self, done: int, total: int, detail: str) -> None:
-        activity.heartbeat(Progress(stage="generating_data", done=done, total=total, detail=detail))
+        beat(Progress(stage="generating_data", done=done, total=total, detail=detail))
 
     async def _assemble(self, request: DatasetInput, prompt_set: str) -> Dataset:
         everything = await self.ledger.dataset_examples(request.round_id)
@@ -390,7 +391,7 @@ class TrainingActivities(defined.TrainingActivities):
                 index: int = index,
                 at: BatchCheckpoint = checkpoint,
             ) -> None:
-                activity.heartbeat(
+                beat(
                     Progress(
                         stage="generating_data",
                         done=done,
@@ -416,7 +417,7 @@ class TrainingActivities(defined.TrainingActivities):
                 json.dumps([d.model_dump() for d in drafts]).encode(), ".drafts.json"
             )
             checkpoint = BatchCheckpoint(step=index + 1, drafts_uri=stored_uri)
-            activity.heartbeat(
+            beat(
                 Progress(stage="generating_data", done=done, total=total, detail=f"{step} done"),
                 checkpoint,
             )
@@ -485,13 +486,13 @@ class TrainingActivities(defined.TrainingActivities):
                 raise ApplicationError(
                     str(error), type=ErrorType.fine_tune_failed, non_retryable=True
                 ) from error
-            activity.heartbeat(Progress(stage="training", detail=f"job {job.job_id}: waiting"))
+            beat(Progress(stage="training", detail=f"job {job.job_id}: waiting"))
             activity.raise_complete_async()
         state = await backend.look(job)
         if state.events:
             await self.ledger.record_job_events(job.job_id, state.events)
         latest = state.events[-1]["message"] if state.events else ""
-        activity.heartbeat(
+        beat(
             Progress(stage="training", detail=f"job {job.job_id} {state.status}: {latest}".strip())
         )
         return await self._settle(job, state)

@@ -16,6 +16,7 @@ handles its signals once and stops everything in order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import math
 import socket
@@ -125,11 +126,20 @@ async def serve(
     server = _Server(config)
     with sock:
         task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if task.done():
-                task.result()
-                raise RuntimeError(f"server on {host}:{port} stopped before it started")
-            await asyncio.sleep(0.02)
+        try:
+            while not server.started:
+                if task.done():
+                    task.result()
+                    raise RuntimeError(f"server on {host}:{port} stopped before it started")
+                await asyncio.sleep(0.02)
+        except asyncio.CancelledError:
+            # Cancelled while starting (a server under the stack died): stop it
+            # here, or uvicorn is cut off mid-lifespan at the loop's end and
+            # prints a traceback after the one-line reason.
+            server.should_exit = True
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(task, timeout=5)
+            raise
         try:
             yield Served(host, port)
         finally:

@@ -33,12 +33,12 @@ from constitution import RoundState
 from constitution.contracts import RoundResult
 from constitution.samples import sample_constitution
 from ledger.store import Ledger
-from tests.conftest import eventually
+from tests.conftest import SMALL_EVAL_SET, eventually
 
 # Long enough to be caught mid-way (three model calls an example, four at a
 # time, 0.1 s each: about 3 s), short enough for a lean test.
 EXAMPLES = 40
-DATASET = {"prompt_count": EXAMPLES, "critique_passes": 1, "heartbeat_timeout": "PT2S"}
+DATASET = {"prompt_count": EXAMPLES, "critique_passes": 1, "heartbeat_timeout": "PT8S"}
 SPEC = {"max_proposals": 2, "training": {**DATASET, "poll_interval": "PT0.2S"}}
 
 
@@ -60,6 +60,8 @@ async def fleet(
         tmp_path,
         worker_graceful_shutdown_s="30",
         gateway_graceful_shutdown_s="30",
+        # The small evaluation set, as every test stack has: the shipped one is for the dev stack.
+        eval_prompt_file=str(SMALL_EVAL_SET),
     ) as running:
         yield running
 

@@ -70,6 +70,9 @@ class ChaosStack:
         await self.postgres.down()
 
 
+SMALL_EVAL_SET = Path(__file__).resolve().parents[2] / "tests" / "data" / "eval_small.jsonl"
+
+
 def amend_env(
     database_url: str, temporal: str, slack_url: str, model_url: str, workdir: Path
 ) -> dict[str, str]:
@@ -91,6 +94,9 @@ def amend_env(
         "AMEND_DATA_DIR": str(workdir / "shared"),
         "AMEND_WORKER_GRACEFUL_SHUTDOWN_S": "5",
         "AMEND_GATEWAY_GRACEFUL_SHUTDOWN_S": "5",
+        # The faults are the subject here, not the gate: the 55-prompt evaluation set the
+        # tests use keeps each round's evaluation to a few hundred model calls.
+        "AMEND_EVAL_PROMPT_FILE": str(SMALL_EVAL_SET),
     }
 
 
