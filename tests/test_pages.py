@@ -286,9 +286,14 @@ async def test_every_page_shows_what_a_person_needs_offline_and_without_errors(
             assert await page.locator("text=Reviewers' own wording.").count() >= 1
             assert await page.locator("#dataset-link").count() == 1
             assert "succeeded" in await page.locator("#job").inner_text()
-            figures = page.locator("#evaluation table.figures tbody tr")
+            figures = page.locator("#gate tbody tr")
             assert await figures.count() == 3
-            assert await page.locator("#evaluation td.pass").count() == 3
+            assert await page.locator("#gate td.pass").count() == 3
+            # The statistics a safety team reads before trusting the gate.
+            assert await page.locator("#paired-tests tbody tr").count() >= 1
+            assert await page.locator("#evaluation table.cue-gaps").count() >= 1
+            assert await page.locator("#evaluation table.categories tbody tr").count() >= 1
+            assert await page.locator("#attribution tbody tr").count() >= 1
             rows = await page.locator("#timeline tbody tr").count()
             assert rows == len(await ledger.timeline(states.completed))
             await shot(page, "round-completed")
@@ -299,7 +304,7 @@ async def test_every_page_shows_what_a_person_needs_offline_and_without_errors(
             await page.goto(f"{base}/rounds/{states.gate_failed}")
             assert await page.locator("#summary .state.gate_failed").count() == 1
             assert "over-refusal rose" in await page.locator("#summary").inner_text()
-            failing = page.locator("#evaluation tr", has=page.locator("td.fail"))
+            failing = page.locator("#gate tr", has=page.locator("td.fail"))
             assert "over-refusal" in await failing.inner_text()
             await shot(page, "round-gate-failed")
 
