@@ -8,6 +8,12 @@ a model that is only safe when it knows it is watched shows up as an
 evaluation-awareness gap. The gate (`constitution.gate.judge`) tests the
 paired answers. Then each adopted amendment's own effect is measured on the
 baseline with the constitution in context, with and without it.
+
+The fixed reference model (`AMEND_REFERENCE_MODEL`) is measured on the same
+pairs for the trend across versions: from the baseline's answers when it is
+the baseline (no extra calls), else by answering beside the two. What the
+candidate got wrong is stored with the evaluation as its failures
+(`constitution.failures`), the evidence a later round can start from.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from constitution.contracts import (
     Progress,
 )
 from constitution.errors import ErrorType
-from constitution.gate import PLAIN, GradedAnswer, judge, pair, points
+from constitution.failures import evaluation_failures
+from constitution.gate import PLAIN, GradedAnswer, judge, pair, points, reference_figures
 from constitution.models import GateSpec
 from constitution.prompt_sets import (
     CueStyle,
@@ -45,8 +52,8 @@ from constitution.statistics import paired_difference, two_sided_sign_test
 from ledger.store import Ledger
 from workflows import activities as defined
 
-Answerer = Callable[[str, str, int], Awaitable[Grade]]
-"""Answer a prompt (with the given system message and sample number) and grade it."""
+Answerer = Callable[[str, str, int], Awaitable[tuple[str, Grade]]]
+"""Answer a prompt (with the given system message and sample number): the answer and its grade."""
 
 RUBRIC = "grade.v2"
 
@@ -58,8 +65,11 @@ class EvaluationActivities(defined.EvaluationActivities):
         grader_model: str,
         ledger: Ledger,
         default_prompt_file: str | None = None,
+        reference_model: str | None = None,
     ) -> None:
+        """`reference_model` unset: each round's baseline is its own reference."""
         self.model = model
+        self.reference_model = reference_model
         self.grader_model = grader_model
         self.ledger = ledger
         self.default_prompt_file = default_prompt_file
@@ -85,11 +95,13 @@ class EvaluationActivities(defined.EvaluationActivities):
             len(prompts) + len(self.styles) * sum(p.kind is EvalKind.red_team for p in prompts)
         )
         in_context = gate.samples_per_prompt * len(prompts) * (1 + len(changes)) if changes else 0
-        total = 2 * per_model + in_context
+        reference_model = self.reference_model or request.baseline_model
+        separate_reference = reference_model != request.baseline_model
+        total = (3 if separate_reference else 2) * per_model + in_context
         graded = 0
 
         def answerer(model: str, system: str) -> Answerer:
-            async def answer(prompt: str, rubric_context: str, sample: int) -> Grade:
+            async def answer(prompt: str, rubric_context: str, sample: int) -> tuple[str, Grade]:
                 nonlocal graded
                 result = await self._grade(
                     model, system, prompt, rubric_context, sample, gate.temperature
@@ -102,15 +114,17 @@ class EvaluationActivities(defined.EvaluationActivities):
 
             return answer
 
-        # Both models at once: the model's concurrency bound keeps the server busy.
-        candidate, baseline = await asyncio.gather(
-            self._answers(
-                prompts, answerer(request.candidate_model, ANSWER_SYSTEM), constitution, gate
-            ),
-            self._answers(
-                prompts, answerer(request.baseline_model, ANSWER_SYSTEM), constitution, gate
-            ),
+        # The models at once: the model's concurrency bound keeps the server busy.
+        models = [request.candidate_model, request.baseline_model]
+        if separate_reference:
+            models.append(reference_model)
+        answered = await asyncio.gather(
+            *(
+                self._answers(prompts, answerer(model, ANSWER_SYSTEM), constitution, gate)
+                for model in models
+            )
         )
+        candidate, baseline = answered[0], answered[1]
         judgement = judge(
             request.candidate_model,
             candidate,
@@ -124,6 +138,21 @@ class EvaluationActivities(defined.EvaluationActivities):
             attribution = await self._attribute(
                 request, base, changes, prompts, answerer, constitution
             )
+        reference = reference_figures(
+            candidate,
+            reference_model,
+            answered[2] if separate_reference else baseline,
+            self.styles,
+            gate,
+        )
+        failures = evaluation_failures(
+            request.round_id,
+            request.candidate_model,
+            candidate,
+            prompts,
+            self.styles,
+            {p.id for p in request.constitution.principles},
+        )
         passed = judgement.outcome == "passed"
         await self.ledger.record_evaluation(
             round_id=request.round_id,
@@ -145,6 +174,8 @@ class EvaluationActivities(defined.EvaluationActivities):
                 "significance": gate.significance,
                 "attribution_model": request.baseline_model if attribution else None,
             },
+            reference=reference,
+            failures=failures,
         )
         return EvaluationResult(
             candidate=judgement.candidate,
@@ -183,8 +214,10 @@ class EvaluationActivities(defined.EvaluationActivities):
             *(answer(text, constitution, sample) for _, _, text, sample in framed)
         )
         return [
-            GradedAnswer(p.id, p.category, p.kind, style, sample, g.harmful, g.refused)
-            for (p, style, _, sample), g in zip(framed, grades, strict=True)
+            GradedAnswer(
+                p.id, p.category, p.kind, style, sample, g.harmful, g.refused, text, g.reason
+            )
+            for (p, style, _, sample), (text, g) in zip(framed, grades, strict=True)
         ]
 
     async def _attribute(
@@ -244,7 +277,8 @@ class EvaluationActivities(defined.EvaluationActivities):
         constitution: str,
         sample: int,
         temperature: float,
-    ) -> Grade:
+    ) -> tuple[str, Grade]:
+        """The model's answer and its grade."""
         answer = await self.model.text(
             system, prompt, model=model, temperature=temperature, seed=sample
         )
@@ -261,7 +295,7 @@ class EvaluationActivities(defined.EvaluationActivities):
                 type=ErrorType.grader_output_invalid,
                 non_retryable=True,
             ) from error
-        return grade.value
+        return answer, grade.value
 
 
 def _principles_json(version: ConstitutionVersion) -> str:

@@ -24,6 +24,7 @@ from constitution.models import (
     TrainingSpec,
 )
 from constitution.review import adopted_decision
+from constitution.statistics import PairCounts
 
 
 class Contract(BaseModel):
@@ -153,6 +154,23 @@ class EvaluationMetrics(Contract):
     overrefusal: Rate | None = None
     cue_gaps: list[CueGap] = Field(default_factory=list)
     categories: list[CategoryRates] = Field(default_factory=list)
+
+
+class ReferenceFigures(Contract):
+    """The fixed reference model's figures on a round's evaluation set, paired with the candidate's.
+
+    The trend across versions compares every promoted candidate with one
+    reference (`AMEND_REFERENCE_MODEL`, the RLHF-only baseline). When the
+    round's baseline is that model these are its baseline answers; otherwise
+    the reference answered the same prompts beside it. `harm` and
+    `overrefusal` count (candidate, reference) pairs of plain answers: the
+    candidate is `first`, the reference `second`.
+    """
+
+    model: str
+    metrics: EvaluationMetrics
+    harm: PairCounts
+    overrefusal: PairCounts
 
 
 class PairedTest(Contract):
@@ -636,6 +654,7 @@ __all__ = [
     "Rate",
     "RateLimitWait",
     "RecordDecisionInput",
+    "ReferenceFigures",
     "ReminderInput",
     "ResolveGroupsInput",
     "RoundInput",

@@ -14,6 +14,7 @@ from constitution.contracts import (
     EvaluationResult,
     PairedTest,
     Rate,
+    ReferenceFigures,
     RoundStatus,
 )
 from constitution.models import GateSpec
@@ -41,6 +42,8 @@ class GradedAnswer(NamedTuple):
     sample: int
     harmful: bool
     refused: bool
+    answer: str = ""
+    reason: str = ""
 
     @property
     def key(self) -> tuple[str, int]:
@@ -239,6 +242,32 @@ def awareness_test(candidate: EvaluationMetrics, gate: GateSpec) -> PairedTest |
         f"{worst.name} exceeds {limit} but is not significant (p = {worst.p_value:.3g})"
     )
     return PairedTest(**test, **figures, outcome="inconclusive", verdict=verdict)
+
+
+def reference_figures(
+    candidate: Sequence[GradedAnswer],
+    reference_model: str,
+    reference: Sequence[GradedAnswer],
+    styles: Sequence[CueStyle],
+    gate: GateSpec,
+) -> ReferenceFigures:
+    """The reference model's rates and its plain answers paired with the candidate's.
+
+    Stored with the evaluation, so the trend across versions is computed on
+    pairs (same prompt, same sample) without answering anything again.
+    """
+    return ReferenceFigures(
+        model=reference_model,
+        metrics=measure(reference_model, reference, styles, gate),
+        harm=pair(
+            _outcomes(candidate, EvalKind.red_team, PLAIN, harmful=True),
+            _outcomes(reference, EvalKind.red_team, PLAIN, harmful=True),
+        ),
+        overrefusal=pair(
+            _outcomes(candidate, EvalKind.benign, PLAIN, harmful=False),
+            _outcomes(reference, EvalKind.benign, PLAIN, harmful=False),
+        ),
+    )
 
 
 class Judgement(NamedTuple):

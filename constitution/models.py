@@ -587,6 +587,7 @@ class EvidenceKind(StrEnum):
     failed_critique = "failed_critique"
     conflict = "conflict"
     reviewer_feedback = "reviewer_feedback"
+    evaluation_failure = "evaluation_failure"
 
 
 class RedTeamDetail(Frozen):
@@ -622,11 +623,30 @@ class ReviewerFeedbackDetail(Frozen):
     edited_text: str | None = Field(default=None, max_length=2000)
 
 
+class EvaluationFailureDetail(Frozen):
+    """Detail of an `evaluation_failure` item: what an earlier round's evaluation found wrong.
+
+    `failure` is harmful_answer, over_refusal or cue_changed; `style` the cue
+    style the answer changed under (empty for the plain prompt).
+    """
+
+    round: str | None = None
+    failure: str | None = Field(default=None, pattern="^(harmful_answer|over_refusal|cue_changed)$")
+    model: str | None = None
+    prompt_id: str | None = None
+    category: str | None = None
+    style: str | None = None
+    prompt: str | None = Field(default=None, max_length=8000)
+    response: str | None = Field(default=None, max_length=8000)
+    grader_reason: str | None = Field(default=None, max_length=4000)
+
+
 EVIDENCE_DETAIL: dict[EvidenceKind, type[Frozen]] = {
     EvidenceKind.red_team: RedTeamDetail,
     EvidenceKind.failed_critique: FailedCritiqueDetail,
     EvidenceKind.conflict: ConflictDetail,
     EvidenceKind.reviewer_feedback: ReviewerFeedbackDetail,
+    EvidenceKind.evaluation_failure: EvaluationFailureDetail,
 }
 
 

@@ -18,6 +18,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from constitution.contracts import Rate
+from constitution.trend import Interval, Trend
 from ledger.dashboards import LatencyStats, VersionMetrics
 
 CANDIDATE = "#1f5fbf"
@@ -55,6 +57,18 @@ class Marker(PlotlyModel):
     line: MarkerLine | None = None
 
 
+class ErrorBars(PlotlyModel):
+    """Asymmetric error bars: the distance from each point down to `arrayminus`, up to `array`."""
+
+    type: Literal["data"] = "data"
+    symmetric: bool = False
+    array: list[float]
+    arrayminus: list[float]
+    color: str
+    thickness: float = 1.5
+    width: float = 6
+
+
 class Trace(PlotlyModel):
     """One series: a scatter trace of lines and/or markers."""
 
@@ -66,6 +80,7 @@ class Trace(PlotlyModel):
     line: Line | None = None
     marker: Marker | None = None
     customdata: list[str] | None = None
+    error_y: ErrorBars | None = None
     hovertemplate: str
 
 
@@ -345,9 +360,126 @@ def latency_chart(latency: LatencyStats) -> Chart:
     )
 
 
-def dashboard_charts(metrics: list[VersionMetrics], latency: LatencyStats) -> list[Chart]:
-    """Every chart of /charts, in the order shown."""
+def _bars(rates: list[Rate], color: str) -> ErrorBars:
+    return ErrorBars(
+        array=[r.high - r.value for r in rates],
+        arrayminus=[r.value - r.low for r in rates],
+        color=color,
+    )
+
+
+def _with_interval(rate: Rate) -> str:
+    """`12.0% (8.1-17.3%)`: a rate and its interval, as the table shows it."""
+    return f"{rate.value:.1%} ({rate.low:.1%}-{rate.high:.1%})"
+
+
+def _points_with_interval(interval: Interval | None) -> str:
+    """A difference in percentage points with its interval; `-` when not measured."""
+    if interval is None:
+        return "-"
+    return (
+        f"{interval.value * 100:+.1f} pts ({interval.low * 100:+.1f} to {interval.high * 100:+.1f})"
+    )
+
+
+def trend_chart(trend: Trend) -> Chart:
+    """Harm and over-refusal of every promoted version beside the fixed reference, with intervals.
+
+    The table carries every figure the API has, with its interval, so the
+    trend reads the same without JavaScript.
+    """
+    versions = trend.versions
+    x: list[str | float] = [f"v{v.constitution_version}" for v in versions]
+    reference = trend.reference_model
+    level = f"{trend.confidence:.0%}"
+    hover = "%{y:.1%}<extra>%{fullData.name}</extra>"
+    traces = [
+        Trace(
+            name=f"{reference} harm rate (reference)",
+            x=x,
+            y=[v.reference_harm.value for v in versions],
+            mode="lines+markers",
+            line=Line(color=BASELINE, width=5, dash="dash"),
+            marker=Marker(
+                color="rgba(0,0,0,0)",
+                size=13,
+                symbol="square-open",
+                line=MarkerLine(color=BASELINE, width=2),
+            ),
+            error_y=_bars([v.reference_harm for v in versions], BASELINE),
+            hovertemplate=hover,
+        ),
+        Trace(
+            name="harm rate",
+            x=x,
+            y=[v.harm.value for v in versions],
+            mode="lines+markers",
+            line=Line(color=CANDIDATE, width=2),
+            marker=Marker(color=CANDIDATE, size=8),
+            error_y=_bars([v.harm for v in versions], CANDIDATE),
+            customdata=[v.round_id for v in versions],
+            hovertemplate="%{y:.1%} (round %{customdata})<extra>%{fullData.name}</extra>",
+        ),
+        Trace(
+            name="over-refusal",
+            x=x,
+            y=[v.overrefusal.value for v in versions],
+            mode="lines+markers",
+            line=Line(color=OVERRIDE, width=2, dash="dashdot"),
+            marker=Marker(color=OVERRIDE, size=8, symbol="diamond"),
+            error_y=_bars([v.overrefusal for v in versions], OVERRIDE),
+            hovertemplate=hover,
+        ),
+    ]
+    return Chart(
+        chart_id="trend",
+        title=f"Promoted versions against the reference model ({reference})",
+        explanation="Every promoted version's harm rate and over-refusal "
+        f"beside the fixed reference model's on the same prompts, with {level} intervals "
+        "(Wilson for rates, Newcombe's paired interval for differences, a paired ratio "
+        "interval for the relative reduction).",
+        data=[t.plotly() for t in traces],
+        layout=_layout("constitution version", "rate", rates=True, categories=True),
+        columns=[
+            Column(heading="version"),
+            Column(heading="round"),
+            Column(heading=f"harm rate ({level} CI)"),
+            Column(heading=f"{reference} harm rate"),
+            Column(heading="harm reduction vs reference"),
+            Column(heading=f"over-refusal ({level} CI)"),
+            Column(heading=f"{reference} over-refusal"),
+            Column(heading="over-refusal difference"),
+            Column(heading="awareness gap"),
+            Column(heading=f"{reference} awareness gap"),
+        ],
+        rows=[
+            [
+                f"v{v.constitution_version}",
+                v.round_id,
+                _with_interval(v.harm),
+                _with_interval(v.reference_harm),
+                f"{v.harm_reduction.reduction:.0%} ({v.harm_reduction.low:.0%} to "
+                f"{v.harm_reduction.high:.0%})"
+                if v.harm_reduction
+                else "- (the reference gave no harmful answer)",
+                _with_interval(v.overrefusal),
+                _with_interval(v.reference_overrefusal),
+                _points_with_interval(v.overrefusal_difference),
+                _points_with_interval(v.awareness_gap),
+                _points_with_interval(v.reference_awareness_gap),
+            ]
+            for v in versions
+        ],
+        empty=None if versions else trend.headline,
+    )
+
+
+def dashboard_charts(
+    metrics: list[VersionMetrics], latency: LatencyStats, trend: Trend | None = None
+) -> list[Chart]:
+    """Every chart of /charts, in the order shown: the trend against the reference first."""
     return [
+        *([trend_chart(trend)] if trend is not None else []),
         *(gate_chart(cid, figure, title, why, metrics) for cid, figure, title, why in GATE_CHARTS),
         latency_chart(latency),
     ]

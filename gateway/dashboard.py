@@ -10,8 +10,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query
 
 from constitution import RoundState
+from constitution.failures import EvaluationFailure
+from constitution.trend import Trend
 from gateway.auth import PrincipleId, RoundId, Viewer
-from gateway.deps import DashboardsDep, LedgerDep
+from gateway.deps import ConfigDep, DashboardsDep, LedgerDep
 from gateway.refusals import refusals
 from ledger.chain import TransitionRow
 from ledger.dashboards import (
@@ -88,6 +90,15 @@ async def evidence(
     }
 
 
+@router.get("/rounds/{round_id}/failures", responses=refusals(401, 404, 422))
+async def failures(round_id: RoundId, _: Viewer, ledger: LedgerDep) -> list[EvaluationFailure]:
+    """What the round's evaluation found its candidate getting wrong (harmful answers,
+    over-refusals, answers that changed with a cue): the evidence a round started with
+    `--evidence-from-round` reads, each under its id here."""
+    await _known_round(ledger, round_id)
+    return await ledger.evaluation_failures(round_id)
+
+
 @router.get("/dashboard/decision-latency", responses=refusals(401, 422))
 async def decision_latency(
     _: Viewer, dashboards: DashboardsDep, since: datetime | None = None
@@ -100,6 +111,17 @@ async def decision_latency(
 async def evaluations(_: Viewer, dashboards: DashboardsDep) -> list[VersionMetrics]:
     """Harm rate, over-refusal and awareness gap per constitution version."""
     return await dashboards.evaluations()
+
+
+@router.get("/trend", responses=refusals(401))
+async def trend(_: Viewer, dashboards: DashboardsDep, config: ConfigDep) -> Trend:
+    """Every promoted version against the reference model (`AMEND_REFERENCE_MODEL`).
+
+    Harm, over-refusal and awareness gap of each, beside the reference's, with
+    intervals; `cumulative` is the latest version's relative harm reduction
+    (with its interval), the figure behind "N% fewer harmful outputs".
+    """
+    return await dashboards.trend(config.reference_model)
 
 
 @router.get("/dashboard/pending", responses=refusals(401))

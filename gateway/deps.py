@@ -41,6 +41,8 @@ class GatewayConfig(BaseModel):
     # Datasets stored as file:// under this root are downloadable from the round page.
     artifacts_root: Path | None = None
     page_refresh_s: float = 5.0  # how often a live round's page refreshes itself
+    # The fixed model the trend compares every promoted version with (AMEND_REFERENCE_MODEL).
+    reference_model: str = "amend-base"
     # Set: interactions also arrive over Socket Mode (see gateway.socket_mode).
     socket_mode: SocketModeClient | None = None
     # On shutdown, how long decisions already acknowledged may take to be answered.

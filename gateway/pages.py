@@ -340,11 +340,13 @@ async def charts_page(request: Request) -> HTMLResponse:
     dashboards = services(request).dashboards
     metrics = await dashboards.evaluations()
     latency = await dashboards.decision_latency()
+    trend = await dashboards.trend(services(request).config.reference_model)
     return render(
         request,
         "charts.html",
         "Charts",
-        charts=dashboard_charts(metrics, latency),
+        charts=dashboard_charts(metrics, latency, trend),
         latency=latency,
+        trend=trend,
         plotly_js=PLOTLY_JS,
     )

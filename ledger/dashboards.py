@@ -22,6 +22,7 @@ from constitution.contracts import EvaluationMetrics
 from constitution.findings import Conflict, ImpactPreview
 from constitution.gate import GateFigure, gate_figures
 from constitution.models import GateSpec
+from constitution.trend import PromotedEvaluation, Trend, trend
 from ledger.reads import ROUND_SELECT, CheckRow, DecisionRow, RoundRow, typed_rows
 
 # Version numbers are PostgreSQL integers; a larger one names no version and
@@ -365,6 +366,20 @@ class Dashboards:
             fields = {k: row[k] for k in VersionMetrics.model_fields if k != "gate_figures"}
             found.append(VersionMetrics(**fields, gate_figures=figures))
         return found
+
+    async def trend(self, reference_model: str) -> Trend:
+        """Every promoted version (its gate passed) against `reference_model`, oldest first.
+
+        Read from the stored evaluations: the reference's figures kept with
+        each, or its round's baseline's where the baseline was the reference.
+        """
+        rows = await self.pool.fetch(
+            """SELECT constitution_version, round_id, candidate_model, baseline_model,
+                      candidate, baseline, tests, reference, created_at
+               FROM evaluations WHERE passed
+               ORDER BY constitution_version, created_at"""
+        )
+        return trend(typed_rows(PromotedEvaluation, rows), reference_model)
 
     async def versions(self) -> list[VersionSummary]:
         """Every constitution version, oldest first."""

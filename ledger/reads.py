@@ -39,7 +39,14 @@ from constitution import (
     ProposalDraft,
     ProposalState,
 )
-from constitution.contracts import AmendmentEffect, EvaluationMetrics, PairedTest, ProposalStatus
+from constitution.contracts import (
+    AmendmentEffect,
+    EvaluationMetrics,
+    PairedTest,
+    ProposalStatus,
+    ReferenceFigures,
+)
+from constitution.failures import EvaluationFailure
 from constitution.findings import Conflict, ImpactPreview
 from ledger.chain import ChainBreak, TransitionRow, first_break
 
@@ -251,6 +258,7 @@ class EvaluationRow(BaseModel):
     tests: list[PairedTest] = []
     attribution: list[AmendmentEffect] = []
     settings: dict[str, Any] = {}
+    reference: ReferenceFigures | None = None
 
     @property
     def verdict(self) -> str:
@@ -581,6 +589,16 @@ class LedgerReads:
         """The round's evaluation, once its candidate was graded."""
         row = await self.pool.fetchrow("SELECT * FROM evaluations WHERE round_id = $1", round_id)
         return typed_row(EvaluationRow, row)
+
+    async def evaluation_failures(self, round_id: str) -> list[EvaluationFailure]:
+        """What the round's evaluation found its candidate getting wrong, in the set's order."""
+        rows = await self.pool.fetch(
+            """SELECT round_id, failure_id, failure, model, prompt_id, category, style, prompt,
+                      response, grader_reason, samples, of_samples, principles
+               FROM evaluation_failures WHERE round_id = $1 ORDER BY position""",
+            round_id,
+        )
+        return typed_rows(EvaluationFailure, rows)
 
     async def evaluation_trend(self) -> list[EvaluationTrendRow]:
         """Evaluation figures by constitution version, oldest first."""

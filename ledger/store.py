@@ -33,6 +33,7 @@ from constitution import (
     RoundSpec,
     TransitionRecord,
 )
+from constitution.contracts import ReferenceFigures
 from constitution.documents import (
     Provenance,
     imported_version,
@@ -40,6 +41,7 @@ from constitution.documents import (
     reverted_version,
 )
 from constitution.evidence import EvidenceSelection, SelectedItem
+from constitution.failures import EvaluationFailure
 from ledger.chain import TransitionChain
 from ledger.errors import LedgerError
 from ledger.reads import ApiToken, LedgerReads, read_version, token_hash
@@ -450,34 +452,68 @@ class Ledger(LedgerReads):
         tests: list[dict[str, Any]] | None = None,
         attribution: list[dict[str, Any]] | None = None,
         settings: dict[str, Any] | None = None,
+        reference: ReferenceFigures | None = None,
+        failures: Sequence[EvaluationFailure] = (),
     ) -> None:
-        """Store the round's evaluation; a re-run evaluation replaces its figures."""
-        await self.pool.execute(
-            """INSERT INTO evaluations (round_id, constitution_version, candidate_model,
-                   baseline_model, candidate, baseline, passed, reasons, rubric_version,
-                   prompt_set, outcome, tests, attribution, settings)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-               ON CONFLICT (round_id) DO UPDATE SET candidate = EXCLUDED.candidate,
-                   baseline = EXCLUDED.baseline, passed = EXCLUDED.passed,
-                   reasons = EXCLUDED.reasons, rubric_version = EXCLUDED.rubric_version,
-                   prompt_set = EXCLUDED.prompt_set, outcome = EXCLUDED.outcome,
-                   tests = EXCLUDED.tests, attribution = EXCLUDED.attribution,
-                   settings = EXCLUDED.settings""",
-            round_id,
-            constitution_version,
-            candidate_model,
-            baseline_model,
-            candidate,
-            baseline,
-            passed,
-            reasons,
-            rubric_version,
-            prompt_set,
-            outcome,
-            tests or [],
-            attribution or [],
-            settings or {},
-        )
+        """Store the round's evaluation and its failures in one transaction.
+
+        A re-run evaluation (an activity retried) replaces its figures and its
+        failures, so each failure is stored once, as the last run found it.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO evaluations (round_id, constitution_version, candidate_model,
+                       baseline_model, candidate, baseline, passed, reasons, rubric_version,
+                       prompt_set, outcome, tests, attribution, settings, reference)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                   ON CONFLICT (round_id) DO UPDATE SET candidate = EXCLUDED.candidate,
+                       baseline = EXCLUDED.baseline, passed = EXCLUDED.passed,
+                       reasons = EXCLUDED.reasons, rubric_version = EXCLUDED.rubric_version,
+                       prompt_set = EXCLUDED.prompt_set, outcome = EXCLUDED.outcome,
+                       tests = EXCLUDED.tests, attribution = EXCLUDED.attribution,
+                       settings = EXCLUDED.settings, reference = EXCLUDED.reference""",
+                round_id,
+                constitution_version,
+                candidate_model,
+                baseline_model,
+                candidate,
+                baseline,
+                passed,
+                reasons,
+                rubric_version,
+                prompt_set,
+                outcome,
+                tests or [],
+                attribution or [],
+                settings or {},
+                reference.model_dump(mode="json") if reference is not None else None,
+            )
+            await conn.execute("DELETE FROM evaluation_failures WHERE round_id = $1", round_id)
+            await conn.executemany(
+                """INSERT INTO evaluation_failures (round_id, failure_id, failure, model,
+                       prompt_id, category, style, prompt, response, grader_reason, samples,
+                       of_samples, principles, position)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)""",
+                [
+                    (
+                        round_id,
+                        f.failure_id,
+                        f.failure.value,
+                        f.model,
+                        f.prompt_id,
+                        f.category,
+                        f.style,
+                        f.prompt,
+                        f.response,
+                        f.grader_reason,
+                        f.samples,
+                        f.of_samples,
+                        f.principles,
+                        position,
+                    )
+                    for position, f in enumerate(failures)
+                ],
+            )
 
     # -- evidence and checks ---------------------------------------------------
 

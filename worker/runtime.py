@@ -135,7 +135,11 @@ def build_activities(settings: Settings, ledger: Ledger) -> Activities:
             fine_tune_backends(settings, client),
         ),
         evaluation=EvaluationActivities(
-            model, settings.grader_model, ledger, settings.eval_prompt_file
+            model,
+            settings.grader_model,
+            ledger,
+            settings.eval_prompt_file,
+            reference_model=settings.reference_model,
         ),
         evidence=EvidenceActivities(
             ledger,
@@ -192,6 +196,7 @@ def gateway_app(settings: Settings, database_url: str, temporal: Client) -> Fast
             temporal_namespace=settings.temporal_namespace,
             artifacts_root=settings.artifacts_root,
             page_refresh_s=settings.page_refresh_s,
+            reference_model=settings.reference_model,
             socket_mode=SocketModeClient(
                 app_token=settings.slack_app_token.get_secret_value(), web_client=slack
             )

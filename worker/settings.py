@@ -120,6 +120,12 @@ class Settings(BaseSettings):
         description="The evaluation set of a round whose spec names none "
         "(training.eval_prompt_file); unset: the shipped set of a few hundred prompts.",
     )
+    reference_model: str = Field(
+        default="amend-base",
+        min_length=1,
+        description="The fixed RLHF-only model every promoted version is compared with on the "
+        "trend (charts page, GET /api/trend); rounds evaluate it too when their baseline differs.",
+    )
     impact_sample_size: int = Field(
         default=2, ge=0, le=100, description="Held-out prompts per impact preview; 0: off."
     )

@@ -38,6 +38,7 @@ def test_each_kind_has_its_own_typed_detail_fields() -> None:
                 _line(id="b", kind="failed_critique", detail={"principle": "P3", "critique": "c"}),
                 _line(id="c", kind="conflict", detail={"principles": ["P2", "P3"], "case": "x"}),
                 _line(id="d", kind="reviewer_feedback", detail={"decision": "reject"}),
+                _line(id="e", kind="evaluation_failure", detail={"failure": "over_refusal"}),
             ]
         ),
         "ev.jsonl",
