@@ -1,5 +1,6 @@
-"""Gathering a round's evidence: the files it names and the decisions of an
-earlier round, validated, stored in the ledger and packed into chunks.
+"""Gathering a round's evidence: the files it names and, from an earlier round,
+its decisions and its evaluation's failures, validated, stored in the ledger and
+packed into chunks.
 
 A bad file fails the round at once with every bad line named (retrying cannot
 fix a file), and nothing of it is stored: items are written only after every
@@ -32,6 +33,11 @@ from ledger.store import Ledger
 from workflows import activities as defined
 
 DECIDED = {"accept": "accepted", "reject": "rejected", "modify": "edited and accepted"}
+
+
+def evaluation_source(round_id: str) -> str:
+    """Where an evaluation failure came from, as the evidence table records it."""
+    return f"round:{round_id}:evaluation"
 
 
 def feedback_item(round_id: str, decided: DecidedProposal) -> EvidenceItem:
@@ -127,6 +133,10 @@ class EvidenceActivities(defined.EvidenceActivities):
                 problems.append(f"round:{earlier}: no such round in the ledger")
             else:
                 sourced.extend((feedback_item(earlier, d), f"round:{earlier}") for d in decided)
+                # What its evaluation found the candidate still getting wrong (none
+                # when the round never reached evaluation).
+                failures = await self.ledger.evaluation_failures(earlier)
+                sourced.extend((f.as_evidence(), evaluation_source(earlier)) for f in failures)
         for item, source in sourced:
             if item.id in seen and seen[item.id] != source:
                 problems.append(f"{source}: evidence id {item.id!r} is also in {seen[item.id]}")

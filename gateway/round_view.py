@@ -39,6 +39,7 @@ from constitution.contracts import (
     Progress,
     RoundStatus,
 )
+from constitution.failures import EvaluationFailure
 from constitution.findings import CheckVerdict, Conflict, ImpactPreview, Verdict
 from constitution.gate import GateFigure, gate_figures
 from constitution.review import awaiting, eligible_reviewers, operator_name
@@ -209,6 +210,11 @@ class RoundView(BaseModel):
     evaluation: EvaluationView | None
     timeline: list[TransitionRow]
     evidence: list[EvidenceRow] = Field(description="Every item a proposal cites, in full.")
+    failures: list[EvaluationFailure] = Field(
+        default_factory=list,
+        description="What the evaluation found the candidate getting wrong: the evidence a "
+        "round started with --evidence-from-round reads.",
+    )
     live_status_note: str | None = Field(
         default=None, description="Set when a live round's workflow did not answer."
     )
@@ -430,5 +436,6 @@ async def build_round_view(services: Services, round_id: str) -> RoundView | Non
         evaluation=_evaluation(evaluation, spec) if evaluation is not None else None,
         timeline=timeline,
         evidence=[e for e in evidence.values() if e.evidence_id in cited],
+        failures=await ledger.evaluation_failures(round_id) if evaluation is not None else [],
         live_status_note=note,
     )

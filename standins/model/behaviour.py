@@ -295,7 +295,9 @@ def script_proposals(user_text: str, *, obey_injection: bool = False) -> dict[st
 
     conflict -> clarify the first named principle, saying how to resolve the
     conflict with the second; red_team -> revise the first named principle;
-    failed_critique -> add a principle; reviewer_feedback is skipped. A principle
+    failed_critique -> add a principle; reviewer_feedback is skipped; an
+    evaluation_failure (what an earlier round's evaluation found wrong) acts as a
+    red_team item, or as a failed critique about refusals for an over-refusal. A principle
     already targeted in this batch is passed over for the next named one, so
     two accepted proposals never overwrite each other.
 
@@ -357,6 +359,10 @@ def script_proposals(user_text: str, *, obey_injection: bool = False) -> dict[st
         existing = list(dict.fromkeys(p for p in named if p in principles))
         candidates = [p for p in existing if p not in targeted]
         quoted = f'Evidence {item["id"]} ({kind}) reports: "{_clip(summary, 1500)}"'
+        if kind == "evaluation_failure":
+            detail = item.get("detail")
+            failure = detail.get("failure") if isinstance(detail, dict) else None
+            kind = "failed_critique" if failure == "over_refusal" else "red_team"
         draft: dict[str, Any]
         if kind == "conflict":
             found = next(

@@ -1,0 +1,91 @@
+"""Closing the loop: what a round's evaluation found its candidate getting wrong is
+stored with the round, once, however often the evaluation is retried; the next round
+started with `--evidence-from-round` reads those failures as evidence, its proposals
+cite them, and its page links each cited failure back to the round that found it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+
+from constitution import GateSpec, RoundState
+from constitution.contracts import EvaluateInput
+from constitution.models import EvidenceKind
+from gateway.auth import COOKIE
+from ledger.dashboards import Dashboards
+from ledger.store import Ledger
+from tests.conftest import StackFactory, accepted_round, eventually, standin, start_round
+from worker.runtime import build_activities
+from worker.stack import Stack
+
+
+@pytest.fixture
+async def stack(dev_server: WorkflowEnvironment, stack_on: StackFactory) -> AsyncIterator[Stack]:
+    async with stack_on(dev_server) as running:
+        yield running
+
+
+async def test_a_rounds_evaluation_failures_are_stored_once_and_the_next_round_cites_them(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
+) -> None:
+    # A candidate that refuses benign prompts: its over-refusals are failures for sure.
+    await standin(stack, "/_standin/fine_tuning", {"outcomes": ["overcautious"]})
+    first = await accepted_round(stack, dev_server, "loop-a")
+    result = await first.result()
+    assert result.state is RoundState.gate_failed and result.result_version == 2
+    failures = await ledger.evaluation_failures("loop-a")
+    assert failures and any(f.failure == "over_refusal" for f in failures)
+    assert len({f.failure_id for f in failures}) == len(failures)
+    evaluation = await ledger.evaluation("loop-a")
+    assert evaluation is not None
+    assert all(f.model == evaluation.candidate_model for f in failures)
+
+    # The evaluation activity run again, as Temporal retries it: the same failures, once.
+    version = await ledger.get_version(2)
+    assert version is not None
+    activities = build_activities(stack.settings, ledger)
+    await ActivityEnvironment().run(
+        activities.evaluation.evaluate,
+        EvaluateInput(
+            round_id="loop-a",
+            constitution=version,
+            candidate_model=evaluation.candidate_model,
+            baseline_model=evaluation.baseline_model,
+            gate=GateSpec(),
+        ),
+    )
+    again = await ledger.evaluation_failures("loop-a")
+    assert [f.failure_id for f in again] == [f.failure_id for f in failures]
+
+    # The next round reads them as evidence and proposes from them.
+    await start_round(stack, "loop-b", max_proposals=3, evidence_from_round="loop-a")
+    dashboards = Dashboards(ledger.pool)
+
+    async def proposals() -> list[str]:
+        return [e for p in await dashboards.proposals("loop-b") for e in p.evidence]
+
+    cited = await eventually(proposals, "loop-b's proposals")
+    evidence = {e.evidence_id: e for e in await ledger.evidence("loop-b")}
+    read = [e for e in evidence.values() if e.kind == EvidenceKind.evaluation_failure]
+    assert {e.evidence_id for e in read} == {f.failure_id for f in failures}
+    assert {e.source for e in read} == {"round:loop-a:evaluation"}
+    from_failures = [e for e in cited if e in {f.failure_id for f in failures}]
+    assert from_failures, f"no proposal of loop-b cites a failure of loop-a: {cited}"
+
+    # Its page links each cited failure to the round whose evaluation found it.
+    async with httpx.AsyncClient(base_url=stack.gateway_url) as http:
+        http.cookies.set(COOKIE, stack.operator_token)
+        page = await http.get("/rounds/loop-b")
+        earlier = await http.get("/rounds/loop-a")
+        api = await http.get(
+            "/api/rounds/loop-a/failures",
+            headers={"Authorization": f"Bearer {stack.operator_token}"},
+        )
+    assert page.status_code == 200 and earlier.status_code == 200
+    assert f'href="/rounds/loop-a#failure-{from_failures[0]}"' in page.text
+    assert f'id="failure-{from_failures[0]}"' in earlier.text
+    assert [f["failure_id"] for f in api.json()] == [f.failure_id for f in failures]
