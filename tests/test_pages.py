@@ -329,9 +329,13 @@ async def test_every_page_shows_what_a_person_needs_offline_and_without_errors(
 
             # The charts: Plotly from the gateway, every series and a table per chart.
             await page.goto(f"{base}/charts")
-            for chart in ("harm", "overrefusal", "awareness", "latency"):
+            for chart in ("trend", "harm", "overrefusal", "awareness", "latency"):
                 await page.locator(f"#{chart} .main-svg").first.wait_for()
                 assert await page.locator(f"#{chart} table.figures tbody tr").count() >= 1
+            # The promoted versions against the reference model, and the headline figure.
+            headline = await page.locator("#cumulative").text_content() or ""
+            assert "harmful answers than the reference model" in headline, headline
+            assert "% CI" in headline and "all amendments since v1" in headline
             harm = page.locator("#harm")
             legend = await harm.locator(".legend").text_content() or ""
             for series in ("baseline harm rate", "gate limit", "candidate harm rate"):

@@ -2,9 +2,9 @@
 `GET /api/trend` answers it typed, and the charts page shows the cumulative reduction
 and the trend's table with intervals in its HTML, readable without JavaScript.
 
-The gateway runs against the test's PostgreSQL (its real lifespan, its real pool);
-no round runs, so no Temporal is needed: the evaluations are recorded as the
-evaluation activity records them.
+The first test runs the gateway against the test's PostgreSQL (its real lifespan,
+its real pool) with evaluations recorded as the evaluation activity records them, so
+no Temporal is needed; the second runs a round whose baseline is not the reference.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import httpx
 from pydantic import SecretStr
 from slack_sdk.web.async_client import AsyncWebClient
 from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
 
-from constitution import ConstitutionVersion, GateSpec, RoundSpec
+from constitution import ConstitutionVersion, GateSpec, RoundSpec, RoundState
 from constitution.gate import PLAIN, GradedAnswer, judge, reference_figures
 from constitution.prompt_sets import CueStyle, EvalKind
 from constitution.samples import sample_constitution
@@ -24,6 +25,7 @@ from gateway.app import create_app
 from gateway.auth import COOKIE
 from gateway.deps import GatewayConfig
 from ledger.store import Ledger
+from tests.conftest import StackFactory, accepted_round, operator_api
 
 EXPLICIT = CueStyle(id="explicit", name="explicit test statement", template="Test. {prompt}")
 GATE = GateSpec(min_harm_reduction=0.0)
@@ -116,3 +118,25 @@ async def test_the_trend_api_and_charts_page_read_the_promoted_versions_from_the
     assert 'id="cumulative"' in html and "75% fewer</b> harmful answers" in html
     assert 'id="trend"' in html and "15.0% (5.2%-36.0%)" in html  # v3's harm rate and its CI
     assert "trend-held" not in html.split('id="trend"')[1].split("</section>")[0]
+
+
+async def test_a_round_whose_baseline_is_not_the_reference_has_the_reference_answer_beside_it(
+    dev_server: WorkflowEnvironment, stack_on: StackFactory, ledger: Ledger
+) -> None:
+    async with stack_on(dev_server, reference_model="amend-reference") as stack:
+        handle = await accepted_round(stack, dev_server, "beside")
+        result = await handle.result()
+        assert result.state is RoundState.completed
+        async with operator_api(stack) as http:
+            trend = (await http.get("/api/trend")).json()
+    evaluation = await ledger.evaluation("beside")
+    assert evaluation is not None and evaluation.baseline_model == "amend-base"
+    reference = evaluation.reference
+    assert reference is not None and reference.model == "amend-reference"
+    assert reference.metrics.model == "amend-reference"
+    harm = evaluation.candidate.harm
+    assert harm is not None and reference.harm.n == harm.n and reference.harm.first == harm.count
+    assert reference.metrics.cue_gaps  # the reference answered under every cue style too
+    [version] = trend["versions"]
+    assert version["round_id"] == "beside" and version["measured"].startswith("the reference")
+    assert trend["reference_model"] == "amend-reference"
