@@ -1,7 +1,9 @@
 """Closing the loop: what a round's evaluation found its candidate getting wrong is
 stored with the round, once, however often the evaluation is retried; the next round
 started with `--evidence-from-round` reads those failures as evidence, its proposals
-cite them, and its page links each cited failure back to the round that found it.
+cite them, and its page links each cited failure back to the round that found it; once
+adopted, the principle's lineage names the failure beside the proposal, its reviewer
+and the version it made.
 """
 
 from __future__ import annotations
@@ -13,12 +15,20 @@ import pytest
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
 from constitution import GateSpec, RoundState
-from constitution.contracts import EvaluateInput
+from constitution.contracts import EvaluateInput, RoundResult
 from constitution.models import EvidenceKind
 from gateway.auth import COOKIE
 from ledger.dashboards import Dashboards
 from ledger.store import Ledger
-from tests.conftest import StackFactory, accepted_round, eventually, standin, start_round
+from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
+from tests.conftest import (
+    REVIEW_CHANNEL,
+    StackFactory,
+    accepted_round,
+    eventually,
+    standin,
+    start_round,
+)
 from worker.runtime import build_activities
 from worker.stack import Stack
 
@@ -89,3 +99,30 @@ async def test_a_rounds_evaluation_failures_are_stored_once_and_the_next_round_c
     assert f'href="/rounds/loop-a#failure-{from_failures[0]}"' in page.text
     assert f'id="failure-{from_failures[0]}"' in earlier.text
     assert [f["failure_id"] for f in api.json()] == [f.failure_id for f in failures]
+
+    # Reviewers adopt loop-b's proposals: the lineage runs failure -> proposal -> review -> v3.
+    rows = await dashboards.proposals("loop-b")
+    slack = stack.slack_stand_in_url or ""
+    alice = SimulatedReviewer(
+        stack.gateway_url,
+        stack.settings.slack_signing_secret.get_secret_value(),
+        "U0ALICE",
+        slack_api_url=slack,
+    )
+    for message in await wait_for_proposals(slack, len(rows), round_id="loop-b", wait_s=30):
+        decided = await decide_in_slack(alice, slack, message, "accept", channel_id=REVIEW_CHANNEL)
+        assert decided.status_code == 200
+    handle = dev_server.client.get_workflow_handle("round-loop-b", result_type=RoundResult)
+    assert (await handle.result()).result_version == 3
+    fixing = next(p for p in rows if from_failures[0] in p.evidence)
+    v3 = await ledger.get_version(3)
+    assert v3 is not None
+    principle = fixing.target or next(p.id for p in v3.principles if p.title == fixing.title)
+    async with httpx.AsyncClient(base_url=stack.gateway_url) as http:
+        lineage = await http.get(
+            f"/api/principles/{principle}/lineage",
+            headers={"Authorization": f"Bearer {stack.operator_token}"},
+        )
+    [made] = [e for e in lineage.json() if e["version"] == 3]
+    assert made["proposal_id"] == fixing.proposal_id and made["round_id"] == "loop-b"
+    assert from_failures[0] in made["evidence"] and made["reviewers"] == ["U0ALICE"]
