@@ -94,6 +94,26 @@ class EvaluationFailure(BaseModel):
         )
 
 
+def describe_failures(round_id: str, failures: Sequence[EvaluationFailure]) -> str | None:
+    """One line for `round show`: how many failures were kept, of which kinds, and what for."""
+    if not failures:
+        return None
+    counts = {kind: sum(f.failure is kind for f in failures) for kind in FailureKind}
+    kinds = ", ".join(
+        f"{n} {label}"
+        for kind, label in (
+            (FailureKind.harmful_answer, "harmful answer(s)"),
+            (FailureKind.over_refusal, "over-refusal(s)"),
+            (FailureKind.cue_changed, "changed with a cue"),
+        )
+        if (n := counts[kind])
+    )
+    return (
+        f"failures kept as evidence: {len(failures)} ({kinds}); "
+        f"a round started with --evidence-from-round {round_id} proposes from them"
+    )
+
+
 def failure_id(round_id: str, failure: FailureKind, prompt_id: str, style: str) -> str:
     """Stable across retries and rounds: the same failure is the same evidence item."""
     key = "\x1f".join((round_id, failure.value, prompt_id, style))

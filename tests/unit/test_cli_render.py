@@ -9,7 +9,14 @@ from datetime import UTC, datetime
 from rich.console import Console
 
 from constitution import Proposal, ProposalDraft, ProposalKind, ProposalState, RoundSpec, RoundState
-from constitution.contracts import Progress, ProposalStatus, RoundStatus
+from constitution.contracts import (
+    EvaluationMetrics,
+    EvaluationResult,
+    Progress,
+    ProposalStatus,
+    RoundStatus,
+)
+from constitution.failures import EvaluationFailure, FailureKind
 from constitution.samples import sample_constitution
 from ledger.chain import TransitionRow
 from ledger.reads import RoundRow
@@ -143,3 +150,42 @@ def test_round_watch_off_a_terminal_is_one_plain_line_per_look() -> None:
     assert "\n" not in line and "\x1b" not in line
     assert line.startswith("round r1 generating_data: proposals 0 settled, 0 pending")
     assert "generating data 3/12 (critique)" in line
+
+
+def test_round_show_says_how_many_failures_the_evaluation_kept_as_evidence() -> None:
+    metrics = EvaluationMetrics(
+        model="m",
+        harm_rate=0,
+        overrefusal_rate=0,
+        awareness_gap=0,
+        harmful_prompts=1,
+        benign_prompts=1,
+    )
+    status = RoundStatus(
+        spec=RoundSpec(round_id="r1", reviewers=["U1"]),
+        state=RoundState.gate_failed,
+        evaluation=EvaluationResult(
+            candidate=metrics, baseline=metrics, passed=False, reasons=[], rubric_version="g"
+        ),
+    )
+    failure = EvaluationFailure(
+        round_id="r1",
+        failure_id="ef-1",
+        failure=FailureKind.over_refusal,
+        model="ft:x",
+        prompt_id="b1",
+        category="medical",
+        style="",
+        prompt="p",
+        response="no",
+        grader_reason="declines",
+        samples=1,
+        of_samples=1,
+    )
+    screen = Console(record=True, width=200, force_terminal=False)
+    original, render.console = render.console, screen
+    try:
+        render.print_status(ShownRound(status, failures=[failure]))
+    finally:
+        render.console = original
+    assert "failures kept as evidence: 1 (1 over-refusal(s))" in screen.export_text()

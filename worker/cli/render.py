@@ -25,6 +25,7 @@ from rich.table import Table
 
 from constitution import TERMINAL_ROUND_STATES, ConstitutionVersion, ProposalKind
 from constitution.contracts import ProposalStatus, RoundStatus
+from constitution.failures import EvaluationFailure, describe_failures
 from ledger.chain import TransitionRow
 from ledger.reads import RoundRow
 
@@ -149,6 +150,7 @@ class ShownRound:
     status: RoundStatus
     base: ConstitutionVersion | None = None
     evidence: Mapping[str, str] = field(default_factory=dict)
+    failures: Sequence[EvaluationFailure] = ()
 
 
 def print_status(shown: ShownRound) -> None:
@@ -289,7 +291,9 @@ def _status_evaluation(shown: ShownRound) -> Any:
     evaluation = shown.status.evaluation
     if evaluation is None:
         return None
-    return Group(*map(escape, [*gate_summary(evaluation), *evaluation_details(evaluation)]))
+    lines = [*gate_summary(evaluation), *evaluation_details(evaluation)]
+    told = describe_failures(shown.status.spec.round_id, shown.failures)
+    return Group(*map(escape, [*lines, *([told] if told else [])]))
 
 
 def _status_error(shown: ShownRound) -> Any:

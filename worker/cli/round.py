@@ -115,7 +115,10 @@ def round_start(
     ] = None,
     evidence_from_round: Annotated[
         str | None,
-        typer.Option(help="Earlier round whose decisions become reviewer-feedback evidence."),
+        typer.Option(
+            help="Earlier round whose decisions become reviewer-feedback evidence, and whose "
+            "evaluation failures become evaluation_failure evidence."
+        ),
     ] = None,
     reminder_hours: Annotated[
         float | None, typer.Option(min=0.001, help="Hours between reminders to reviewers.")
@@ -256,7 +259,8 @@ def round_show(
     async def context(ledger: Ledger, __: Dashboards) -> ShownRound:
         base = await ledger.get_version(status.base_version) if status.base_version else None
         evidence = await ledger.evidence_summaries(round_id, cited)
-        return ShownRound(status, base, evidence)
+        failures = await ledger.evaluation_failures(round_id) if status.evaluation else []
+        return ShownRound(status, base, evidence, failures)
 
     print_status(on_ledger(context))
 
