@@ -493,7 +493,8 @@ class RoundSpec(Frozen):
     )
     evidence_from_round: str | None = Field(
         default=None,
-        description="An earlier round whose decisions become reviewer-feedback evidence.",
+        description="An earlier round whose decisions become reviewer-feedback evidence, and "
+        "whose evaluation failures become evaluation_failure evidence.",
     )
 
     @field_validator("evidence_from_round")
