@@ -126,13 +126,17 @@ class DecisionInbox(Generic[T]):
     owner: str = field(default_factory=lambda: f"gateway-{uuid.uuid4().hex[:12]}")
     _lines: dict[str, _RoundLine] = field(default_factory=dict)
     _sending: dict[str, asyncio.Task[T]] = field(default_factory=dict)
+    # Of those, the clicks claimed by a sweep (a dead or stopped gateway's, or
+    # one whose sending failed): one hanging on a round no worker runs must
+    # not keep this gateway from answering a lone click with the round's answer.
+    _taken_over: set[str] = field(default_factory=set)
     _sweeper: asyncio.Task[None] | None = None
     _stopping: bool = False
 
     @property
     def idle(self) -> bool:
-        """Whether this gateway is sending no click now."""
-        return not self._sending
+        """Whether this gateway is sending no click it took from Slack now."""
+        return len(self._sending) == len(self._taken_over)
 
     async def receive(self, click: InboxClick) -> bool:
         """Keep a click, claimed by this gateway; False when it is kept already."""
@@ -153,11 +157,14 @@ class DecisionInbox(Generic[T]):
             return sending
         task = self.spawn(self._send(click, taken_over))
         self._sending[click.interaction_key] = task
+        if taken_over:
+            self._taken_over.add(click.interaction_key)
         task.add_done_callback(lambda done: self._sent(click.interaction_key, done))
         return task
 
     def _sent(self, key: str, task: asyncio.Task[T]) -> None:
         self._sending.pop(key, None)
+        self._taken_over.discard(key)
         if not task.cancelled():
             task.exception()  # logged by `_send`; the sweep sends it again
 

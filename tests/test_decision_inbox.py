@@ -211,3 +211,33 @@ async def test_two_gateways_claiming_at_once_never_claim_the_same_click(ledger: 
     assert len(keys) == len(set(keys)) == 40
     # Claimed now: nothing is left for a fifth.
     assert await ledger.claim_decisions("gateway-late", 30, 100) == []
+
+
+async def test_a_click_is_answered_with_the_rounds_answer_while_a_taken_over_click_hangs(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
+) -> None:
+    """A dead gateway's click on a round no worker runs hangs in the sweeping
+    gateway; it does not make that gateway busy, so a lone click still carries
+    the round's answer."""
+    stuck = await dev_server.client.start_workflow(
+        "TrainingRoundWorkflow", id="round-stuck", task_queue="nobody-runs-stuck"
+    )
+    await ledger.receive_decision(
+        interaction_key="slack:1.0:U0ALICE:stuck-p1:accept",
+        workflow_id="round-stuck",
+        round_id="stuck",
+        request={"proposal_id": "stuck-p1", "kind": "accept", "reviewer": ALICE},
+        channel=REVIEW_CHANNEL,
+        claimed_by="gateway-killed",
+        lease_s=0,
+    )
+
+    async def taken_over() -> bool:
+        [kept] = await ledger.decision_inbox("stuck")
+        return kept.claimed_by not in (None, "gateway-killed")
+
+    await eventually(taken_over, "the stuck click taken over by the running gateway")
+    message = await posted(stack, "lone")
+    answer = await as_reviewer(stack, ALICE).click(message, "accept", channel_id=REVIEW_CHANNEL)
+    assert answer.json()["outcome"] == "taken", answer.json()
+    await stuck.terminate("test over")
