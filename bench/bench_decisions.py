@@ -1,24 +1,40 @@
-"""Slack decisions, clicked through the gateway by simulated reviewers (a
-stand-in for people in Slack), against Temporal's own floor.
+"""Slack decisions, clicked through one `amend gateway` process by simulated
+reviewers (a stand-in for people in Slack), against Temporal's own floor.
 
-Click-to-ack: fifty reviewers click Accept on one proposal at the same moment
-(a quorum of fifty, so every click is a vote the round takes); each click is
-timed from the signed POST to the gateway's answer. The gateway answers within
-Slack's 3-second budget even when the round has not finished taking the vote
-(it then says the decision is being recorded), so p99 is bounded by design.
+The service runs as a deployment runs it (`bench/fleet.py`): one `amend
+worker` and one `amend gateway` process on the run's dev server and
+PostgreSQL, so the gateway's CPU and log are its own.
 
-Click-to-ledger: one click at a time, timed from the POST to the gateway's
-"taken" answer, which the round gives only after the decision row is in the
-ledger. The floor is a raw Temporal update round trip on a no-op workflow on
-the same dev server, measured in interleaved blocks.
+Click-to-ack: each click is timed from the signed POST to the gateway's
+answer, bodies signed beforehand. The gateway keeps the click in the decision
+inbox (one PostgreSQL row) and answers; the inbox's dispatcher sends it to the
+round (gateway/inbox.py). Two loads:
+
+- 50 reviewers click Accept on one proposal at the same moment (a quorum of
+  fifty, so every click is a vote the round takes);
+- 500 clicks across 50 rounds (10 reviewers each, a quorum of 11 so the
+  proposals stay open), all sent at the same moment.
+
+Click-to-decision-in-ledger: for the bursts, from the POST to the decision
+row's time (`decided_at`, written by the round as it takes the vote); one
+click at a time, from the POST to the gateway's "taken" answer, which a click
+on an otherwise idle gateway waits for and the round gives only once the
+decision row is in the ledger. The floor is a raw Temporal update round trip
+on a no-op workflow on the same dev server, measured in interleaved blocks.
+
+Gateway CPU per click: the gateway process's user + system time (from /proc)
+over the 500-click burst, until every vote is in the ledger, divided by the
+clicks: the insert, the update, the ephemeral message and the sweeps.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,12 +42,25 @@ from temporalio import workflow
 from temporalio.client import Client, WorkflowHandle
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from bench.harness import BenchEnv, BenchStack, Figure, Timings, alternating, at_most, percentile
-from standins.reviewer import SimulatedReviewer, wait_for_proposals
+from bench.fleet import CHANNEL, SIGNING_SECRET, Fleet, Process, running_fleet
+from bench.harness import (
+    BenchEnv,
+    Figure,
+    Timings,
+    alternating,
+    at_most,
+    percentile,
+    value_at_most,
+)
+from ledger.pool import create_pool
+from ledger.store import Ledger
+from standins.reviewer import JSONDict, SimulatedReviewer
 
 CONCURRENT = 50
+ROUNDS, PER_ROUND = 50, 10
 SEQUENTIAL = 30
-CHANNEL = "C0AMENDBENCH"
+ACK_TARGET_MS = 100
+IN_FLIGHT_LIMIT = "limit on number of concurrent in-flight updates"
 
 
 @workflow.defn(sandboxed=False)
@@ -58,57 +87,131 @@ def _users(prefix: str, count: int) -> list[str]:
     return [f"U0{prefix}{n:03d}" for n in range(count)]
 
 
+def _cpu_s(process: Process) -> float:
+    """User + system seconds the process has used (Linux /proc)."""
+    stat = Path(f"/proc/{process.process.pid}/stat").read_text()
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def run(env: BenchEnv) -> list[Figure]:
-    async with env.stack() as bench:
-        return await _measure(bench, env.temporal)
+    url = await env.database()
+    pool = await create_pool(url, max_size=4)
+    queue = f"amend-bench-{uuid.uuid4().hex[:8]}"
+    try:
+        async with running_fleet(
+            env.temporal.service_client.config.target_host,
+            Ledger(pool),
+            url,
+            queue,
+            env.workdir / queue,
+            workers=1,
+            gateways=1,
+            model_latency_s=0,
+        ) as fleet:
+            return await _measure(fleet, env.temporal)
+    finally:
+        await pool.close()
 
 
-async def _measure(bench: BenchStack, temporal: Client) -> list[Figure]:
-    stack = bench.stack
-    crowd, queue = _users("CROWD", CONCURRENT), _users("LINE", SEQUENTIAL + 5)
-    round_id = f"bench-{uuid.uuid4().hex[:6]}"
+class Crowd:
+    """Simulated reviewers sharing one connection pool, as Slack keeps its
+    connections to an app open; bodies are signed before the clock starts."""
+
+    def __init__(self, gateway: Process, http: httpx.AsyncClient) -> None:
+        self.gateway, self.http = gateway, http
+
+    def body(self, user: str, message: JSONDict) -> tuple[SimulatedReviewer, bytes]:
+        person = SimulatedReviewer(self.gateway.url, SIGNING_SECRET, user, client=self.http)
+        return person, person.encode(
+            person.block_actions_payload(message, "accept", channel_id=CHANNEL)
+        )
+
+    async def burst(
+        self, clicks: list[tuple[str, JSONDict]]
+    ) -> tuple[list[float], list[str], dict[str, float]]:
+        """All at once: (seconds to ack, outcomes, wall time each was sent, by user)."""
+        signed = [self.body(user, message) for user, message in clicks]
+        sent: dict[str, float] = {}
+
+        async def one(person: SimulatedReviewer, body: bytes) -> tuple[float, str]:
+            sent[person.user_id] = time.time()
+            began = time.perf_counter()
+            response = await person.send_raw(body)
+            return time.perf_counter() - began, str(response.json().get("outcome"))
+
+        answers = await asyncio.gather(*(one(p, b) for p, b in signed))
+        return [s for s, _ in answers], [o for _, o in answers], sent
+
+
+async def _in_ledger(ledger: Ledger, rounds: dict[str, int]) -> dict[str, float]:
+    """Wait until each round has its votes in the ledger and its clicks noted
+    in the inbox; when each vote was taken, by reviewer."""
+    deadline = time.monotonic() + 300
+    taken: dict[str, float] = {}
+    for round_id, count in rounds.items():
+        while len(found := await ledger.decisions(round_id)) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not every vote of {round_id} reached the ledger")
+            await asyncio.sleep(0.1)
+        taken.update({d.reviewer: d.decided_at.timestamp() for d in found})
+    for round_id in rounds:  # and the gateway done with them: idle again
+        while any(k.outcome is None for k in await ledger.decision_inbox(round_id)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not every click of {round_id} was noted")
+            await asyncio.sleep(0.1)
+    return taken
+
+
+async def _measure(fleet: Fleet, temporal: Client) -> list[Figure]:
+    [gateway] = fleet.gateways
+    crowd, line = _users("CROWD", CONCURRENT), _users("LINE", SEQUENTIAL + 5)
+    burst_round = f"bench-{uuid.uuid4().hex[:6]}"
     quorum = {"quorum": CONCURRENT}  # the crowd settles the first proposal, no more
-    spec = {
-        "round_id": round_id,
-        "reviewers": crowd + queue,
-        "max_proposals": 2,
-        "policy": quorum,
-        "strict_policy": quorum,
-    }
-    token = {"Authorization": f"Bearer {stack.operator_token}"}
-    async with httpx.AsyncClient(timeout=30, headers=token) as http:
-        started = await http.post(f"{stack.gateway_url}/api/rounds", json=spec)
-        started.raise_for_status()
-    first, second = await wait_for_proposals(
-        stack.slack_stand_in_url or "", 2, channel_id=CHANNEL, wait_s=60
+    await fleet.start_round(
+        gateway,
+        burst_round,
+        reviewers=crowd + line,
+        max_proposals=2,
+        policy=quorum,
+        strict_policy=quorum,
     )
-    secret = stack.settings.slack_signing_secret.get_secret_value()
+    spread = [f"{burst_round}-r{n:02d}" for n in range(ROUNDS)]
+    voters = {r: _users(f"R{n:02d}V", PER_ROUND + 1) for n, r in enumerate(spread)}
+    await asyncio.gather(
+        *(
+            fleet.start_round(
+                gateway,
+                r,
+                reviewers=voters[r],
+                max_proposals=1,
+                policy={"quorum": PER_ROUND + 1},  # ten votes leave it open
+                strict_policy={"quorum": PER_ROUND + 1},
+            )
+            for r in spread
+        )
+    )
+    first, second = await fleet.messages(burst_round, 2)
+    messages = {r: (await fleet.messages(r, 1))[0] for r in spread}
+    limits = httpx.Limits(max_connections=ROUNDS * PER_ROUND)
+    http = httpx.AsyncClient(timeout=60, limits=limits)
+    people = Crowd(gateway, http)
 
-    # One connection pool, as Slack keeps its connections to an app open.
-    http = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=CONCURRENT))
+    # -- fifty at once on one round -------------------------------------------------
+    acks, outcomes, sent = await people.burst([(u, first) for u in crowd])
+    taken = await _in_ledger(fleet.ledger, {burst_round: CONCURRENT})
+    to_ledger = [taken[u] - sent[u] for u in crowd]
 
-    def reviewer(user: str) -> SimulatedReviewer:
-        return SimulatedReviewer(stack.gateway_url, secret, user, client=http)
-
-    async def click(user: str, message: dict[str, Any]) -> tuple[float, str]:
-        person = reviewer(user)
-        body = person.encode(person.block_actions_payload(message, "accept", channel_id=CHANNEL))
-        began = time.perf_counter()
-        response = await person.send_raw(body)
-        return time.perf_counter() - began, str(response.json().get("outcome"))
-
-    # -- fifty at once ------------------------------------------------------------
-    answers = await asyncio.gather(*(click(user, first) for user in crowd))
-    acks = [seconds for seconds, _ in answers]
-    outcomes = [outcome for _, outcome in answers]
-    deadline = time.monotonic() + 120
-    while len(await bench.ledger.decisions(round_id)) < CONCURRENT:
-        if time.monotonic() > deadline:
-            raise RuntimeError("not every concurrent vote reached the ledger")
-        await asyncio.sleep(0.1)
+    # -- five hundred at once across fifty rounds -----------------------------------
+    cpu0 = _cpu_s(gateway)
+    clicks = [(u, messages[r]) for r in spread for u in voters[r][:PER_ROUND]]
+    wide_acks, wide_outcomes, wide_sent = await people.burst(clicks)
+    wide_taken = await _in_ledger(fleet.ledger, dict.fromkeys(spread, PER_ROUND))
+    cpu = _cpu_s(gateway) - cpu0
+    wide_to_ledger = [wide_taken[u] - wide_sent[u] for u, _ in clicks]
 
     # -- one at a time, against a raw update round trip -----------------------------
-    line = iter(queue)
+    queue = iter(line)
     async with Worker(
         temporal,
         task_queue=f"bench-noop-{uuid.uuid4().hex[:6]}",
@@ -123,43 +226,109 @@ async def _measure(bench: BenchStack, temporal: Client) -> list[Figure]:
         )
 
         async def decide(_: int) -> None:
-            _seconds, outcome = await click(next(line), second)
-            if outcome != "taken":
-                raise RuntimeError(f"a single click was answered {outcome!r}")
+            person, body = people.body(next(queue), second)
+            answer = (await person.send_raw(body)).json().get("outcome")
+            if answer != "taken":
+                raise RuntimeError(f"a single click was answered {answer!r}")
 
         async def raw_update(i: int) -> None:
             await noop.execute_update(NoopWorkflow.touch, i)
 
         ours, floor = await alternating(decide, raw_update, SEQUENTIAL, rounds=5, warmup=2)
         await noop.signal(NoopWorkflow.finish)
-    await temporal.get_workflow_handle(f"round-{round_id}").cancel()
+    await asyncio.gather(
+        *(temporal.get_workflow_handle(f"round-{r}").cancel() for r in [burst_round, *spread])
+    )
     await http.aclose()
+    in_flight_errors = gateway.output().count(IN_FLIGHT_LIMIT)
+    one_at_a_time = Figure(
+        "decisions: click-to-decision-in-ledger, one click at a time (p99)",
+        ours.p99_ms,
+        "ms",
+        floor.p99_ms,
+        "raw Temporal update round trip, no-op workflow (p99)",
+        at_most(5),
+        note=f"p50 {ours.median_ms:.1f} ms vs raw {floor.median_ms:.1f} ms; signature "
+        "check, inbox insert, update, validator, ledger write, answer",
+    )
+    bursts = _figures(
+        acks, outcomes, to_ledger, wide_acks, wide_outcomes, wide_to_ledger, cpu, in_flight_errors
+    )
+    return [*bursts, one_at_a_time]
 
-    ack = Timings(tuple(acks))
-    pending = outcomes.count("pending")
-    taken = outcomes.count("taken")
+
+def _figures(
+    acks: list[float],
+    outcomes: list[str],
+    to_ledger: list[float],
+    wide_acks: list[float],
+    wide_outcomes: list[str],
+    wide_to_ledger: list[float],
+    cpu: float,
+    in_flight_errors: int,
+) -> list[Figure]:
+    ack, wide = Timings(tuple(acks)), Timings(tuple(wide_acks))
+    clicks = len(wide_acks)
+
+    def answered(found: list[str]) -> str:
+        return ", ".join(f"{found.count(o)} {o}" for o in sorted(set(found)))
+
     return [
         Figure(
-            f"decisions: click-to-ack, {CONCURRENT} concurrent clicks (p50)",
+            f"decisions: click-to-ack, {CONCURRENT} concurrent clicks on one round (p50)",
             ack.median_ms,
             "ms",
-            note=f"{taken} answered taken, {pending} answered 'being recorded' at the "
-            f"1.5 s ack budget; all {CONCURRENT} votes reached the ledger",
+            note=f"answered: {answered(outcomes)} (a click on an idle gateway carries the "
+            "round's answer, the rest are kept in the inbox and told later); "
+            f"all {CONCURRENT} votes reached the ledger",
         ),
         Figure(
-            f"decisions: click-to-ack, {CONCURRENT} concurrent clicks (p99)",
-            percentile(acks, 99) * 1000,
+            f"decisions: click-to-ack, {CONCURRENT} concurrent clicks on one round (p99)",
+            ack.p99_ms,
             "ms",
-            note="Slack's deadline is 3000 ms",
+            target=value_at_most(ACK_TARGET_MS),
+            note="nearest rank: with 50 clicks, the slowest; Slack's deadline is 3000 ms",
         ),
         Figure(
-            "decisions: click-to-decision-in-ledger (p50)",
-            ours.median_ms,
+            f"decisions: click-to-ack, {clicks} clicks across {ROUNDS} rounds (p50)",
+            wide.median_ms,
             "ms",
-            floor.median_ms,
-            "raw Temporal update round trip, no-op workflow",
-            at_most(3),
-            note=f"p99 {ours.p99_ms:.1f} ms vs raw {floor.p99_ms:.1f} ms; one click at a "
-            "time: signature check, update, validator, ledger write, message update",
+            note=f"all sent at once to one gateway process; answered: {answered(wide_outcomes)}",
+        ),
+        Figure(
+            f"decisions: click-to-ack, {clicks} clicks across {ROUNDS} rounds (p99)",
+            wide.p99_ms,
+            "ms",
+            target=value_at_most(ACK_TARGET_MS),
+            note="500 requests at the same instant queue for one Python process on two cores "
+            "shared with the worker, Temporal, PostgreSQL and the clients",
+        ),
+        Figure(
+            f"decisions: burst click-to-decision-in-ledger, {CONCURRENT} on one round (p99)",
+            percentile(to_ledger, 99) * 1000,
+            "ms",
+            note=f"p50 {percentile(to_ledger, 50) * 1000:.0f} ms; the round takes decisions one "
+            "at a time, so the last of 50 waits for the 49 before it",
+        ),
+        Figure(
+            f"decisions: burst click-to-decision-in-ledger, {clicks} across {ROUNDS} rounds (p99)",
+            percentile(wide_to_ledger, 99) * 1000,
+            "ms",
+            note=f"p50 {percentile(wide_to_ledger, 50) * 1000:.0f} ms",
+        ),
+        Figure(
+            "decisions: gateway CPU per click",
+            cpu / clicks * 1000,
+            "ms",
+            note=f"the `amend gateway` process over the {clicks}-click burst until every vote "
+            "was in the ledger: verify, insert, dispatch, update, ephemeral message",
+        ),
+        Figure(
+            "decisions: in-flight-limit errors in the gateway log",
+            in_flight_errors,
+            "errors",
+            target=value_at_most(0),
+            note=f"'{IN_FLIGHT_LIMIT}' over the whole run; the dispatcher sends at most 3 "
+            "updates per round at once",
         ),
     ]

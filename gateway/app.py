@@ -70,6 +70,8 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
         interactions = slack.SlackInteractions(services)
         app.state.services = services
         app.state.slack_interactions = interactions
+        # Clicks kept in the decision inbox that no gateway sends (one died) are sent.
+        interactions.start()
         receiver = None
         if config.socket_mode is not None:
             receiver = SocketModeReceiver(config.socket_mode, interactions.handle)
@@ -83,6 +85,8 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
             # Decisions already acknowledged to Slack are seen through, and
             # their reviewers told, before the pool they may need is closed.
             await interactions.drain(config.shutdown_grace_s)
+            # What is still unsent stays in the inbox, given back to other gateways.
+            await interactions.close()
             await pool.close()
 
     # /docs and /redoc from the gateway's own copies of Swagger UI and ReDoc

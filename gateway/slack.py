@@ -1,11 +1,17 @@
 """Slack interactions: a reviewer's click or modal becomes a decision.
 
 Requests are verified on the raw body before anything else; a forged or stale
-one gets 401 and touches nothing. A decision becomes the workflow's `decide`
-update with an id derived from the interaction, so Slack's retries of one
-click are taken once, and the workflow's validator answers at once whether it
-was taken, already made or not allowed. Refusals never reach Temporal's
-history, so they are recorded in the ledger as attempts.
+one gets 401 and touches nothing. A decision is first kept in the decision
+inbox (`gateway.inbox`: one row in PostgreSQL, keyed by the interaction, so
+Slack's retries of one click are kept once) and Slack is answered then: an
+acknowledged click survives the gateway. The inbox's dispatcher sends it to
+the round as the workflow's `decide` update with the same id, whose validator
+answers whether it was taken, already made or not allowed, and the reviewer is
+told that answer in an ephemeral message. When this gateway sends nothing
+else, the answer to Slack waits for the round's (within the ack budget), as
+before the inbox; under a burst the click is answered at once, "being
+recorded". Refusals never reach Temporal's history, so they are recorded in
+the ledger as attempts.
 
 `SlackInteractions` is built once per app; the HTTP route below and the
 Socket Mode receiver both hand it verified payloads.
@@ -43,6 +49,7 @@ from constitution import (
 from constitution.contracts import DecisionAttemptInput
 from constitution.review import not_a_reviewer
 from gateway.deps import NotStarted, Services
+from gateway.inbox import DecisionInbox, InboxClick
 from gateway.refusals import refusals
 from gateway.signing import SignedRequestVerifier, slack_verifier
 from ledger.reads import ProposalInReview
@@ -62,6 +69,9 @@ log = logging.getLogger(__name__)
 # Slack wants an answer within 3 s; what the round has not answered by then
 # is told to the reviewer later. The margin covers a busy event loop.
 ACK_BUDGET_S = 1.5
+# Of which keeping the click in the decision inbox may take this much; past
+# it the click goes to the round directly.
+INBOX_BUDGET_S = 0.75
 T = TypeVar("T")
 
 
@@ -212,6 +222,17 @@ class SlackInteractions:
         self._background: set[asyncio.Task[Any]] = set()
         # The work behind recent interactions, by interaction key.
         self._recent: OrderedDict[str, asyncio.Task[InteractionAnswer]] = OrderedDict()
+        self.inbox: DecisionInbox[InteractionAnswer] = DecisionInbox(
+            services.ledger, self._deliver, self._in_background
+        )
+
+    def start(self) -> None:
+        """Send what the decision inbox holds that no gateway sends, now and periodically."""
+        self.inbox.start()
+
+    async def close(self) -> None:
+        """Stop sending; what is not sent yet stays in the inbox for another gateway."""
+        await self.inbox.stop()
 
     async def handle(self, payload: object, *, redelivery: bool = False) -> Response:
         """A verified interaction, from the HTTP endpoint or Socket Mode.
@@ -281,9 +302,7 @@ class SlackInteractions:
                 request = DecisionRequest(
                     proposal_id=proposal_id, kind=DecisionKind.accept, reviewer=user
                 )
-                answer = await self._decide_within_ack(
-                    workflow_id, request, key, channel, redelivery
-                )
+                answer = await self._take(workflow_id, request, key, channel, redelivery)
             answers.append(answer)
         if not answers:
             return JSONResponse({"error": "no amend action in the payload"}, status_code=400)
@@ -320,12 +339,99 @@ class SlackInteractions:
         if earlier is not None:
             answer = await self._again(earlier)
         else:
-            answer = await self._decide_within_ack(
-                workflow_id, request, update_id, channel, redelivery
+            # The modal shows a refusal under its field, so this waits for the round.
+            answer = await self._take(
+                workflow_id, request, update_id, channel, redelivery, modal=True
             )
         if answer.outcome == "refused":
             return JSONResponse({"response_action": "errors", "errors": {field: answer.message}})
         return JSONResponse({"response_action": "clear"})
+
+    async def _take(
+        self,
+        workflow_id: str,
+        request: DecisionRequest,
+        key: str,
+        channel: str,
+        redelivery: bool,
+        *,
+        modal: bool = False,
+    ) -> InteractionAnswer:
+        """Keep the click in the inbox and send it to the round; answer Slack
+        with the round's answer when nothing else is being sent (or for a
+        modal), else at once.
+
+        Slack ignores the body of a button's answer: the reviewer learns the
+        outcome from the ephemeral message either way. A ledger that cannot
+        keep the click sends it to the round directly, as before the inbox.
+        """
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        click = InboxClick(
+            interaction_key=key,
+            workflow_id=workflow_id,
+            round_id=round_id_of(workflow_id) or workflow_id,
+            request=request,
+            channel=channel,
+        )
+        try:
+            kept = await asyncio.wait_for(self.inbox.receive(click), INBOX_BUDGET_S)
+        except LEDGER_UNAVAILABLE as error:
+            log.warning("the decision inbox cannot keep %s, sent directly: %r", key, error)
+            budget = max(ACK_BUDGET_S - (loop.time() - began), 0.1)
+            return await self._decide_within_ack(
+                workflow_id, request, key, channel, redelivery, budget
+            )
+        if not kept:
+            return await self._kept_before(key, request)
+        alone = self.inbox.idle
+        task = self.inbox.dispatch(click)
+        self._remember(key, task)
+        if alone or modal:
+            left = max(ACK_BUDGET_S - (loop.time() - began), 0.0)
+            # Past the budget, or the sending failed (the sweep sends it again).
+            with contextlib.suppress(Exception):
+                return await asyncio.wait_for(asyncio.shield(task), left)
+        return InteractionAnswer(
+            outcome="pending",
+            proposal_id=request.proposal_id,
+            message="Your decision is being recorded.",
+        )
+
+    async def _kept_before(self, key: str, request: DecisionRequest) -> InteractionAnswer:
+        """A click the inbox holds already (Slack's retry, perhaps to another
+        replica): the round's answer when it has one, told to nobody again."""
+        try:
+            entry = await self.services.ledger.inbox_entry(key)
+        except LEDGER_UNAVAILABLE:
+            entry = None
+        if entry is None or entry.outcome is None:
+            return InteractionAnswer(
+                outcome="pending",
+                proposal_id=request.proposal_id,
+                message="Your decision is being recorded.",
+                first=False,
+            )
+        return InteractionAnswer(
+            outcome=entry.outcome,
+            message=entry.message or "",
+            proposal_id=request.proposal_id,
+            first=False,
+        )
+
+    async def _deliver(self, click: InboxClick, taken_over: bool) -> InteractionAnswer:
+        """Send a click from the inbox to its round, note the answer and tell
+        the reviewer; only the gateway that notes it tells."""
+        request = click.request
+        answer = await self._decide(
+            click.workflow_id, request, click.interaction_key, redelivery=taken_over
+        )
+        noted = await self.services.ledger.mark_dispatched(
+            click.interaction_key, answer.outcome, answer.message
+        )
+        if noted:
+            self._in_background(self._tell(click.channel, request.reviewer, answer.message))
+        return answer.model_copy(update={"first": noted})
 
     async def _decide_within_ack(
         self,
@@ -334,13 +440,14 @@ class SlackInteractions:
         update_id: str,
         channel: str,
         redelivery: bool = False,
+        budget_s: float = ACK_BUDGET_S,
     ) -> InteractionAnswer:
         """Decide, telling the reviewer the outcome; answer Slack in time even
         when the round is slow to respond."""
         task = self._in_background(self._decide(workflow_id, request, update_id, redelivery))
         self._remember(update_id, task)
         try:
-            answer = await asyncio.wait_for(asyncio.shield(task), ACK_BUDGET_S)
+            answer = await asyncio.wait_for(asyncio.shield(task), budget_s)
         except TimeoutError:
             task.add_done_callback(lambda t: self._tell_later(t, channel, request.reviewer))
             return InteractionAnswer(

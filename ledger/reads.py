@@ -142,6 +142,28 @@ class DecisionAttemptRow(BaseModel):
     interaction_key: str | None = None
 
 
+class InboxEntry(BaseModel):
+    """A click kept in the decision inbox until it is dispatched to its round.
+
+    `request` is the `DecisionRequest` as JSON; `outcome` and `message` are
+    what the round answered once it is dispatched (None until then), so Slack's
+    retry of the click, on any gateway, is answered from here.
+    """
+
+    interaction_key: str
+    seq: int
+    workflow_id: str
+    round_id: str
+    request: dict[str, Any]
+    channel: str
+    received_at: datetime
+    claimed_by: str | None
+    claimed_until: datetime | None
+    dispatched_at: datetime | None
+    outcome: str | None
+    message: str | None
+
+
 class ProposalInReview(BaseModel):
     """A proposal as the ledger last recorded it, with its round's row.
 
@@ -540,6 +562,20 @@ class LedgerReads:
             "SELECT * FROM decision_attempts WHERE round_id = $1 ORDER BY attempt_id", round_id
         )
         return typed_rows(DecisionAttemptRow, rows)
+
+    async def decision_inbox(self, round_id: str) -> list[InboxEntry]:
+        """The round's clicks in the decision inbox, in the order they arrived."""
+        rows = await self.pool.fetch(
+            "SELECT * FROM decision_inbox WHERE round_id = $1 ORDER BY seq", round_id
+        )
+        return typed_rows(InboxEntry, rows)
+
+    async def inbox_entry(self, interaction_key: str) -> InboxEntry | None:
+        """One click in the decision inbox, by the key of its Slack interaction."""
+        row = await self.pool.fetchrow(
+            "SELECT * FROM decision_inbox WHERE interaction_key = $1", interaction_key
+        )
+        return typed_row(InboxEntry, row)
 
     async def decided_proposals(self, round_id: str) -> list[DecidedProposal] | None:
         """A round's decisions with the proposals they settled, in the order taken.

@@ -44,7 +44,7 @@ from constitution.evidence import EvidenceSelection, SelectedItem
 from constitution.failures import EvaluationFailure
 from ledger.chain import TransitionChain
 from ledger.errors import LedgerError
-from ledger.reads import ApiToken, LedgerReads, read_version, token_hash
+from ledger.reads import ApiToken, InboxEntry, LedgerReads, read_version, token_hash, typed_rows
 
 EVIDENCE_COLUMNS = [
     "round_id",
@@ -274,6 +274,106 @@ class Ledger(LedgerReads):
             reason,
             source,
             interaction_key,
+        )
+        return bool(status.endswith(" 1"))
+
+    # -- the decision inbox ------------------------------------------------------
+    # A click is kept here before Slack is answered, and claimed for a while by
+    # the gateway sending it to its round; see gateway.inbox.
+
+    async def receive_decision(
+        self,
+        *,
+        interaction_key: str,
+        workflow_id: str,
+        round_id: str,
+        request: dict[str, Any],
+        channel: str,
+        claimed_by: str,
+        lease_s: float,
+    ) -> bool:
+        """Keep a click, claimed by the gateway that took it.
+
+        False when its interaction is kept already (Slack's retry, or the same
+        click delivered to another replica).
+        """
+        status = await self.pool.execute(
+            """INSERT INTO decision_inbox (interaction_key, workflow_id, round_id, request,
+                   channel, claimed_by, claimed_until)
+               VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
+               ON CONFLICT (interaction_key) DO NOTHING""",
+            interaction_key,
+            workflow_id,
+            round_id,
+            request,
+            channel,
+            claimed_by,
+            lease_s,
+        )
+        return bool(status.endswith(" 1"))
+
+    async def claim_decisions(
+        self, claimed_by: str, lease_s: float, limit: int
+    ) -> list[InboxEntry]:
+        """Claim undispatched clicks nobody holds, oldest first.
+
+        Nobody holds a click whose claim lapsed (its gateway died) or was given
+        back. SKIP LOCKED: two gateways sweeping at once claim different rows.
+        """
+        rows = await self.pool.fetch(
+            """UPDATE decision_inbox SET claimed_by = $1,
+                   claimed_until = now() + make_interval(secs => $2)
+               WHERE interaction_key IN (
+                   SELECT interaction_key FROM decision_inbox
+                   WHERE dispatched_at IS NULL
+                     AND (claimed_until IS NULL OR claimed_until < now())
+                   ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED)
+               RETURNING *""",
+            claimed_by,
+            lease_s,
+            limit,
+        )
+        return sorted(typed_rows(InboxEntry, rows), key=lambda entry: entry.seq)
+
+    async def renew_claims(self, claimed_by: str, keys: Sequence[str], lease_s: float) -> None:
+        """Extend the claim on clicks still being sent, so no one takes them over."""
+        await self.pool.execute(
+            """UPDATE decision_inbox SET claimed_until = now() + make_interval(secs => $3)
+               WHERE claimed_by = $1 AND interaction_key = ANY($2) AND dispatched_at IS NULL""",
+            claimed_by,
+            list(keys),
+            lease_s,
+        )
+
+    async def release_claims(
+        self, claimed_by: str, keys: Sequence[str] | None = None, after_s: float = 0
+    ) -> None:
+        """Give back the claim on undispatched clicks, `keys` or all of the gateway's.
+
+        Any gateway may take them after `after_s`.
+        """
+        await self.pool.execute(
+            """UPDATE decision_inbox SET claimed_by = NULL,
+                   claimed_until = now() + make_interval(secs => $3)
+               WHERE claimed_by = $1 AND dispatched_at IS NULL
+                 AND ($2::text[] IS NULL OR interaction_key = ANY($2))""",
+            claimed_by,
+            list(keys) if keys is not None else None,
+            after_s,
+        )
+
+    async def mark_dispatched(self, interaction_key: str, outcome: str, message: str) -> bool:
+        """Note what the round answered a click, once.
+
+        False when another gateway noted it first: that one told the reviewer.
+        """
+        status = await self.pool.execute(
+            """UPDATE decision_inbox SET dispatched_at = now(), outcome = $2, message = $3,
+                   claimed_by = NULL, claimed_until = NULL
+               WHERE interaction_key = $1 AND dispatched_at IS NULL""",
+            interaction_key,
+            outcome,
+            message,
         )
         return bool(status.endswith(" 1"))
 
