@@ -188,6 +188,7 @@ def gateway_app(settings: Settings, database_url: str, temporal: Client) -> Fast
             slack=slack,
             max_body_bytes=settings.api_max_body_bytes,
             shutdown_grace_s=settings.gateway_graceful_shutdown_s,
+            outage_patience=settings.outage_patience,
             trainer_secret=settings.trainer_secret,
             temporal_ui_url=settings.temporal_ui_url,
             temporal_namespace=settings.temporal_namespace,
