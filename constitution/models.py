@@ -535,9 +535,21 @@ class RoundSpec(Frozen):
         default=timedelta(hours=6),
         description=(
             "How long the round waits out a model or database outage (connection refused, "
-            "5xx, timeouts), shown as waiting, before it fails."
+            "5xx, timeouts), shown as waiting, before it fails. Unset: the operator's "
+            "AMEND_OUTAGE_PATIENCE, applied when the round is started."
         ),
     )
+
+    def with_outage_patience(self, default: timedelta) -> Self:
+        """This spec, waiting out outages for `default` unless it says how long itself.
+
+        The operator's setting (AMEND_OUTAGE_PATIENCE) is applied where a round
+        is started (the CLI, the API), so the round's history holds the value it
+        ran with, whatever the setting says later.
+        """
+        if "outage_patience" in self.model_fields_set:
+            return self
+        return self.model_copy(update={"outage_patience": default})
 
     @field_validator("reviewers")
     @classmethod

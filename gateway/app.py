@@ -4,7 +4,9 @@ operator and dashboard APIs, the built-in pages, metrics and health.
 Each concern is a router of its own module; this one builds the services
 they share (`gateway.deps`) once, when the app starts, and answers the
 round's refusals in HTTP with exception handlers, so routes only say what
-they do.
+they do. A ledger database that is away is one of them: every route answers
+503 with a reason and `Retry-After` (a page says it in HTML), never 500, and
+the gateway starts and stays up while the database is down.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from gateway.limits import BodyLimit
 from gateway.metrics import GatewayMetrics, RequestMetrics
 from gateway.socket_mode import SocketModeReceiver
 from ledger.dashboards import Dashboards
-from ledger.pool import create_pool
+from ledger.errors import DATABASE_AWAY
+from ledger.pool import create_pool, database_address
 from ledger.store import Ledger
 from workflows.client import RoundExists, RoundNotFound, RoundRefused
 
@@ -51,6 +54,35 @@ async def _temporal_unreachable(_: Request, error: Exception) -> JSONResponse:
     return JSONResponse({"detail": f"Temporal did not answer: {message}"}, status_code=503)
 
 
+# How long a client is told to wait before trying again while the ledger is away.
+LEDGER_RETRY_AFTER_S = 5
+LEDGER_AWAY_DETAIL = "the ledger database is unavailable; try again shortly"
+# One attempt to reach the database: a request waits at most this long for a
+# connection before it is answered 503.
+CONNECT_TIMEOUT_S = 5.0
+
+
+async def _ledger_away(request: Request, error: Exception) -> Response:
+    """The ledger's database is away: 503 and when to try again, as JSON for
+    the API and as a readable page for the built-in pages."""
+    log.warning("%s %s: the ledger is unavailable: %s", request.method, request.url.path, error)
+    headers = {"Retry-After": str(LEDGER_RETRY_AFTER_S)}
+    route = request.scope.get("route")
+    if pages.PAGES_TAG not in getattr(route, "tags", ()):
+        return JSONResponse({"detail": LEDGER_AWAY_DETAIL}, status_code=503, headers=headers)
+    page = pages.render(
+        request,
+        "unavailable.html",
+        "Unavailable for a moment",
+        503,
+        message="The ledger database is unavailable, so this page cannot be read now.",
+        again=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+        retry_after=LEDGER_RETRY_AFTER_S,
+    )
+    page.headers.update(headers)
+    return page
+
+
 def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     """The gateway for one Temporal client; the ledger's pool opens when it starts."""
     metrics = GatewayMetrics()
@@ -58,7 +90,24 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool = await create_pool(config.database_url.get_secret_value(), max_size=5)
+        # No connection is opened until one is needed, so the gateway starts
+        # (and answers 503, and Slack clicks) while the database is down.
+        dsn = config.database_url.get_secret_value()
+        pool = await create_pool(
+            dsn,
+            min_size=0,
+            max_size=5,
+            connect_timeout_s=CONNECT_TIMEOUT_S,
+            report_unavailable=True,
+        )
+        try:
+            await pool.execute("SELECT 1")
+        except DATABASE_AWAY as error:
+            log.warning(
+                "ledger database at %s unavailable (%s); answering 503 until it is back",
+                database_address(dsn),
+                error,
+            )
         probes.update(postgres=postgres_probe(pool), temporal=temporal_probe(temporal))
         services = Services(
             config=config,
@@ -119,6 +168,8 @@ def create_app(config: GatewayConfig, temporal: Client) -> FastAPI:
     app.add_exception_handler(RoundRefused, _conflict)
     app.add_exception_handler(RoundExists, _conflict)
     app.add_exception_handler(RPCError, _temporal_unreachable)
+    for away in DATABASE_AWAY:
+        app.add_exception_handler(away, _ledger_away)
     app.add_exception_handler(pages.SignIn, pages.sign_in)
 
     return app

@@ -10,6 +10,7 @@ dependency with `app.dependency_overrides` rather than building a half app.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -47,6 +48,8 @@ class GatewayConfig(BaseModel):
     socket_mode: SocketModeClient | None = None
     # On shutdown, how long decisions already acknowledged may take to be answered.
     shutdown_grace_s: float = 20.0
+    # How long a round started here waits out outages when its spec does not say.
+    outage_patience: timedelta = timedelta(hours=6)
 
 
 @dataclass(frozen=True)

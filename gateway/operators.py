@@ -108,6 +108,7 @@ async def start(
     spec: RoundSpec, caller: Operator, temporal: TemporalDep, config: ConfigDep
 ) -> StartedRound:
     """Start a round; the caller is recorded as the one who started it."""
+    spec = spec.with_outage_patience(config.outage_patience)
     spec = spec.model_copy(update={"requested_by": caller.actor})
     await start_round(temporal, spec, config.task_queue)
     return StartedRound(round_id=spec.round_id, workflow_id=spec.workflow_id)

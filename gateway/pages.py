@@ -37,7 +37,9 @@ from gateway.deps import services
 from gateway.round_view import build_round_view, person
 from ledger.dashboards import LARGEST_OFFSET, LARGEST_VERSION
 
-router = APIRouter(include_in_schema=False)
+# The pages' routes carry this tag, so an error handler can answer a page in HTML.
+PAGES_TAG = "pages"
+router = APIRouter(include_in_schema=False, tags=[PAGES_TAG])
 
 PAGE_SIZE = 50
 HERE = Path(__file__).parent

@@ -6,8 +6,8 @@ them, and the schema fuzz (tests/test_api_fuzz.py) checks that no route
 answers a status its document leaves out.
 
 Bodies: the API's own refusals are `{"detail": "<why>"}` (HTTPException, the
-round's refusals, an unreachable Temporal, an oversized body, a body FastAPI
-could not decode); a request that
+round's refusals, an unreachable Temporal or ledger database, an oversized
+body, a body FastAPI could not decode); a request that
 does not fit its schema gets FastAPI's `{"detail": [<issue>, ...]}`. The
 Slack and trainer endpoints answer their callers `{"error": "<why>"}`.
 """
@@ -58,12 +58,19 @@ MEANINGS: dict[int, tuple[type[BaseModel], str]] = {
     410: (CallerErrorBody, "No activity is waiting for this task token any more."),
     413: (ErrorBody, "The request body is over the limit (AMEND_API_MAX_BODY_BYTES)."),
     422: (ValidationErrorBody, "The request does not fit its schema, or asks for the impossible."),
-    503: (ErrorBody, "Temporal did not answer; nothing was changed, try again."),
+    503: (
+        ErrorBody,
+        "Temporal or the ledger database did not answer; nothing was changed, try again "
+        "(after `Retry-After` seconds when it says).",
+    ),
 }
 
 
 def refusals(*codes: int, callers: tuple[int, ...] = ()) -> dict[int | str, dict[str, Any]]:
     """The `responses` of a route that can answer these statuses.
+
+    503 is always among them: every route reads the ledger (a token, a row)
+    or Temporal, and either may be away for a moment.
 
     Args:
         codes: The error statuses the route gives.
@@ -75,7 +82,7 @@ def refusals(*codes: int, callers: tuple[int, ...] = ()) -> dict[int | str, dict
             "model": CallerErrorBody if code in callers else MEANINGS[code][0],
             "description": MEANINGS[code][1],
         }
-        for code in sorted({*codes, *callers})
+        for code in sorted({*codes, *callers, 503})
     }
 
 

@@ -10,6 +10,7 @@ import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 
 @dataclass
@@ -26,6 +27,13 @@ class Relay:
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    def carrying(self, url: str) -> str:
+        """`url` (a database's, say) with its host and port replaced by the relay's."""
+        parts = urlsplit(url)
+        credentials = parts.netloc.rpartition("@")[0]
+        netloc = f"{credentials}@{self.address}" if credentials else self.address
+        return parts._replace(netloc=netloc).geturl()
 
     def cut(self) -> None:
         """Drop every connection and every new one until `mend`."""
@@ -77,3 +85,9 @@ async def relay(target: str, *, tls: ssl.SSLContext | None = None) -> AsyncItera
         server.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(server.wait_closed(), 5)
+
+
+def address_of(url: str, default_port: int = 5432) -> str:
+    """host:port of the server `url` names, for `relay` to reach."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or default_port}"

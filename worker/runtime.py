@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 import httpx
 from fastapi import FastAPI
 from openai import AsyncOpenAI
@@ -191,6 +192,7 @@ def gateway_app(settings: Settings, database_url: str, temporal: Client) -> Fast
             slack=slack,
             max_body_bytes=settings.api_max_body_bytes,
             shutdown_grace_s=settings.gateway_graceful_shutdown_s,
+            outage_patience=settings.outage_patience,
             trainer_secret=settings.trainer_secret,
             temporal_ui_url=settings.temporal_ui_url,
             temporal_namespace=settings.temporal_namespace,
@@ -217,13 +219,17 @@ class RunningWorker:
 
 @asynccontextmanager
 async def running_worker(
-    settings: Settings, database_url: str, client: Client | None = None
+    settings: Settings,
+    database_url: str,
+    client: Client | None = None,
+    pool: asyncpg.Pool | None = None,
 ) -> AsyncIterator[RunningWorker]:
     """A worker polling the task queue until the block exits, with its health
     endpoint when `worker_health_bind` is set (port 0: a free one, named in
     `health_url`; closed first on the way out, so a worker finishing its
-    activities is no longer ready)."""
-    pool = await create_pool(database_url)
+    activities is no longer ready). `pool`, when given (one made once the
+    database answered), is the worker's and is closed with it."""
+    pool = pool or await create_pool(database_url)
     try:
         temporal = client or await connect_temporal(settings)
         worker = build_worker(temporal, settings, Ledger(pool))

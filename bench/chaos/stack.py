@@ -101,12 +101,55 @@ def amend_env(
 
 
 async def start_stack(workdir: Path, continue_as_new_events: int) -> ChaosStack:
-    """Start everything, each piece ready before the next that needs it."""
+    """Start everything, each piece ready before the next that needs it.
+
+    Whatever fails (or stops it: SIGTERM, Ctrl-C) part way, what was already
+    started is stopped before the error goes on.
+    """
     postgres = Postgres(workdir)
-    await postgres.up()
-    await ensure_database(postgres.admin_url, DATABASE)
-    database_url = postgres.url(DATABASE)
-    await migrate_url(database_url)
+    temporal_port, slack_port, model_port, gateway_port = (free_port() for _ in range(4))
+    temporal = temporal_service(workdir, temporal_port, continue_as_new_events)
+    slack = standin_service("slack", workdir, slack_port)
+    model = standin_service("model", workdir, model_port)
+    temporal_address = f"127.0.0.1:{temporal_port}"
+    slack_url, model_url = f"http://127.0.0.1:{slack_port}", f"http://127.0.0.1:{model_port}"
+    stack = ChaosStack(
+        workdir,
+        postgres,
+        temporal,
+        slack,
+        model,
+        [],
+        gateway=amend_service("gateway", 1, workdir, gateway_port, {}),
+        database_url="",
+        temporal_address=temporal_address,
+        slack_url=slack_url,
+        model_url=model_url,
+        gateway_url=f"http://127.0.0.1:{gateway_port}",
+        token="",
+    )
+    try:
+        await postgres.up()
+        await ensure_database(postgres.admin_url, DATABASE)
+        stack.database_url = postgres.url(DATABASE)
+        await migrate_url(stack.database_url)
+        stack.token = await _seed(stack.database_url)
+        await temporal.up()
+        await slack.up()
+        await model.up()
+        env = stack.amend_env()
+        stack.workers = [amend_service("worker", n, workdir, free_port(), env) for n in (1, 2)]
+        stack.gateway = amend_service("gateway", 1, workdir, gateway_port, env)
+        for service in [*stack.workers, stack.gateway]:
+            await service.up()
+    except BaseException:
+        await stack.stop()
+        raise
+    return stack
+
+
+async def _seed(database_url: str) -> str:
+    """The sample constitution as v1, and an operator token for the suite."""
     pool = await create_pool(database_url, max_size=1)
     try:
         ledger = Ledger(pool)
@@ -114,38 +157,4 @@ async def start_stack(workdir: Path, continue_as_new_events: int) -> ChaosStack:
         _, token = await ledger.create_token(f"chaos-{uuid.uuid4().hex[:6]}", "operator")
     finally:
         await pool.close()
-
-    temporal_port, slack_port, model_port, gateway_port = (free_port() for _ in range(4))
-    temporal = temporal_service(workdir, temporal_port, continue_as_new_events)
-    slack = standin_service("slack", workdir, slack_port)
-    model = standin_service("model", workdir, model_port)
-    await temporal.up()
-    await slack.up()
-    await model.up()
-    temporal_address = f"127.0.0.1:{temporal_port}"
-    slack_url, model_url = f"http://127.0.0.1:{slack_port}", f"http://127.0.0.1:{model_port}"
-    env = amend_env(database_url, temporal_address, slack_url, model_url, workdir)
-    workers = [amend_service("worker", n, workdir, free_port(), env) for n in (1, 2)]
-    gateway = amend_service("gateway", 1, workdir, gateway_port, env)
-    stack = ChaosStack(
-        workdir,
-        postgres,
-        temporal,
-        slack,
-        model,
-        workers,
-        gateway,
-        database_url,
-        temporal_address,
-        slack_url,
-        model_url,
-        f"http://127.0.0.1:{gateway_port}",
-        token,
-    )
-    try:
-        for service in [*workers, gateway]:
-            await service.up()
-    except BaseException:
-        await stack.stop()
-        raise
-    return stack
+    return token

@@ -137,7 +137,11 @@ def demo(
 def worker(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)] = False,
 ) -> None:
-    """Run a worker on the task queue (needs Temporal and AMEND_DATABASE_URL)."""
+    """Run a worker on the task queue (needs Temporal and AMEND_DATABASE_URL).
+
+    Started while PostgreSQL is down, it says so and tries again, with backoff,
+    until the database answers (Ctrl-C or SIGTERM stops it meanwhile)."""
+    from ledger.pool import create_pool_when_reachable
     from worker.runtime import running_worker
 
     s = settings()
@@ -146,7 +150,11 @@ def worker(
 
     async def main(stop: asyncio.Event) -> None:
         client = await temporal_client(s, metrics=True)
-        async with running_worker(s, database_url, client) as running:
+        pool = await create_pool_when_reachable(database_url, stop)
+        if pool is None:
+            console.print("stopped before the ledger database answered")
+            return
+        async with running_worker(s, database_url, client, pool) as running:
             console.print(f"worker polling {s.temporal_task_queue} on {s.temporal_address}")
             if s.worker_metrics_bind:
                 console.print(f"metrics on http://{s.worker_metrics_bind}/metrics")

@@ -168,6 +168,7 @@ def round_start(
         raise fail("invalid round spec:\n" + "\n".join(lines), EXIT_USAGE) from error
     check_evidence(spec)
     s = settings()
+    spec = spec.with_outage_patience(s.outage_patience)
 
     async def main() -> RoundStatus | None:
         from workflows.client import RoundExists, past_preflight, start_round
