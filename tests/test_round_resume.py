@@ -62,7 +62,8 @@ async def resume(stack: Stack, round_id: str, reason: str = "the fault is fixed"
 
 async def ended(env: WorkflowEnvironment, round_id: str) -> RoundResult:
     handle = env.client.get_workflow_handle(f"round-{round_id}", result_type=RoundResult)
-    return await handle.result()
+    result: RoundResult = await handle.result()
+    return result
 
 
 async def test_a_round_whose_fine_tune_failed_resumes_at_training_without_asking_reviewers_again(
