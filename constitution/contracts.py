@@ -252,6 +252,28 @@ class Waiting(Contract):
         return f"waiting on {self.on} until {self.until:%Y-%m-%d %H:%M:%S} UTC ({self.reason})"
 
 
+class Resumption(Contract):
+    """An operator's resume of the failed round: who, when, why, and the stage it went back to.
+
+    The error the round had failed with is kept here, since resuming clears it.
+    """
+
+    actor: str
+    at: datetime
+    stage: RoundState
+    reason: str = ""
+    failed_with: str | None = None
+
+    def describe(self) -> str:
+        """One line for people: `resumed at training by operator:ann at ... (why)`."""
+        why = f": {self.reason}" if self.reason else ""
+        failed = f" (it had failed: {self.failed_with})" if self.failed_with else ""
+        return (
+            f"resumed at {self.stage.value} by {self.actor} "
+            f"at {self.at:%Y-%m-%d %H:%M:%S} UTC{why}{failed}"
+        )
+
+
 class RateLimitWait(Contract):
     """The details of a `ModelRateLimited` error: how long the round waits before asking again.
 
@@ -327,6 +349,10 @@ class RoundStatus(Contract):
     )
     waiting: Waiting | None = Field(
         default=None, description="What the round is waiting on now (a rate-limited model)."
+    )
+    resumptions: list[Resumption] = Field(
+        default_factory=list,
+        description="Each time an operator resumed the round after it failed, oldest first.",
     )
 
     @property
@@ -676,6 +702,7 @@ __all__ = [
     "ReminderInput",
     "ResolveGroupsInput",
     "ResumedRound",
+    "Resumption",
     "RoundInput",
     "RoundResult",
     "RoundStatus",

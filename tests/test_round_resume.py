@@ -79,9 +79,7 @@ async def test_a_round_whose_fine_tune_failed_resumes_at_training_without_asking
     before = await ledger.timeline("ft-resumed")
 
     # Two clicks at once: one run starts, the other is refused as already running.
-    first, second = await asyncio.gather(
-        resume(stack, "ft-resumed"), resume(stack, "ft-resumed", "clicked twice")
-    )
+    first, second = await asyncio.gather(resume(stack, "ft-resumed"), resume(stack, "ft-resumed"))
     assert sorted([first.status_code, second.status_code]) == [202, 409], (first, second)
     started, refused = (first, second) if first.status_code == 202 else (second, first)
     assert started.json()["stage"] == "training"
@@ -101,6 +99,13 @@ async def test_a_round_whose_fine_tune_failed_resumes_at_training_without_asking
     assert job is not None and job.status == "succeeded"
     status = await round_status(dev_server.client, "ft-resumed")
     assert status.fine_tune_job == job.job_id and status.error is None
+    [resumption] = status.resumptions
+    assert resumption.stage is RoundState.training and resumption.actor == "operator:dev-stack"
+    assert "loss became NaN" in (resumption.failed_with or "")
+    env = stack_cli_env(stack, dev_server, database_url)
+    shown = await run_cli(env, "round", "show", "ft-resumed")
+    assert shown.exit_code == 0, shown.output
+    assert "resumed at training by operator:dev-stack" in shown.output
 
     # The failed run's rows stay as they were; the resume is one move, by the operator.
     timeline = await ledger.timeline("ft-resumed")
@@ -129,9 +134,7 @@ async def test_a_round_whose_fine_tune_failed_resumes_at_training_without_asking
     assert again.json()["detail"] == (
         "round ft-resumed is completed; only a failed round can be resumed"
     )
-    cli = await run_cli(
-        stack_cli_env(stack, dev_server, database_url), "round", "resume", "ft-resumed"
-    )
+    cli = await run_cli(env, "round", "resume", "ft-resumed")
     assert cli.exit_code == 1, cli.output
     assert "only a failed round can be resumed" in cli.output
     assert await ledger.timeline("ft-resumed") == timeline

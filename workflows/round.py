@@ -61,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         RecordDecisionInput,
         ReminderInput,
         ResolveGroupsInput,
+        Resumption,
         RoundInput,
         RoundResult,
         RoundStatus,
@@ -260,6 +261,15 @@ class TrainingRoundWorkflow:
         self.constitution = await self._load_version(self.status.base_version)
         failed = self.status.state
         stage = resume_round(failed, self.status.resume_stage or failed)
+        self.status.resumptions.append(
+            Resumption(
+                actor=order.actor,
+                at=workflow.now(),
+                stage=stage,
+                reason=order.reason,
+                failed_with=self.status.error,
+            )
+        )
         self.status.state = stage
         self.status.error = None
         self.status.runs += 1
