@@ -181,6 +181,37 @@ async def test_a_round_that_failed_at_evaluation_resumes_there_with_its_one_fine
     assert await ledger.verify_chain("eval-resumed") == []
 
 
+async def test_a_round_that_failed_generating_data_resumes_there_under_the_same_version(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
+) -> None:
+    # Every preference judgement of the dataset comes back garbage, each retry too.
+    await standin(
+        stack, "/_standin/faults", {"faults": ["wrong_shape"] * 2000, "task": "PreferenceJudgement"}
+    )
+    handle = await accepted_round(stack, dev_server, "data-resumed", method="dpo", prompt_count=6)
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    moves = await round_moves(ledger, "data-resumed")
+    assert moves[-1][:2] == ("generating_data", "failed")
+    await standin(stack, "/_standin/reset", {})
+
+    started = await resume(stack, "data-resumed")
+    assert started.status_code == 202 and started.json()["stage"] == "generating_data"
+    result = await ended(dev_server, "data-resumed")
+    assert result.state is RoundState.completed and result.result_version == 2
+    assert await ledger.get_version(3) is None  # the adopted version, not a second one
+    # Each prompt's example was kept once, whichever run made it.
+    examples = await ledger.dataset_examples("data-resumed")
+    assert [e.position for e in examples] == list(range(6))
+    assert (await round_moves(ledger, "data-resumed"))[len(moves) :] == [
+        ("failed", "generating_data", "operator:dev-stack"),
+        ("generating_data", "training", "workflow"),
+        ("training", "evaluating", "workflow"),
+        ("evaluating", "completed", "workflow"),
+    ]
+    assert await ledger.verify_chain("data-resumed") == []
+
+
 async def test_resume_is_refused_with_the_reason_where_there_is_nothing_to_resume(
     stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger, database_url: str
 ) -> None:
