@@ -62,10 +62,12 @@ class OpenAIFineTuning:
     async def start(self, request: FineTuneInput, dataset: bytes) -> FineTuneJob:
         # A worker that died between creating the job and recording it left a
         # job tagged with the round: take that one rather than start a second.
+        # A resumed round replacing a failed job takes only one that may yet succeed.
         tag = {"amend_round": request.round_id}
+        passed_over = {"cancelled", "failed"} if request.replace_failed else {"cancelled"}
         earlier = await self.client.fine_tuning.jobs.list(metadata=tag, limit=10)
         for found in earlier.data:
-            if found.status != "cancelled":
+            if found.status not in passed_over:
                 return FineTuneJob(job_id=found.id, status=found.status, backend=self.name)
         uploaded = await self.client.files.create(
             file=(f"{request.dataset.sha256}.jsonl", dataset), purpose="fine-tune"

@@ -43,6 +43,8 @@ from ledger.store import Ledger
 from workflows import activities as defined
 
 ANSWER_SYSTEM = "You are a helpful, honest and harmless assistant."
+# A job in these states will never give the round a model: a resumed round starts another.
+JOB_ENDED_BADLY = frozenset({"failed", "cancelled"})
 
 
 class ArtifactStore(Protocol):
@@ -439,9 +441,10 @@ class TrainingActivities(defined.TrainingActivities):
     @heartbeating
     async def start_fine_tune(self, request: FineTuneInput) -> FineTuneJob:
         """Upload the dataset and start the job, once per round: a retry finds
-        the job it already started in the ledger."""
+        the job it already started in the ledger. A resumed round replaces a
+        job that failed or was cancelled, never one that runs or succeeded."""
         known = await self.ledger.training_job_for_round(request.round_id)
-        if known is not None:
+        if known is not None and not (request.replace_failed and known.status in JOB_ENDED_BADLY):
             return FineTuneJob(
                 job_id=known.job_id,
                 status=known.status,

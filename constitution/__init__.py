@@ -21,6 +21,8 @@ from constitution.amendment import (
 from constitution.errors import ErrorType
 from constitution.lifecycle import (
     PROPOSAL_TRANSITIONS,
+    RESUME_TRANSITIONS,
+    RETRAINING_STAGES,
     ROUND_TRANSITIONS,
     SETTLED_PROPOSAL_STATES,
     TERMINAL_ROUND_STATES,
@@ -29,6 +31,7 @@ from constitution.lifecycle import (
     RoundState,
     advance_proposal,
     advance_round,
+    resume_round,
 )
 from constitution.models import (
     ConstitutionVersion,
@@ -57,6 +60,8 @@ from constitution.models import (
 
 __all__ = [
     "PROPOSAL_TRANSITIONS",
+    "RESUME_TRANSITIONS",
+    "RETRAINING_STAGES",
     "ROUND_TRANSITIONS",
     "SETTLED_PROPOSAL_STATES",
     "TERMINAL_ROUND_STATES",
@@ -90,6 +95,7 @@ __all__ = [
     "is_proposal_of",
     "needs_strict_review",
     "render_markdown",
+    "resume_round",
     "round_id_of",
     "round_workflow_id",
 ]

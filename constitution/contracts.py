@@ -270,6 +270,28 @@ class Waiting(Contract):
         return f"waiting on {self.on} until {self.until:%Y-%m-%d %H:%M:%S} UTC ({self.reason})"
 
 
+class Resumption(Contract):
+    """An operator's resume of the failed round: who, when, why, and the stage it went back to.
+
+    The error the round had failed with is kept here, since resuming clears it.
+    """
+
+    actor: str
+    at: datetime
+    stage: RoundState
+    reason: str = ""
+    failed_with: str | None = None
+
+    def describe(self) -> str:
+        """One line for people: `resumed at training by operator:ann at ... (why)`."""
+        why = f": {self.reason}" if self.reason else ""
+        failed = f" (it had failed: {self.failed_with})" if self.failed_with else ""
+        return (
+            f"resumed at {self.stage.value} by {self.actor} "
+            f"at {self.at:%Y-%m-%d %H:%M:%S} UTC{why}{failed}"
+        )
+
+
 class RateLimitWait(Contract):
     """The details of a `ModelRateLimited` error: how long the round waits before asking again.
 
@@ -346,6 +368,10 @@ class RoundStatus(Contract):
     waiting: Waiting | None = Field(
         default=None, description="What the round is waiting on now (a rate-limited model)."
     )
+    resumptions: list[Resumption] = Field(
+        default_factory=list,
+        description="Each time an operator resumed the round after it failed, oldest first.",
+    )
 
     @property
     def pending(self) -> list[ProposalStatus]:
@@ -359,6 +385,25 @@ class RoundStatus(Contract):
             p for p in self.proposals if p.state in (ProposalState.accepted, ProposalState.modified)
         ]
 
+    @property
+    def resume_stage(self) -> RoundState | None:
+        """The retraining stage this round goes back to if it is resumed after failing.
+
+        The stage after the last one it completed, read from what it kept: its
+        new version, its dataset, its candidate model. None when review adopted
+        nothing (the round failed before or during review): there is nothing to
+        resume, and the decisions to take would be a new round's.
+        """
+        if self.pending or not self.adopted:
+            return None
+        if self.result_version is None:
+            return RoundState.amending
+        if self.dataset is None:
+            return RoundState.generating_data
+        if self.candidate_model is None:
+            return RoundState.training
+        return RoundState.evaluating
+
     def find(self, proposal_id: str) -> ProposalStatus | None:
         """The proposal with this id, or None: decisions and orders name proposals by id."""
         return next((p for p in self.proposals if p.proposal.id == proposal_id), None)
@@ -369,7 +414,11 @@ class RoundInput(Contract):
 
     spec: RoundSpec
     carried: RoundStatus | None = Field(
-        default=None, description="Set when the round continues as new."
+        default=None, description="Set when the round continues as new, or is resumed."
+    )
+    resume: OperatorRequest | None = Field(
+        default=None,
+        description="Set when an operator resumes the failed round whose status is `carried`.",
     )
 
 
@@ -574,6 +623,11 @@ class FineTuneInput(Contract):
     round_id: str
     dataset: Dataset
     training: TrainingSpec
+    replace_failed: bool = Field(
+        default=False,
+        description="A resumed round: a new job replaces the round's job if that one failed "
+        "or was cancelled (one that runs or succeeded is still the round's job).",
+    )
 
 
 class FineTuneJob(Contract):
@@ -610,6 +664,15 @@ class OperatorRequest(Contract):
 
     actor: str = Field(min_length=1, max_length=200)
     reason: str = Field(default="", max_length=2000)
+
+
+class ResumedRound(Contract):
+    """What resuming a failed round answers: the new run, and the stage it starts at."""
+
+    round_id: str
+    workflow_id: str
+    run_id: str
+    stage: RoundState
 
 
 class EvaluateInput(Contract):
@@ -657,6 +720,8 @@ __all__ = [
     "ReferenceFigures",
     "ReminderInput",
     "ResolveGroupsInput",
+    "ResumedRound",
+    "Resumption",
     "RoundInput",
     "RoundResult",
     "RoundStatus",

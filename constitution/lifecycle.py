@@ -85,6 +85,15 @@ PROPOSAL_TRANSITIONS: dict[ProposalState, frozenset[ProposalState]] = {
 TERMINAL_ROUND_STATES = frozenset(s for s, nxt in ROUND_TRANSITIONS.items() if not nxt)
 SETTLED_PROPOSAL_STATES = frozenset(s for s, nxt in PROPOSAL_TRANSITIONS.items() if not nxt)
 
+# Retraining, in order: the stages a failed round may be resumed at.
+RETRAINING_STAGES = (_R.amending, _R.generating_data, _R.training, _R.evaluating)
+# A failed round's workflow has ended, so `failed` stays terminal for
+# `advance_round`; an operator's `amend round resume` is the one way back, to the
+# retraining stage the round had not finished (its review is never run again).
+RESUME_TRANSITIONS: dict[RoundState, frozenset[RoundState]] = {
+    _R.failed: frozenset(RETRAINING_STAGES),
+}
+
 
 class IllegalTransition(ValueError):
     """A state change the lifecycle does not allow."""
@@ -104,6 +113,18 @@ def advance_round(current: RoundState, target: RoundState) -> RoundState:
     allowed = ROUND_TRANSITIONS[current]
     if target not in allowed:
         raise IllegalTransition("round", current, target, frozenset(allowed))
+    return target
+
+
+def resume_round(current: RoundState, target: RoundState) -> RoundState:
+    """The target, if `RESUME_TRANSITIONS` allows resuming there; else `IllegalTransition`.
+
+    Kept apart from `advance_round`: only an operator's resume order moves a
+    round out of `failed`, never the round's own lifecycle.
+    """
+    allowed = RESUME_TRANSITIONS.get(current, frozenset())
+    if target not in allowed:
+        raise IllegalTransition("round", current, target, allowed)
     return target
 
 

@@ -21,7 +21,7 @@ from constitution import (
     diff_versions,
     render_markdown,
 )
-from constitution.contracts import OperatorRequest, RoundResult, RoundStatus
+from constitution.contracts import OperatorRequest, ResumedRound, RoundResult, RoundStatus
 from constitution.documents import DocumentError, Provenance, parse_markdown
 from gateway.auth import Operator, RoundId, Viewer
 from gateway.deps import ConfigDep, LedgerDep, TemporalDep
@@ -34,6 +34,7 @@ from workflows.client import (
     cancel_round,
     override_decision,
     repost_round,
+    resume_round,
     retry_slack,
     round_status,
     start_round,
@@ -57,6 +58,10 @@ class OrderBody(Body):
 
 class RepostBody(Body):
     reason: str = Field(default="re-posted", min_length=1, max_length=2000)
+
+
+class ResumeBody(Body):
+    reason: str = Field(default="", max_length=2000, description="Recorded with the resume.")
 
 
 class Reposted(BaseModel):
@@ -136,6 +141,21 @@ async def repost(
     """Post the round's pending proposals to Slack again."""
     order = OperatorRequest(actor=caller.actor, reason=body.reason)
     return Reposted(reposted=await repost_round(temporal, round_id, order))
+
+
+@router.post("/rounds/{round_id}/resume", status_code=202, responses=refusals(*ORDER))
+async def resume(
+    round_id: RoundId,
+    body: ResumeBody,
+    caller: Operator,
+    temporal: TemporalDep,
+    config: ConfigDep,
+) -> ResumedRound:
+    """Re-run a failed round from the stage after its last completed one (dataset,
+    fine-tune, evaluation), without asking reviewers again. 409 unless the round failed
+    after its review adopted amendments, or when it is already running again."""
+    order = OperatorRequest(actor=caller.actor, reason=body.reason)
+    return await resume_round(temporal, round_id, order, config.task_queue)
 
 
 @router.post(

@@ -596,9 +596,14 @@ class LedgerReads:
     # -- retraining ----------------------------------------------------------------
 
     async def training_job_for_round(self, round_id: str) -> TrainingJobRow | None:
-        """The round's first fine-tune job, which a retried start returns."""
+        """The round's latest fine-tune job: the one a retried start returns.
+
+        A round has one job, and one more each time it is resumed after its job
+        failed (`FineTuneInput.replace_failed`).
+        """
         row = await self.pool.fetchrow(
-            "SELECT * FROM training_jobs WHERE round_id = $1 ORDER BY created_at LIMIT 1", round_id
+            "SELECT * FROM training_jobs WHERE round_id = $1 ORDER BY created_at DESC LIMIT 1",
+            round_id,
         )
         return typed_row(TrainingJobRow, row)
 

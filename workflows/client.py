@@ -29,9 +29,17 @@ from constitution import (
     DecisionOutcome,
     DecisionRequest,
     RoundSpec,
+    RoundState,
     round_workflow_id,
 )
-from constitution.contracts import OperatorRequest, Progress, RoundInput, RoundResult, RoundStatus
+from constitution.contracts import (
+    OperatorRequest,
+    Progress,
+    ResumedRound,
+    RoundInput,
+    RoundResult,
+    RoundStatus,
+)
 from workflows.round import TrainingRoundWorkflow
 from workflows.search import CONSTITUTION_VERSION, PENDING_DECISIONS, ROUND_STATE
 
@@ -60,52 +68,114 @@ def refusal_reason(error: WorkflowUpdateFailedError) -> str:
     return cause.message if isinstance(cause, ApplicationError) else str(cause or error)
 
 
-def _first_search_attributes(spec: RoundSpec) -> TypedSearchAttributes:
+def _first_search_attributes(
+    spec: RoundSpec, state: RoundState = RoundState.created, version: int | None = None
+) -> TypedSearchAttributes:
     pairs: list[SearchAttributePair[Any]] = [
-        SearchAttributePair(ROUND_STATE, "created"),
+        SearchAttributePair(ROUND_STATE, state.value),
         SearchAttributePair(PENDING_DECISIONS, 0),
     ]
-    if spec.constitution_version is not None:
-        pairs.append(SearchAttributePair(CONSTITUTION_VERSION, spec.constitution_version))
+    version = version or spec.constitution_version
+    if version is not None:
+        pairs.append(SearchAttributePair(CONSTITUTION_VERSION, version))
     return TypedSearchAttributes(pairs)
 
 
 async def start_round(client: Client, spec: RoundSpec, task_queue: str) -> None:
-    """Start the round's workflow with its search attributes; `RoundExists` if the id was used.
-
-    On a Temporal cluster where the attributes are not registered, start it
-    without them (the round runs the same, only visibility queries cannot
-    filter it) and say so.
-    """
-    attributes = _first_search_attributes(spec)
+    """Start the round's workflow with its search attributes; `RoundExists` if the id was used."""
     try:
-        try:
-            await _start(client, spec, task_queue, attributes)
-        except RPCError as error:
-            if error.status is not RPCStatusCode.INVALID_ARGUMENT or "ttribute" not in str(error):
-                raise
-            log.warning(
-                "Temporal has no search attributes %s registered (%s); round %s starts "
-                "without them. `amend dev` registers them; see the README for a cluster.",
-                ", ".join(pair.key.name for pair in attributes),
-                error.message,
-                spec.round_id,
-            )
-            await _start(client, spec, task_queue, TypedSearchAttributes.empty)
+        await _start(
+            client,
+            RoundInput(spec=spec),
+            task_queue,
+            _first_search_attributes(spec),
+            WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
     except WorkflowAlreadyStartedError as error:
         raise RoundExists(f"round {spec.round_id} already exists") from error
 
 
 async def _start(
-    client: Client, spec: RoundSpec, task_queue: str, attributes: TypedSearchAttributes
-) -> None:
-    await client.start_workflow(
-        TrainingRoundWorkflow.run,
-        RoundInput(spec=spec),
-        id=spec.workflow_id,
-        task_queue=task_queue,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=attributes,
+    client: Client,
+    input: RoundInput,
+    task_queue: str,
+    attributes: TypedSearchAttributes,
+    reuse: WorkflowIDReusePolicy,
+) -> str:
+    """Start a run of the round's workflow with its search attributes; answers its run id.
+
+    On a Temporal cluster where the attributes are not registered, start it
+    without them (the round runs the same, only visibility queries cannot
+    filter it) and say so.
+    """
+    try:
+        handle = await client.start_workflow(
+            TrainingRoundWorkflow.run,
+            input,
+            id=input.spec.workflow_id,
+            task_queue=task_queue,
+            id_reuse_policy=reuse,
+            search_attributes=attributes,
+        )
+    except RPCError as error:
+        if error.status is not RPCStatusCode.INVALID_ARGUMENT or "ttribute" not in str(error):
+            raise
+        log.warning(
+            "Temporal has no search attributes %s registered (%s); round %s starts "
+            "without them. `amend dev` registers them; see the README for a cluster.",
+            ", ".join(pair.key.name for pair in attributes),
+            error.message,
+            input.spec.round_id,
+        )
+        handle = await client.start_workflow(
+            TrainingRoundWorkflow.run,
+            input,
+            id=input.spec.workflow_id,
+            task_queue=task_queue,
+            id_reuse_policy=reuse,
+        )
+    return handle.result_run_id or ""
+
+
+async def resume_round(
+    client: Client, round_id: str, order: OperatorRequest, task_queue: str
+) -> ResumedRound:
+    """Re-run a failed round from the retraining stage after its last completed one.
+
+    A new run of the round's workflow carries the failed run's status, so the
+    reviewers' decisions, the new version, the dataset and a succeeded
+    fine-tune job are kept and nobody is asked again. Refused (`RoundRefused`,
+    nothing changes) unless the round failed after its review adopted
+    amendments; `RoundNotFound` when there is no such round. Temporal starts
+    the run only while the last one is closed and failed, so a second order
+    sent at the same time is refused as already running.
+    """
+    status = await round_status(client, round_id)
+    if status.state is not RoundState.failed:
+        running = "" if status.state in TERMINAL_ROUND_STATES else " and running"
+        raise RoundRefused(
+            f"round {round_id} is {status.state.value}{running}; only a failed round can be resumed"
+        )
+    stage = status.resume_stage
+    if stage is None:
+        raise RoundRefused(
+            f"round {round_id} failed before its review adopted any amendment, so there "
+            "is nothing to resume; start a new round"
+        )
+    try:
+        run_id = await _start(
+            client,
+            RoundInput(spec=status.spec, carried=status, resume=order),
+            task_queue,
+            _first_search_attributes(
+                status.spec, RoundState.failed, status.result_version or status.base_version
+            ),
+            WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY,
+        )
+    except WorkflowAlreadyStartedError as error:
+        raise RoundRefused(f"round {round_id} is already running (resumed)") from error
+    return ResumedRound(
+        round_id=round_id, workflow_id=status.spec.workflow_id, run_id=run_id, stage=stage
     )
 
 

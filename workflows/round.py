@@ -25,6 +25,7 @@ from temporalio.exceptions import (
 
 with workflow.unsafe.imports_passed_through():
     from constitution import (
+        RETRAINING_STAGES,
         TERMINAL_ROUND_STATES,
         Decision,
         DecisionKind,
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         advance_proposal,
         advance_round,
         apply_amendments,
+        resume_round,
     )
     from constitution.contracts import (
         CancelFineTuneInput,
@@ -59,6 +61,7 @@ with workflow.unsafe.imports_passed_through():
         RecordDecisionInput,
         ReminderInput,
         ResolveGroupsInput,
+        Resumption,
         RoundInput,
         RoundResult,
         RoundStatus,
@@ -199,6 +202,8 @@ class TrainingRoundWorkflow:
         # Model calls now waiting out a rate limit; the round shows `waiting`
         # from the first until the last of them is answered.
         self._model_waits = 0
+        # A run an operator started to resume the failed round (`amend round resume`).
+        self._resumed = input.resume is not None
 
     # -- the lifecycle ---------------------------------------------------------
 
@@ -232,14 +237,50 @@ class TrainingRoundWorkflow:
         return self._result()
 
     async def _lifecycle(self, input: RoundInput) -> None:
-        if input.carried is None:
+        if input.resume is not None:
+            await self._resume(input.resume)
+        elif input.carried is None:
             await self._propose()
         else:
             self.constitution = await self._load_version(self.status.base_version)
         if self.status.state is RoundState.in_review:
             await self._review()
-        if self.status.state is RoundState.amending:
+        # After review a round is `amending`; a resumed one may be further on.
+        if self.status.state in RETRAINING_STAGES:
             await self._retrain()
+
+    async def _resume(self, order: OperatorRequest) -> None:
+        """Take a failed round back to the retraining stage it had not finished.
+
+        The carried status is the failed run's: the reviewers' decisions, the
+        new version, the dataset and the candidate it made are kept, so none is
+        made again and no reviewer is asked again. Only a run started with a
+        `resume` input comes here, and no earlier history has one, so this
+        needs no patch.
+        """
+        self.constitution = await self._load_version(self.status.base_version)
+        failed = self.status.state
+        stage = resume_round(failed, self.status.resume_stage or failed)
+        self.status.resumptions.append(
+            Resumption(
+                actor=order.actor,
+                at=workflow.now(),
+                stage=stage,
+                reason=order.reason,
+                failed_with=self.status.error,
+            )
+        )
+        self.status.state = stage
+        self.status.error = None
+        self.status.runs += 1
+        await self._record(
+            "round",
+            failed,
+            stage,
+            actor=order.actor,
+            reason=f"resumed at {stage.value}" + (f": {order.reason}" if order.reason else ""),
+            data={"resumed": True, "run_id": workflow.info().run_id},
+        )
 
     def _stop_if_cancelled(self) -> None:
         """Stop the lifecycle at its next step once an operator has cancelled the round.
@@ -541,8 +582,71 @@ class TrainingRoundWorkflow:
         )
 
     async def _retrain(self) -> None:
+        """Retrain under the adopted version, from the round's stage on.
+
+        Each stage is run only while the round stands at it, so a resumed round
+        starts at the stage after its last completed one.
+        """
+        spec = self.status.spec
+        version = await self._adopted_version()
+        if self.status.state is RoundState.amending:
+            await self._move(RoundState.generating_data)
+        training = spec.training
+        if self.status.state is RoundState.generating_data:
+            self.status.progress = Progress(stage="generating_data", total=training.prompt_count)
+            dataset = await self._model(
+                TrainingActivities.generate_dataset,
+                DatasetInput(round_id=spec.round_id, constitution=version, training=training),
+                start_to_close_timeout=timedelta(hours=6),
+                heartbeat_timeout=training.heartbeat_timeout,
+            )
+            self.status.dataset = dataset
+            await self._move(
+                RoundState.training, data={"dataset": dataset.uri, "examples": dataset.examples}
+            )
+        if self.status.state is RoundState.training:
+            assert self.status.dataset is not None
+            self.status.progress = Progress(stage="training", detail=f"{training.backend} backend")
+            job = await self._fine_tune(self.status.dataset)
+            self.status.candidate_model = job.fine_tuned_model
+            await self._move(RoundState.evaluating, data={"candidate": job.fine_tuned_model})
+        candidate = self.status.candidate_model
+        self.status.progress = Progress(stage="evaluating")
+        assert candidate is not None
+        result = await self._model(
+            EvaluationActivities.evaluate,
+            EvaluateInput(
+                round_id=spec.round_id,
+                constitution=version,
+                candidate_model=candidate,
+                baseline_model=training.base_model,
+                gate=spec.gate,
+                prompt_file=training.eval_prompt_file,
+            ),
+            start_to_close_timeout=timedelta(hours=2),
+            heartbeat_timeout=training.heartbeat_timeout,
+        )
+        self.status.evaluation = result
+        self.status.progress = None
+        if result.passed:
+            await self._move(
+                RoundState.completed,
+                reason="candidate promoted",
+                data={"candidate": candidate},
+            )
+        else:
+            await self._move(
+                RoundState.gate_failed,
+                reason="; ".join(result.reasons),
+                data={"candidate": candidate, "held_back": True},
+            )
+
+    async def _adopted_version(self) -> ConstitutionVersion:
+        """The round's new version: stored now, or (a resumed round) as stored before."""
         spec = self.status.spec
         assert self.constitution is not None
+        if self.status.result_version is not None:
+            return await self._load_version(self.status.result_version)
         decided = [
             (p.proposal, p.final_decision)
             for p in self.status.adopted
@@ -561,68 +665,35 @@ class TrainingRoundWorkflow:
             "created",
             data={"parent": self.constitution.number, "hash": version.content_hash},
         )
-
-        await self._move(RoundState.generating_data)
-        training = spec.training
-        self.status.progress = Progress(stage="generating_data", total=training.prompt_count)
-        dataset = await self._model(
-            TrainingActivities.generate_dataset,
-            DatasetInput(round_id=spec.round_id, constitution=version, training=training),
-            start_to_close_timeout=timedelta(hours=6),
-            heartbeat_timeout=training.heartbeat_timeout,
-        )
-        self.status.dataset = dataset
-        await self._move(
-            RoundState.training, data={"dataset": dataset.uri, "examples": dataset.examples}
-        )
-        self.status.progress = Progress(stage="training", detail=f"{training.backend} backend")
-        job = await self._fine_tune(dataset)
-        self.status.candidate_model = job.fine_tuned_model
-
-        await self._move(RoundState.evaluating, data={"candidate": job.fine_tuned_model})
-        self.status.progress = Progress(stage="evaluating")
-        assert job.fine_tuned_model is not None
-        result = await self._model(
-            EvaluationActivities.evaluate,
-            EvaluateInput(
-                round_id=spec.round_id,
-                constitution=version,
-                candidate_model=job.fine_tuned_model,
-                baseline_model=training.base_model,
-                gate=spec.gate,
-                prompt_file=training.eval_prompt_file,
-            ),
-            start_to_close_timeout=timedelta(hours=2),
-            heartbeat_timeout=training.heartbeat_timeout,
-        )
-        self.status.evaluation = result
-        self.status.progress = None
-        if result.passed:
-            await self._move(
-                RoundState.completed,
-                reason="candidate promoted",
-                data={"candidate": job.fine_tuned_model},
-            )
-        else:
-            await self._move(
-                RoundState.gate_failed,
-                reason="; ".join(result.reasons),
-                data={"candidate": job.fine_tuned_model, "held_back": True},
-            )
+        return version
 
     async def _fine_tune(self, dataset: Dataset) -> FineTuneJob:
+        """Start the round's job (or, resumed, find it again) and wait for its model.
+
+        A resumed round whose job runs or succeeded gets that job back: it is
+        not started, nor its start recorded, a second time. One whose job
+        failed or was cancelled starts a new one.
+        """
         spec = self.status.spec
         training = spec.training
         job = await workflow.execute_activity_method(
             TrainingActivities.start_fine_tune,
-            FineTuneInput(round_id=spec.round_id, dataset=dataset, training=training),
+            FineTuneInput(
+                round_id=spec.round_id,
+                dataset=dataset,
+                training=training,
+                replace_failed=self._resumed,
+            ),
             start_to_close_timeout=timedelta(minutes=5),
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
             retry_policy=MODEL_RETRY,
         )
+        # Only a resumed round can have a job before it starts one.
+        known = job.job_id == self.status.fine_tune_job
         self._job = job
         self.status.fine_tune_job = job.job_id
-        await self._record(f"job:{job.job_id}", None, job.status, data={"backend": job.backend})
+        if not known:
+            await self._record(f"job:{job.job_id}", None, job.status, data={"backend": job.backend})
         if job.backend == "http" and job.poll_url is None:
             # The trainer calls the gateway back with this activity's task token:
             # one activity, however many days, and no polling at all.
@@ -668,12 +739,13 @@ class TrainingRoundWorkflow:
             )
             self._job = None
             raise
-        await self._record(
-            f"job:{job.job_id}",
-            job.status,
-            finished.status,
-            data={"model": finished.fine_tuned_model},
-        )
+        if not (known and job.status == finished.status):  # its end is recorded already
+            await self._record(
+                f"job:{job.job_id}",
+                job.status,
+                finished.status,
+                data={"model": finished.fine_tuned_model},
+            )
         self._job = None
         return finished
 

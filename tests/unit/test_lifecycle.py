@@ -11,8 +11,10 @@ from typing import TypeVar
 
 import pytest
 
+from constitution.contracts import Dataset, ProposalStatus, RoundStatus
 from constitution.lifecycle import (
     PROPOSAL_TRANSITIONS,
+    RETRAINING_STAGES,
     ROUND_TRANSITIONS,
     SETTLED_PROPOSAL_STATES,
     TERMINAL_ROUND_STATES,
@@ -21,7 +23,9 @@ from constitution.lifecycle import (
     RoundState,
     advance_proposal,
     advance_round,
+    resume_round,
 )
+from constitution.models import Proposal, ProposalDraft, ProposalKind, RoundSpec
 
 S = TypeVar("S", bound=StrEnum)
 
@@ -256,3 +260,88 @@ def test_every_proposal_state_is_reachable_from_drafted(state: ProposalState) ->
 def test_an_illegal_transition_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="round cannot go"):
         advance_round(R.created, R.completed)
+
+
+# -- resuming a failed round --------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", RETRAINING_STAGES, ids=str)
+def test_an_operators_resume_takes_a_failed_round_back_to_a_retraining_stage(
+    stage: RoundState,
+) -> None:
+    assert resume_round(R.failed, stage) is stage
+    # The round's own lifecycle never leaves `failed`: only the resume order does.
+    with pytest.raises(IllegalTransition, match="final"):
+        advance_round(R.failed, stage)
+
+
+@pytest.mark.parametrize(
+    "move",
+    [m for m in _all_pairs(RoundState) if not (m[0] is R.failed and m[1] in RETRAINING_STAGES)],
+    ids=_ids,
+)
+def test_no_other_round_is_resumed_and_review_is_never_resumed(
+    move: tuple[RoundState, RoundState],
+) -> None:
+    with pytest.raises(IllegalTransition):
+        resume_round(*move)
+
+
+def _adopted(state: ProposalState) -> ProposalStatus:
+    return ProposalStatus(
+        proposal=Proposal(
+            id="r1-p1",
+            round_id="r1",
+            draft=ProposalDraft(
+                kind=ProposalKind.add, title="Kindness", text="Be kind.", rationale="ev-1"
+            ),
+            prompt_version="propose.v2",
+            model="m",
+        ),
+        state=state,
+    )
+
+
+DATASET = Dataset(uri="file:///d.jsonl", sha256="0" * 64, examples=3, method="supervised")
+
+
+@pytest.mark.parametrize(
+    ("kept", "stage"),
+    [
+        ({}, R.amending),
+        ({"result_version": 2}, R.generating_data),
+        ({"result_version": 2, "dataset": DATASET}, R.training),
+        (
+            {"result_version": 2, "dataset": DATASET, "fine_tune_job": "ftjob-1"},
+            R.training,
+        ),
+        ({"result_version": 2, "dataset": DATASET, "candidate_model": "ft:m"}, R.evaluating),
+    ],
+    ids=["no-version", "version", "dataset", "failed-job", "candidate"],
+)
+def test_a_failed_round_resumes_after_the_last_stage_it_completed(
+    kept: dict[str, object], stage: RoundState
+) -> None:
+    status = RoundStatus(
+        spec=RoundSpec(round_id="r1", reviewers=["U1"]),
+        state=R.failed,
+        proposals=[_adopted(P.accepted), _adopted(P.rejected)],
+        **kept,
+    )
+    assert status.resume_stage is stage
+
+
+@pytest.mark.parametrize(
+    "proposals",
+    [[], [P.rejected], [P.accepted, P.posted], [P.withdrawn]],
+    ids=["none-drafted", "all-rejected", "one-pending", "withdrawn"],
+)
+def test_a_round_whose_review_adopted_nothing_has_nothing_to_resume(
+    proposals: list[ProposalState],
+) -> None:
+    status = RoundStatus(
+        spec=RoundSpec(round_id="r1", reviewers=["U1"]),
+        state=R.failed,
+        proposals=[_adopted(p) for p in proposals],
+    )
+    assert status.resume_stage is None

@@ -187,6 +187,11 @@ def _status_waiting(shown: ShownRound) -> Any:
     return f"[yellow]{escape(waiting.describe())}[/yellow]" if waiting else None
 
 
+def _status_resumed(shown: ShownRound) -> Any:
+    resumptions = shown.status.resumptions
+    return "\n".join(escape(r.describe()) for r in resumptions) if resumptions else None
+
+
 def _status_preflight(shown: ShownRound) -> Any:
     checked = shown.status.preflight
     if checked is None:
@@ -305,6 +310,7 @@ STATUS_SECTIONS: list[Callable[[ShownRound], Any]] = [
     _status_header,
     _status_blocked,
     _status_waiting,
+    _status_resumed,
     _status_preflight,
     _status_proposals,
     _status_proposal_details,

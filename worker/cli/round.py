@@ -429,6 +429,33 @@ def round_repost(
         console.print(f"re-posted {count} pending proposal{'s' if count != 1 else ''}")
 
 
+@app.command("resume")
+def round_resume(
+    round_id: Annotated[str, typer.Argument(help=ROUND_ID_HELP)],
+    reason: Annotated[str, typer.Option(help="Why; recorded with the resume.")] = "",
+    actor: Annotated[str | None, typer.Option("--as", help=AS_HELP)] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+) -> None:
+    """Re-run a failed round from the stage after its last completed one (dataset,
+    fine-tune, evaluation), keeping its version, dataset and a succeeded fine-tune job;
+    reviewers are not asked again. Refused (exit 1) unless the round failed after its
+    review adopted amendments, or while it is running again."""
+    from workflows.client import resume_round
+
+    order = OperatorRequest(actor=operator_name(actor), reason=reason)
+    s = settings()
+    resumed = run(
+        send_order(s, lambda client: resume_round(client, round_id, order, s.temporal_task_queue))
+    )
+    if as_json:
+        emit_json(resumed)
+    else:
+        console.print(
+            f"round {escape(round_id)} resumed at {resumed.stage.value}; "
+            f"follow it with `amend round watch {escape(round_id)}`"
+        )
+
+
 @app.command("retry-slack")
 def round_retry_slack(
     round_id: Annotated[str, typer.Argument(help=ROUND_ID_HELP)],
