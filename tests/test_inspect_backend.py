@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from constitution import RoundState
 from constitution.gate import evaluation_details
 from ledger.store import Ledger
-from tests.conftest import StackFactory, accepted_round
+from tests.conftest import StackFactory, accepted_round, operator_api
 from worker.stack import Stack
 from workflows.client import round_status
 
@@ -92,3 +92,6 @@ async def test_a_round_evaluated_as_an_inspect_task_reads_the_gate_from_its_log_
     assert stored.settings["evaluation_backend"] == "inspect"
     shown = "\n".join(evaluation_details(after))
     assert f"Inspect log: {log_dir} (open with `inspect view --log-dir {log_dir}`)" in shown
+    async with operator_api(stack) as http:
+        page = (await http.get("/rounds/twin-inspect")).text
+    assert 'id="inspect-log"' in page and f"inspect view --log-dir {log_dir}" in page
