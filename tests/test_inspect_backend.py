@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from constitution import RoundState
 from constitution.gate import evaluation_details
 from ledger.store import Ledger
-from tests.conftest import StackFactory, accepted_round, operator_api
+from tests.conftest import StackFactory, accepted_round, operator_api, standin
 from worker.stack import Stack
 from workflows.client import round_status
 
@@ -95,3 +96,23 @@ async def test_a_round_evaluated_as_an_inspect_task_reads_the_gate_from_its_log_
     async with operator_api(stack) as http:
         page = (await http.get("/rounds/twin-inspect")).text
     assert 'id="inspect-log"' in page and f"inspect view --log-dir {log_dir}" in page
+
+
+async def test_a_grader_that_returns_garbage_under_inspect_fails_the_round_as_it_does_built_in(
+    stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
+) -> None:
+    handle = await accepted_round(
+        stack, dev_server, "inspect-bad-grader", gate={"evaluation_backend": "inspect"}
+    )
+    # Every grade from here on comes back in the wrong shape: Inspect would keep
+    # only the scorer's error text, the activity raises the grader's error as it was.
+    await standin(stack, "/_standin/faults", {"faults": ["wrong_shape"] * 2000, "task": "Grade"})
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    [failed] = [
+        t
+        for t in await ledger.timeline("inspect-bad-grader")
+        if t.entity == "round" and t.to_state == "failed"
+    ]
+    assert "the grader" in failed.reason and "did not return a grade" in failed.reason
+    assert await ledger.evaluation("inspect-bad-grader") is None
