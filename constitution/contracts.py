@@ -287,10 +287,15 @@ class RateLimitWait(Contract):
 
 
 class PreflightInput(Contract):
-    """Input of `preflight`: what the round will need of the model server and trainer."""
+    """Input of `preflight`: what the round will need of the model server and trainer.
+
+    `gate` (absent from rounds started before it was sent) says which
+    evaluation backend the worker must be able to run.
+    """
 
     round_id: str
     training: TrainingSpec
+    gate: GateSpec | None = None
 
 
 class PreflightResult(Contract):
