@@ -242,6 +242,9 @@ class EvaluationActivities(defined.EvaluationActivities):
             log_dir=log_dir,
             on_graded=counted,
             max_connections=self.model.concurrency,
+            attempt_timeout_s=(
+                max(1, round(client.timeout)) if isinstance(client.timeout, int | float) else None
+            ),
         )
         answered = await run.answers(models)
         return [answered[model] for model in models]

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 Grader = Callable[[str, str], Awaitable[Grade]]
 """Grade an answer to a prompt (the prompt as asked, the answer) with the project's rubric."""
 
+INSPECT_RETRIES = 2
+"""Retries Inspect makes of one failed model request before its run ends in error."""
+
 TASK_NAME = "amend_evaluation"
 SERVICE = "amend"
 """The `openai-api/<service>/<model>` prefix Inspect names the model server by."""
@@ -79,6 +82,7 @@ class InspectRun:
     log_dir: Path
     on_graded: Callable[[str], None]
     max_connections: int = 4
+    attempt_timeout_s: int | None = None
     grader_errors: list[ApplicationError] = field(default_factory=list)
 
     def task(self) -> Task:
@@ -162,7 +166,14 @@ class InspectRun:
         # No console display in a worker, unless the operator asks for one
         # (eval_async would otherwise print its progress to stdout).
         init_display_type(os.environ.get("INSPECT_DISPLAY", "none"))
-        config = GenerateConfig(max_connections=self.max_connections)
+        # Inspect retries a failed request without limit by default; here a couple
+        # of quick retries ride out a blip, then the run ends in error and Temporal
+        # retries the activity with its own backoff, where the round shows it.
+        config = GenerateConfig(
+            max_connections=self.max_connections,
+            max_retries=INSPECT_RETRIES,
+            attempt_timeout=self.attempt_timeout_s,
+        )
         evaluated = [
             get_model(
                 f"openai-api/{SERVICE}/{name}",
