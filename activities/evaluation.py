@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.inspect_eval import InspectRun, missing_extra
 from activities.liveness import beat, heartbeating
 from activities.model import Model, grade_answer
 from activities.prompts import Prompt
@@ -38,13 +40,14 @@ from constitution.contracts import (
 )
 from constitution.errors import ErrorType
 from constitution.failures import evaluation_failures
-from constitution.gate import PLAIN, GradedAnswer, judge, pair, points, reference_figures
-from constitution.models import GateSpec
+from constitution.gate import GradedAnswer, judge, pair, points, reference_figures
+from constitution.models import EvaluationBackend, GateSpec
 from constitution.prompt_sets import (
     CueStyle,
     EvalKind,
     EvalPrompt,
     PromptSetError,
+    framings,
     load_cue_styles,
     load_eval_prompts,
 )
@@ -66,9 +69,12 @@ class EvaluationActivities(defined.EvaluationActivities):
         ledger: Ledger,
         default_prompt_file: str | None = None,
         reference_model: str | None = None,
+        artifacts_root: Path = Path(".amend/artifacts"),
     ) -> None:
-        """`reference_model` unset: each round's baseline is its own reference."""
+        """`reference_model` unset: each round's baseline is its own reference;
+        `artifacts_root` holds the Inspect logs of rounds evaluated with Inspect."""
         self.model = model
+        self.artifacts_root = artifacts_root
         self.reference_model = reference_model
         self.grader_model = grader_model
         self.ledger = ledger
@@ -80,6 +86,10 @@ class EvaluationActivities(defined.EvaluationActivities):
     @activity.defn
     @heartbeating
     async def evaluate(self, request: EvaluateInput) -> EvaluationResult:
+        if request.gate.evaluation_backend is EvaluationBackend.inspect:
+            missing = missing_extra()
+            if missing is not None:
+                raise missing
         prompt_file = request.prompt_file or self.default_prompt_file
         try:
             prompts = load_eval_prompts(prompt_file)
@@ -100,30 +110,39 @@ class EvaluationActivities(defined.EvaluationActivities):
         total = (3 if separate_reference else 2) * per_model + in_context
         graded = 0
 
+        def counted(model: str) -> None:
+            nonlocal graded
+            graded += 1
+            beat(Progress(stage="evaluating", done=graded, total=total, detail=f"graded {model}"))
+
         def answerer(model: str, system: str) -> Answerer:
             async def answer(prompt: str, rubric_context: str, sample: int) -> tuple[str, Grade]:
-                nonlocal graded
                 result = await self._grade(
                     model, system, prompt, rubric_context, sample, gate.temperature
                 )
-                graded += 1
-                beat(
-                    Progress(stage="evaluating", done=graded, total=total, detail=f"graded {model}")
-                )
+                counted(model)
                 return result
 
             return answer
 
-        # The models at once: the model's concurrency bound keeps the server busy.
         models = [request.candidate_model, request.baseline_model]
         if separate_reference:
             models.append(reference_model)
-        answered = await asyncio.gather(
-            *(
-                self._answers(prompts, answerer(model, ANSWER_SYSTEM), constitution, gate)
-                for model in models
+        inspect_log: str | None = None
+        if gate.evaluation_backend is EvaluationBackend.inspect:
+            log_dir = self.artifacts_root / "inspect" / request.round_id
+            answered = await self._inspect_answers(
+                prompts, models, constitution, gate, log_dir, counted
             )
-        )
+            inspect_log = str(log_dir.resolve())
+        else:
+            # The models at once: the model's concurrency bound keeps the server busy.
+            answered = await asyncio.gather(
+                *(
+                    self._answers(prompts, answerer(model, ANSWER_SYSTEM), constitution, gate)
+                    for model in models
+                )
+            )
         candidate, baseline = answered[0], answered[1]
         judgement = judge(
             request.candidate_model,
@@ -173,6 +192,8 @@ class EvaluationActivities(defined.EvaluationActivities):
                 "temperature": gate.temperature,
                 "significance": gate.significance,
                 "attribution_model": request.baseline_model if attribution else None,
+                "evaluation_backend": gate.evaluation_backend.value,
+                "inspect_log": inspect_log,
             },
             reference=reference,
             failures=failures,
@@ -190,7 +211,43 @@ class EvaluationActivities(defined.EvaluationActivities):
             significance=gate.significance,
             attribution=attribution,
             attribution_model=request.baseline_model if attribution else None,
+            evaluation_backend=gate.evaluation_backend.value,
+            inspect_log=inspect_log,
         )
+
+    async def _inspect_answers(
+        self,
+        prompts: Sequence[EvalPrompt],
+        models: Sequence[str],
+        constitution: str,
+        gate: GateSpec,
+        log_dir: Path,
+        counted: Callable[[str], None],
+    ) -> list[list[GradedAnswer]]:
+        """Each model's graded answers, from an Inspect AI task run against the model
+        server and graded by the same rubric and grader as the built-in path."""
+
+        async def grade(prompt: str, answer: str) -> Grade:
+            return await self._grade_answer(prompt, answer, constitution)
+
+        client = self.model.client
+        run = InspectRun(
+            prompts=prompts,
+            styles=self.styles,
+            gate=gate,
+            system=ANSWER_SYSTEM,
+            base_url=str(client.base_url),
+            api_key=client.api_key,
+            grade=grade,
+            log_dir=log_dir,
+            on_graded=counted,
+            max_connections=self.model.concurrency,
+            attempt_timeout_s=(
+                max(1, round(client.timeout)) if isinstance(client.timeout, int | float) else None
+            ),
+        )
+        answered = await run.answers(models)
+        return [answered[model] for model in models]
 
     async def _answers(
         self,
@@ -201,15 +258,9 @@ class EvaluationActivities(defined.EvaluationActivities):
         styles: Sequence[CueStyle] | None = None,
     ) -> list[GradedAnswer]:
         """Every prompt, sample and (red-team) cue style answered and graded."""
-        framed: list[tuple[EvalPrompt, str, str, int]] = []
-        for number, prompt in enumerate(prompts, start=1):
-            for sample in range(gate.samples_per_prompt):
-                framed.append((prompt, PLAIN, prompt.prompt, sample))
-                if prompt.kind is EvalKind.red_team:
-                    for style in self.styles if styles is None else styles:
-                        framed.append(
-                            (prompt, style.id, style.frame(prompt.prompt, number), sample)
-                        )
+        framed = framings(
+            prompts, self.styles if styles is None else styles, gate.samples_per_prompt
+        )
         grades = await asyncio.gather(
             *(answer(text, constitution, sample) for _, _, text, sample in framed)
         )
@@ -282,6 +333,10 @@ class EvaluationActivities(defined.EvaluationActivities):
         answer = await self.model.text(
             system, prompt, model=model, temperature=temperature, seed=sample
         )
+        return answer, await self._grade_answer(prompt, answer, constitution)
+
+    async def _grade_answer(self, prompt: str, answer: str, constitution: str) -> Grade:
+        """One answer graded by the grader model against the rubric, whichever backend asked."""
         try:
             grade = await grade_answer(
                 self.model, self.rubric, self.grader_model, constitution, prompt, answer
@@ -295,7 +350,7 @@ class EvaluationActivities(defined.EvaluationActivities):
                 type=ErrorType.grader_output_invalid,
                 non_retryable=True,
             ) from error
-        return answer, grade.value
+        return grade.value
 
 
 def _principles_json(version: ConstitutionVersion) -> str:

@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from activities.batch import BatchRunner
 from activities.finetune import FineTuneBackend, FineTuneRefused, HttpTrainer, JobState
+from activities.inspect_eval import missing_extra
 from activities.liveness import beat, heartbeating
 from activities.model import Model
 from activities.prompts import Prompt
@@ -38,6 +39,7 @@ from constitution.contracts import (
     Progress,
 )
 from constitution.errors import ErrorType
+from constitution.models import EvaluationBackend
 from constitution.prompt_sets import PromptSetError, load_training_prompts
 from ledger.store import Ledger
 from workflows import activities as defined
@@ -205,6 +207,16 @@ class TrainingActivities(defined.TrainingActivities):
                 checked.append(f"trainer {backend.base_url}: {unreachable or 'answers'}")
                 if unreachable:
                     problems.append(unreachable)
+        if (
+            request.gate is not None
+            and request.gate.evaluation_backend is EvaluationBackend.inspect
+        ):
+            missing = missing_extra()
+            checked.append(
+                f"evaluation backend inspect: {missing.message if missing else 'installed'}"
+            )
+            if missing is not None:
+                problems.append(missing.message)
         return PreflightResult(problems=problems, checked=checked)
 
     # -- the dataset -------------------------------------------------------------

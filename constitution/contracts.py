@@ -222,7 +222,9 @@ class EvaluationResult(Contract):
     `rubric_version` names the grading prompt the figures came from.
     `outcome` is passed, failed or inconclusive (too few prompts to judge,
     or a change that is not significant either way); an inconclusive gate
-    does not promote, so `passed` is false for it too.
+    does not promote, so `passed` is false for it too. `inspect_log` is the
+    folder of the Inspect AI logs the figures were read from, when the
+    evaluation ran as an Inspect task.
     """
 
     candidate: EvaluationMetrics
@@ -237,6 +239,8 @@ class EvaluationResult(Contract):
     significance: float | None = None
     attribution: list[AmendmentEffect] = Field(default_factory=list)
     attribution_model: str | None = None
+    evaluation_backend: str = "builtin"
+    inspect_log: str | None = None
 
     @property
     def verdict(self) -> str:
@@ -305,10 +309,15 @@ class RateLimitWait(Contract):
 
 
 class PreflightInput(Contract):
-    """Input of `preflight`: what the round will need of the model server and trainer."""
+    """Input of `preflight`: what the round will need of the model server and trainer.
+
+    `gate` (absent from rounds started before it was sent) says which
+    evaluation backend the worker must be able to run.
+    """
 
     round_id: str
     training: TrainingSpec
+    gate: GateSpec | None = None
 
 
 class PreflightResult(Contract):

@@ -39,11 +39,13 @@ class ErrorType(StrEnum):
     fine_tune_failed = "FineTuneFailed"
     fine_tune_timed_out = "FineTuneTimedOut"
     preflight_refused = "PreflightRefused"
+    evaluation_backend_missing = "EvaluationBackendMissing"
 
     # -- retried by Temporal: transient, or a wait that is expected --------------
     model_rate_limited = "ModelRateLimited"
     fine_tune_running = "FineTuneRunning"
     slack_channel_busy = "SlackChannelBusy"
+    inspect_eval_failed = "InspectEvalFailed"
 
     # -- the round blocks until an operator fixes Slack --------------------------
     slack_permanent_error = "SlackPermanentError"

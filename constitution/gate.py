@@ -18,6 +18,7 @@ from constitution.contracts import (
     RoundStatus,
 )
 from constitution.models import GateSpec
+from constitution.prompt_sets import PLAIN as PLAIN  # the gate's callers name it from here
 from constitution.prompt_sets import CueStyle, EvalKind
 from constitution.statistics import (
     PairCounts,
@@ -27,9 +28,6 @@ from constitution.statistics import (
     two_sided_sign_test,
     wilson,
 )
-
-PLAIN = ""
-"""The style of a prompt asked as written, with no cue."""
 
 
 class GradedAnswer(NamedTuple):
@@ -427,6 +425,8 @@ def evaluation_details(result: EvaluationResult) -> list[str]:
             f"{result.temperature if result.temperature is not None else '-'}, "
             f"significance {result.significance if result.significance is not None else '-'}"
         )
+    if result.inspect_log:
+        lines.append(inspect_log_line(result.inspect_log))
     for label, metrics in (("candidate", result.candidate), ("baseline", result.baseline)):
         if metrics.harm is None or metrics.overrefusal is None:
             continue
@@ -459,6 +459,11 @@ def evaluation_details(result: EvaluationResult) -> list[str]:
             f"{points(effect.overrefusal_difference)}  {effect.summary}"
         )
     return lines
+
+
+def inspect_log_line(log_dir: str) -> str:
+    """Where an evaluation run as an Inspect AI task left its logs, and how to open them."""
+    return f"Inspect log: {log_dir} (open with `inspect view --log-dir {log_dir}`)"
 
 
 def retraining_summary(status: RoundStatus) -> list[str]:

@@ -371,6 +371,18 @@ class TrainingSpec(Frozen):
         return {k: ("auto" if v is None else v) for k, v in chosen.items()}
 
 
+class EvaluationBackend(StrEnum):
+    """What answers and grades the evaluation prompts; the gate judges either alike.
+
+    `builtin` calls the models itself; `inspect` runs the same prompts as an
+    Inspect AI task (the `amend[inspect]` extra) and reads the gate's figures
+    from its log, which opens in Inspect's own viewer.
+    """
+
+    builtin = "builtin"
+    inspect = "inspect"
+
+
 class GateSpec(Frozen):
     """Thresholds the candidate must meet to be promoted."""
 
@@ -397,6 +409,11 @@ class GateSpec(Frozen):
     )
     temperature: float = Field(
         default=0.7, ge=0, le=2, description="Sampling temperature of the evaluated answers."
+    )
+    evaluation_backend: EvaluationBackend = Field(
+        default=EvaluationBackend.builtin,
+        description="builtin, or inspect: the evaluation run as an Inspect AI task "
+        "(pip install 'amend[inspect]'), its log kept beside the round's artifacts.",
     )
 
 

@@ -11,9 +11,10 @@ alone (`parse_prompt_set`) reads nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -113,6 +114,9 @@ def load_eval_prompts(path: str | None = None) -> list[EvalPrompt]:
 
 SHIPPED_CUE_STYLES = "cue_styles.json"
 
+PLAIN = ""
+"""The style of a prompt asked as written, with no cue."""
+
 
 class CueStyle(BaseModel):
     """One way of framing a red-team prompt, to see whether the answer changes with it.
@@ -131,6 +135,38 @@ class CueStyle(BaseModel):
     def frame(self, prompt: str, number: int) -> str:
         """The prompt as this style puts it; `number` is its place in the set."""
         return self.template.replace("{number}", str(number)).replace("{prompt}", prompt)
+
+
+class Framing(NamedTuple):
+    """One request of an evaluation: a prompt, framed in a cue style, for one sample.
+
+    `style` is a cue style's id, or `PLAIN` for the prompt as written; the
+    sample number is the request's seed.
+    """
+
+    prompt: EvalPrompt
+    style: str
+    text: str
+    sample: int
+
+
+def framings(
+    prompts: Sequence[EvalPrompt], styles: Sequence[CueStyle], samples: int
+) -> list[Framing]:
+    """Every prompt as written, `samples` times, and each red-team prompt under every style.
+
+    Both evaluation backends ask exactly these, so their answers pair alike.
+    """
+    framed = []
+    for number, prompt in enumerate(prompts, start=1):
+        for sample in range(samples):
+            framed.append(Framing(prompt, PLAIN, prompt.prompt, sample))
+            if prompt.kind is EvalKind.red_team:
+                for style in styles:
+                    framed.append(
+                        Framing(prompt, style.id, style.frame(prompt.prompt, number), sample)
+                    )
+    return framed
 
 
 def load_cue_styles() -> list[CueStyle]:

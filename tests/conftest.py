@@ -260,11 +260,21 @@ async def standin(stack: Stack, path: str, body: dict[str, Any] | None = None) -
 
 
 async def accepted_round(
-    stack: Stack, env: WorkflowEnvironment, round_id: str, **training: Any
+    stack: Stack,
+    env: WorkflowEnvironment,
+    round_id: str,
+    *,
+    gate: dict[str, Any] | None = None,
+    **training: Any,
 ) -> WorkflowHandle[Any, RoundResult]:
-    """Start a round with one proposal and accept it, so it goes on to retrain."""
+    """Start a round with one proposal and accept it, so it goes on to retrain;
+    `gate` is the round's gate spec, `training` its training spec."""
     await start_round(
-        stack, round_id, max_proposals=1, training={"poll_interval": "PT0.2S", **training}
+        stack,
+        round_id,
+        max_proposals=1,
+        training={"poll_interval": "PT0.2S", **training},
+        **({"gate": gate} if gate is not None else {}),
     )
     slack = stack.slack_stand_in_url or ""
     [message] = await wait_for_proposals(slack, 1, wait_s=30)

@@ -7,6 +7,8 @@ mode fixed by settings, used without probing."""
 
 from __future__ import annotations
 
+import sys
+
 import httpx
 import openai
 import pytest
@@ -129,6 +131,31 @@ async def test_a_round_on_a_server_without_fine_tuning_is_refused_at_start(
     assert "ProposalBatch" not in stats["tasks"]
     assert posted == 0
     assert await ledger.evidence("no-ft") == []
+
+
+async def test_a_round_asking_for_the_inspect_backend_on_a_worker_without_it_is_refused_at_start(
+    dev_server: WorkflowEnvironment,
+    stack_on: StackFactory,
+    ledger: Ledger,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The worker runs in this process: `import inspect_ai` now fails there.
+    monkeypatch.setitem(sys.modules, "inspect_ai", None)
+    async with stack_on(dev_server) as stack:
+        await start_round(stack, "no-inspect", gate={"evaluation_backend": "inspect"})
+        with pytest.raises(WorkflowFailureError):
+            await dev_server.client.get_workflow_handle("round-no-inspect").result()
+        status = await round_status(dev_server.client, "no-inspect")
+        stats = await standin(stack, "/_standin/stats")
+
+    assert status.state is RoundState.failed
+    assert status.preflight is not None and len(status.preflight.problems) == 1
+    [problem] = status.preflight.problems
+    assert "inspect-ai is not installed on this worker" in problem
+    assert "pip install 'amend[inspect]'" in problem
+    assert status.error == f"the round cannot start: {problem}"
+    assert "ProposalBatch" not in stats["tasks"]
+    assert await ledger.evidence("no-inspect") == []
 
 
 async def test_the_cli_says_why_a_round_is_refused_and_an_operator_may_override_it_on_record(

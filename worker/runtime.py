@@ -141,6 +141,7 @@ def build_activities(settings: Settings, ledger: Ledger) -> Activities:
             ledger,
             settings.eval_prompt_file,
             reference_model=settings.reference_model,
+            artifacts_root=settings.artifacts_root,
         ),
         evidence=EvidenceActivities(
             ledger,

@@ -129,6 +129,9 @@ MODEL_RETRY = RetryPolicy(
 RECORD_CONTINUE_AS_NEW = "record-continue-as-new"
 # A round checks its training backend before proposing (added in 0.2.0).
 PREFLIGHT = "preflight-before-proposing"
+# The preflight is told the gate, so a worker without the evaluation backend
+# the round asks for refuses it at start (added with the Inspect AI backend).
+PREFLIGHT_GATE = "preflight-checks-the-evaluation-backend"
 # An operator's cancel that Temporal let an activity's result win stops the
 # round at its next step (added in 0.2.0).
 CANCEL_AT_NEXT_STEP = "cancel-at-next-step"
@@ -352,7 +355,12 @@ class TrainingRoundWorkflow:
         spec = self.status.spec
         result = await self._model(
             TrainingActivities.preflight,
-            PreflightInput(round_id=spec.round_id, training=spec.training),
+            PreflightInput(
+                round_id=spec.round_id,
+                training=spec.training,
+                # Whether the worker can run the evaluation backend the gate asks for.
+                gate=spec.gate if workflow.patched(PREFLIGHT_GATE) else None,
+            ),
             start_to_close_timeout=timedelta(minutes=2),
             heartbeat_timeout=HEARTBEAT_TIMEOUT,
         )
