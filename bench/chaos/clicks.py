@@ -30,6 +30,8 @@ SLACK_TIMEOUT_S = 3.0
 SLACK_RETRIES = 3
 RETRY_DELAYS_S = (1.0, 3.0, 6.0)
 SIGNING_SECRET = "chaos-signing-secret"
+# httpx errors of a connection refused or cut: no process there to answer.
+CONNECTION_LOST = frozenset({"ConnectError", "ReadError", "WriteError", "RemoteProtocolError"})
 
 # The simulated reviewers: two allowed to decide, one who is not.
 ALICE = "U0SIMALICE"
@@ -74,6 +76,17 @@ class Click:
     def acknowledged(self) -> bool:
         """Slack saw a 200 within 3 s for one of its attempts."""
         return any(a.answered for a in self.attempts)
+
+    @property
+    def met_a_dead_gateway(self) -> bool:
+        """Its first request lost its connection: the gateway was killed under
+        it or not yet started again (a timeout, by contrast, is a live gateway
+        that was too slow).
+
+        Slack shows "not responding"; the one gateway is back only after the
+        trigger id expired, so nothing could open this click's modal. The
+        reviewer clicks again (`bench.chaos.rounds`), and that click is owed one."""
+        return bool(self.attempts) and self.attempts[0].error in CONNECTION_LOST
 
     @property
     def outcome(self) -> str | None:

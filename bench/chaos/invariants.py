@@ -162,11 +162,20 @@ def clicks_answered(facts: Facts) -> Check:
 
 
 def modals_opened(facts: Facts) -> Check:
-    """Every Modify…/Reject… click opened its modal while the trigger id lived."""
+    """Every Modify…/Reject… click that reached a gateway opened its modal
+    while the trigger id lived; clicks that met a dead gateway are
+    counted apart (nothing can open theirs; the reviewer clicks again)."""
     asked = [c for c in facts.clicks if c.modal_opened is not None]
-    failed = [c for c in asked if not c.modal_opened]
+    owed = [c for c in asked if not c.met_a_dead_gateway]
+    failed = [c for c in owed if not c.modal_opened]
     detail = ", ".join(f"{c.round_id}/{c.proposal_id} {c.action}" for c in failed[:8])
-    return Check("modals opened within 3 s", not failed, detail or f"{len(asked)} opened")
+    unreached = len(asked) - len(owed)
+    apart = f"; {unreached} met a dead gateway" if unreached else ""
+    return Check(
+        "modals opened within 3 s",
+        not failed,
+        (detail or f"{sum(1 for c in owed if c.modal_opened)} of {len(owed)} opened") + apart,
+    )
 
 
 def one_fine_tune_per_round(facts: Facts) -> Check:

@@ -89,7 +89,7 @@ def render(outcome: Outcome, checks: list[Check], options: Options, title: str) 
     acked = sum(1 for c in clicks if c.acknowledged)
     first = sum(1 for c in clicks if c.attempts and c.attempts[0].answered)
     retried = sum(1 for c in clicks if len(c.attempts) > 1)
-    modals = [c for c in clicks if c.modal_opened is not None]
+    modals = [c for c in clicks if c.modal_opened is not None and not c.met_a_dead_gateway]
     in_ledger = sum(sum(r.decisions.values()) + r.refusals_recorded for r in facts.rounds)
     decisions = sum(sum(r.decisions.values()) for r in facts.rounds)
     duplicates = sum(
@@ -106,7 +106,7 @@ def render(outcome: Outcome, checks: list[Check], options: Options, title: str) 
         "",
         "| clicks sent | acknowledged within 3 s | first try within 3 s | retried by Slack | "
         "in the ledger (decisions + refusals) | duplicates | rounds with gaps | "
-        "modals opened within 3 s | "
+        "modals opened within 3 s (clicks that reached a gateway) | "
         "`amend audit verify` |",
         "|---|---|---|---|---|---|---|---|---|",
         f"| {len(clicks)} | {acked} | {first} | {retried} | {in_ledger} ({decisions} + "

@@ -100,6 +100,14 @@ def _modal_not_opened(f: Facts) -> None:
     f.clicks[1].modal_opened = False
 
 
+def _modal_not_opened_by_a_live_gateway_that_answered_late(f: Facts) -> None:
+    f.clicks[1].modal_opened = False
+    f.clicks[1].attempts = [
+        Attempt(0, None, 3.0, error="ReadTimeout"),
+        Attempt(1, 200, 0.2, "opened"),
+    ]
+
+
 def _two_fine_tunes(f: Facts) -> None:
     f.rounds[0].fine_tune_jobs = 2
 
@@ -123,6 +131,7 @@ BREAKS: list[tuple[Callable[[Facts], None], str]] = [
     (_click_unanswered, "every click answered within 3 s"),
     (_click_answered_late, "every click answered within 3 s"),
     (_modal_not_opened, "modals opened within 3 s"),
+    (_modal_not_opened_by_a_live_gateway_that_answered_late, "modals opened within 3 s"),
     (_two_fine_tunes, "at most one fine-tune job per round"),
     (_audit_fails, "amend audit verify"),
 ]
@@ -153,3 +162,15 @@ def test_a_deleted_proposal_message_may_be_replaced_or_gone_but_not_doubled() ->
     assert invariants.one_message_per_proposal(facts).ok
     facts.rounds[0].messages["r1-p1"] = 2
     assert not invariants.one_message_per_proposal(facts).ok
+
+
+def test_a_modal_click_that_met_a_killed_gateway_is_counted_apart_not_failed() -> None:
+    facts = copy.deepcopy(healthy())
+    facts.clicks[1].modal_opened = False
+    facts.clicks[1].attempts = [
+        Attempt(0, None, 0.3, error="RemoteProtocolError"),
+        Attempt(1, 200, 0.2, "opened"),
+    ]
+    [check] = [c for c in invariants.check_all(facts) if c.name == "modals opened within 3 s"]
+    assert check.ok
+    assert "1 met a dead gateway" in check.detail
