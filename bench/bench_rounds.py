@@ -29,6 +29,7 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.worker import Worker
 
 from bench.harness import (
+    SMALL_EVAL_SET,
     SUGGEST_BYTES,
     SUGGEST_EVENTS,
     BenchEnv,
@@ -73,6 +74,7 @@ async def run(env: BenchEnv) -> list[Figure]:
         # measure of the model path (which bench_proposals and bench_training
         # measure against the server's capacity).
         "model_concurrency": 64,
+        "eval_prompt_file": str(SMALL_EVAL_SET),
     }
     # The stand-ins run in processes of their own, as the real model server and
     # Slack would, so this process's CPU is the service's (worker, gateway) and

@@ -21,6 +21,7 @@ from bench.chaos.services import (
     temporal_service,
 )
 from bench.chaos.standins import BOT_TOKEN, CHANNEL
+from bench.harness import SMALL_EVAL_SET
 from constitution.samples import sample_constitution
 from ledger.migrate import migrate_url
 from ledger.pool import create_pool
@@ -68,9 +69,6 @@ class ChaosStack:
     async def stop(self) -> None:
         await stop_all(self.services)
         await self.postgres.down()
-
-
-SMALL_EVAL_SET = Path(__file__).resolve().parents[2] / "tests" / "data" / "eval_small.jsonl"
 
 
 def amend_env(
