@@ -20,7 +20,7 @@ import time
 import uuid
 
 from bench.fleet import CHANNEL, Fleet, running_fleet
-from bench.harness import BenchEnv, Figure, at_least
+from bench.harness import SMALL_EVAL_SET, BenchEnv, Figure, at_least
 from ledger.pool import create_pool
 from ledger.store import Ledger
 
@@ -62,6 +62,7 @@ async def _measure(env: BenchEnv, processes: int) -> tuple[float, float]:
             workers=processes,
             gateways=processes,
             model_latency_s=0,
+            eval_prompt_file=str(SMALL_EVAL_SET),
         ) as fleet:
             round_ids = [f"scale-{processes}-{n}" for n in range(ROUNDS)]
             started = time.perf_counter()
