@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import uuid
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from pydantic import BaseModel, ValidationError
 from temporalio import activity
@@ -32,6 +33,8 @@ from constitution.contracts import (
     CancelFineTuneInput,
     Dataset,
     DatasetInput,
+    DatasetShard,
+    DatasetShardInput,
     FineTuneInput,
     FineTuneJob,
     PreflightInput,
@@ -49,13 +52,32 @@ ANSWER_SYSTEM = "You are a helpful, honest and harmless assistant."
 JOB_ENDED_BADLY = frozenset({"failed", "cancelled"})
 
 
+class ArtifactWriter(Protocol):
+    """An artifact written piece by piece; its address is known once it is whole.
+
+    Used as `async with store.open(suffix) as writer`: leaving the block normally
+    stores it and sets `uri` and `sha256`; leaving it by an error leaves nothing.
+    """
+
+    uri: str
+    sha256: str
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def __aenter__(self) -> ArtifactWriter: ...
+
+    async def __aexit__(self, kind: type[BaseException] | None, *rest: object) -> None: ...
+
+
 class ArtifactStore(Protocol):
     """Where datasets go, addressed by content. `file://` here; a bucket
-    implements the same two calls."""
+    implements the same calls."""
 
     def put(self, data: bytes, suffix: str) -> str: ...
 
     def get(self, uri: str) -> bytes: ...
+
+    def open(self, suffix: str) -> ArtifactWriter: ...
 
 
 class FileArtifactStore:
@@ -64,8 +86,7 @@ class FileArtifactStore:
 
     def put(self, data: bytes, suffix: str) -> str:
         digest = hashlib.sha256(data).hexdigest()
-        path = (self.root / "datasets" / f"{digest}{suffix}").resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path = self._path(digest, suffix)
         if not path.exists():
             tmp = path.with_name(path.name + ".tmp")
             tmp.write_bytes(data)
@@ -76,6 +97,48 @@ class FileArtifactStore:
         if not uri.startswith("file://"):
             raise ValueError(f"not a file URI: {uri}")
         return Path(uri.removeprefix("file://")).read_bytes()
+
+    def open(self, suffix: str) -> FileArtifactWriter:
+        return FileArtifactWriter(self, suffix)
+
+    def _path(self, digest: str, suffix: str) -> Path:
+        path = (self.root / "datasets" / f"{digest}{suffix}").resolve()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class FileArtifactWriter:
+    """A file written to a name of its own while it grows, then renamed to its digest:
+    two writers of one content (a retried activity) end with one file."""
+
+    def __init__(self, store: FileArtifactStore, suffix: str) -> None:
+        self.store = store
+        self.suffix = suffix
+        self.uri = ""
+        self.sha256 = ""
+        self._digest = hashlib.sha256()
+        self._tmp = store._path(f"writing-{uuid.uuid4().hex}", suffix)
+        self._file: BinaryIO | None = None
+
+    async def __aenter__(self) -> FileArtifactWriter:
+        self._file = await asyncio.to_thread(self._tmp.open, "wb")
+        return self
+
+    async def write(self, data: bytes) -> None:
+        assert self._file is not None, "write inside `async with`"
+        self._digest.update(data)
+        await asyncio.to_thread(self._file.write, data)
+
+    async def __aexit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        assert self._file is not None
+        await asyncio.to_thread(self._file.close)
+        if kind is not None:
+            self._tmp.unlink(missing_ok=True)
+            return
+        self.sha256 = self._digest.hexdigest()
+        path = self.store._path(self.sha256, self.suffix)
+        await asyncio.to_thread(self._tmp.replace, path)
+        self.uri = path.as_uri()
 
 
 def draw_principle(version: ConstitutionVersion, key: str) -> Principle:
@@ -224,30 +287,59 @@ class TrainingActivities(defined.TrainingActivities):
     @activity.defn
     @heartbeating
     async def generate_dataset(self, request: DatasetInput) -> Dataset:
+        shard = DatasetShardInput(
+            round_id=request.round_id,
+            constitution=request.constitution,
+            training=request.training,
+            start=0,
+            stop=request.training.prompt_count,
+        )
+        await self._generate(shard)
+        return await self._assemble(request)
+
+    @activity.defn
+    @heartbeating
+    async def generate_dataset_shard(self, request: DatasetShardInput) -> DatasetShard:
+        generated = await self._generate(request)
+        return DatasetShard(start=request.start, stop=request.stop, generated=generated)
+
+    @activity.defn
+    @heartbeating
+    async def assemble_dataset(self, request: DatasetInput) -> Dataset:
+        return await self._assemble(request)
+
+    async def _generate(self, request: DatasetShardInput) -> int:
+        """Generate the examples of positions `start` to `stop` not yet kept; how many."""
         try:
             prompts = load_training_prompts(request.training.prompt_file)
         except PromptSetError as error:
             raise ApplicationError(
                 str(error), type=ErrorType.prompt_set_error, non_retryable=True
             ) from error
+        kept = await self.ledger.dataset_positions(request.round_id, request.start, request.stop)
         # The prompt set is cycled to the requested count; the pass number keeps ids unique.
-        drafts = []
-        for i in range(request.training.prompt_count):
+        todo = []
+        for i in range(request.start, request.stop):
+            if i in kept:
+                continue
             prompt = prompts[i % len(prompts)]
             prompt_id = f"{prompt.id}#{i // len(prompts)}"
             principle = draw_principle(request.constitution, f"{request.round_id}:{prompt_id}")
-            drafts.append(
+            todo.append(
                 Draft(
                     position=i, prompt_id=prompt_id, prompt=prompt.prompt, principle_id=principle.id
                 )
             )
-        total = len(drafts)
-        kept = {r.position for r in await self.ledger.dataset_examples(request.round_id)}
-        todo = [d for d in drafts if d.position not in kept]
+        total = request.stop - request.start
         done = total - len(todo)
         if done:
             activity.logger.info(
-                "round %s: resuming dataset at %d of %d", request.round_id, done, total
+                "round %s: resuming dataset positions %d-%d at %d of %d",
+                request.round_id,
+                request.start,
+                request.stop,
+                done,
+                total,
             )
         self._beat(done, total, "resumed" if done else "started")
         if request.training.use_batch_api and todo:
@@ -256,7 +348,7 @@ class TrainingActivities(defined.TrainingActivities):
                 await self._keep(request, draft)
         else:
             await self._online(request, todo, total)
-        return await self._assemble(request, prompt_set=request.training.prompt_file or "shipped")
+        return len(todo)
 
     async def _online(self, request: DatasetInput, todo: list[Draft], total: int) -> None:
         done = total - len(todo)
@@ -300,26 +392,48 @@ class TrainingActivities(defined.TrainingActivities):
     def _beat(self, done: int, total: int, detail: str) -> None:
         beat(Progress(stage="generating_data", done=done, total=total, detail=detail))
 
-    async def _assemble(self, request: DatasetInput, prompt_set: str) -> Dataset:
-        everything = await self.ledger.dataset_examples(request.round_id)
-        rows = [r for r in everything if not r.skipped]
-        lines = "".join(json.dumps(r.example, sort_keys=True) + "\n" for r in rows).encode()
-        uri = self.store.put(lines, ".jsonl")
-        manifest = [
-            {"position": r.position, "prompt": r.prompt_id, "principle": r.principle_id}
-            for r in rows
-        ]
-        manifest_uri = self.store.put(
-            json.dumps(manifest, sort_keys=True).encode(), ".manifest.json"
-        )
+    async def _assemble(self, request: DatasetInput) -> Dataset:
+        """The kept examples as one JSONL file and its manifest, streamed a page at a
+        time from the ledger, so memory does not grow with the set."""
+        examples = skipped = 0
+        async with (
+            self.store.open(".jsonl") as lines,
+            self.store.open(".manifest.json") as manifest,
+        ):
+            # The manifest is byte for byte `json.dumps(entries, sort_keys=True)`.
+            separator = b"["
+            async for page in self.ledger.dataset_example_pages(request.round_id):
+                kept = [r for r in page if not r.skipped]
+                examples += len(kept)
+                skipped += len(page) - len(kept)
+                if not kept:
+                    continue
+                await lines.write(
+                    "".join(json.dumps(r.example, sort_keys=True) + "\n" for r in kept).encode()
+                )
+                entries = ", ".join(
+                    json.dumps(
+                        {
+                            "position": r.position,
+                            "prompt": r.prompt_id,
+                            "principle": r.principle_id,
+                        },
+                        sort_keys=True,
+                    )
+                    for r in kept
+                )
+                await manifest.write(separator + entries.encode())
+                separator = b", "
+            await manifest.write(b"]" if separator == b", " else b"[]")
+        prompt_set = request.training.prompt_file or "shipped"
         dataset = Dataset(
-            uri=uri,
-            sha256=hashlib.sha256(lines).hexdigest(),
-            examples=len(rows),
+            uri=lines.uri,
+            sha256=lines.sha256,
+            examples=examples,
             method=request.training.method,
-            manifest_uri=manifest_uri,
+            manifest_uri=manifest.uri,
             prompt_set=prompt_set,
-            skipped=len(everything) - len(rows),
+            skipped=skipped,
         )
         await self.ledger.record_dataset(
             round_id=request.round_id,
@@ -327,7 +441,7 @@ class TrainingActivities(defined.TrainingActivities):
             method=dataset.method,
             uri=dataset.uri,
             sha256=dataset.sha256,
-            manifest_uri=manifest_uri,
+            manifest_uri=manifest.uri,
             examples=dataset.examples,
             skipped=dataset.skipped,
             prompt_set=prompt_set,

@@ -132,24 +132,26 @@ async def running_fleet(
     workers: int = 2,
     gateways: int = 2,
     model_latency_s: float = 0.1,
+    model: ScriptedModelConfig | None = None,
     **settings: str,
 ) -> AsyncIterator[Fleet]:
     """`workers` and `gateways` as processes of their own, on one task queue,
     each ready (its /readyz answers 200) before this yields. `settings` are
-    AMEND_* variables (without the prefix) for every process."""
+    AMEND_* variables (without the prefix) for every process; `model` replaces
+    the stand-in model's configuration (a latency of `model_latency_s`)."""
     _, token = await ledger.create_token(f"fleet-{task_queue}", "operator")
     await asyncio.to_thread(workdir.mkdir, parents=True, exist_ok=True)
     slack_config = SlackStandInConfig(channels=[CHANNEL], post_message_per_second=50)
     async with AsyncExitStack() as stack:
-        model_app = create_model(ScriptedModelConfig(latency_s=model_latency_s))
-        model = await stack.enter_async_context(serve(model_app))
+        model_app = create_model(model or ScriptedModelConfig(latency_s=model_latency_s))
+        served_model = await stack.enter_async_context(serve(model_app))
         slack = await stack.enter_async_context(serve(create_slack(slack_config)))
         base = {
             **os.environ,
             "AMEND_DATABASE_URL": database_url,
             "AMEND_TEMPORAL_ADDRESS": temporal_address,
             "AMEND_TEMPORAL_TASK_QUEUE": task_queue,
-            "AMEND_MODEL_BASE_URL": f"{model.url}/v1",
+            "AMEND_MODEL_BASE_URL": f"{served_model.url}/v1",
             "AMEND_SLACK_API_URL": slack.url,
             "AMEND_SLACK_BOT_TOKEN": slack_config.bot_token,
             "AMEND_SLACK_SIGNING_SECRET": SIGNING_SECRET,
@@ -159,7 +161,7 @@ async def running_fleet(
             "AMEND_DATA_DIR": str(workdir / "shared"),
             **{f"AMEND_{name.upper()}": value for name, value in settings.items()},
         }
-        fleet = Fleet(ledger, slack.url, model.url, token)
+        fleet = Fleet(ledger, slack.url, served_model.url, token)
         for kind in ["worker"] * workers + ["gateway"] * gateways:
             port = free_port()
             members = fleet.workers if kind == "worker" else fleet.gateways

@@ -599,11 +599,30 @@ class SaveVersionInput(Contract):
 
 
 class DatasetInput(Contract):
-    """Input of `generate_dataset`: training data is generated under the round's new version."""
+    """Input of `generate_dataset` and `assemble_dataset`: data under the round's new version."""
 
     round_id: str
     constitution: ConstitutionVersion
     training: TrainingSpec
+
+
+class DatasetShardInput(DatasetInput):
+    """Input of `generate_dataset_shard`: the prompts at positions `start` to `stop` (exclusive).
+
+    Shards are separate activities, so generation spreads over every worker on
+    the task queue; each resumes on its own from what the ledger kept.
+    """
+
+    start: int = Field(ge=0)
+    stop: int = Field(gt=0)
+
+
+class DatasetShard(Contract):
+    """What a shard did: its positions, and how many examples it generated (not resumed)."""
+
+    start: int
+    stop: int
+    generated: int
 
 
 class Dataset(Contract):
@@ -705,6 +724,8 @@ __all__ = [
     "CueGap",
     "Dataset",
     "DatasetInput",
+    "DatasetShard",
+    "DatasetShardInput",
     "DecisionKind",
     "DigestInput",
     "EvaluateInput",

@@ -344,6 +344,20 @@ class TrainingSpec(Frozen):
     use_batch_api: bool = Field(
         default=False, description="Generate the dataset through the Batch API (large sets)."
     )
+    dataset_shard_size: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="Prompts per shard: each shard is an activity any worker may take, so "
+        "more workers generate faster. A large set is cut into at most 100 shards.",
+    )
+    dataset_shards_at_once: int = Field(
+        default=8,
+        ge=1,
+        le=100,
+        description="Shards under way at once, across all workers; more than the workers "
+        "that generate, so each always has one.",
+    )
     heartbeat_timeout: timedelta = Field(
         default=timedelta(minutes=2),
         description="A dataset worker silent this long is presumed dead; another resumes.",

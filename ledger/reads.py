@@ -23,7 +23,7 @@ evidence item's `detail`, a fine-tune example) stay `dict[str, Any]`.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -620,6 +620,42 @@ class LedgerReads:
             "SELECT * FROM dataset_examples WHERE round_id = $1 ORDER BY position", round_id
         )
         return typed_rows(DatasetExampleRow, rows)
+
+    async def dataset_positions(self, round_id: str, start: int, stop: int) -> set[int]:
+        """The positions from `start` to `stop` (exclusive) already kept.
+
+        What a resumed shard skips, without reading the examples themselves.
+        """
+        rows = await self.pool.fetch(
+            """SELECT position FROM dataset_examples
+               WHERE round_id = $1 AND position >= $2 AND position < $3""",
+            round_id,
+            start,
+            stop,
+        )
+        return {row["position"] for row in rows}
+
+    async def dataset_example_pages(
+        self, round_id: str, page: int = 1000
+    ) -> AsyncIterator[list[DatasetExampleRow]]:
+        """The round's examples by position, `page` at a time.
+
+        Memory stays the same however large the set; keyset pages, so no
+        transaction is held open between them.
+        """
+        after = -1
+        while True:
+            rows = await self.pool.fetch(
+                """SELECT * FROM dataset_examples WHERE round_id = $1 AND position > $2
+                   ORDER BY position LIMIT $3""",
+                round_id,
+                after,
+                page,
+            )
+            if not rows:
+                return
+            yield typed_rows(DatasetExampleRow, rows)
+            after = rows[-1]["position"]
 
     async def dataset(self, round_id: str) -> DatasetRow | None:
         """The round's finished dataset, once assembled."""

@@ -45,10 +45,26 @@ async def test_a_dpo_round_writes_preference_pairs_each_with_its_drawn_principle
     stack: Stack, dev_server: WorkflowEnvironment, ledger: Ledger
 ) -> None:
     handle = await accepted_round(
-        stack, dev_server, "dpo", method="dpo", prompt_count=8, critique_passes=2, beta=0.2
+        stack,
+        dev_server,
+        "dpo",
+        method="dpo",
+        prompt_count=8,
+        critique_passes=2,
+        beta=0.2,
+        dataset_shard_size=3,
     )
     result = await handle.result()
     assert result.state is RoundState.completed
+    # Generated in three shards (3, 3 and 2 prompts), then assembled once.
+    scheduled = [
+        e.activity_task_scheduled_event_attributes.activity_type.name
+        async for e in handle.fetch_history_events()
+        if e.HasField("activity_task_scheduled_event_attributes")
+    ]
+    assert scheduled.count("generate_dataset_shard") == 3
+    assert scheduled.count("assemble_dataset") == 1
+    assert "generate_dataset" not in scheduled
 
     status = await round_status(dev_server.client, "dpo")
     assert status.dataset is not None

@@ -27,6 +27,8 @@ from constitution.contracts import (
     CheckProposalsInput,
     Dataset,
     DatasetInput,
+    DatasetShard,
+    DatasetShardInput,
     DecisionAttemptInput,
     DigestInput,
     EvaluateInput,
@@ -176,7 +178,20 @@ class TrainingActivities(ABC):
     @activity.defn
     @abstractmethod
     async def generate_dataset(self, request: DatasetInput) -> Dataset:
-        """Generate the training data under the new version, resumable by heartbeat."""
+        """Generate the training data under the new version in one activity, and assemble it.
+
+        Rounds whose set is one shard call this; so do rounds recorded before shards.
+        """
+
+    @activity.defn
+    @abstractmethod
+    async def generate_dataset_shard(self, request: DatasetShardInput) -> DatasetShard:
+        """Generate one shard of the training data, resuming from what the ledger kept."""
+
+    @activity.defn
+    @abstractmethod
+    async def assemble_dataset(self, request: DatasetInput) -> Dataset:
+        """Write the kept examples to one content-addressed file, streamed from the ledger."""
 
     @activity.defn
     @abstractmethod

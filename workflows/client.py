@@ -211,7 +211,9 @@ async def round_status(client: Client, round_id: str) -> RoundStatus:
     try:
         status = await handle.query(TrainingRoundWorkflow.state)
         if status.progress is not None:
-            status.progress = await heartbeat_progress(client, handle) or status.progress
+            status.progress = (
+                await heartbeat_progress(client, handle, status.progress) or status.progress
+            )
     except RPCError as error:
         if error.status is RPCStatusCode.NOT_FOUND:
             raise RoundNotFound(f"no round {round_id}") from error
@@ -219,13 +221,18 @@ async def round_status(client: Client, round_id: str) -> RoundStatus:
     return status
 
 
-async def heartbeat_progress(client: Client, handle: WorkflowHandle[Any, Any]) -> Progress | None:
-    """The progress the round's pending activity last heartbeated, if any.
+async def heartbeat_progress(
+    client: Client, handle: WorkflowHandle[Any, Any], known: Progress | None = None
+) -> Progress | None:
+    """The progress the round's pending activities last heartbeated, if any.
 
-    Workflows cannot see heartbeats; Temporal keeps the last one on the
-    pending activity, where a describe finds it.
+    Workflows cannot see heartbeats; Temporal keeps the last one on each
+    pending activity, where a describe finds it. A dataset in shards has
+    several under way: their counts are added to `known`, what the round
+    itself counted (the shards already finished, and the total).
     """
     description = await handle.describe()
+    beating: list[Progress] = []
     for pending in description.raw_description.pending_activities:
         if pending.heartbeat_details.payloads:
             try:
@@ -236,8 +243,16 @@ async def heartbeat_progress(client: Client, handle: WorkflowHandle[Any, Any]) -
             except Exception:  # details of another shape: not a progress report
                 continue
             if isinstance(progress, Progress):
-                return progress
-    return None
+                beating.append(progress)
+    if not beating:
+        return None
+    first = beating[0]
+    same = [p for p in beating if p.stage == first.stage]
+    done = sum(p.done for p in same)
+    total = sum(p.total for p in same)
+    if known is not None and known.stage == first.stage and known.total:
+        done, total = known.done + done, known.total
+    return first.model_copy(update={"done": done, "total": total})
 
 
 async def _send(

@@ -44,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
         CheckProposalsInput,
         Dataset,
         DatasetInput,
+        DatasetShard,
+        DatasetShardInput,
         DigestInput,
         EvaluateInput,
         FineTuneInput,
@@ -92,6 +94,7 @@ with workflow.unsafe.imports_passed_through():
         SlackActivities,
         TrainingActivities,
     )
+    from workflows.dataset import dataset_shards, generate_in_shards
     from workflows.search import CONSTITUTION_VERSION, PENDING_DECISIONS, ROUND_STATE
 
 T = TypeVar("T")
@@ -152,6 +155,8 @@ DATABASE_AWAY = frozenset(
         "AdminShutdownError",
     }
 )
+# A dataset of more than one shard is generated shard by shard on every worker (0.3.0).
+SHARD_DATASET = "shard-dataset"
 # A proposal message found deleted is posted again, and that is recorded (added in 0.2.0).
 RECORD_LOST_MESSAGE = "record-lost-message"
 
@@ -602,11 +607,8 @@ class TrainingRoundWorkflow:
         training = spec.training
         if self.status.state is RoundState.generating_data:
             self.status.progress = Progress(stage="generating_data", total=training.prompt_count)
-            dataset = await self._model(
-                TrainingActivities.generate_dataset,
-                DatasetInput(round_id=spec.round_id, constitution=version, training=training),
-                start_to_close_timeout=timedelta(hours=6),
-                heartbeat_timeout=training.heartbeat_timeout,
+            dataset = await self._generate_dataset(
+                DatasetInput(round_id=spec.round_id, constitution=version, training=training)
             )
             self.status.dataset = dataset
             await self._move(
@@ -648,6 +650,42 @@ class TrainingRoundWorkflow:
                 reason="; ".join(result.reasons),
                 data={"candidate": candidate, "held_back": True},
             )
+
+    async def _generate_dataset(self, request: DatasetInput) -> Dataset:
+        """The round's training data, shard by shard on every worker (`workflows.dataset`).
+
+        A set of one shard is generated and assembled in one activity, as
+        before shards: small rounds keep their history as it was.
+        """
+        shards = dataset_shards(request)
+        beats = request.training.heartbeat_timeout
+        hours = timedelta(hours=6)
+        if len(shards) == 1 or not workflow.patched(SHARD_DATASET):
+            return await self._model(
+                TrainingActivities.generate_dataset,
+                request,
+                start_to_close_timeout=hours,
+                heartbeat_timeout=beats,
+            )
+
+        async def generate(shard: DatasetShardInput) -> DatasetShard:
+            done = await self._model(
+                TrainingActivities.generate_dataset_shard,
+                shard,
+                start_to_close_timeout=hours,
+                heartbeat_timeout=beats,
+            )
+            if self.status.progress is not None:
+                self.status.progress.done += done.stop - done.start
+            return done
+
+        await generate_in_shards(shards, request.training.dataset_shards_at_once, generate)
+        return await self._model(
+            TrainingActivities.assemble_dataset,
+            request,
+            start_to_close_timeout=hours,
+            heartbeat_timeout=beats,
+        )
 
     async def _adopted_version(self) -> ConstitutionVersion:
         """The round's new version: stored now, or (a resumed round) as stored before."""

@@ -30,7 +30,7 @@ LONG = {
     "start_fine_tune": TrainingActivities.start_fine_tune,
 }
 # These heartbeat their progress themselves, once per example or look.
-PROGRESS = {"generate_dataset", "evaluate"}
+PROGRESS = {"generate_dataset", "generate_dataset_shard", "assemble_dataset", "evaluate"}
 
 
 def scheduled_with() -> dict[str, set[str]]:
