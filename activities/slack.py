@@ -26,8 +26,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -65,6 +65,9 @@ POST_EVENT = "amend_post"
 # How far before the activity was first scheduled a retry looks for its post:
 # the worker's and Slack's clocks may disagree a little.
 CLOCK_SKEW = timedelta(minutes=2)
+# How often a post waiting its turn on a channel heartbeats, so a cancel reaches
+# it (the worker's heartbeat throttle, two seconds, bounds what reaches Temporal).
+WAIT_BEAT_S = 0.5
 # Pages of channel history a retry reads before it concludes its post never landed.
 LOOKUP_PAGES = 20
 
@@ -107,14 +110,40 @@ def _slack_call() -> Iterator[None]:
         raise
 
 
+@asynccontextmanager
+async def _listening_for_cancel() -> AsyncIterator[None]:
+    """Heartbeat while a post waits its turn: Temporal tells an activity it
+    was cancelled (its round cancelled) only in the answer to a heartbeat, and
+    a post that never heard would still land, seconds after its round ended,
+    with buttons nobody can use. Cancelled, the wait ends and nothing is posted."""
+    if not activity.in_activity():
+        yield
+        return
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(WAIT_BEAT_S)
+
+    beating = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        beating.cancel()
+
+
 class ChannelPacer:
     """Spaces posts to one channel at least `interval_s` apart, measured from
     when Slack answered the previous one (so a slow answer never lets two
-    posts land closer than that). A post with more than `max_wait_s` of posts
-    queued ahead of it does not wait inside its activity, where the
-    start-to-close timeout would cut it off while it holds a worker slot: it
-    asks Temporal to retry it about when the queue has drained (many rounds
-    posting to one channel at once)."""
+    posts land closer than that). One pacer serves every activity of the
+    worker, so rounds posting to one channel together share its rate; posts
+    to different channels do not wait for each other. A post with more than
+    `max_wait_s` of posts queued ahead of it does not wait inside its
+    activity, where the start-to-close timeout would cut it off while it holds
+    a worker slot: it asks Temporal to retry it about when the queue has
+    drained (many rounds posting to one channel at once). A post cancelled
+    while it waits gives up its place: the next one's turn is still counted
+    from the last post Slack answered."""
 
     def __init__(self, interval_s: float, max_wait_s: float = 10.0) -> None:
         self.interval_s = interval_s
@@ -134,7 +163,7 @@ class ChannelPacer:
             )
         self._queued[channel] += 1
         try:
-            async with self._locks[channel]:
+            async with _listening_for_cancel(), self._locks[channel]:
                 last = self._last.get(channel)
                 if last is not None:
                     await asyncio.sleep(max(0.0, last + self.interval_s - time.monotonic()))

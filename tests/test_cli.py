@@ -286,6 +286,18 @@ def test_bad_settings_exit_2_naming_the_setting(invoke: Invoke, command: list[st
     assert says(result, "bad settings: AMEND_GATEWAY_PORT='not-a-port'"), result.output
 
 
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [("-1", "greater than or equal to 0"), ("1000", "less than or equal to 60"), ("1s", "number")],
+)
+def test_a_slack_post_interval_that_cannot_pace_stops_the_worker_naming_it(
+    invoke: Invoke, value: str, why: str
+) -> None:
+    result = invoke(["worker"], env={"AMEND_SLACK_POST_INTERVAL_S": value})
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert says(result, f"bad settings: AMEND_SLACK_POST_INTERVAL_S={value!r}", why), result.output
+
+
 @pytest.mark.parametrize("command", [["round", "list"], ["worker"], ["migrate"]])
 def test_a_database_url_that_is_not_one_is_one_line_and_exit_2(
     invoke: Invoke, command: list[str]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -174,6 +176,80 @@ async def test_a_post_whose_turn_is_far_off_asks_to_be_retried_then_instead_of_w
     assert deferred.type == "SlackChannelBusy" and not deferred.non_retryable
     assert deferred.next_retry_delay is not None
     assert deferred.next_retry_delay.total_seconds() > 0
+
+
+async def test_posts_to_two_channels_are_each_paced_and_not_made_to_wait_for_each_other() -> None:
+    """Slack's limit is per channel: the pacer spaces each channel's posts,
+    shared by every activity of the worker, and lets another channel's go
+    between them."""
+    other = "C0AMENDOTHER"
+    interval_s = 0.2
+    app = create_app(
+        SlackStandInConfig(channels=[CHANNEL, other], post_message_per_second=1 / interval_s)
+    )
+    async with serve(app) as served:
+        settings = Settings(
+            _env_file=None,
+            slack_api_url=served.url,
+            slack_bot_token=SecretStr("xoxb-amend-stand-in"),
+            slack_rate_limit_retries=0,  # a 429 fails the post here, for all to see
+        )
+        client, pacer = slack_client(settings), ChannelPacer(interval_s)
+        env = ActivityEnvironment()
+        started = time.monotonic()
+        await asyncio.gather(
+            *(
+                env.run(pacer.post, client, channel=channel, text=f"post {n}")
+                for n in range(6)
+                for channel in (CHANNEL, other)
+            )
+        )
+        elapsed = time.monotonic() - started
+    state = standin_state(app)
+    assert [c for c in state.calls if c["status"] != 200] == []
+    landed = {
+        channel: sorted(float(m["ts"]) for m in state.messages.values() if m["channel"] == channel)
+        for channel in (CHANNEL, other)
+    }
+    for times in landed.values():
+        assert len(times) == 6
+        assert min(b - a for a, b in itertools.pairwise(times)) >= interval_s
+    # Each channel's posts land between the other's, closer to them than the interval.
+    merged = sorted(landed[CHANNEL] + landed[other])
+    assert min(b - a for a, b in itertools.pairwise(merged)) < interval_s / 2
+    # Five intervals per channel, side by side; one after the other would be eleven.
+    assert elapsed < 8 * interval_s
+
+
+async def test_a_post_cancelled_while_it_waits_its_turn_gives_up_its_place(
+    slack: tuple[str, Any],
+) -> None:
+    """Its round was cancelled: the post never lands, and the one behind it
+    takes the turn it would have had, not one after it."""
+    url, app = slack
+    settings = Settings(
+        _env_file=None, slack_api_url=url, slack_bot_token=SecretStr("xoxb-amend-stand-in")
+    )
+    client, pacer = slack_client(settings), ChannelPacer(interval_s=1.0)
+    beats: list[tuple[Any, ...]] = []
+    waiting = ActivityEnvironment()
+    waiting.on_heartbeat = lambda *details: beats.append(details)
+    await ActivityEnvironment().run(pacer.post, client, channel=CHANNEL, text="first")
+    cancelled = asyncio.create_task(
+        waiting.run(pacer.post, client, channel=CHANNEL, text="cancelled")
+    )
+    behind = asyncio.create_task(
+        ActivityEnvironment().run(pacer.post, client, channel=CHANNEL, text="behind")
+    )
+    await asyncio.sleep(0.3)
+    assert beats  # heartbeats while it waits: how Temporal's cancel reaches it
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancelled
+    await behind
+    texts = sorted((float(m["ts"]), m["text"]) for m in standin_state(app).messages.values())
+    assert [text for _, text in texts] == ["first", "behind"]
+    assert 1.0 <= texts[1][0] - texts[0][0] < 1.5
 
 
 class LedgerDownAfterPosting(Ledger):

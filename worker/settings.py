@@ -183,8 +183,11 @@ class Settings(BaseSettings):
     slack_post_interval_s: float = Field(
         default=1.0,
         ge=0,
-        description="Least time between two posts to one channel (Slack allows about one a "
-        "second); the Slack stand-in enforces the same rate. 0: no pacing.",
+        # A minute between posts is no Slack limit: most likely milliseconds given as seconds.
+        le=60,
+        description="Least time between two posts to one channel, for every round of the "
+        "worker (Slack allows about one a second); the Slack stand-in enforces the same rate. "
+        "0: no pacing; at most 60.",
     )
     slack_rate_limit_retries: int = Field(
         default=2, ge=0, description="429 answers slack_sdk waits out (Retry-After) per call."
