@@ -20,7 +20,6 @@ gate's result the same as the uninterrupted run's.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Sequence
 
@@ -29,7 +28,15 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.evaluation import EvaluationActivities
 from activities.model import Model
-from bench.harness import SMALL_EVAL_SET, BenchEnv, Figure, at_least, at_most, value_at_most
+from bench.harness import (
+    SMALL_EVAL_SET,
+    BenchEnv,
+    Figure,
+    at_least,
+    at_most,
+    kill_figures,
+    kill_when,
+)
 from constitution import GateSpec, RoundSpec
 from constitution.contracts import EvaluateInput, EvaluationResult
 from constitution.samples import sample_constitution
@@ -96,6 +103,12 @@ async def run(env: BenchEnv) -> list[Figure]:
         await pool.close()
     capacity = LIMIT / LATENCY_S / 2
     minutes_for_10k = 10_000 * SHIPPED_ANSWERS_PER_PROMPT / capacity / 60
+    notes = (
+        f"an evaluation of {ANSWERS} answers stopped half-way (its task cancelled), then "
+        "resumed; the gate's result is checked equal to the uninterrupted run's",
+        f"answers asked twice; at most the {2 * LIMIT} answers under way at the kill may be "
+        "asked again",
+    )
     return [
         Figure(
             "evaluation throughput",
@@ -120,22 +133,7 @@ async def run(env: BenchEnv) -> list[Figure]:
             target=at_most(1.1),
             note=f"{ANSWERS} graded answers; writes are group commits beside the model calls",
         ),
-        Figure(
-            "evaluation answers lost after a stop",
-            lost,
-            "answers",
-            target=value_at_most(0),
-            note=f"an evaluation of {ANSWERS} answers stopped half-way, then resumed; the "
-            "gate's result is checked equal to the uninterrupted run's",
-        ),
-        Figure(
-            "evaluation answers redone after a stop",
-            redone,
-            "answers",
-            target=value_at_most(2 * LIMIT),
-            note=f"answers asked twice; at most the {2 * LIMIT} answers under way at the stop "
-            "may be asked again",
-        ),
+        *kill_figures("evaluation answers", "answers", lost, redone, 2 * LIMIT, notes),
     ]
 
 
@@ -167,15 +165,13 @@ async def _stop_and_resume(
 ) -> tuple[float, float, EvaluationResult]:
     ledger = evaluation.ledger
     before = stats.tasks["text"]
-    doomed = asyncio.create_task(
-        ActivityEnvironment().run(evaluation.evaluate, _request("bench-stop"))
+
+    async def half_kept() -> bool:
+        return len(await ledger.evaluation_answers("bench-stop")) >= ANSWERS // 2
+
+    await kill_when(
+        ActivityEnvironment().run(evaluation.evaluate, _request("bench-stop")), half_kept
     )
-    for _ in range(10_000):
-        if len(await ledger.evaluation_answers("bench-stop")) >= ANSWERS // 2:
-            break
-        await asyncio.sleep(0.01)
-    doomed.cancel()
-    await asyncio.gather(doomed, return_exceptions=True)
     resumed = await ActivityEnvironment().run(evaluation.evaluate, _request("bench-stop"))
     lost = ANSWERS - len(await ledger.evaluation_answers("bench-stop"))
     return float(lost), max(0.0, float(stats.tasks["text"] - before - ANSWERS)), resumed
