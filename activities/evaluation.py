@@ -415,7 +415,9 @@ class EvaluationActivities(defined.EvaluationActivities):
 
         async def answer(framing: Framing) -> GradedAnswer:
             key = asking.key(framing)
-            row = evaluating.kept.get(key) or await ask(framing, key)
+            row = evaluating.kept.get(key)
+            if row is None:
+                row = await ask(framing, key)
             p = framing.prompt
             return GradedAnswer(
                 p.id,
