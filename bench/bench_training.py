@@ -22,7 +22,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.model import Model
 from activities.training import FileArtifactStore, TrainingActivities
-from bench.harness import BenchEnv, Figure, at_least, value_at_most
+from bench.harness import BenchEnv, Figure, at_least, kill_figures, kill_when
 from constitution import RoundSpec, TrainingSpec
 from constitution.contracts import DatasetInput
 from constitution.samples import sample_constitution
@@ -60,6 +60,11 @@ async def run(env: BenchEnv) -> list[Figure]:
     finally:
         await pool.close()
     capacity = LIMIT / LATENCY_S
+    notes = (
+        f"generation of {KILL_EXAMPLES} stopped half-way, then resumed",
+        f"completions paid twice, in examples; at most the {2 * LIMIT} examples under way at "
+        "the kill may be started again",
+    )
     return [
         Figure(
             "dataset generation throughput",
@@ -70,21 +75,7 @@ async def run(env: BenchEnv) -> list[Figure]:
             target=at_least(0.8),
             note=f"{EXAMPLES} supervised examples, {CALLS_PER_EXAMPLE} completions each",
         ),
-        Figure(
-            "examples lost after a kill",
-            lost,
-            "examples",
-            target=value_at_most(0),
-            note=f"generation of {KILL_EXAMPLES} stopped half-way, then resumed",
-        ),
-        Figure(
-            "examples redone after a kill",
-            redone,
-            "examples",
-            target=value_at_most(2 * LIMIT),
-            note=f"completions paid twice, in examples; at most the {2 * LIMIT} examples "
-            "under way at the kill may be started again",
-        ),
+        *kill_figures("examples", "examples", lost, redone, 2 * LIMIT, notes),
     ]
 
 
@@ -123,13 +114,11 @@ async def _kill_and_resume(
     await _open(ledger, "bench-kill")
     request = _request("bench-kill", KILL_EXAMPLES)
     before = stats.tasks["text"]
-    doomed = asyncio.create_task(ActivityEnvironment().run(training.generate_dataset, request))
-    for _ in range(10_000):
-        if len(await ledger.dataset_examples("bench-kill")) >= KILL_EXAMPLES // 2:
-            break
-        await asyncio.sleep(0.01)
-    doomed.cancel()
-    await asyncio.gather(doomed, return_exceptions=True)
+
+    async def half_kept() -> bool:
+        return len(await ledger.dataset_examples("bench-kill")) >= KILL_EXAMPLES // 2
+
+    await kill_when(ActivityEnvironment().run(training.generate_dataset, request), half_kept)
     dataset = await ActivityEnvironment().run(training.generate_dataset, request)
     kept = {e.position for e in await ledger.dataset_examples("bench-kill")}
     lost = KILL_EXAMPLES - len(kept & set(range(KILL_EXAMPLES)))

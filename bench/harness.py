@@ -133,6 +133,36 @@ class Figure:
         }
 
 
+def kill_figures(
+    what: str, unit: str, lost: float, redone: float, under_way: int, notes: tuple[str, str]
+) -> list[Figure]:
+    """What a resumable activity killed half-way and run again cost, in `unit`: `what`
+    was lost (none may be) and done twice (at most what was under way at the kill)."""
+    lost_note, redone_note = notes
+    return [
+        Figure(f"{what} lost after a kill", lost, unit, target=value_at_most(0), note=lost_note),
+        Figure(
+            f"{what} redone after a kill",
+            redone,
+            unit,
+            target=value_at_most(under_way),
+            note=redone_note,
+        ),
+    ]
+
+
+async def kill_when(work: Awaitable[Any], reached: Callable[[], Awaitable[bool]]) -> None:
+    """Run `work` until `reached` holds (looked at every 10 ms), then cancel it: what
+    was under way is dropped mid-call, as a killed worker drops it."""
+    doomed = asyncio.ensure_future(work)
+    for _ in range(10_000):
+        if doomed.done() or await reached():
+            break
+        await asyncio.sleep(0.01)
+    doomed.cancel()
+    await asyncio.gather(doomed, return_exceptions=True)
+
+
 @dataclass(frozen=True)
 class Timings:
     """Seconds per operation over repeated runs."""

@@ -288,6 +288,27 @@ class EvaluationRow(BaseModel):
         return self.outcome or ("passed" if self.passed else "failed")
 
 
+class EvaluationAnswerRow(BaseModel):
+    """One graded answer of a round's evaluation, kept as it was graded.
+
+    Its key (model, context, prompt, style, sample and the digest of what else it
+    was asked under) is what a resumed evaluation looks it up by, so it is
+    neither asked again nor written twice; `context` is '' for the gate's
+    answers and names the attribution (`with`, `without:<principle id>`) else.
+    """
+
+    model: str
+    context: str
+    prompt_id: str
+    style: str
+    sample: int
+    asked: str
+    harmful: bool
+    refused: bool
+    answer: str
+    reason: str
+
+
 class EvaluationTrendRow(BaseModel):
     """One version's figures from the `evaluation_trend` view.
 
@@ -666,6 +687,16 @@ class LedgerReads:
         """The round's evaluation, once its candidate was graded."""
         row = await self.pool.fetchrow("SELECT * FROM evaluations WHERE round_id = $1", round_id)
         return typed_row(EvaluationRow, row)
+
+    async def evaluation_answers(self, round_id: str) -> list[EvaluationAnswerRow]:
+        """The answers the round's evaluation has graded so far: what a resumed one skips."""
+        rows = await self.pool.fetch(
+            """SELECT model, context, prompt_id, style, sample, asked, harmful, refused,
+                      answer, reason
+               FROM evaluation_answers WHERE round_id = $1""",
+            round_id,
+        )
+        return typed_rows(EvaluationAnswerRow, rows)
 
     async def evaluation_failures(self, round_id: str) -> list[EvaluationFailure]:
         """What the round's evaluation found its candidate getting wrong, in the set's order."""

@@ -44,7 +44,15 @@ from constitution.evidence import EvidenceSelection, SelectedItem
 from constitution.failures import EvaluationFailure
 from ledger.chain import TransitionChain
 from ledger.errors import LedgerError
-from ledger.reads import ApiToken, InboxEntry, LedgerReads, read_version, token_hash, typed_rows
+from ledger.reads import (
+    ApiToken,
+    EvaluationAnswerRow,
+    InboxEntry,
+    LedgerReads,
+    read_version,
+    token_hash,
+    typed_rows,
+)
 
 EVIDENCE_COLUMNS = [
     "round_id",
@@ -532,6 +540,35 @@ class Ledger(LedgerReads):
             [
                 (job_id, e["id"], e["level"], e["message"], e.get("data") or {}, e["at"])
                 for e in events
+            ],
+        )
+
+    async def record_evaluation_answers(
+        self, round_id: str, answers: Sequence[EvaluationAnswerRow]
+    ) -> None:
+        """Keep graded answers of the round's evaluation, in one statement.
+
+        An answer already kept (two attempts that both asked it) keeps the first.
+        """
+        await self.pool.executemany(
+            """INSERT INTO evaluation_answers (round_id, model, context, prompt_id, style,
+                   sample, asked, harmful, refused, answer, reason)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING""",
+            [
+                (
+                    round_id,
+                    a.model,
+                    a.context,
+                    a.prompt_id,
+                    a.style,
+                    a.sample,
+                    a.asked,
+                    a.harmful,
+                    a.refused,
+                    a.answer,
+                    a.reason,
+                )
+                for a in answers
             ],
         )
 
