@@ -720,8 +720,12 @@ class SlackInteractions:
         return None
 
 
-def slack_interactions(request: Request) -> SlackInteractions:
-    """The app's one interaction handler, built with its services."""
+async def slack_interactions(request: Request) -> SlackInteractions:
+    """The app's one interaction handler, built with its services.
+
+    A coroutine: FastAPI runs a plain function dependency in a worker thread,
+    a hop per click that a burst of clicks queues behind (py-spy, issue 14).
+    """
     found = getattr(request.app.state, "slack_interactions", None)
     if not isinstance(found, SlackInteractions):
         raise NotStarted("the gateway has not started: its Slack handler is not built yet")
