@@ -19,6 +19,10 @@ The dispatcher:
   (`claimed_until` = now + lease), which sends it at once. The row's key is
   the interaction's update id, ON CONFLICT DO NOTHING: Slack's retries and a
   double delivery to two replicas keep one row.
+- Clicks arriving together are kept in one multi-row INSERT: one statement is
+  written at a time, and the clicks that arrive meanwhile go in the next.
+- Sending waits while clicks are being kept (at most `acks_first_s`): the
+  acks and the sends share one event loop, and a burst's acks come first.
 - Per round (workflow id) at most `per_round` updates are in flight from one
   gateway; the rest wait their turn in arrival order. The round takes
   decisions one at a time under its lock, so more in flight would only queue
