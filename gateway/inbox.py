@@ -57,6 +57,7 @@ from typing import Any, Generic, TypeVar
 
 import asyncpg
 
+from ledger.errors import DATABASE_AWAY
 from ledger.reads import InboxClick
 from ledger.store import Ledger
 
@@ -157,22 +158,38 @@ class DecisionInbox(Generic[T]):
         """Write the clicks that arrived, a statement at a time, until none are left."""
         while self._arrived:
             batch, self._arrived = self._arrived, []
-            try:
-                kept = await self.ledger.receive_decisions(
-                    [click for click, _ in batch], self.owner, self.lease_s
-                )
-            except Exception as error:  # each click's sender decides (the direct path)
-                for _, answer in batch:
-                    if not answer.done():
-                        answer.set_exception(error)
-                continue
-            told: set[str] = set()
-            for click, answer in batch:
-                key = click.interaction_key
-                # A key twice in one batch: its first click kept it, the second is a retry.
+            refused = await self._write(batch)
+            if refused is not None and len(batch) > 1:
+                # A row the ledger refuses (a NUL in a field, say) must not
+                # fail the clicks it shared the statement with: each alone.
+                for one in batch:
+                    await self._write([one])
+
+    async def _write(
+        self, batch: list[tuple[InboxClick, asyncio.Future[bool]]]
+    ) -> asyncpg.PostgresError | None:
+        """Keep `batch` in one statement and answer each click; the error when
+        the ledger refused the statement (the clicks are left unanswered then)."""
+        try:
+            kept = await self.ledger.receive_decisions(
+                [click for click, _ in batch], self.owner, self.lease_s
+            )
+        except Exception as error:  # each click's sender decides (the direct path)
+            shared = len(batch) > 1 and not isinstance(error, DATABASE_AWAY)
+            if shared and isinstance(error, asyncpg.PostgresError):
+                return error
+            for _, answer in batch:
                 if not answer.done():
-                    answer.set_result(key in kept and key not in told)
-                told.add(key)
+                    answer.set_exception(error)
+            return None
+        told: set[str] = set()
+        for click, answer in batch:
+            key = click.interaction_key
+            # A key twice in one batch: its first click kept it, the second is a retry.
+            if not answer.done():
+                answer.set_result(key in kept and key not in told)
+            told.add(key)
+        return None
 
     async def acks_first(self) -> None:
         """Wait until no click is being kept, at most `acks_first_s`.

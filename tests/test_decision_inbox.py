@@ -11,6 +11,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
@@ -326,3 +327,19 @@ async def test_a_kept_click_is_sent_only_once_the_clicks_kept_behind_it_are(
     await behind
     assert kept_when_sent == [10] and kept_behind == [True] * 10
     assert inbox.idle
+
+
+async def test_a_click_the_ledger_refuses_fails_alone_not_the_clicks_kept_with_it(
+    ledger: Ledger,
+) -> None:
+    """PostgreSQL refuses text holding NUL; a click carrying one fails on its
+    own (its sender sends it to the round directly), the rest of its
+    statement is kept."""
+    inbox: DecisionInbox[None] = DecisionInbox(ledger, _never_sent, asyncio.create_task)
+    clicks = [_click("poisoned", u) for u in CROWD[:5]]
+    clicks[2] = _click("poisoned", "U0NUL\x00")
+    answers = await asyncio.gather(*(inbox.receive(c) for c in clicks), return_exceptions=True)
+    assert [a for n, a in enumerate(answers) if n != 2] == [True] * 4
+    assert isinstance(answers[2], asyncpg.PostgresError)
+    rows = await ledger.decision_inbox("poisoned")
+    assert sorted(r.request["reviewer"] for r in rows) == sorted(CROWD[:2] + CROWD[3:5])
