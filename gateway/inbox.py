@@ -19,6 +19,10 @@ The dispatcher:
   (`claimed_until` = now + lease), which sends it at once. The row's key is
   the interaction's update id, ON CONFLICT DO NOTHING: Slack's retries and a
   double delivery to two replicas keep one row.
+- Clicks arriving together are kept in one multi-row INSERT: one statement is
+  written at a time, and the clicks that arrive meanwhile go in the next.
+- Sending waits while clicks are being kept (at most `acks_first_s`): the
+  acks and the sends share one event loop, and a burst's acks come first.
 - Per round (workflow id) at most `per_round` updates are in flight from one
   gateway; the rest wait their turn in arrival order. The round takes
   decisions one at a time under its lock, so more in flight would only queue
@@ -52,13 +56,14 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 import asyncpg
-from pydantic import BaseModel
 
-from constitution import DecisionRequest
-from ledger.reads import InboxEntry
+from ledger.errors import DATABASE_AWAY
+from ledger.reads import InboxClick
 from ledger.store import Ledger
 
 log = logging.getLogger(__name__)
+
+__all__ = ["DecisionInbox", "InboxClick"]
 
 T = TypeVar("T")
 
@@ -69,34 +74,15 @@ PER_ROUND_IN_FLIGHT = 3
 LEASE_S = 30.0
 # How often a gateway renews its claims and looks for clicks nobody sends.
 SWEEP_S = 5.0
+# While clicks are being kept, sending waits for their acks, at most this long
+# (a stream of clicks that never pauses still has its clicks sent).
+ACKS_FIRST_S = 1.0
 # A click whose sending failed (Temporal away) is tried again after this.
 RETRY_AFTER_S = 5.0
 SWEEP_BATCH = 500
 
 # A ledger that cannot be reached now; the sweep tries again later.
 LEDGER_UNAVAILABLE = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
-class InboxClick(BaseModel):
-    """A click as the dispatcher sends it: which round, what was decided, and
-    the channel the reviewer is answered in."""
-
-    interaction_key: str
-    workflow_id: str
-    round_id: str
-    request: DecisionRequest
-    channel: str = ""
-
-    @classmethod
-    def of(cls, entry: InboxEntry) -> InboxClick:
-        """The click a row of the inbox keeps."""
-        return cls(
-            interaction_key=entry.interaction_key,
-            workflow_id=entry.workflow_id,
-            round_id=entry.round_id,
-            request=DecisionRequest.model_validate(entry.request),
-            channel=entry.channel,
-        )
 
 
 @dataclass
@@ -130,25 +116,93 @@ class DecisionInbox(Generic[T]):
     # one whose sending failed): one hanging on a round no worker runs must
     # not keep this gateway from answering a lone click with the round's answer.
     _taken_over: set[str] = field(default_factory=set)
+    acks_first_s: float = ACKS_FIRST_S
     _sweeper: asyncio.Task[None] | None = None
     _stopping: bool = False
+    # Clicks being kept now, whose Slack answers wait for their rows.
+    _receiving: int = 0
+    _received: asyncio.Event = field(default_factory=asyncio.Event)
+    # Clicks waiting for the next INSERT, and the task writing them.
+    _arrived: list[tuple[InboxClick, asyncio.Future[bool]]] = field(default_factory=list)
+    _keeper: asyncio.Task[None] | None = None
 
     @property
     def idle(self) -> bool:
-        """Whether this gateway is sending no click it took from Slack now."""
-        return len(self._sending) == len(self._taken_over)
+        """Whether this gateway is keeping no other click and sending none it
+        took from Slack now."""
+        return self._receiving == 0 and len(self._sending) == len(self._taken_over)
 
     async def receive(self, click: InboxClick) -> bool:
-        """Keep a click, claimed by this gateway; False when it is kept already."""
-        return await self.ledger.receive_decision(
-            interaction_key=click.interaction_key,
-            workflow_id=click.workflow_id,
-            round_id=click.round_id,
-            request=click.request.model_dump(mode="json"),
-            channel=click.channel,
-            claimed_by=self.owner,
-            lease_s=self.lease_s,
-        )
+        """Keep a click, claimed by this gateway; False when it is kept already.
+
+        Clicks that arrive together are kept together: while one INSERT is
+        being written the clicks behind it wait, and go in the next, one
+        statement for all of them (`Ledger.receive_decisions`). Fifty
+        concurrent INSERTs took 28-34 ms through the pool's five connections
+        against 0.5-2 ms for one (issue 14).
+        """
+        self._receiving += 1
+        self._received.clear()
+        try:
+            kept: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self._arrived.append((click, kept))
+            if self._keeper is None or self._keeper.done():
+                self._keeper = asyncio.create_task(self._keep())
+            return await kept
+        finally:
+            self._receiving -= 1
+            if self._receiving == 0:
+                self._received.set()
+
+    async def _keep(self) -> None:
+        """Write the clicks that arrived, a statement at a time, until none are left."""
+        while self._arrived:
+            batch, self._arrived = self._arrived, []
+            refused = await self._write(batch)
+            if refused is not None and len(batch) > 1:
+                # A row the ledger refuses (a NUL in a field, say) must not
+                # fail the clicks it shared the statement with: each alone.
+                for one in batch:
+                    await self._write([one])
+
+    async def _write(
+        self, batch: list[tuple[InboxClick, asyncio.Future[bool]]]
+    ) -> asyncpg.PostgresError | None:
+        """Keep `batch` in one statement and answer each click; the error when
+        the ledger refused the statement (the clicks are left unanswered then)."""
+        try:
+            kept = await self.ledger.receive_decisions(
+                [click for click, _ in batch], self.owner, self.lease_s
+            )
+        except Exception as error:  # each click's sender decides (the direct path)
+            shared = len(batch) > 1 and not isinstance(error, DATABASE_AWAY)
+            if shared and isinstance(error, asyncpg.PostgresError):
+                return error
+            for _, answer in batch:
+                if not answer.done():
+                    answer.set_exception(error)
+            return None
+        told: set[str] = set()
+        for click, answer in batch:
+            key = click.interaction_key
+            # A key twice in one batch: its first click kept it, the second is a retry.
+            if not answer.done():
+                answer.set_result(key in kept and key not in told)
+            told.add(key)
+        return None
+
+    async def acks_first(self) -> None:
+        """Wait until no click is being kept, at most `acks_first_s`.
+
+        The gateway answers Slack and sends to rounds on one event loop; under
+        a burst, sending while clicks are still being kept put the sends' CPU
+        (the update, the ledger note, the ephemeral message) ahead of the
+        acks, and the last ack of 50 waited for them (issue 14). A kept click
+        is durable, so its sending may wait for the acks behind it.
+        """
+        if self._receiving:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._received.wait(), self.acks_first_s)
 
     def dispatch(self, click: InboxClick, taken_over: bool = False) -> asyncio.Task[T]:
         """Send a click this gateway holds, in its round's turn; the task gives the answer."""
@@ -175,6 +229,7 @@ class DecisionInbox(Generic[T]):
         line.users += 1
         try:
             async with line.slots:
+                await self.acks_first()
                 return await self.deliver(click, taken_over)
         except Exception as error:
             if self._stopping:

@@ -7,10 +7,10 @@ Slack's retries of one click are kept once) and Slack is answered then: an
 acknowledged click survives the gateway. The inbox's dispatcher sends it to
 the round as the workflow's `decide` update with the same id, whose validator
 answers whether it was taken, already made or not allowed, and the reviewer is
-told that answer in an ephemeral message. When this gateway sends nothing
-else, the answer to Slack waits for the round's (within the ack budget), as
-before the inbox; under a burst the click is answered at once, "being
-recorded". Refusals never reach Temporal's history, so they are recorded in
+told that answer in an ephemeral message. When this gateway keeps and sends
+no other click, the answer to Slack waits for the round's (within the ack
+budget), as before the inbox; under a burst the click is answered at once,
+"being recorded". Refusals never reach Temporal's history, so they are recorded in
 the ledger as attempts.
 
 `SlackInteractions` is built once per app; the HTTP route below and the
@@ -720,8 +720,12 @@ class SlackInteractions:
         return None
 
 
-def slack_interactions(request: Request) -> SlackInteractions:
-    """The app's one interaction handler, built with its services."""
+async def slack_interactions(request: Request) -> SlackInteractions:
+    """The app's one interaction handler, built with its services.
+
+    A coroutine: FastAPI runs a plain function dependency in a worker thread,
+    a hop per click that a burst of clicks queues behind (py-spy, issue 14).
+    """
     found = getattr(request.app.state, "slack_interactions", None)
     if not isinstance(found, SlackInteractions):
         raise NotStarted("the gateway has not started: its Slack handler is not built yet")

@@ -34,6 +34,7 @@ from constitution import (
     ConstitutionVersion,
     Decision,
     DecisionKind,
+    DecisionRequest,
     Principle,
     Proposal,
     ProposalDraft,
@@ -162,6 +163,30 @@ class InboxEntry(BaseModel):
     dispatched_at: datetime | None
     outcome: str | None
     message: str | None
+
+
+class InboxClick(BaseModel):
+    """A click to keep in the decision inbox, and to send to its round.
+
+    Which round, what was decided, and the channel the reviewer is answered in.
+    """
+
+    interaction_key: str
+    workflow_id: str
+    round_id: str
+    request: DecisionRequest
+    channel: str = ""
+
+    @classmethod
+    def of(cls, entry: InboxEntry) -> InboxClick:
+        """The click a row of the inbox keeps."""
+        return cls(
+            interaction_key=entry.interaction_key,
+            workflow_id=entry.workflow_id,
+            round_id=entry.round_id,
+            request=DecisionRequest.model_validate(entry.request),
+            channel=entry.channel,
+        )
 
 
 class ProposalInReview(BaseModel):

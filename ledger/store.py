@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 from constitution import (
     ConstitutionVersion,
     Decision,
+    DecisionRequest,
     Principle,
     Proposal,
     RoundSpec,
@@ -47,6 +48,7 @@ from ledger.errors import LedgerError
 from ledger.reads import (
     ApiToken,
     EvaluationAnswerRow,
+    InboxClick,
     InboxEntry,
     LedgerReads,
     read_version,
@@ -305,20 +307,50 @@ class Ledger(LedgerReads):
         False when its interaction is kept already (Slack's retry, or the same
         click delivered to another replica).
         """
-        status = await self.pool.execute(
+        click = InboxClick(
+            interaction_key=interaction_key,
+            workflow_id=workflow_id,
+            round_id=round_id,
+            request=DecisionRequest.model_validate(request),
+            channel=channel,
+        )
+        return bool(await self.receive_decisions([click], claimed_by, lease_s))
+
+    async def receive_decisions(
+        self, clicks: Sequence[InboxClick], claimed_by: str, lease_s: float
+    ) -> set[str]:
+        """Keep clicks in one statement, claimed by the gateway that took them.
+
+        Answers the interaction keys kept now. A key kept already (Slack's
+        retry, the same click on another replica, or twice in `clicks`) is
+        kept once, by its first click here or by the earlier statement. One
+        INSERT of many rows: a burst of clicks on a gateway commits once
+        instead of once per click, over one connection.
+        """
+        firsts: dict[str, InboxClick] = {}
+        for click in clicks:
+            firsts.setdefault(click.interaction_key, click)
+        first = list(firsts.values())
+        if not first:
+            return set()
+        rows = await self.pool.fetch(
             """INSERT INTO decision_inbox (interaction_key, workflow_id, round_id, request,
                    channel, claimed_by, claimed_until)
-               VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
-               ON CONFLICT (interaction_key) DO NOTHING""",
-            interaction_key,
-            workflow_id,
-            round_id,
-            request,
-            channel,
+               SELECT k, w, r, q::jsonb, c, $6, now() + make_interval(secs => $7)
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                   WITH ORDINALITY AS t(k, w, r, q, c, n)
+               ORDER BY n
+               ON CONFLICT (interaction_key) DO NOTHING
+               RETURNING interaction_key""",
+            [c.interaction_key for c in first],
+            [c.workflow_id for c in first],
+            [c.round_id for c in first],
+            [c.request.model_dump_json() for c in first],
+            [c.channel for c in first],
             claimed_by,
             lease_s,
         )
-        return bool(status.endswith(" 1"))
+        return {row["interaction_key"] for row in rows}
 
     async def claim_decisions(
         self, claimed_by: str, lease_s: float, limit: int

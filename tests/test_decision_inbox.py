@@ -11,12 +11,13 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from constitution import DecisionKind, DecisionRequest
-from gateway.inbox import PER_ROUND_IN_FLIGHT, InboxClick
+from gateway.inbox import PER_ROUND_IN_FLIGHT, DecisionInbox, InboxClick
 from ledger.store import Ledger
 from standins.reviewer import SimulatedReviewer, wait_for_proposals
 from tests.conftest import REVIEW_CHANNEL, StackFactory, eventually, start_round
@@ -241,3 +242,104 @@ async def test_a_click_is_answered_with_the_rounds_answer_while_a_taken_over_cli
     answer = await as_reviewer(stack, ALICE).click(message, "accept", channel_id=REVIEW_CHANNEL)
     assert answer.json()["outcome"] == "taken", answer.json()
     await stuck.terminate("test over")
+
+
+def _click(round_id: str, reviewer: str, key: str | None = None) -> InboxClick:
+    return InboxClick(
+        interaction_key=key or f"slack:1.0:{reviewer}:{round_id}-p1:accept",
+        workflow_id=f"round-{round_id}",
+        round_id=round_id,
+        request=DecisionRequest(
+            proposal_id=f"{round_id}-p1", kind=DecisionKind.accept, reviewer=reviewer
+        ),
+        channel=REVIEW_CHANNEL,
+    )
+
+
+async def test_one_statement_keeps_each_click_once_however_often_it_comes(ledger: Ledger) -> None:
+    """A batch holding a click twice, and one kept by an earlier statement:
+    each interaction has one row, kept by its first click, in arrival order."""
+    earlier = _click("batched", "U0EARLIER")
+    assert await ledger.receive_decisions([earlier], "gateway-a", 30) == {earlier.interaction_key}
+    alice, bob = _click("batched", ALICE), _click("batched", BOB)
+    again = alice.model_copy(update={"channel": "C0OTHER"})
+    kept = await ledger.receive_decisions([alice, earlier, bob, again], "gateway-b", 30)
+    assert kept == {alice.interaction_key, bob.interaction_key}
+    rows = await ledger.decision_inbox("batched")
+    assert [r.request["reviewer"] for r in rows] == ["U0EARLIER", ALICE, BOB]
+    assert [r.claimed_by for r in rows] == ["gateway-a", "gateway-b", "gateway-b"]
+    assert rows[1].channel == REVIEW_CHANNEL  # the first click's, not the second's
+    assert await ledger.receive_decisions([], "gateway-b", 30) == set()
+
+
+async def test_concurrent_clicks_are_kept_in_few_statements_and_each_answered_once(
+    ledger: Ledger,
+) -> None:
+    """Fifty clicks at once, one of them delivered twice: fewer INSERTs than
+    clicks, every click kept, and exactly one of the two deliveries is the
+    one that kept it (the other is answered as a retry)."""
+    statements = 0
+    receive_decisions = ledger.receive_decisions
+
+    async def counted(*args: Any) -> set[str]:
+        nonlocal statements
+        statements += 1
+        return await receive_decisions(*args)
+
+    ledger.receive_decisions = counted  # type: ignore[method-assign,assignment]
+    inbox: DecisionInbox[None] = DecisionInbox(ledger, _never_sent, asyncio.create_task)
+    clicks = [_click("crowded", reviewer) for reviewer in CROWD]
+    answers = await asyncio.gather(*(inbox.receive(c) for c in [*clicks, clicks[7]]))
+    assert statements < len(clicks)
+    assert answers[:7] + answers[8:-1] == [True] * (len(clicks) - 1)
+    assert sorted([answers[7], answers[-1]]) == [False, True]
+    rows = await ledger.decision_inbox("crowded")
+    assert sorted(r.request["reviewer"] for r in rows) == CROWD
+
+
+async def _never_sent(click: InboxClick, taken_over: bool) -> None:
+    raise AssertionError(f"{click.interaction_key} was sent")
+
+
+async def test_a_kept_click_is_sent_only_once_the_clicks_kept_behind_it_are(
+    ledger: Ledger,
+) -> None:
+    """The first click of a burst is kept in a statement of its own; the ones
+    arriving meanwhile wait for the next. Its sending waits until they are
+    kept too, so their acks are not queued behind the update."""
+    kept_behind: list[bool] = []
+    kept_when_sent: list[int] = []
+
+    async def deliver(click: InboxClick, taken_over: bool) -> None:
+        kept_when_sent.append(len(kept_behind))
+
+    async def keep_behind(reviewer: str) -> None:
+        kept_behind.append(await inbox.receive(_click("acked", reviewer)))
+
+    inbox: DecisionInbox[None] = DecisionInbox(ledger, deliver, asyncio.create_task)
+    first = asyncio.create_task(inbox.receive(_click("acked", ALICE)))
+    for _ in range(2):  # the click joins the inbox, then its INSERT starts
+        await asyncio.sleep(0)
+    behind = asyncio.gather(*(keep_behind(u) for u in CROWD[:10]))
+    assert await first
+    assert not inbox.idle  # the clicks behind are being kept: no lone click
+    await inbox.dispatch(_click("acked", ALICE))
+    await behind
+    assert kept_when_sent == [10] and kept_behind == [True] * 10
+    assert inbox.idle
+
+
+async def test_a_click_the_ledger_refuses_fails_alone_not_the_clicks_kept_with_it(
+    ledger: Ledger,
+) -> None:
+    """PostgreSQL refuses text holding NUL; a click carrying one fails on its
+    own (its sender sends it to the round directly), the rest of its
+    statement is kept."""
+    inbox: DecisionInbox[None] = DecisionInbox(ledger, _never_sent, asyncio.create_task)
+    clicks = [_click("poisoned", u) for u in CROWD[:5]]
+    clicks[2] = _click("poisoned", "U0NUL\x00")
+    answers = await asyncio.gather(*(inbox.receive(c) for c in clicks), return_exceptions=True)
+    assert [a for n, a in enumerate(answers) if n != 2] == [True] * 4
+    assert isinstance(answers[2], asyncpg.PostgresError)
+    rows = await ledger.decision_inbox("poisoned")
+    assert sorted(r.request["reviewer"] for r in rows) == sorted(CROWD[:2] + CROWD[3:5])

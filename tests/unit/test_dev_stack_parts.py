@@ -1,12 +1,14 @@
 """The parts the dev stack watches itself with, without starting it: the claim
 on a data directory, ports bound before a server starts, servers that leave
-Ctrl-C to the process, one-line warnings, and a Slack workspace that outlives
-a restart."""
+Ctrl-C to the process and answer without Nagle's wait, one-line warnings, and
+a Slack workspace that outlives a restart."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
+import socket
 from pathlib import Path
 
 import httpx
@@ -54,6 +56,25 @@ async def test_a_served_app_leaves_sigint_to_the_process() -> None:
         assert signal.getsignal(signal.SIGINT) is before
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"{served.url}/_standin/messages")).status_code == 200
+
+
+async def test_connections_a_server_accepts_on_its_socket_send_without_nagles_wait() -> None:
+    """uvicorn writes an answer's head and body apart; with Nagle on, the body
+    waits for the client's delayed ACK (40 ms on Linux) on every answer."""
+    nodelay: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    class Accepted(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            sock = transport.get_extra_info("socket")
+            nodelay.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            transport.close()
+
+    sock = listening_socket("127.0.0.1", 0)
+    server = await asyncio.get_running_loop().create_server(Accepted, sock=sock)
+    async with server:
+        _, writer = await asyncio.open_connection(*sock.getsockname())
+        assert await asyncio.wait_for(nodelay, 5) != 0
+        writer.close()
 
 
 def test_a_library_warning_with_a_traceback_is_one_line(caplog: pytest.LogCaptureFixture) -> None:
