@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from ledger.store import Ledger
 from standins.reviewer import wait_for_proposals
 from standins.serving import free_port
-from tests.conftest import StackFactory, operator_api, recorded_round
+from tests.conftest import StackFactory, eventually, operator_api, recorded_round
 from worker.observability import JsonLogFormatter, metrics_runtime
 
 
@@ -135,6 +135,13 @@ async def test_metrics_carry_the_gauges_alerts_read_and_a_route_for_every_route(
         body = {"round_id": "gauged", "reviewers": ["U0ALICE"], "max_proposals": 2}
         assert (await http.post("/api/rounds", json=body)).status_code == 201
         await wait_for_proposals(stack.slack_stand_in_url or "", 2, wait_s=30)
+
+        async def in_review() -> bool:
+            timeline = await ledger.timeline("gauged")
+            return any(t.entity == "round" and t.to_state == "in_review" for t in timeline)
+
+        # Posted in Slack a moment before the round records that its review began.
+        await eventually(in_review, "the round in review", 30)
         for path in ("/docs", "/openapi.json", "/metrics", "/no/such/route"):
             await http.get(path)
         scraped = (await http.get("/metrics")).text
