@@ -191,9 +191,9 @@ async def run(env: BenchEnv) -> list[Figure]:
             floor_name="one worker process",
             target=at_least(1.8),
             note=f"{2 * PER_WORKER} prompts; server {2 * LIMIT} at once; "
-            f"{2 * capacity:.0f} completions/s of capacity; {two.seconds:.1f} s. Where missed: "
-            f"the machine's two cores were {two.busy:.0%} busy (two workers, the stand-in "
-            "model, Temporal and PostgreSQL): the second worker adds what the cores have left",
+            f"{2 * capacity:.0f} completions/s of capacity; {two.seconds:.1f} s; the machine's "
+            f"two cores {two.busy:.0%} busy (two workers, the stand-in model, Temporal and "
+            "PostgreSQL): a second worker adds what the cores have left",
         ),
         Figure(
             f"dataset: worker peak RSS, {LARGE:,} prompts",
