@@ -8,8 +8,9 @@ arrows of the layout point down to `constitution/` only.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from constitution.lifecycle import ProposalState, RoundState
 from constitution.models import (
@@ -615,6 +616,16 @@ class DatasetShardInput(DatasetInput):
 
     start: int = Field(ge=0)
     stop: int = Field(gt=0)
+
+    @model_validator(mode="after")
+    def _within_the_set(self) -> Self:
+        # A shard out of order or past the set would generate nothing, or prompts never asked for.
+        if not self.start < self.stop <= self.training.prompt_count:
+            raise ValueError(
+                f"shard {self.start}-{self.stop} is not within the set's "
+                f"{self.training.prompt_count} prompts"
+            )
+        return self
 
 
 class DatasetShard(Contract):

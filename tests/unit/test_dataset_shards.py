@@ -89,3 +89,16 @@ def test_a_shard_size_out_of_bounds_is_refused() -> None:
         TrainingSpec(dataset_shard_size=0)
     with pytest.raises(ValueError, match="dataset_shards_at_once"):
         TrainingSpec(dataset_shards_at_once=0)
+
+
+@pytest.mark.parametrize(("start", "stop"), [(3, 3), (5, 2), (0, 11)])
+def test_a_shard_out_of_order_or_past_the_set_is_refused(start: int, stop: int) -> None:
+    whole = request(prompt_count=10)
+    with pytest.raises(ValueError, match="not within the set's 10 prompts"):
+        DatasetShardInput(
+            round_id=whole.round_id,
+            constitution=whole.constitution,
+            training=whole.training,
+            start=start,
+            stop=stop,
+        )
