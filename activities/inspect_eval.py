@@ -159,7 +159,7 @@ class InspectRun:
     async def answers(self, models: Sequence[str]) -> dict[str, list[GradedAnswer]]:
         """Run the task against each model and read each one's graded answers from its log."""
         from inspect_ai import eval_async
-        from inspect_ai.log import read_eval_log
+        from inspect_ai.log import read_eval_log_async
         from inspect_ai.model import GenerateConfig, get_model
         from inspect_ai.util._display import init_display_type
 
@@ -206,7 +206,10 @@ class InspectRun:
                     type=ErrorType.inspect_eval_failed,
                 )
             # The figures come from the log as written: what the viewer shows is what was judged.
-            answered[name] = graded_answers(read_eval_log(log.location))
+            # Read with the async reader: Inspect's sync one, called on a running loop,
+            # patches asyncio for the whole process with nest_asyncio (the worker's loop
+            # then re-enters itself, which Temporal's SDK does not expect).
+            answered[name] = graded_answers(await read_eval_log_async(log.location))
         return answered
 
 

@@ -40,6 +40,7 @@ from constitution import ProposalState
 from constitution.contracts import (
     DigestInput,
     PostProposalInput,
+    ProposalMessagesInput,
     ProposalStatus,
     ReminderInput,
     ResolveGroupsInput,
@@ -342,6 +343,26 @@ class SlackActivities(defined.SlackActivities):
         )
         await self.ledger.set_proposal_message(status.proposal.id, ref.channel, ref.ts)
         return ref
+
+    @activity.defn
+    async def post_proposals(self, request: ProposalMessagesInput) -> list[SlackMessageRef]:
+        """Post each in turn; a retry finds those posted already in the ledger
+        (`post_proposal`), so none is posted twice."""
+        posted = []
+        for each in request.each():
+            posted.append(await self.post_proposal(PostProposalInput(**dict(each))))
+            activity.heartbeat(len(posted))
+        return posted
+
+    @activity.defn
+    async def update_proposal_messages(
+        self, request: ProposalMessagesInput
+    ) -> list[SlackMessageRef | None]:
+        fresh = []
+        for each in request.each():
+            fresh.append(await self.update_proposal_message(each))
+            activity.heartbeat(len(fresh))
+        return fresh
 
     @activity.defn
     async def post_reminder(self, request: ReminderInput) -> None:

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from temporalio.client import WorkflowHistory
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from bench.fleet import running_fleet
@@ -46,6 +48,7 @@ from constitution.samples import sample_constitution
 from ledger.pool import create_pool
 from ledger.store import Ledger
 from standins.model.config import ScriptedModelConfig
+from worker.settings import Settings
 from workflows.dataset import MAX_SHARDS, dataset_shards
 
 LATENCY_S = 0.1
@@ -53,6 +56,7 @@ LIMIT = 8  # completions at once per worker's share of the server
 CALLS_PER_EXAMPLE = 3  # answer, critique, revision
 PER_WORKER = 480  # prompts per worker in the throughput runs: about 18 s at capacity
 SHARD = 40
+SHARDS_PER_WORKER = Settings.model_fields["dataset_shards_per_worker"].default
 SMALL, LARGE = 600, 2_400  # prompts in the memory runs
 FAST = ScriptedModelConfig(latency_s=0.005, max_concurrency=32)
 AT_SCALE = 100_000
@@ -67,6 +71,7 @@ class Run:
     bytes: int
     shards: int
     busy: float  # of the machine's cores, while it ran
+    spread: str  # how the shards fell to the workers, from the history
 
     @property
     def throughput(self) -> float:
@@ -78,6 +83,25 @@ def _cpu_ticks() -> tuple[int, int]:
     fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle and iowait
     return sum(fields) - idle, sum(fields)
+
+
+def _spread(history: WorkflowHistory) -> str:
+    """Activities each worker took (by its identity), and when it finished
+    its last, in seconds from the history's first event: what the two-worker
+    figure's note shows beside the throughput."""
+    started: dict[int, str] = {}  # started event id -> the worker's identity
+    shards: Counter[str] = Counter()
+    last: dict[str, float] = {}
+    first = history.events[0].event_time.ToDatetime().timestamp()
+    for event in history.events:
+        if event.HasField("activity_task_started_event_attributes"):
+            identity = event.activity_task_started_event_attributes.identity
+            started[event.event_id] = identity
+            shards[identity] += 1
+        elif event.HasField("activity_task_completed_event_attributes"):
+            identity = started[event.activity_task_completed_event_attributes.started_event_id]
+            last[identity] = event.event_time.ToDatetime().timestamp() - first
+    return ", ".join(f"{shards[w]} (last done at {last.get(w, 0.0):.1f} s)" for w in sorted(shards))
 
 
 def _peak_rss_mib(pid: int) -> float:
@@ -153,6 +177,7 @@ async def _generate(
         bytes=history_bytes(history),
         shards=len(dataset_shards(request)),
         busy=busy / total if total else 0.0,
+        spread=_spread(history),
     )
 
 
@@ -193,7 +218,9 @@ async def run(env: BenchEnv) -> list[Figure]:
             note=f"{2 * PER_WORKER} prompts; server {2 * LIMIT} at once; "
             f"{2 * capacity:.0f} completions/s of capacity; {two.seconds:.1f} s; the machine's "
             f"two cores {two.busy:.0%} busy (two workers, the stand-in model, Temporal and "
-            "PostgreSQL): a second worker adds what the cores have left",
+            f"PostgreSQL); activities per worker (the shards, and the assembly on one): "
+            f"{two.spread}; each worker takes {SHARDS_PER_WORKER} shards at a time from the "
+            "shards' queue, so neither is left holding shards the other could run",
         ),
         Figure(
             f"dataset: worker peak RSS, {LARGE:,} prompts",

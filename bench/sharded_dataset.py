@@ -17,7 +17,7 @@ from temporalio.common import RetryPolicy
 
 from constitution.contracts import Dataset, DatasetInput, DatasetShard, DatasetShardInput
 from workflows.activities import TrainingActivities
-from workflows.dataset import dataset_shards, generate_in_shards
+from workflows.dataset import dataset_shards, generate_in_shards, shard_queue
 
 
 class ShardedDatasetRequest(BaseModel):
@@ -38,9 +38,11 @@ class GenerateDatasetInShards:
             "retry_policy": RetryPolicy(initial_interval=timedelta(milliseconds=200)),
         }
 
+        on_shards_queue = {**options, "task_queue": shard_queue(request.queue)}
+
         async def generate(shard: DatasetShardInput) -> DatasetShard:
             return await workflow.execute_activity_method(
-                TrainingActivities.generate_dataset_shard, shard, **options
+                TrainingActivities.generate_dataset_shard, shard, **on_shards_queue
             )
 
         training = request.dataset.training

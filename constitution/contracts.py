@@ -531,6 +531,38 @@ class UpdateProposalMessageInput(Contract):
     voters: Voters
 
 
+class ProposalMessage(Contract):
+    """One proposal's message as several are posted or rewritten in one activity."""
+
+    status: ProposalStatus
+    voters: Voters
+
+
+class ProposalMessagesInput(Contract):
+    """Input of `post_proposals` and `update_proposal_messages`: several proposals at once.
+
+    One activity for several proposals of a round, so its history holds one, not one each.
+
+    The constitution is carried once for all of them.
+    """
+
+    workflow_id: str
+    constitution: ConstitutionVersion
+    messages: list[ProposalMessage] = Field(min_length=1, max_length=100)
+
+    def each(self) -> list[UpdateProposalMessageInput]:
+        """Each message as its own input, as `post_proposal` and `update_proposal_message` take."""
+        return [
+            UpdateProposalMessageInput(
+                workflow_id=self.workflow_id,
+                status=m.status,
+                constitution=self.constitution,
+                voters=m.voters,
+            )
+            for m in self.messages
+        ]
+
+
 class ReminderInput(Contract):
     """Input of `post_reminder`; the number keys each post, so a retried activity posts it once.
 
@@ -752,6 +784,8 @@ __all__ = [
     "PreflightInput",
     "PreflightResult",
     "Progress",
+    "ProposalMessage",
+    "ProposalMessagesInput",
     "ProposalStatus",
     "ProposeInput",
     "ProposeResult",

@@ -355,8 +355,9 @@ class TrainingSpec(Frozen):
         default=8,
         ge=1,
         le=100,
-        description="Shards under way at once, across all workers; more than the workers "
-        "that generate, so each always has one.",
+        description="Shards scheduled at once, across all workers; each worker takes "
+        "AMEND_DATASET_SHARDS_PER_WORKER of them and the rest wait for whichever has room, "
+        "so at least workers x that, or some worker has none.",
     )
     heartbeat_timeout: timedelta = Field(
         default=timedelta(minutes=2),

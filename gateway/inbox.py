@@ -112,10 +112,6 @@ class DecisionInbox(Generic[T]):
     owner: str = field(default_factory=lambda: f"gateway-{uuid.uuid4().hex[:12]}")
     _lines: dict[str, _RoundLine] = field(default_factory=dict)
     _sending: dict[str, asyncio.Task[T]] = field(default_factory=dict)
-    # Of those, the clicks claimed by a sweep (a dead or stopped gateway's, or
-    # one whose sending failed): one hanging on a round no worker runs must
-    # not keep this gateway from answering a lone click with the round's answer.
-    _taken_over: set[str] = field(default_factory=set)
     acks_first_s: float = ACKS_FIRST_S
     _sweeper: asyncio.Task[None] | None = None
     _stopping: bool = False
@@ -125,12 +121,6 @@ class DecisionInbox(Generic[T]):
     # Clicks waiting for the next INSERT, and the task writing them.
     _arrived: list[tuple[InboxClick, asyncio.Future[bool]]] = field(default_factory=list)
     _keeper: asyncio.Task[None] | None = None
-
-    @property
-    def idle(self) -> bool:
-        """Whether this gateway is keeping no other click and sending none it
-        took from Slack now."""
-        return self._receiving == 0 and len(self._sending) == len(self._taken_over)
 
     async def receive(self, click: InboxClick) -> bool:
         """Keep a click, claimed by this gateway; False when it is kept already.
@@ -211,14 +201,11 @@ class DecisionInbox(Generic[T]):
             return sending
         task = self.spawn(self._send(click, taken_over))
         self._sending[click.interaction_key] = task
-        if taken_over:
-            self._taken_over.add(click.interaction_key)
         task.add_done_callback(lambda done: self._sent(click.interaction_key, done))
         return task
 
     def _sent(self, key: str, task: asyncio.Task[T]) -> None:
         self._sending.pop(key, None)
-        self._taken_over.discard(key)
         if not task.cancelled():
             task.exception()  # logged by `_send`; the sweep sends it again
 

@@ -7,11 +7,12 @@ Slack's retries of one click are kept once) and Slack is answered then: an
 acknowledged click survives the gateway. The inbox's dispatcher sends it to
 the round as the workflow's `decide` update with the same id, whose validator
 answers whether it was taken, already made or not allowed, and the reviewer is
-told that answer in an ephemeral message. When this gateway keeps and sends
-no other click, the answer to Slack waits for the round's (within the ack
-budget), as before the inbox; under a burst the click is answered at once,
-"being recorded". Refusals never reach Temporal's history, so they are recorded in
-the ledger as attempts.
+told that answer in an ephemeral message, once. A button's click is answered
+"being recorded" as soon as the inbox holds it: Slack ignores the body of a
+block_actions answer, so waiting for the round would only delay the ack. A
+submitted modal still waits for the round's answer (within the ack budget),
+since Slack shows a refusal under the modal's field. Refusals never reach
+Temporal's history, so they are recorded in the ledger as attempts.
 
 `SlackInteractions` is built once per app; the HTTP route below and the
 Socket Mode receiver both hand it verified payloads.
@@ -27,11 +28,13 @@ from collections import OrderedDict
 from collections.abc import Coroutine
 from typing import Annotated, Any, Literal, TypeVar
 
+import aiohttp
 import asyncpg
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from slack_sdk.errors import SlackApiError
+from slack_sdk.models.views import View
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
@@ -72,6 +75,12 @@ ACK_BUDGET_S = 1.5
 # Of which keeping the click in the decision inbox may take this much; past
 # it the click goes to the round directly.
 INBOX_BUDGET_S = 0.75
+# Slack expires a click's trigger id 3 s after the click: a modal is opened,
+# and opened again after Slack's 429 or 5xx, only this long after the click
+# arrived, so that the answer still reaches Slack within its 3 s.
+TRIGGER_LIFE_S = 2.5
+# After a 5xx (a 429 waits out its Retry-After in the SDK's retry handler).
+VIEW_RETRY_PAUSE_S = 0.1
 T = TypeVar("T")
 
 
@@ -89,8 +98,9 @@ LEDGER_AWAY = (
 
 
 class InteractionAnswer(BaseModel):
-    """What the gateway makes of an interaction; Slack ignores the body of a
-    block_actions answer, the simulated reviewer and the tests read it."""
+    """What the gateway makes of an interaction. Slack ignores the body of a
+    block_actions answer (the reviewer reads the ephemeral message); of a
+    modal's it shows a refusal under the field."""
 
     outcome: str  # taken | refused | pending | opened | unavailable
     message: str
@@ -358,12 +368,15 @@ class SlackInteractions:
         modal: bool = False,
     ) -> InteractionAnswer:
         """Keep the click in the inbox and send it to the round; answer Slack
-        with the round's answer when nothing else is being sent (or for a
-        modal), else at once.
+        at once for a button, with the round's answer for a modal.
 
         Slack ignores the body of a button's answer: the reviewer learns the
-        outcome from the ephemeral message either way. A ledger that cannot
-        keep the click sends it to the round directly, as before the inbox.
+        outcome from the ephemeral message, so waiting for the round would
+        only delay the ack (issue 14). A modal shows a refusal under its
+        field, so its answer waits for the round's, within the ack budget.
+        Slack's redelivery of a button's click is answered from the inbox
+        (`_kept_before`). A ledger that cannot keep the click sends it to the
+        round directly, as before the inbox.
         """
         loop = asyncio.get_running_loop()
         began = loop.time()
@@ -384,10 +397,10 @@ class SlackInteractions:
             )
         if not kept:
             return await self._kept_before(key, request)
-        alone = self.inbox.idle
         task = self.inbox.dispatch(click)
-        self._remember(key, task)
-        if alone or modal:
+        if modal:
+            # A resubmission on this gateway waits for the same answer.
+            self._remember(key, task)
             left = max(ACK_BUDGET_S - (loop.time() - began), 0.0)
             # Past the budget, or the sending failed (the sweep sends it again).
             with contextlib.suppress(Exception):
@@ -613,6 +626,7 @@ class SlackInteractions:
         """
         user, channel = interaction.user.id, interaction.channel_id
         round_id = round_id_of(workflow_id) or workflow_id
+        trigger_expires = asyncio.get_running_loop().time() + TRIGGER_LIFE_S
         try:
             found, current = await asyncio.wait_for(
                 self._proposal_and_principle(round_id, proposal_id, kind), ACK_BUDGET_S
@@ -646,14 +660,41 @@ class SlackInteractions:
         else:
             view = reject_view(workflow_id, found.status, channel, ts)
         try:
-            await self.slack.views_open(trigger_id=interaction.trigger_id, view=view)
+            await self._open_view(interaction.trigger_id, view, trigger_expires)
         except SlackApiError as error:
+            message = f"Slack would not open the editor: {error.response.get('error')}"
+        except (TimeoutError, aiohttp.ClientError) as error:
+            log.warning("could not open a modal on %s in time: %r", proposal_id, error)
+            message = "Slack did not open the editor in time (it is busy or unreachable)"
+        else:
             return InteractionAnswer(
-                outcome="refused",
-                proposal_id=proposal_id,
-                message=f"Slack would not open the editor: {error.response.get('error')}",
+                outcome="opened", message="editor opened", proposal_id=proposal_id
             )
-        return InteractionAnswer(outcome="opened", message="editor opened", proposal_id=proposal_id)
+        # Slack shows nothing for a click whose modal did not open: say so.
+        message += f"; click {kind.capitalize()}… again. Nothing was recorded."
+        self._in_background(self._tell(channel, user, message))
+        return InteractionAnswer(outcome="unavailable", proposal_id=proposal_id, message=message)
+
+    async def _open_view(self, trigger_id: str | None, view: View, expires: float) -> None:
+        """Open a modal, again after Slack's 429 or 5xx, while the click's trigger id lives.
+
+        Raises the SlackApiError that retrying cannot fix, and TimeoutError
+        once the trigger id has expired (Slack would refuse it anyway).
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                async with asyncio.timeout_at(expires):
+                    await self.slack.views_open(trigger_id=trigger_id, view=view)
+                return
+            except SlackApiError as error:
+                status = error.response.status_code
+                if status != 429 and status < 500:
+                    raise
+                if loop.time() + VIEW_RETRY_PAUSE_S >= expires:
+                    raise TimeoutError("the trigger id expired while Slack refused") from error
+                log.info("Slack answered %s to views.open; opening again", status)
+            await asyncio.sleep(VIEW_RETRY_PAUSE_S)
 
     async def _proposal_and_principle(
         self, round_id: str, proposal_id: str, kind: str

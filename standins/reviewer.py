@@ -13,7 +13,11 @@ API stand-in (`standins.slack`) to see what the gateway posted and opened:
 
 * `wait_for_message` waits for a message carrying a given button;
 * `decide_in_slack` clicks Accept, or clicks Reject… / Modify…, waits for the
-  modal the gateway opens for that click and submits it.
+  modal the gateway opens for that click and submits it;
+* `SimulatedReviewer.accept` clicks Accept and waits for what the gateway
+  tells the reviewer about it (`wait_until_told`): the gateway acknowledges
+  a click at once, "being recorded", and a person learns the round's answer
+  from the ephemeral message that follows, never from the acknowledgement.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import secrets
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlencode
 
@@ -48,9 +54,13 @@ Decision = Literal["accept", "reject", "modify"]
 _trigger_counter = itertools.count(1)
 
 
-# One TLS context for every client the reviewer opens: building one per
-# request (httpx's default) cost more CPU than the whole round it was driving.
-_TLS = ssl.create_default_context()
+@cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every client the reviewer opens: building one per
+    request (httpx's default) cost more CPU than the whole round it was driving.
+    Built on first use, not on import: the dev stack imports this module for
+    `SIMULATED_REVIEWER` alone, and a context takes 20 ms (issue 14)."""
+    return ssl.create_default_context()
 
 
 class ReviewerError(RuntimeError):
@@ -100,6 +110,23 @@ def _find_button(message: JSONDict, action_id: str) -> tuple[JSONDict, JSONDict]
         f"message ts={message.get('ts')!r} has no button with action_id {action_id!r} "
         f"(buttons: {buttons})"
     )
+
+
+@dataclass(frozen=True)
+class Told:
+    """A click and what the reviewer was told about it."""
+
+    ack: httpx.Response  # the gateway's answer to Slack, which Slack does not show
+    ephemeral: JSONDict  # the `/_standin/ephemeral` record the reviewer sees
+
+    @property
+    def text(self) -> str:
+        return str(self.ephemeral.get("text") or "")
+
+    @property
+    def refused(self) -> bool:
+        """Whether the reviewer was told the decision was not recorded."""
+        return self.text.startswith("Not recorded")
 
 
 class SimulatedReviewer:
@@ -189,7 +216,7 @@ class SimulatedReviewer:
             return await self._client.post(
                 self.interactions_url, content=body, headers=headers, timeout=self._timeout
             )
-        async with httpx.AsyncClient(timeout=self._timeout, verify=_TLS) as client:
+        async with httpx.AsyncClient(timeout=self._timeout, verify=_tls()) as client:
             return await client.post(self.interactions_url, content=body, headers=headers)
 
     async def send_payload(self, payload: JSONDict) -> httpx.Response:
@@ -200,7 +227,7 @@ class SimulatedReviewer:
         url = (slack_api_url or self.slack_api_url or "").rstrip("/")
         if not url:
             return
-        async with httpx.AsyncClient(timeout=self._timeout, verify=_TLS) as client:
+        async with httpx.AsyncClient(timeout=self._timeout, verify=_tls()) as client:
             response = await client.post(
                 f"{url}/_standin/triggers",
                 json={"trigger_id": trigger_id, "user_id": self.user_id},
@@ -356,12 +383,30 @@ class SimulatedReviewer:
         """Submit `view` (a view object or a `/_standin/views` record)."""
         return await self.send_payload(self.view_submission_payload(view, values))
 
+    async def accept(self, message: JSONDict, *, channel_id: str, wait_s: float = 10.0) -> Told:
+        """Press Accept on `message` and wait, as a person does, for the
+        ephemeral message the gateway tells this reviewer about it.
+
+        One click of this reviewer's at a time: the message told is the first
+        this reviewer gets after the click. Needs `slack_api_url`.
+        """
+        if self.slack_api_url is None:
+            raise ReviewerError("accept reads the ephemeral messages: give slack_api_url")
+        seen = len(await told_to(self.slack_api_url, self.user_id))
+        ack = await self.click(message, "accept", channel_id=channel_id)
+        if ack.status_code != 200:
+            raise ReviewerError(
+                f"the gateway refused the accept click: {ack.status_code} {ack.text}"
+            )
+        told = await wait_until_told(self.slack_api_url, self.user_id, seen=seen, wait_s=wait_s)
+        return Told(ack=ack, ephemeral=told)
+
 
 # ----------------------------------------------------------------- a person's flow
 
 
 async def _get_json(url: str) -> Any:
-    async with httpx.AsyncClient(timeout=10.0, verify=_TLS) as client:
+    async with httpx.AsyncClient(timeout=10.0, verify=_tls()) as client:
         response = await client.get(url)
         response.raise_for_status()
         return response.json()
@@ -495,6 +540,29 @@ async def wait_for_view(
     )
 
 
+async def told_to(slack_api_url: str, user_id: str) -> list[JSONDict]:
+    """The ephemeral messages the Slack stand-in holds for `user_id`, oldest first."""
+    records: list[JSONDict] = await _get_json(slack_api_url.rstrip("/") + "/_standin/ephemeral")
+    return [r for r in records if r.get("user") == user_id]
+
+
+async def wait_until_told(
+    slack_api_url: str, user_id: str, *, seen: int = 0, wait_s: float = 10.0
+) -> JSONDict:
+    """Wait for an ephemeral message to `user_id` past the first `seen`; its record."""
+
+    def next_one(records: list[JSONDict]) -> JSONDict | None:
+        mine = [r for r in records if r.get("user") == user_id]
+        return mine[seen] if len(mine) > seen else None
+
+    return await _poll(
+        slack_api_url.rstrip("/") + "/_standin/ephemeral",
+        next_one,
+        wait_s,
+        f"{user_id} was told nothing more (had been told {seen})",
+    )
+
+
 async def decide_in_slack(
     reviewer: SimulatedReviewer,
     slack_api_url: str,
@@ -508,7 +576,9 @@ async def decide_in_slack(
 ) -> httpx.Response:
     """Do what a person does to accept, reject or modify a proposal message.
 
-    accept: press that button; the gateway's response is returned.
+    accept: press that button; the gateway's response is returned (it
+    acknowledges the click, "being recorded"; `SimulatedReviewer.accept`
+    waits for what the reviewer is told).
     reject / modify: press the button, wait for the modal the gateway opens
     with that click's trigger id (callback_id ``reject_proposal`` or
     ``modify_proposal``), fill its ``comment`` (and for modify ``text``) input

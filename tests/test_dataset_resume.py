@@ -20,7 +20,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from openai import AsyncOpenAI
 from pydantic import BaseModel
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -37,7 +36,7 @@ from standins.model.app import create_app
 from standins.model.config import ScriptedModelConfig
 from standins.serving import serve
 from tests.conftest import eventually
-from worker.runtime import build_worker
+from worker.runtime import model_client, running_worker
 from worker.settings import Settings
 from workflows.client import heartbeat_progress
 
@@ -149,7 +148,7 @@ async def test_a_worker_killed_mid_generation_is_resumed_without_redoing_or_dupl
                 assert isinstance(progress, Progress) and progress.stage == "generating_data"
                 assert progress.total == EXAMPLES and 0 < progress.done < EXAMPLES
 
-                async with build_worker(client, settings, ledger):
+                async with running_worker(settings, database_url, client):
                     dataset = await handle.result()
         finally:
             if doomed.returncode is None:
@@ -186,8 +185,11 @@ async def test_a_batch_generation_resumed_from_its_heartbeat_waits_for_the_same_
         round_id="batch-resume", constitution=sample_constitution(), training=training_spec
     )
     stand_in = create_app(ScriptedModelConfig(latency_s=0.3))
-    async with serve(stand_in) as model:
-        client = AsyncOpenAI(base_url=f"{model.url}/v1", api_key="none", max_retries=0)
+    # The worker's own client (aiohttp's pool, its timeout), as the round runs it.
+    async with (
+        serve(stand_in) as model,
+        model_client(Settings(), base_url=f"{model.url}/v1") as client,
+    ):
         training = TrainingActivities(
             Model(client, "amend-proposer", CONCURRENCY),
             ledger,

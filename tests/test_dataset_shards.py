@@ -1,8 +1,10 @@
-"""A dataset in shards spreads over every worker on the task queue, and a
-worker killed (SIGKILL) in the middle loses nothing: its shards are taken over
-by the other worker when their heartbeats stop, each resuming from what the
-ledger kept. The file assembled from the shards is the one a single
-generation writes: every example once, in position order, with its manifest.
+"""A dataset in shards spreads over every worker on the task queue, each
+worker taking only as many as it is set to run at once while the rest wait on
+the server for whichever has room, and a worker killed (SIGKILL) in the middle
+loses nothing: its shards are taken over by the other worker when their
+heartbeats stop, each resuming from what the ledger kept. The file assembled
+from the shards is the one a single generation writes: every example once, in
+position order, with its manifest.
 
 Two `amend worker` processes; the round's dataset stage is driven by
 `bench.sharded_dataset` (the same `workflows.dataset` calls the round makes)
@@ -15,9 +17,10 @@ import asyncio
 import json
 import signal
 import uuid
+from collections import Counter
 from pathlib import Path
 
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
@@ -32,7 +35,7 @@ from tests.conftest import eventually
 from workflows.client import heartbeat_progress
 
 EXAMPLES = 60
-SHARD = 5
+SHARD = 10  # a shard takes about 3 s: long enough to heartbeat its progress (every 2 s)
 
 
 def read(uri: str) -> bytes:
@@ -69,6 +72,7 @@ async def test_shards_spread_over_two_workers_and_survive_a_killed_one(
             gateways=0,
             model=ScriptedModelConfig(latency_s=0.2),
             model_concurrency="2",
+            dataset_shards_per_worker="1",
         ) as fleet,
         Worker(
             client,
@@ -95,17 +99,32 @@ async def test_shards_spread_over_two_workers_and_survive_a_killed_one(
 
         async def both_workers_on_shards() -> set[str] | None:
             described = await handle.describe()
-            seen.update(
-                p.last_worker_identity
+            shards = [
+                p
                 for p in described.raw_description.pending_activities
                 if p.activity_type.name == "generate_dataset_shard"
+            ]
+            running = Counter(
+                p.last_worker_identity
+                for p in shards
+                if p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
             )
+            held.append(max(running.values(), default=0))
+            scheduled = PendingActivityState.PENDING_ACTIVITY_STATE_SCHEDULED
+            waiting.append(sum(p.state == scheduled for p in shards))
+            seen.update(running)
             return seen if len(seen) == 2 else None
 
         seen: set[str] = set()
+        held: list[int] = []
+        waiting: list[int] = []
         # Both workers take shards: the work leaves one process.
         await eventually(both_workers_on_shards, "both workers generating shards", 60)
         assert seen == {w.identity for w in fleet.workers}
+        # Each holds one at a time (AMEND_DATASET_SHARDS_PER_WORKER=1); the other
+        # two of the four scheduled wait on the server, not inside a worker.
+        assert max(held) == 1
+        assert max(waiting) > 0
         doomed = fleet.workers[0]
         doomed.process.send_signal(signal.SIGKILL)
         await doomed.process.wait()

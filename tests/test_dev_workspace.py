@@ -35,8 +35,8 @@ async def test_a_round_in_review_is_decided_through_its_messages_after_a_restart
     async with stack_on(dev_server) as stack:
         [again] = await wait_for_proposals(stack.slack_stand_in_url or "", 1, wait_s=5)
         assert again["ts"] == message["ts"]
-        clicked = await reviewer(stack).click(again, "accept", channel_id="C0AMENDREVIEW")
-        assert clicked.json()["outcome"] == "taken", clicked.text
+        clicked = await reviewer(stack).accept(again, channel_id="C0AMENDREVIEW")
+        assert "accept recorded" in clicked.text and not clicked.refused, clicked.text
 
         async def decided() -> bool:
             status = await status_of(dev_server, "restarted")

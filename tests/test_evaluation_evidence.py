@@ -58,16 +58,19 @@ async def test_a_rounds_evaluation_failures_are_stored_once_and_the_next_round_c
     version = await ledger.get_version(2)
     assert version is not None
     activities = build_activities(stack.settings, ledger)
-    await ActivityEnvironment().run(
-        activities.evaluation.evaluate,
-        EvaluateInput(
-            round_id="loop-a",
-            constitution=version,
-            candidate_model=evaluation.candidate_model,
-            baseline_model=evaluation.baseline_model,
-            gate=GateSpec(),
-        ),
-    )
+    try:
+        await ActivityEnvironment().run(
+            activities.evaluation.evaluate,
+            EvaluateInput(
+                round_id="loop-a",
+                constitution=version,
+                candidate_model=evaluation.candidate_model,
+                baseline_model=evaluation.baseline_model,
+                gate=GateSpec(),
+            ),
+        )
+    finally:
+        await activities.close()
     again = await ledger.evaluation_failures("loop-a")
     assert [f.failure_id for f in again] == [f.failure_id for f in failures]
 

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from openai import AsyncOpenAI
 from temporalio.testing import ActivityEnvironment
 
 from activities.evaluation import EvaluationActivities
@@ -37,6 +36,8 @@ from standins.model.config import ScriptedModelConfig
 from standins.model.state import ModelServerState
 from standins.serving import serve
 from tests.conftest import eventually
+from worker.runtime import model_client
+from worker.settings import Settings
 
 ANSWERS = 3 * (40 * 4 + 15) + 2 * 55
 """Three models on 40 red-team prompts (plain and under 3 cue styles) and 15
@@ -99,8 +100,11 @@ async def evaluator(ledger: Ledger) -> AsyncIterator[Evaluator]:
     )
     await ledger.save_version(v2)
     stand_in = create_app(ScriptedModelConfig(latency_s=0.02))
-    async with serve(stand_in) as server:
-        client = AsyncOpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
+    # The worker's own client (aiohttp's pool, its timeout), as the round runs it.
+    async with (
+        serve(stand_in) as server,
+        model_client(Settings(), base_url=f"{server.url}/v1") as client,
+    ):
         yield Evaluator(ledger, Model(client, "amend-proposer", 8), stand_in.state.standin, v2)
 
 

@@ -85,8 +85,10 @@ async def test_readiness_names_a_temporal_outage_while_liveness_stays_ok(
         assert body["status"] == "ready" and set(body["checks"]) == {"postgres", "temporal"}
         status, body = await probe(worker, "/readyz")
         assert status == 200, body
-        assert set(body["checks"]) == {"worker", "postgres", "temporal"}
-        assert body["checks"]["worker"]["detail"] == f"polling {stack.settings.temporal_task_queue}"
+        assert set(body["checks"]) == {"worker", "dataset_shards", "postgres", "temporal"}
+        queue = stack.settings.temporal_task_queue
+        assert body["checks"]["worker"]["detail"] == f"polling {queue}"
+        assert body["checks"]["dataset_shards"]["detail"] == f"polling {queue}-dataset-shards"
 
         assert await container_check(stack, "gateway", worker) == (0, "")
         assert await container_check(stack, "worker", worker) == (0, "")

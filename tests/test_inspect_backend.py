@@ -12,6 +12,7 @@ figures.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,17 @@ from workflows.client import round_status
 inspect_log = pytest.importorskip("inspect_ai.log")
 
 
-def read_logs(log_dir: Path) -> list[Any]:
+async def read_logs(log_dir: Path) -> list[Any]:
     """Every Inspect log in the folder, read by Inspect's own reader."""
-    return [inspect_log.read_eval_log(str(path)) for path in sorted(log_dir.glob("*.eval"))]
+    paths = await asyncio.to_thread(lambda: sorted(log_dir.glob("*.eval")))
+    return [await inspect_log.read_eval_log_async(str(path)) for path in paths]
+
+
+def nested_asyncio() -> bool:
+    """Whether nest_asyncio has patched asyncio in this process (Inspect's sync
+    readers do it when called on a running loop, for every loop after): it
+    replaces `asyncio.run` with its own, and marks the module."""
+    return asyncio.run.__module__ != "asyncio.runners" or hasattr(asyncio, "_nest_patched")
 
 
 @pytest.fixture
@@ -53,6 +62,8 @@ async def test_a_round_evaluated_as_an_inspect_task_reads_the_gate_from_its_log_
         gate={"evaluation_backend": "inspect"},
     )
     assert (await inspected.result()).state is RoundState.completed
+    # The worker (in this process) read the logs without patching its event loop.
+    assert not nested_asyncio()
 
     before = (await round_status(dev_server.client, "twin-builtin")).evaluation
     after = (await round_status(dev_server.client, "twin-inspect")).evaluation
@@ -65,7 +76,7 @@ async def test_a_round_evaluated_as_an_inspect_task_reads_the_gate_from_its_log_
     # styles, 15 benign), which Inspect's own reader opens.
     log_dir = Path(after.inspect_log)
     assert log_dir == (stack.settings.artifacts_root / "inspect" / "twin-inspect").resolve()
-    logs = read_logs(log_dir)
+    logs = await read_logs(log_dir)
     assert len(logs) == 2
     models = set()
     for log in logs:

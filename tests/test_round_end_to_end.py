@@ -22,8 +22,14 @@ from constitution import ProposalState, RoundState
 from constitution.contracts import RoundResult
 from constitution.samples import sample_constitution
 from ledger.store import Ledger
-from standins.reviewer import SimulatedReviewer, decide_in_slack, wait_for_proposals
-from tests.conftest import StackFactory, start_round
+from standins.reviewer import (
+    SimulatedReviewer,
+    decide_in_slack,
+    told_to,
+    wait_for_proposals,
+    wait_until_told,
+)
+from tests.conftest import StackFactory, eventually, start_round
 from worker.stack import Stack
 from workflows.round import TrainingRoundWorkflow
 
@@ -147,6 +153,13 @@ async def test_forged_and_stale_slack_requests_get_401_and_change_nothing(
 ) -> None:
     await start_round(stack, "forged", max_proposals=1)
     [message] = await proposal_messages(stack, 1)
+
+    async def noted_posted() -> bool:
+        status = await handle(dev_server, "forged").query(TrainingRoundWorkflow.state)
+        return [p.state for p in status.proposals] == [ProposalState.posted]
+
+    # Slack shows the message a moment before the round notes it posted.
+    await eventually(noted_posted, "the round to note its proposal posted")
     alice = reviewer(stack)
     body = alice.encode(alice.block_actions_payload(message, "accept", channel_id=CHANNEL))
     forged = await alice.send_raw(body, signature="v0=" + "0" * 64)
@@ -164,22 +177,15 @@ async def test_a_reviewer_not_on_the_list_is_refused_and_the_attempt_recorded(
     await start_round(stack, "outsider", max_proposals=1)
     [message] = await proposal_messages(stack, 1)
     mallory = reviewer(stack, "U0MALLORY")
-    response = await mallory.click(message, "accept", channel_id=CHANNEL)
-    assert response.status_code == 200
-    assert response.json()["outcome"] == "refused"
-    assert "not a reviewer" in response.json()["message"]
+    response = await mallory.accept(message, channel_id=CHANNEL)
+    assert response.ack.json()["outcome"] == "pending"  # told after Slack got its answer
+    assert response.refused and "not a reviewer" in response.text
     assert await ledger.decisions("outsider") == []
     [attempt] = await ledger.decision_attempts("outsider")
     assert attempt.reviewer == "U0MALLORY" and attempt.outcome == "refused"
-    told: list[dict[str, Any]] = []
-    for _ in range(100):  # told after Slack got its answer
-        async with httpx.AsyncClient() as http:
-            told = (await http.get(f"{stack.slack_stand_in_url}/_standin/ephemeral")).json()
-        if told:
-            break
-        await asyncio.sleep(0.05)
+    async with httpx.AsyncClient() as http:
+        told = (await http.get(f"{stack.slack_stand_in_url}/_standin/ephemeral")).json()
     assert [e["user"] for e in told] == ["U0MALLORY"]
-    assert "not a reviewer" in told[0]["text"]
     await handle(dev_server, "outsider").cancel()
 
 
@@ -191,14 +197,19 @@ async def test_the_same_decision_sent_twice_is_taken_once(
     alice = reviewer(stack)
     payload = alice.block_actions_payload(first, "accept", channel_id=CHANNEL)
     body = alice.encode(payload)
-    # Slack's retry of one click carries the same payload (same action_ts).
+    # Slack's retry of one click carries the same payload (same action_ts):
+    # answered from the decision inbox, with the round's answer once it has it.
     once = await alice.send_raw(body)
+    assert once.json()["outcome"] == "pending"
+    told = await wait_until_told(stack.slack_stand_in_url or "", REVIEWER)
+    assert "accept recorded" in told["text"]
     again = await alice.send_raw(body)
-    assert once.json()["outcome"] == "taken" and again.json()["outcome"] == "taken"
+    assert again.json()["outcome"] == "taken" and "accept recorded" in again.json()["message"]
     # A double click is a second interaction: refused, the proposal is settled.
-    double = await alice.click(first, "accept", channel_id=CHANNEL)
-    assert double.json()["outcome"] == "refused"
-    assert "already accepted" in double.json()["message"]
+    double = await alice.accept(first, channel_id=CHANNEL)
+    assert double.refused and "already accepted" in double.text
+    # Told once per interaction: the retry told nobody.
+    assert len(await told_to(stack.slack_stand_in_url or "", REVIEWER)) == 2
     assert len(await ledger.decisions("twice")) == 1
     proposal_rows = [
         t

@@ -33,6 +33,7 @@ from constitution import RoundState
 from constitution.contracts import RoundResult
 from constitution.samples import sample_constitution
 from ledger.store import Ledger
+from standins.reviewer import told_to, wait_until_told
 from tests.conftest import SMALL_EVAL_SET, eventually
 
 # Long enough to be caught mid-way (three model calls an example, four at a
@@ -140,7 +141,10 @@ async def test_two_workers_and_two_gateways_share_rounds_and_survive_a_killed_wo
                 await fleet.reviewer(retried_by).send_payload(payload),
             ]
             assert [a.status_code for a in answers] == [200, 200]
-            assert answers[0].json()["outcome"] == "taken", answers[0].text
+            assert answers[0].json()["outcome"] == "pending", answers[0].text
+            # The reviewer is told the round took it, once for the click and its retry.
+            told = await wait_until_told(fleet.slack_url, ALICE, seen=clicks, wait_s=60)
+            assert "accept recorded" in told["text"], told
             clicks += 1
 
     # Kill whichever worker runs the first round's dataset step, mid-way.
@@ -153,6 +157,7 @@ async def test_two_workers_and_two_gateways_share_rounds_and_survive_a_killed_wo
         result = await asyncio.wait_for(handle(dev_server, round_id).result(), 120)
         assert result.state is RoundState.completed
     await _settled_once(fleet, ["through-one", "through-two"])
+    assert len(await told_to(fleet.slack_url, ALICE)) == clicks
 
     # Taken over when the heartbeats stopped, not at the six-hour timeout.
     [taken_over] = _started(await _events(handle(dev_server, "through-one")), "generate_dataset")

@@ -20,11 +20,12 @@ import pytest
 from hypothesis import strategies as st
 from temporalio.testing import WorkflowEnvironment
 
+import gateway.slack
 from ledger.store import Ledger
-from standins.reviewer import SimulatedReviewer, wait_for_proposals
+from standins.reviewer import SimulatedReviewer, told_to, wait_for_proposals, wait_until_told
 from tests.conftest import REVIEW_CHANNEL, StackFactory, eventually, start_round
 from tests.unit.test_properties import json_values, slack_like
-from worker.runtime import gateway_app
+from worker.runtime import gateway_app, running_worker
 from worker.stack import Stack
 
 ALICE, MALLORY = "U0ALICE", "U0MALLORY"
@@ -213,10 +214,17 @@ async def test_slack_redeliveries_of_a_click_are_answered_once_on_any_replica(
     taken_body = alice.encode(
         alice.block_actions_payload(message, "accept", channel_id=REVIEW_CHANNEL)
     )
+    slack = stack.slack_stand_in_url or ""
     async with second_gateway(stack, dev_server, database_url) as replica:
-        for body, reviewer in ((refused_body, mallory), (taken_body, alice)):
+        for body, reviewer, outcome in (
+            (refused_body, mallory, "refused"),
+            (taken_body, alice, "taken"),
+        ):
             first = await reviewer.send_raw(body)
-            assert first.status_code == 200
+            assert first.status_code == 200 and first.json()["outcome"] == "pending"
+            answered = await wait_until_told(slack, reviewer.user_id, wait_s=30)
+            # Once the round has answered, every redelivery, on either replica,
+            # is answered from the decision inbox with that answer.
             for number, http_post in (
                 ("1", _post_to(stack.gateway_url)),
                 ("2", replica.post),
@@ -228,15 +236,13 @@ async def test_slack_redeliveries_of_a_click_are_answered_once_on_any_replica(
                     headers=signed(reviewer, body, **{"X-Slack-Retry-Num": number}),
                 )
                 assert again.status_code == 200, again.text
-                assert again.json()["outcome"] == first.json()["outcome"], again.json()
+                assert again.json()["outcome"] == outcome, again.json()
+                assert again.json()["message"] == answered["text"], again.json()
 
     [attempt] = await ledger.decision_attempts("click-redelivered")
     assert attempt.reviewer == MALLORY
     [decision] = await ledger.decisions("click-redelivered")
     assert decision.reviewer == ALICE
-    told = await eventually(
-        lambda: _at_least(recorded(stack, "ephemeral"), 2), "both reviewers told"
-    )
     # Let any message a redelivery would wrongly send arrive, then count.
     await eventually(lambda: _settled_ephemeral(stack), "no more messages", wait_s=30)
     told = await recorded(stack, "ephemeral")
@@ -299,6 +305,106 @@ async def test_a_decision_modal_opens_from_the_ledger_while_no_worker_runs_the_r
         assert "try again in a moment" in answer["message"]
         assert "no longer running" not in answer["message"]
     await workflow.terminate("test over")  # no worker will ever run it
+
+
+async def test_an_accept_is_answered_once_kept_without_waiting_for_the_round_and_told_once_taken(
+    dev_server: WorkflowEnvironment,
+    stack_on: StackFactory,
+    ledger: Ledger,
+    database_url: str,
+    task_queue: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Slack ignores the body of a button's answer, so an Accept click on an
+    idle gateway is answered "pending" once the decision inbox keeps it, not
+    when the round answers: here no worker runs the round and the ack budget
+    is stretched to 120 s, so a gateway that waited for the round would not
+    answer within the reviewer's 30 s. The reviewer learns the outcome from
+    one ephemeral message, sent once the round takes the click."""
+    async with stack_on(dev_server) as first:
+        message = await round_in_review(first, "click-acked")
+    monkeypatch.setattr(gateway.slack, "ACK_BUDGET_S", 120.0)
+    workflow = dev_server.client.get_workflow_handle("round-click-acked")
+    async with stack_on(
+        dev_server, temporal_task_queue="nobody-runs-acked", gateway_graceful_shutdown_s=0
+    ) as stack:
+        slack = stack.slack_stand_in_url or ""
+        alice = SimulatedReviewer(
+            stack.gateway_url,
+            stack.settings.slack_signing_secret.get_secret_value(),
+            ALICE,
+            slack_api_url=slack,
+            timeout=30,
+        )
+        clicked = await alice.click(message, "accept", channel_id=REVIEW_CHANNEL)
+        assert clicked.status_code == 200
+        assert clicked.json() == {
+            "outcome": "pending",
+            "message": "Your decision is being recorded.",
+            "proposal_id": "click-acked-p1",
+        }
+        [kept] = await ledger.decision_inbox("click-acked")
+        assert kept.request["reviewer"] == ALICE and kept.claimed_by is not None
+        assert kept.outcome is None and kept.dispatched_at is None
+        assert await ledger.decisions("click-acked") == []
+        assert await told_to(slack, ALICE) == []
+
+        # A worker for the round's queue: the round takes the click the
+        # gateway sent, and the gateway tells the reviewer.
+        runs = stack.settings.model_copy(update={"temporal_task_queue": task_queue})
+        async with running_worker(runs, database_url, dev_server.client):
+            told = await wait_until_told(slack, ALICE, wait_s=60)
+            assert "accept recorded for click-acked-p1" in told["text"]
+            [decision] = await ledger.decisions("click-acked")
+            assert decision.reviewer == ALICE and decision.kind == "accept"
+            await workflow.terminate("test over")
+        [kept] = await ledger.decision_inbox("click-acked")
+        assert kept.outcome == "taken" and kept.message == told["text"]
+        # Let any second message arrive, then count: told once.
+        await eventually(lambda: _settled_ephemeral(stack), "no more messages", wait_s=30)
+        assert await told_to(slack, ALICE) == [told]
+
+
+async def test_a_modal_opens_through_slacks_429_and_500_and_past_the_trigger_the_reviewer_is_told(
+    stack: Stack, ledger: Ledger
+) -> None:
+    """Slack refuses views.open now and then (429, 5xx); the click's trigger id
+    lives 3 s, so the gateway opens again within it, and past it tells the
+    reviewer to click again rather than leave the button doing nothing."""
+    message = await round_in_review(stack, "click-busy-slack")
+
+    async def in_review() -> bool:
+        found = await ledger.proposal_in_review("click-busy-slack", "click-busy-slack-p1")
+        return found is not None and found.status.state.value == "posted"
+
+    await eventually(in_review, "the ledger to note the proposal posted")
+    slack = _post_to(stack.slack_stand_in_url or "")
+    busy = [{"kind": "rate_limited", "retry_after": 1}, {"kind": "server_error"}]
+    (await slack("/_standin/faults", json={"faults": busy})).raise_for_status()
+    alice = as_reviewer(stack, ALICE)
+    clicked = await alice.click(message, "modify", channel_id=REVIEW_CHANNEL)
+    assert clicked.json()["outcome"] == "opened", clicked.json()
+    opens = [c["status"] for c in await recorded(stack, "calls") if c["method"] == "views.open"]
+    assert opens == [429, 500, 200]
+    assert [v["view"]["callback_id"] for v in await recorded(stack, "views")] == ["modify_proposal"]
+
+    # Slack busier than the trigger id lives: nothing opens, the reviewer is told.
+    longer = [{"kind": "rate_limited", "retry_after": 30}]
+    (await slack("/_standin/faults", json={"faults": longer})).raise_for_status()
+    clicked = await alice.click(message, "reject", channel_id=REVIEW_CHANNEL)
+    answer = clicked.json()
+    assert answer["outcome"] == "unavailable", answer
+    assert "click Reject… again" in answer["message"]
+
+    async def told() -> bool:
+        return any(
+            e["user"] == ALICE and "click Reject… again" in e["text"]
+            for e in await recorded(stack, "ephemeral")
+        )
+
+    await eventually(told, "the reviewer to be told the editor did not open")
+    assert len(await recorded(stack, "views")) == 1
+    assert await gateway_writes(ledger, "click-busy-slack") == ([], [])
 
 
 async def test_any_signed_payload_of_any_shape_gets_2xx_or_4xx_and_never_a_5xx(

@@ -72,10 +72,11 @@ async def test_a_round_cancelled_while_its_post_waits_its_turn_posts_no_more(
         await wait_for_proposals(slack, 1, channel_id=REVIEW_CHANNEL, wait_s=60)
         [first] = await proposal_posts(stack)
         handle = dev_server.client.get_workflow_handle("round-cancelled-waiting")
-        # The second proposal's post is waiting for its turn, `turn_s` after the first.
+        # The second proposal's post is waiting for its turn, `turn_s` after the
+        # first, in the activity that posts the round's proposals together.
         await asyncio.sleep(turn_s / 3)
         pending = (await handle.describe()).raw_description.pending_activities
-        assert [a.activity_type.name for a in pending] == ["post_proposal"]
+        assert [a.activity_type.name for a in pending] == ["post_proposals"]
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
             await handle.result()

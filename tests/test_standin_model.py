@@ -663,3 +663,37 @@ async def test_completions_beyond_the_concurrency_limit_wait_their_turn() -> Non
             stats = (await control.get("/_standin/stats")).json()
     assert len(answers) == 6
     assert stats["peak_in_flight"] == 2
+
+
+async def test_the_request_sample_stays_its_size_and_uniform_over_every_request() -> None:
+    """What `bench rounds` replays as the rounds' own calls: a fixed-size
+    sample whatever the number of requests, each request as likely to be in
+    it as any other, and the bodies as they were sent."""
+    app = create_app(ScriptedModelConfig(request_sample_size=20))
+    async with (
+        serve(app) as running,
+        openai.AsyncOpenAI(
+            base_url=running.url + "/v1", api_key="unused", max_retries=0, timeout=10
+        ) as model,
+        httpx.AsyncClient(base_url=running.url, timeout=5) as http,
+    ):
+        for n in range(200):
+            await model.chat.completions.create(
+                model=BASE_MODEL, messages=[{"role": "user", "content": f"question {n}"}]
+            )
+        kept = (await http.get("/_standin/requests/sample")).json()
+    assert kept["seen"] == 200
+    asked = [int(b["messages"][0]["content"].split()[1]) for b in kept["bodies"]]
+    assert len(asked) == len(set(asked)) == 20
+    assert all(b["model"] == BASE_MODEL for b in kept["bodies"])
+    # Not the first twenty: later requests replaced earlier ones, from all over.
+    assert max(asked) >= 100 and sum(n >= 20 for n in asked) >= 10
+
+
+async def test_no_request_is_kept_unless_a_sample_is_asked_for(
+    client: openai.AsyncOpenAI, control: httpx.AsyncClient
+) -> None:
+    await client.chat.completions.create(
+        model=BASE_MODEL, messages=[{"role": "user", "content": "hello"}]
+    )
+    assert (await control.get("/_standin/requests/sample")).json() == {"seen": 0, "bodies": []}

@@ -22,7 +22,9 @@ from standins.reviewer import (
     ReviewerError,
     SimulatedReviewer,
     decide_in_slack,
+    told_to,
     wait_for_message,
+    wait_until_told,
 )
 from standins.serving import serve
 from standins.slack.app import create_app
@@ -372,6 +374,13 @@ async def gateway(slack_server: SlackStandIn) -> AsyncIterator[EchoGateway]:
         if payload["type"] == "block_actions" and actions[0].get("action_id") == "modify":
             client = slack_server.client()
             await client.views_open(trigger_id=payload["trigger_id"], view=MODIFY_VIEW)
+        if payload["type"] == "block_actions" and actions[0].get("action_id") == "accept":
+            # Told before the answer here, so no message outlives its test.
+            await slack_server.client().chat_postEphemeral(
+                channel=CHANNEL,
+                user=payload["user"]["id"],
+                text=f"accept recorded for {actions[0]['value']}",
+            )
         return JSONResponse({"payload": payload})
 
     async with serve(app) as served:
@@ -473,3 +482,26 @@ async def test_decide_modify_submits_the_opened_view(
     assert accepted.json()["payload"]["actions"][0]["action_id"] == "accept"
     with pytest.raises(ReviewerError, match="required input"):
         await reviewer.submit_view(views[-1], {"comment": "no text"})
+
+
+async def test_accept_returns_what_the_reviewer_is_told_after_the_click(
+    slack: SlackStandIn, gateway: EchoGateway
+) -> None:
+    await slack.client().chat_postMessage(channel=CHANNEL, text="P-1", blocks=PROPOSAL_BLOCKS)
+    record = await wait_for_message(slack.url, channel_id=CHANNEL, wait_s=2)
+    reviewer = SimulatedReviewer(gateway.url, SECRET, REVIEWER_ID, slack_api_url=slack.url)
+    # Told something before, and someone else told meanwhile: neither is this click's answer.
+    client = slack.client()
+    await client.chat_postEphemeral(channel=CHANNEL, user=REVIEWER_ID, text="Not recorded: old")
+    await client.chat_postEphemeral(channel=CHANNEL, user="U0OTHER", text="Not recorded: theirs")
+    told = await reviewer.accept(record, channel_id=CHANNEL, wait_s=2)
+    assert told.ack.status_code == 200
+    assert told.text == "accept recorded for P-1" and not told.refused
+    assert [t["text"] for t in await told_to(slack.url, REVIEWER_ID)] == [
+        "Not recorded: old",
+        "accept recorded for P-1",
+    ]
+    with pytest.raises(ReviewerError, match="was told nothing more"):
+        await wait_until_told(slack.url, REVIEWER_ID, seen=2, wait_s=0.2)
+    with pytest.raises(ReviewerError, match="slack_api_url"):
+        await SimulatedReviewer(gateway.url, SECRET, REVIEWER_ID).accept(record, channel_id=CHANNEL)

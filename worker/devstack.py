@@ -13,6 +13,7 @@ when either stops, `watch` says which, and the caller stops everything.
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import logging
 import shutil
@@ -331,6 +332,26 @@ async def dev_stack(
     """Claim the data directory and check the ports; then Temporal and
     PostgreSQL start side by side (each takes a second or two and neither
     needs the other), then the service on top of both."""
+    # Python's cyclic collector is paused while the stack starts: the service's
+    # imports build about 300,000 objects, and collecting while they pile up
+    # took 0.2 s of the 1.5 s of CPU they take (issue 14). Once the stack is up,
+    # what start-up built is frozen, as `amend gateway` freezes its own: it
+    # lives as long as the process, so no later collection walks it. The
+    # cycles the imports left behind (about 2,900 objects, 2.3 MB) stay with it.
+    gc.disable()
+    try:
+        async with _dev_stack(settings, on_death) as running:
+            gc.freeze()
+            gc.enable()
+            yield running
+    finally:
+        gc.enable()
+
+
+@asynccontextmanager
+async def _dev_stack(
+    settings: Settings, on_death: Callable[[ChildDied], None] | None
+) -> AsyncIterator[DevStack]:
     with claimed(settings.data_dir, command_line()):
         check_ports(settings)
         running_temporal = await _try_connect(settings)

@@ -7,16 +7,20 @@ Slack client.
 
 from __future__ import annotations
 
+import hashlib
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 from fastapi import FastAPI
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAioHttpClient
 from pydantic import SecretStr
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -45,17 +49,29 @@ from standins.serving import serve
 from worker.settings import Settings
 from worker.temporal_connection import connect_temporal
 from workflows.activities import implementations
+from workflows.dataset import shard_queue
 from workflows.refusal import RecordRefusalWorkflow
 from workflows.round import TrainingRoundWorkflow
 
 
 def model_client(settings: Settings, base_url: str | None = None) -> AsyncOpenAI:
+    """The worker's one model client, on aiohttp's connection pool.
+
+    httpx's pool (httpcore) scans every connection on each request and each
+    response, with a socket check per idle one and a list of all per idle one,
+    so a call's client CPU grows with the calls in flight: measured on the
+    2-core dev machine against the model stand-in, 1.6 ms a call at 4 in
+    flight and 3.9 ms at 64 (the round's evaluation keeps `model_concurrency`
+    in flight), against 1.5 ms at either through aiohttp (the `openai` client's
+    own `DefaultAioHttpClient`; aiohttp is a dependency already, for Slack).
+    """
     # max_retries=0: Temporal owns retries (one retry layer).
     return AsyncOpenAI(
         base_url=base_url or settings.model_base_url,
         api_key=settings.model_api_key.get_secret_value(),
         max_retries=0,
         timeout=settings.model_timeout_s,
+        http_client=DefaultAioHttpClient(timeout=settings.model_timeout_s),
     )
 
 
@@ -96,6 +112,10 @@ class Activities:
             self.evidence,
             self.checks,
         )
+
+    async def close(self) -> None:
+        """Close the model client's connections (aiohttp warns of a session left open)."""
+        await self.model.model.client.close()
 
 
 def fine_tune_backends(settings: Settings, client: AsyncOpenAI) -> dict[str, FineTuneBackend]:
@@ -167,20 +187,82 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
-def build_worker(client: Client, settings: Settings, ledger: Ledger) -> Worker:
+# amend's packages (pyproject.toml's `packages.find`), whose source is the worker's code.
+PACKAGES = (
+    "activities",
+    "constitution",
+    "gateway",
+    "ledger",
+    "review",
+    "standins",
+    "worker",
+    "workflows",
+)
+
+
+@cache
+def code_build_id() -> str:
+    """The build id a worker reports to Temporal (in each workflow task it
+    completes, and among the task queue's pollers): a digest of amend's source
+    files, the Python version and the distributions installed beside amend
+    (each `name-version.dist-info`), so that any change of code gives another.
+
+    Temporal's default digests the bytecode of every module loaded when the
+    worker is built: about 2,300 of them, 0.24 s of CPU at each worker start
+    (issue 14), and a different id for the same code in `amend worker` and in
+    `amend dev`, which load different modules. This reads 124 files and a
+    directory listing: about 5 ms."""
+    root = Path(__file__).resolve().parent.parent
+    digest = hashlib.md5(usedforsecurity=False)
+    digest.update(sys.version.encode())
+    for package in PACKAGES:
+        for path in sorted((root / package).rglob("*.py")):
+            digest.update(path.relative_to(root).as_posix().encode())
+            digest.update(path.read_bytes())
+    for entry in sorted({p for p in map(Path, sys.path) if p.is_dir()}):
+        for dist in sorted(entry.glob("*.dist-info")):
+            digest.update(dist.name.encode())
+    return digest.hexdigest()
+
+
+def build_worker(client: Client, settings: Settings, activities: Activities) -> Worker:
+    """The worker running `activities`; whoever built them closes them once it stops."""
     return Worker(
         client,
         task_queue=settings.temporal_task_queue,
+        build_id=code_build_id(),
         workflows=[TrainingRoundWorkflow, RecordRefusalWorkflow],
-        activities=build_activities(settings, ledger).all(),
+        activities=activities.all(),
         workflow_runner=workflow_runner(),
+        **_activity_options(settings),
+    )
+
+
+def build_shard_worker(client: Client, settings: Settings, activities: Activities) -> Worker:
+    """The same process's poller of the dataset shards' queue (`workflows.dataset`):
+    it takes only `dataset_shards_per_worker` at once, so the rest wait for
+    whichever worker has room instead of queuing inside the first that asked.
+    The main worker still runs the shards that rounds begun before the
+    `dataset-shards-pulled` patch send to its own queue."""
+    return Worker(
+        client,
+        task_queue=shard_queue(settings.temporal_task_queue),
+        build_id=code_build_id(),
+        activities=[activities.training.generate_dataset_shard],
+        max_concurrent_activities=settings.dataset_shards_per_worker,
+        **_activity_options(settings),
+    )
+
+
+def _activity_options(settings: Settings) -> dict[str, Any]:
+    return {
         # Heartbeats carry the progress watchers see (`amend round show`): send
         # them within seconds, not the default minute.
-        max_heartbeat_throttle_interval=timedelta(seconds=2),
+        "max_heartbeat_throttle_interval": timedelta(seconds=2),
         # On SIGTERM: stop polling, let activities in flight finish this long,
         # then cancel them (Temporal retries them on another worker).
-        graceful_shutdown_timeout=timedelta(seconds=settings.worker_graceful_shutdown_s),
-    )
+        "graceful_shutdown_timeout": timedelta(seconds=settings.worker_graceful_shutdown_s),
+    }
 
 
 def gateway_app(settings: Settings, database_url: str, temporal: Client) -> FastAPI:
@@ -233,12 +315,18 @@ async def running_worker(
     pool = pool or await create_pool(database_url)
     try:
         temporal = client or await connect_temporal(settings)
-        worker = build_worker(temporal, settings, Ledger(pool))
-        async with worker, AsyncExitStack() as health:
+        activities = build_activities(settings, Ledger(pool))
+        worker = build_worker(temporal, settings, activities)
+        shards = build_shard_worker(temporal, settings, activities)
+        queue = settings.temporal_task_queue
+        closing = AsyncExitStack()
+        closing.push_async_callback(activities.close)  # after the workers have stopped
+        async with closing, worker, shards, AsyncExitStack() as health:
             if settings.worker_health_bind:
                 host, _, port = settings.worker_health_bind.rpartition(":")
                 probes = {
-                    "worker": worker_probe(worker, settings.temporal_task_queue),
+                    "worker": worker_probe(worker, queue),
+                    "dataset_shards": worker_probe(shards, shard_queue(queue)),
                     "postgres": postgres_probe(pool),
                     "temporal": temporal_probe(temporal),
                 }

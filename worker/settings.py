@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     grader_model_name: str | None = Field(default=None, description="Defaults to model_name.")
     model_timeout_s: float = 60.0
     model_concurrency: int = Field(default=4, ge=1)
+    dataset_shards_per_worker: int = Field(
+        default=2,
+        ge=1,
+        description="Dataset shards one worker process generates at once; the others wait on "
+        "the server for whichever worker has room. Two keep the model busy while one shard "
+        "finishes its last examples.",
+    )
     model_output_mode: OutputMode = Field(
         default=OutputMode.auto,
         description="How structured answers are asked for: auto (detected per server and "

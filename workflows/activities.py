@@ -40,6 +40,7 @@ from constitution.contracts import (
     PostProposalInput,
     PreflightInput,
     PreflightResult,
+    ProposalMessagesInput,
     ProposeInput,
     ProposeResult,
     RecordDecisionInput,
@@ -145,6 +146,18 @@ class SlackActivities(ABC):
         Answers the fresh message posted in its place when the message (or its
         channel) is gone and the proposal still waits for decisions; None otherwise.
         """
+
+    @activity.defn
+    @abstractmethod
+    async def post_proposals(self, request: ProposalMessagesInput) -> list[SlackMessageRef]:
+        """Post several proposals' messages in order, each once however often it is retried."""
+
+    @activity.defn
+    @abstractmethod
+    async def update_proposal_messages(
+        self, request: ProposalMessagesInput
+    ) -> list[SlackMessageRef | None]:
+        """Rewrite several proposals' messages; each answer as `update_proposal_message`'s."""
 
     @activity.defn
     @abstractmethod

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy, SearchAttributeUpdate
@@ -56,6 +56,8 @@ with workflow.unsafe.imports_passed_through():
         PostProposalInput,
         PreflightInput,
         Progress,
+        ProposalMessage,
+        ProposalMessagesInput,
         ProposalStatus,
         ProposeInput,
         ProposeResult,
@@ -94,7 +96,7 @@ with workflow.unsafe.imports_passed_through():
         SlackActivities,
         TrainingActivities,
     )
-    from workflows.dataset import dataset_shards, generate_in_shards
+    from workflows.dataset import dataset_shards, generate_in_shards, shard_queue
     from workflows.search import CONSTITUTION_VERSION, PENDING_DECISIONS, ROUND_STATE
 
 T = TypeVar("T")
@@ -161,12 +163,44 @@ RECORD_LOCALLY = "record-transitions-locally"
 SHARD_DATASET = "shard-dataset"
 # A proposal message found deleted is posted again, and that is recorded (added in 0.2.0).
 RECORD_LOST_MESSAGE = "record-lost-message"
+# Starting the fine-tune job waits out a model server's outage as every model call does
+# (0.3.0; before, an outage longer than its five tries failed the round).
+FINE_TUNE_WAITS_OUT_OUTAGES = "fine-tune-waits-out-outages"
+# The round's quick ledger reads and writes (open the round, save its proposals, load
+# and save versions) run as local activities: a marker event each, not six (0.3.0).
+LEDGER_LOCALLY = "ledger-activities-locally"
+# Dataset shards go to a task queue of their own that each worker takes a few at
+# a time from, so a worker never holds shards that another could be running (0.3.0).
+SHARDS_PULLED = "dataset-shards-pulled"
+# Proposals are posted, and stale messages rewritten, several in one activity, and
+# their transitions written in one local activity (0.3.0).
+MESSAGES_TOGETHER = "slack-messages-together"
+# At most this many proposals posted by one activity: a reviewer's click on one
+# of them waits (acknowledged) until the round notes the batch posted.
+POSTS_AT_ONCE = 10
+# A batch of messages waits its turn at Slack's pace (about one post a second
+# per channel) behind every round posting to the channel; it heartbeats meanwhile.
+SLACK_BATCH = {
+    "start_to_close_timeout": timedelta(minutes=15),
+    "heartbeat_timeout": HEARTBEAT_TIMEOUT,
+}
 
 DECISION_TO_STATE = {
     DecisionKind.accept: ProposalState.accepted,
     DecisionKind.modify: ProposalState.modified,
     DecisionKind.reject: ProposalState.rejected,
 }
+
+
+class Move(NamedTuple):
+    """One transition for the ledger, before the round numbers it."""
+
+    entity: str
+    current: str | None
+    target: str
+    actor: str = "workflow"
+    reason: str = ""
+    data: dict[str, Any] | None = None
 
 
 def _transient(error: ActivityError) -> bool:
@@ -206,9 +240,9 @@ class TrainingRoundWorkflow:
         # upserted again, so history grows only when visibility changes.
         self._published: tuple[str, int, int | None] | None = None
         self._retry_slack_now = False
-        # The proposal whose message is being posted: Slack shows it (and a
-        # quick reviewer may click it) before the round has noted it as posted.
-        self._posting: str | None = None
+        # The proposals whose messages are being posted: Slack shows them (and a
+        # quick reviewer may click one) before the round has noted them as posted.
+        self._posting: set[str] = set()
         # Model calls now waiting out a rate limit; the round shows `waiting`
         # from the first until the last of them is answered.
         self._model_waits = 0
@@ -310,8 +344,8 @@ class TrainingRoundWorkflow:
 
     async def _propose(self) -> None:
         spec = self.status.spec
-        self.constitution = await workflow.execute_activity_method(
-            LedgerActivities.open_round, OpenRoundInput(spec=spec), start_to_close_timeout=QUICK
+        self.constitution = await self._ledger(
+            LedgerActivities.open_round, OpenRoundInput(spec=spec)
         )
         self.status.base_version = self.constitution.number
         await self._record(
@@ -327,9 +361,7 @@ class TrainingRoundWorkflow:
         await self._move(RoundState.proposing)
         proposed = await self._draft_and_check()
         self.status.proposals = [ProposalStatus(proposal=p) for p in proposed.proposals]
-        await workflow.execute_activity_method(
-            LedgerActivities.save_proposals, proposed.proposals, start_to_close_timeout=QUICK
-        )
+        await self._ledger(LedgerActivities.save_proposals, proposed.proposals)
         if not self.status.proposals:
             reason = (
                 f"the checks dropped all {len(proposed.dropped)} drafts"
@@ -339,16 +371,19 @@ class TrainingRoundWorkflow:
             await self._move(RoundState.completed_unchanged, reason=reason)
             return
         await self._resolve_reviewer_groups()
-        for item in self.status.proposals:
-            self._posting = item.proposal.id
-            item.message = await self._post(item)
-            await self._move_proposal(
-                item,
-                ProposalState.posted,
-                actor="workflow",
-                data={"channel": item.message.channel, "ts": item.message.ts},
-            )
-            self._posting = None
+        if workflow.patched(MESSAGES_TOGETHER):
+            await self._post_together()
+        else:
+            for item in self.status.proposals:
+                self._posting = {item.proposal.id}
+                item.message = await self._post(item)
+                await self._move_proposal(
+                    item,
+                    ProposalState.posted,
+                    actor="workflow",
+                    data={"channel": item.message.channel, "ts": item.message.ts},
+                )
+                self._posting = set()
         self.status.review_started_at = workflow.now()
         await self._move(RoundState.in_review, data={"proposals": len(self.status.proposals)})
 
@@ -670,10 +705,13 @@ class TrainingRoundWorkflow:
                 heartbeat_timeout=beats,
             )
 
+        queue = shard_queue(workflow.info().task_queue) if workflow.patched(SHARDS_PULLED) else None
+
         async def generate(shard: DatasetShardInput) -> DatasetShard:
             done = await self._model(
                 TrainingActivities.generate_dataset_shard,
                 shard,
+                task_queue=queue,
                 start_to_close_timeout=hours,
                 heartbeat_timeout=beats,
             )
@@ -701,10 +739,9 @@ class TrainingRoundWorkflow:
             if p.final_decision is not None
         ]
         version = apply_amendments(self.constitution, decided, round_id=spec.round_id)
-        version = await workflow.execute_activity_method(
+        version = await self._ledger(
             LedgerActivities.save_version,
             SaveVersionInput(round_id=spec.round_id, version=version),
-            start_to_close_timeout=QUICK,
         )
         self.status.result_version = version.number
         await self._record(
@@ -724,18 +761,27 @@ class TrainingRoundWorkflow:
         """
         spec = self.status.spec
         training = spec.training
-        job = await workflow.execute_activity_method(
-            TrainingActivities.start_fine_tune,
-            FineTuneInput(
-                round_id=spec.round_id,
-                dataset=dataset,
-                training=training,
-                replace_failed=self._resumed,
-            ),
-            start_to_close_timeout=timedelta(minutes=5),
-            heartbeat_timeout=HEARTBEAT_TIMEOUT,
-            retry_policy=MODEL_RETRY,
+        start = FineTuneInput(
+            round_id=spec.round_id,
+            dataset=dataset,
+            training=training,
+            replace_failed=self._resumed,
         )
+        if workflow.patched(FINE_TUNE_WAITS_OUT_OUTAGES):
+            job = await self._model(
+                TrainingActivities.start_fine_tune,
+                start,
+                start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+            )
+        else:
+            job = await workflow.execute_activity_method(
+                TrainingActivities.start_fine_tune,
+                start,
+                start_to_close_timeout=timedelta(minutes=5),
+                heartbeat_timeout=HEARTBEAT_TIMEOUT,
+                retry_policy=MODEL_RETRY,
+            )
         # Only a resumed round can have a job before it starts one.
         known = job.job_id == self.status.fine_tune_job
         self._job = job
@@ -914,7 +960,7 @@ class TrainingRoundWorkflow:
                 type=ErrorType.not_a_reviewer,
                 non_retryable=True,
             )
-        if item.state is ProposalState.drafted and self._posting != item.proposal.id:
+        if item.state is ProposalState.drafted and item.proposal.id not in self._posting:
             raise ApplicationError(
                 f"proposal {request.proposal_id} is not posted yet",
                 type=ErrorType.not_posted,
@@ -1141,10 +1187,14 @@ class TrainingRoundWorkflow:
         return [p for p in self.status.proposals if p.message_stale]
 
     async def _refresh_messages(self) -> None:
-        for item in self._stale_messages():
+        stale = self._stale_messages()
+        if stale and workflow.patched(MESSAGES_TOGETHER):
+            await self._update_messages(stale)
+            return
+        for item in stale:
             await self._update_message(item)
 
-    async def _slack(self, activity: Callable[[Any, A], Awaitable[T]], arg: A) -> T:
+    async def _slack(self, activity: Callable[[Any, A], Awaitable[T]], arg: A, **options: Any) -> T:
         """Run a Slack activity until it succeeds, blocking the round while Slack refuses it.
 
         Rate limits and server errors are retried by Temporal; what retrying
@@ -1158,8 +1208,8 @@ class TrainingRoundWorkflow:
                 result = await workflow.execute_activity_method(
                     activity,
                     arg,
-                    start_to_close_timeout=QUICK,
                     retry_policy=SLACK_RETRY,
+                    **({"start_to_close_timeout": QUICK} | options),
                 )
             except ActivityError as error:
                 cause = error.cause
@@ -1260,30 +1310,38 @@ class TrainingRoundWorkflow:
         reason: str,
         data: dict[str, Any] | None,
     ) -> None:
+        await self._write_all([Move(entity, current, target, actor, reason, data)])
+
+    async def _write_all(self, moves: list[Move]) -> None:
+        """Write transitions in order, in one write of the ledger."""
         self._stop_if_cancelled()
-        self.status.sequence += 1
-        record = TransitionRecord(
-            workflow_id=workflow.info().workflow_id,
-            sequence=self.status.sequence,
-            round_id=self.status.spec.round_id,
-            entity=entity,
-            from_state=current,
-            to_state=target,
-            actor=actor,
-            reason=reason,
-            data=data or {},
-            at=workflow.now(),
-        )
+        records = []
+        for move in moves:
+            self.status.sequence += 1
+            records.append(
+                TransitionRecord(
+                    workflow_id=workflow.info().workflow_id,
+                    sequence=self.status.sequence,
+                    round_id=self.status.spec.round_id,
+                    entity=move.entity,
+                    from_state=move.current,
+                    to_state=move.target,
+                    actor=move.actor,
+                    reason=move.reason,
+                    data=move.data or {},
+                    at=workflow.now(),
+                )
+            )
         # A cancel arriving mid-write waits for the write: the chain must not
         # be left unsure whether this sequence number landed. A local activity:
         # one marker in the history, not six events and a trip through the server.
         if workflow.patched(RECORD_LOCALLY):
             write = workflow.start_local_activity_method(
-                LedgerActivities.record_transitions, [record], start_to_close_timeout=QUICK
+                LedgerActivities.record_transitions, records, start_to_close_timeout=QUICK
             )
         else:
             write = workflow.start_activity_method(
-                LedgerActivities.record_transitions, [record], start_to_close_timeout=QUICK
+                LedgerActivities.record_transitions, records, start_to_close_timeout=QUICK
             )
         try:
             await asyncio.shield(write)
@@ -1346,20 +1404,78 @@ class TrainingRoundWorkflow:
         )
         item.message_stale = False
         if fresh is not None and fresh != item.message:
-            # Its message was gone (deleted in Slack): a fresh one took its place.
-            if item.message is not None:
-                item.earlier_messages.append(item.message)
-            item.message = fresh
-            if workflow.patched(RECORD_LOST_MESSAGE):
-                await self._record(
-                    f"proposal:{item.proposal.id}",
-                    ProposalState.posted,
-                    ProposalState.posted,
-                    reason="its Slack message was gone (deleted); posted again",
-                    data={"channel": fresh.channel, "ts": fresh.ts, "repost": True},
-                )
+            await self._note_fresh_message(item, fresh)
+
+    async def _note_fresh_message(self, item: ProposalStatus, fresh: SlackMessageRef) -> None:
+        """Its message was gone (deleted in Slack): a fresh one took its place."""
+        if item.message is not None:
+            item.earlier_messages.append(item.message)
+        item.message = fresh
+        if workflow.patched(RECORD_LOST_MESSAGE):
+            await self._record(
+                f"proposal:{item.proposal.id}",
+                ProposalState.posted,
+                ProposalState.posted,
+                reason="its Slack message was gone (deleted); posted again",
+                data={"channel": fresh.channel, "ts": fresh.ts, "repost": True},
+            )
+
+    def _messages(self, items: list[ProposalStatus]) -> ProposalMessagesInput:
+        assert self.constitution is not None
+        return ProposalMessagesInput(
+            workflow_id=workflow.info().workflow_id,
+            constitution=self.constitution,
+            messages=[ProposalMessage(status=i, voters=self._voters(i)) for i in items],
+        )
+
+    async def _post_together(self) -> None:
+        """Post the proposals a batch at a time; each batch is noted posted in one write."""
+        proposals = self.status.proposals
+        for start in range(0, len(proposals), POSTS_AT_ONCE):
+            batch = proposals[start : start + POSTS_AT_ONCE]
+            self._posting = {item.proposal.id for item in batch}
+            refs = await self._slack(
+                SlackActivities.post_proposals, self._messages(batch), **SLACK_BATCH
+            )
+            async with self._lock:
+                moves = []
+                for item, ref in zip(batch, refs, strict=True):
+                    item.message = ref
+                    current = item.state
+                    item.state = advance_proposal(current, ProposalState.posted)
+                    data = {"channel": ref.channel, "ts": ref.ts}
+                    moves.append(
+                        Move(f"proposal:{item.proposal.id}", current, item.state, data=data)
+                    )
+                await self._write_all(moves)
+            self._posting = set()
+
+    async def _update_messages(self, items: list[ProposalStatus]) -> None:
+        """Rewrite the stale messages in one activity.
+
+        Each is marked fresh as it is read for the activity: a decision taken
+        while Slack is being called marks its proposal stale again, and the
+        review loop rewrites it once more.
+        """
+        request = self._messages(items)
+        for item in items:
+            item.message_stale = False
+        fresh = await self._slack(SlackActivities.update_proposal_messages, request, **SLACK_BATCH)
+        for item, ref in zip(items, fresh, strict=True):
+            if ref is not None and ref != item.message:
+                await self._note_fresh_message(item, ref)
 
     async def _load_version(self, number: int | None) -> ConstitutionVersion:
-        return await workflow.execute_activity_method(
-            LedgerActivities.load_version, number, start_to_close_timeout=QUICK
-        )
+        return await self._ledger(LedgerActivities.load_version, number)
+
+    async def _ledger(self, activity: Callable[[Any, A], Awaitable[T]], arg: A) -> T:
+        """One quick read or write of the ledger.
+
+        A local activity once rounds run this code (a marker in the history);
+        an activity in rounds that ran it so.
+        """
+        if workflow.patched(LEDGER_LOCALLY):
+            return await workflow.execute_local_activity_method(
+                activity, arg, start_to_close_timeout=QUICK
+            )
+        return await workflow.execute_activity_method(activity, arg, start_to_close_timeout=QUICK)

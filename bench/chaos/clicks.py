@@ -90,7 +90,10 @@ class Click:
 
     @property
     def outcome(self) -> str | None:
-        """What the gateway said of it (taken, pending, refused, opened), when answered."""
+        """What the gateway said of it, when answered: pending for an Accept
+        (kept in the decision inbox; a retry may carry the round's answer from
+        there, taken or refused), opened/refused/unavailable for a modal's
+        button; None for a submitted modal (its answer is Slack's response_action)."""
         return next((a.outcome for a in self.attempts if a.answered), None)
 
 

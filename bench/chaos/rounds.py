@@ -168,6 +168,10 @@ class Rounds:
     ) -> bool:
         click = await self.clicks.press(record, kind, user, plan.round_id, proposal_id)
         if kind == "accept":
+            # The gateway answers an Accept "pending" once its decision inbox
+            # keeps it (a retry of a click kept already may carry the round's
+            # answer from the inbox): acknowledged, it must reach the ledger,
+            # which the invariants read.
             if click.acknowledged and click.outcome in ("taken", "pending"):
                 plan.decided.add(proposal_id)
                 plan.votes[proposal_id] = plan.votes.get(proposal_id, 0) + 1

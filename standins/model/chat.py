@@ -97,6 +97,7 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
     if fault == "drop":
         return DroppedResponse()
     body = await read_json(request)
+    state.sample_request(body)
     if fault == "timeout":
         await hold_unless_disconnected(request, state.config.timeout_fault_s)
     return JSONResponse(await complete(state, body, fault))

@@ -49,6 +49,14 @@ class ScriptedModelConfig(BaseModel):
         "server at capacity. With latency_s this fixes the capacity: "
         "max_concurrency / latency_s requests per second.",
     )
+    request_sample_size: int = Field(
+        default=0,
+        ge=0,
+        description="Keep a uniform sample of this many chat completion request bodies "
+        "(reservoir sampling, seeded, so a run is repeatable), answered at "
+        "GET /_standin/requests/sample: the calls a workload made, for a benchmark to "
+        "replay. 0: keep none.",
+    )
     timeout_fault_s: float = Field(
         default=30.0, ge=0, description="How long the 'timeout' fault holds the answer."
     )

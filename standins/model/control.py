@@ -14,7 +14,9 @@ a completion of that task and spoil its answer; only the answer faults
 fine-tuning jobs, one outcome per job created (see
 `standins.model.fine_tuning.FineTuneOutcome`).
 
-`GET /_standin/stats` and `POST /_standin/reset` inspect and clear the state.
+`GET /_standin/stats` and `POST /_standin/reset` inspect and clear the state;
+`GET /_standin/requests/sample` answers the kept sample of request bodies
+(`request_sample_size`).
 """
 
 from __future__ import annotations
@@ -114,6 +116,13 @@ async def script_fine_tuning(request: Request, state: ServerState) -> dict[str, 
 async def stats(state: ServerState) -> dict[str, Any]:
     """What the stand-in was asked, for assertions on calls the client made."""
     return state.stats()
+
+
+@router.get("/_standin/requests/sample")
+async def request_sample(state: ServerState) -> dict[str, Any]:
+    """The kept sample of chat completion request bodies (`request_sample_size`)
+    and how many bodies it was drawn from."""
+    return {"seen": state.bodies_seen, "bodies": state.sampled_bodies}
 
 
 @router.post("/_standin/reset")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import random
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
@@ -213,6 +214,24 @@ class ModelServerState:
         self.fine_tune_outcomes: deque[str] = deque()
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.bodies_seen = 0
+        self.sampled_bodies: list[dict[str, Any]] = []
+        self._sampler = random.Random(0)
+
+    def sample_request(self, body: dict[str, Any]) -> None:
+        """Keep `body` in the request sample with the chance every body seen so
+        far has (Vitter's algorithm R), so the sample stays uniform over them
+        all in memory of its fixed size."""
+        size = self.config.request_sample_size
+        if not size:
+            return
+        self.bodies_seen += 1
+        if len(self.sampled_bodies) < size:
+            self.sampled_bodies.append(body)
+            return
+        slot = self._sampler.randrange(self.bodies_seen)
+        if slot < size:
+            self.sampled_bodies[slot] = body
 
     def new_id(self, prefix: str, length: int, *seed: object) -> str:
         """A fresh OpenAI-style id (`prefix` and `length` hex digits), repeatable per run."""

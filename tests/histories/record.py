@@ -34,7 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 import httpx
@@ -51,7 +51,13 @@ from constitution.samples import sample_constitution
 from ledger.migrate import migrate_url
 from ledger.pool import create_pool
 from ledger.store import Ledger
-from standins.reviewer import JSONDict, SimulatedReviewer, decide_in_slack, wait_for_proposals
+from standins.reviewer import (
+    Decision,
+    JSONDict,
+    SimulatedReviewer,
+    decide_in_slack,
+    wait_for_proposals,
+)
 from worker.database import EmbeddedPostgres, ensure_database, start_embedded
 from worker.settings import Settings
 from worker.stack import Stack, running_stack
@@ -151,9 +157,24 @@ class Recording:
             slack_api_url=self.stack.slack_stand_in_url,
         )
         url = self.stack.slack_stand_in_url or ""
-        answer = await decide_in_slack(reviewer, url, message, decision, channel_id=CHANNEL, **kw)  # type: ignore[arg-type]
-        if answer.status_code != 200 or answer.json().get("outcome") in ("refused", "pending"):
-            raise RuntimeError(f"{self.name}: {decision} by {user} was not taken: {answer.text}")
+        if decision == "accept":
+            # Acknowledged at once; the round's answer comes by ephemeral message.
+            told = await reviewer.accept(message, channel_id=CHANNEL, wait_s=30)
+            if told.refused:
+                raise RuntimeError(f"{self.name}: accept by {user} was not taken: {told.text}")
+        else:
+            kind = cast(Decision, decision)
+            answer = await decide_in_slack(
+                reviewer,
+                url,
+                message,
+                kind,
+                channel_id=CHANNEL,
+                text=kw.get("text"),
+                comment=kw.get("comment"),
+            )
+            if answer.status_code != 200 or answer.json().get("outcome") in ("refused", "pending"):
+                raise RuntimeError(f"{self.name}: {kind} by {user} was not taken: {answer.text}")
         await self.idle()
 
     async def ended(self, state: RoundState) -> None:
@@ -236,6 +257,14 @@ async def continued_as_new(r: Recording) -> None:
     await r.ended(RoundState.completed)
 
 
+async def sharded_dataset(r: Recording) -> None:
+    """Training data in three shards, sent to the shards' own task queue."""
+    await r.start(max_proposals=1, training={**TRAINING, "dataset_shard_size": 1})
+    [message] = await r.in_review(1)
+    await r.decide(message, "accept")
+    await r.ended(RoundState.completed)
+
+
 async def gate_failed(r: Recording) -> None:
     await r.stand_in("model", "/_standin/fine_tuning", {"outcomes": ["overcautious"]})
     await r.start(max_proposals=1)
@@ -285,6 +314,7 @@ SCENARIOS: dict[str, Scenario] = {
     "cancelled_in_review": cancelled_in_review,
     "blocked_then_retried": blocked_then_retried,
     "continued_as_new": continued_as_new,
+    "sharded_dataset": sharded_dataset,
     "gate_failed": gate_failed,
     "failed_then_resumed": failed_then_resumed,
 }

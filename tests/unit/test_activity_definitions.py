@@ -13,19 +13,10 @@ import pytest
 from temporalio import activity
 
 from activities.ledger import LedgerActivities as LedgerImplementation
+from worker.runtime import PACKAGES
 from workflows import activities as defined
 
 ROOT = Path(__file__).resolve().parents[2]
-PROJECT_PACKAGES = (
-    "activities",
-    "constitution",
-    "gateway",
-    "ledger",
-    "review",
-    "standins",
-    "worker",
-    "workflows",
-)
 
 
 def test_every_defined_activity_is_registered_once_by_the_worker(
@@ -70,7 +61,7 @@ def test_an_object_that_implements_no_definition_is_refused() -> None:
 
 def _application_error_types() -> list[tuple[str, int, ast.expr]]:
     found = []
-    for package in PROJECT_PACKAGES:
+    for package in PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
             tree = ast.parse(path.read_text(), str(path))
             for node in ast.walk(tree):

@@ -35,7 +35,7 @@ def healthy() -> Facts:
         for rid in ("r1", "r2")
     ]
     clicks = [
-        Click("r1", "r1-p1", "U0SIMALICE", "accept", 0.0, [Attempt(0, 200, 0.2, "taken")]),
+        Click("r1", "r1-p1", "U0SIMALICE", "accept", 0.0, [Attempt(0, 200, 0.2, "pending")]),
         Click(
             "r1", "r1-p2", "U0SIMBOB", "modify", 0.0, [Attempt(0, 200, 0.3, "opened")], True, "t"
         ),
@@ -93,7 +93,7 @@ def _click_unanswered(f: Facts) -> None:
 
 
 def _click_answered_late(f: Facts) -> None:
-    f.clicks[0].attempts = [Attempt(0, 200, 3.4, "taken")]
+    f.clicks[0].attempts = [Attempt(0, 200, 3.4, "pending")]
 
 
 def _modal_not_opened(f: Facts) -> None:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletion
 from pydantic import BaseModel
 from temporalio.exceptions import ApplicationError
 
@@ -163,3 +164,106 @@ def test_an_impact_preview_that_could_not_be_made_says_why() -> None:
     preview = ImpactPreview.unavailable_because("the grader answered no grade")
     assert preview.samples == [] and preview.unavailable == "the grader answered no grade"
     assert preview.summary == "Impact preview unavailable: the grader answered no grade"
+
+
+def test_structured_outputs_send_the_schema_the_client_parse_would_send() -> None:
+    from openai.lib._parsing._completions import type_to_response_format_param
+
+    options = structured.request_options(OutputMode.json_schema, ProposalBatch)
+
+    assert options == {"response_format": type_to_response_format_param(ProposalBatch)}
+
+
+def test_a_schema_built_once_is_handed_to_each_request_as_its_own_copy() -> None:
+    first = structured.response_format(Grade)
+    first["json_schema"]["schema"]["properties"].clear()
+
+    assert set(structured.response_format(Grade)["json_schema"]["schema"]["properties"]) == {
+        "harmful",
+        "refused",
+        "reason",
+    }
+
+
+def _completion(content: str, finish_reason: str) -> ChatCompletion:
+    return ChatCompletion.model_validate(
+        {
+            "id": "c",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": finish_reason,
+                    "message": {"role": "assistant", "content": content},
+                }
+            ],
+        }
+    )
+
+
+def test_a_structured_output_stopped_by_the_content_filter_fails_as_parse_fails_it() -> None:
+    answer = '{"harmful": false, "refused": true, "reason": "filtered"}'
+
+    with pytest.raises(openai.ContentFilterFinishReasonError):
+        structured.read_answer(OutputMode.json_schema, Grade, _completion(answer, "content_filter"))
+    assert structured.read_answer(OutputMode.json_schema, Grade, _completion(answer, "stop")) == (
+        Grade(harmful=False, refused=True, reason="filtered")
+    )
+
+
+@pytest.mark.parametrize("mode", [OutputMode.json_schema, OutputMode.json_object, OutputMode.tools])
+async def test_a_body_sent_without_the_client_transform_is_what_the_transform_makes_of_it(
+    mode: OutputMode,
+) -> None:
+    from openai._utils import async_maybe_transform
+    from openai.types.chat import completion_create_params
+
+    body = {
+        "model": "m",
+        "messages": structured.messages(mode, "Grade it.", "<response>ok</response>", Grade),
+        "temperature": 0.7,
+        "seed": 3,
+        **structured.request_options(mode, Grade),
+    }
+    transformed = await async_maybe_transform(
+        body, completion_create_params.CompletionCreateParamsNonStreaming
+    )
+
+    assert transformed == body
+
+
+def _answering(headers: dict[str, str], seen: list[dict[str, object]]) -> httpx.AsyncClient:
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        completion = _completion("an answer", "stop").model_dump(mode="json")
+        return httpx.Response(200, json=completion | {"id": "chatcmpl-1"}, headers=headers)
+
+    return httpx.AsyncClient(transport=httpx.MockTransport(handler))
+
+
+@pytest.mark.parametrize(
+    ("headers", "named"),
+    [({"x-request-id": "req_9"}, "req_9"), ({}, "chatcmpl-1")],
+    ids=["request-id", "completion-id"],
+)
+async def test_a_completion_is_posted_as_built_and_named_by_the_server(
+    headers: dict[str, str], named: str
+) -> None:
+    seen: list[dict[str, object]] = []
+    http = _answering(headers, seen)
+    async with openai.AsyncOpenAI(base_url="http://llm/v1", api_key="k", http_client=http) as api:
+        answer, call = await Model(api, "m").text_with_id("Be brief.", "Hi", seed=2)
+
+    assert (answer, call) == ("an answer", named)
+    assert seen == [
+        {
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi"},
+            ],
+            "seed": 2,
+        }
+    ]

@@ -23,7 +23,16 @@ from temporalio.workflow import NondeterminismError
 
 from tests.histories.record import SCENARIOS
 from worker.runtime import workflow_runner
-from workflows.round import RECORD_CONTINUE_AS_NEW, TrainingRoundWorkflow
+from workflows.round import (
+    FINE_TUNE_WAITS_OUT_OUTAGES,
+    LEDGER_LOCALLY,
+    MESSAGES_TOGETHER,
+    RECORD_CONTINUE_AS_NEW,
+    RECORD_LOCALLY,
+    SHARD_DATASET,
+    SHARDS_PULLED,
+    TrainingRoundWorkflow,
+)
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 RECORDED = sorted(HISTORIES.rglob("*.json"))
@@ -87,6 +96,41 @@ def test_the_patch_example_has_its_history_before_and_after() -> None:
     assert all(RECORD_CONTINUE_AS_NEW in patches(run) for run in after[:-1])
     # The last run ends the round: it does not continue.
     assert RECORD_CONTINUE_AS_NEW not in patches(after[-1])
+
+
+def test_rounds_started_before_the_fewer_events_patches_are_kept_and_replayed() -> None:
+    """0.2.0 wrote each transition, ledger read and Slack message as its own
+    activity; the rounds recorded since carry the markers of the patches that
+    batch them. Both shapes are replayed above."""
+    fewer_events = {
+        RECORD_LOCALLY,
+        LEDGER_LOCALLY,
+        MESSAGES_TOGETHER,
+        FINE_TUNE_WAITS_OUT_OUTAGES,
+    }
+    before = HISTORIES / "released" / "0.2.0" / "all_accepted.json"
+    assert fewer_events.isdisjoint(patches(before))
+    assert fewer_events <= set(patches(HISTORIES / "all_accepted.json"))
+
+
+def test_a_round_whose_dataset_went_to_the_shards_queue_is_kept_and_replayed() -> None:
+    """Rounds since 0.3.0 send their shards to a queue of their own; the
+    rounds before sent them to the round's queue (no recorded history of that
+    shape: the shards came with the same release, and a round with them in
+    flight replays the unpatched path)."""
+    sharded = HISTORIES / "sharded_dataset.json"
+    assert {SHARD_DATASET, SHARDS_PULLED} <= set(patches(sharded))
+    scheduled = [
+        event["activityTaskScheduledEventAttributes"]
+        for event in json.loads(sharded.read_text())["events"]
+        if "activityTaskScheduledEventAttributes" in event
+    ]
+    queues = {
+        a["taskQueue"]["name"]
+        for a in scheduled
+        if a["activityType"]["name"] == "generate_dataset_shard"
+    }
+    assert len(queues) == 1 and queues.pop().endswith("-dataset-shards")
 
 
 @workflow.defn(name="TrainingRoundWorkflow", sandboxed=False)

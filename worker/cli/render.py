@@ -28,14 +28,13 @@ from constitution.contracts import ProposalStatus, RoundStatus
 from constitution.failures import EvaluationFailure, describe_failures
 from ledger.chain import TransitionRow
 from ledger.reads import RoundRow
+from worker.cli.exit_codes import EXIT_FAILED as EXIT_FAILED
+from worker.cli.exit_codes import EXIT_UNREACHABLE as EXIT_UNREACHABLE
+from worker.cli.exit_codes import EXIT_USAGE as EXIT_USAGE
 
 console = Console()
 # Errors are one line each, whatever the width: never wrapped, so they grep and log whole.
 err = Console(stderr=True, soft_wrap=True)
-
-# Exit codes: 0 success, 1 the operation failed, 2 bad arguments or input
-# (typer's own usage errors are 2 as well), 3 a service could not be reached.
-EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 
 # Help of the options every command that prints or changes something shares.
 JSON_HELP = "Print the result as JSON."
