@@ -19,10 +19,12 @@ import asyncio
 import contextlib
 import errno
 import math
+import random
 import socket
 from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -38,7 +40,41 @@ class Served:
         return f"http://{self.host}:{self.port}"
 
 
+_EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = (int(part) for part in _EPHEMERAL_PORTS.read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
+    return low, high
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now, for a server another process starts later.
+
+    Picked below the kernel's ephemeral range: a port from `bind(0)` lies in
+    that range, where every outgoing connection on the machine (a client of
+    PostgreSQL, of the Temporal server) may take it in the seconds before the
+    server that was handed it binds, and then that server cannot start. Never
+    the same port twice in one process.
+    """
+    low, high = _ephemeral_range()
+    candidates = [
+        port
+        for port in range(10_000, 65_536)
+        if not low <= port <= high and port not in _handed_out
+    ]
+    for port in random.sample(candidates, min(len(candidates), 200)):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from standins.serving import PortInUse, listening_socket, port_in_use, serve
+from standins.serving import PortInUse, free_port, listening_socket, port_in_use, serve
 from standins.slack.app import create_app
 from standins.slack.config import SlackStandInConfig
 from worker.datadir import claimed, holder
@@ -47,6 +47,24 @@ def test_a_port_in_use_is_found_before_a_server_starts() -> None:
             listening_socket("127.0.0.1", port)
     assert refused.value.port == port
     assert not port_in_use("127.0.0.1", port)
+
+
+def test_a_free_port_lies_outside_the_range_outgoing_connections_take_ports_from() -> None:
+    """A port from `bind(0)` could be taken by any client's connection before the
+    server handed it starts (CI saw `amend dev` refused its gateway port so)."""
+    low, high = (
+        int(part) for part in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+    )
+    ports = [free_port() for _ in range(50)]
+    assert len(set(ports)) == len(ports)
+    for port in ports:
+        assert not low <= port <= high
+        assert not port_in_use("127.0.0.1", port)
+    # An outgoing connection's own port is in that range, so none of them can be it.
+    with listening_socket("127.0.0.1", free_port()) as server:
+        server.listen()
+        with socket.create_connection(server.getsockname()) as client:
+            assert low <= client.getsockname()[1] <= high
 
 
 async def test_a_served_app_leaves_sigint_to_the_process() -> None:
