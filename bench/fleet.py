@@ -68,6 +68,15 @@ class Fleet:
         [found] = [w for w in self.workers if w.identity == identity]
         return found
 
+    async def set_model_latency(self, latency_s: float) -> None:
+        """The stand-in model's latency from now on: a slow model catches work
+        mid-way; once caught, the rest of the round need not wait on it."""
+        async with httpx.AsyncClient() as http:
+            answer = await http.post(
+                f"{self.model_url}/_standin/latency", json={"latency_s": latency_s}
+            )
+        answer.raise_for_status()
+
     async def start_round(self, gateway: Process, round_id: str, **spec: Any) -> None:
         body = {"round_id": round_id, "reviewers": [ALICE], **spec}
         headers = {"Authorization": f"Bearer {self.token}"}

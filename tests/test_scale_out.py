@@ -41,6 +41,8 @@ from tests.conftest import SMALL_EVAL_SET, eventually
 EXAMPLES = 40
 DATASET = {"prompt_count": EXAMPLES, "critique_passes": 1, "heartbeat_timeout": "PT8S"}
 SPEC = {"max_proposals": 2, "training": {**DATASET, "poll_interval": "PT0.2S"}}
+# The model's latency once a test has caught the work it needed caught mid-way.
+FAST_S = 0.005
 
 
 @pytest.fixture
@@ -152,6 +154,8 @@ async def test_two_workers_and_two_gateways_share_rounds_and_survive_a_killed_wo
     doomed.process.send_signal(signal.SIGKILL)
     assert await doomed.exited() == -signal.SIGKILL
     survivor = next(w for w in fleet.workers if w is not doomed)
+    # Caught mid-way; the takeover and the evaluations after it need no slow model.
+    await fleet.set_model_latency(FAST_S)
 
     for round_id in ("through-one", "through-two"):
         result = await asyncio.wait_for(handle(dev_server, round_id).result(), 120)
@@ -202,6 +206,7 @@ async def test_sigterm_lets_a_worker_finish_its_activities_and_a_gateway_answer_
     other = next(w for w in fleet.workers if w is not running)
     running.process.send_signal(signal.SIGTERM)
     assert await running.exited() == 0, running.output()
+    await fleet.set_model_latency(FAST_S)
     result = await asyncio.wait_for(handle(dev_server, "sigterm").result(), 120)
     assert result.state is RoundState.completed
 

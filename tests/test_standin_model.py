@@ -654,6 +654,23 @@ async def test_configured_latency_delays_each_completion() -> None:
             assert time.monotonic() - started >= 0.3
 
 
+async def test_latency_set_while_serving_delays_the_completions_after_it() -> None:
+    async with (
+        serve(create_app(ScriptedModelConfig())) as running,
+        openai.AsyncOpenAI(base_url=running.url + "/v1", api_key="any", max_retries=0) as api,
+        httpx.AsyncClient(base_url=running.url) as control,
+    ):
+        for refused in ({}, {"latency_s": "slow"}, {"latency_s": True}, {"latency_s": -1}):
+            answer = await control.post("/_standin/latency", json=refused)
+            assert answer.status_code == 400, refused
+            assert "latency_s" in answer.json()["error"]["message"]
+        set_to = await control.post("/_standin/latency", json={"latency_s": 0.3})
+        assert set_to.json() == {"latency_s": 0.3}
+        started = time.monotonic()
+        await ask(api, BASE_MODEL, "Hello")
+        assert time.monotonic() - started >= 0.3
+
+
 async def test_completions_beyond_the_concurrency_limit_wait_their_turn() -> None:
     config = ScriptedModelConfig(latency_s=0.1, max_concurrency=2)
     async with serve(create_app(config)) as running:

@@ -14,6 +14,10 @@ a completion of that task and spoil its answer; only the answer faults
 fine-tuning jobs, one outcome per job created (see
 `standins.model.fine_tuning.FineTuneOutcome`).
 
+`POST /_standin/latency` with `{"latency_s": <seconds>}` changes the latency
+added to every later chat completion (`latency_s`), so a test that needs a
+slow server only until it has caught work mid-way need not wait on it after.
+
 `GET /_standin/stats` and `POST /_standin/reset` inspect and clear the state;
 `GET /_standin/requests/sample` answers the kept sample of request bodies
 (`request_sample_size`).
@@ -110,6 +114,19 @@ async def script_fine_tuning(request: Request, state: ServerState) -> dict[str, 
         )
     state.fine_tune_outcomes.extend(outcomes)
     return {"pending_outcomes": list(state.fine_tune_outcomes)}
+
+
+@router.post("/_standin/latency")
+async def set_latency(request: Request, state: ServerState) -> dict[str, Any]:
+    """Change the latency of the chat completions that come after this."""
+    body = await read_json(request)
+    latency_s = body.get("latency_s")
+    if isinstance(latency_s, bool) or not isinstance(latency_s, int | float):
+        raise bad_request("latency_s must be a number of seconds")
+    if not 0 <= latency_s <= 60:
+        raise bad_request("latency_s must be between 0 and 60 seconds")
+    state.config = state.config.model_copy(update={"latency_s": float(latency_s)})
+    return {"latency_s": state.config.latency_s}
 
 
 @router.get("/_standin/stats")
