@@ -252,7 +252,8 @@ async def test_a_post_cancelled_while_it_waits_its_turn_gives_up_its_place(
     await behind
     texts = sorted((float(m["ts"]), m["text"]) for m in standin_state(app).messages.values())
     assert [text for _, text in texts] == ["first", "behind"]
-    assert 1.0 <= texts[1][0] - texts[0][0] < 1.5
+    # One interval after the first; had the cancelled post kept its turn, two.
+    assert 1.0 <= texts[1][0] - texts[0][0] < 2.0
 
 
 class LedgerDownAfterPosting(Ledger):
