@@ -66,7 +66,7 @@ def slack_app(store: Path) -> FastAPI:
     @router.post("/_chaos/delete")
     async def delete(body: DeletedMessage) -> dict[str, bool]:
         state = standin_state(app)
-        found = state.messages.pop((body.channel, body.ts), None)
+        found = state.drop_message(body.channel, body.ts)
         state.keep()
         return {"deleted": found is not None}
 

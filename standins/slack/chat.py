@@ -128,7 +128,7 @@ def post_message(state: SlackStandInState, params: JSONDict) -> JSONDict:
         "edited": None,
         "history": [],
     }
-    state.messages[(channel, ts)] = record
+    state.put_message(record)
     return {"ok": True, "channel": channel, "ts": ts, "message": message_object(config, record)}
 
 
@@ -166,6 +166,7 @@ def update(state: SlackStandInState, params: JSONDict) -> JSONDict:
     if metadata is not None:
         record["metadata"] = metadata
     record["edited"] = {"user": config.bot_user_id, "ts": edit_ts}
+    state.put_message(record)
     message = message_object(config, record)
     return {
         "ok": True,
@@ -180,7 +181,7 @@ def delete(state: SlackStandInState, params: JSONDict) -> JSONDict:
     """`chat.delete`: the message is gone; a later `chat.update` of it gets `message_not_found`."""
     channel = require_channel(state.config, params)
     ts = str_field(params, "ts")
-    if ts is None or state.messages.pop((channel, ts), None) is None:
+    if ts is None or state.drop_message(channel, ts) is None:
         raise SlackError("message_not_found")
     return {"ok": True, "channel": channel, "ts": ts}
 
@@ -195,7 +196,7 @@ def post_ephemeral(state: SlackStandInState, params: JSONDict) -> JSONDict:
     text, blocks = message_content(params, ts)
     if not text and not blocks and not params.get("attachments"):
         raise SlackError("no_text")
-    state.ephemeral.append(
+    state.add_ephemeral(
         {
             "channel": channel,
             "user": user,

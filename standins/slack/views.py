@@ -82,14 +82,16 @@ def views_open(state: SlackStandInState, params: JSONDict) -> JSONDict:
         trigger.used = True
     view_id = state.new_id("V0AMEND", 6)
     obj = view_object(config, view_id, view, new_hash())
-    state.views[view_id] = {
-        "id": view_id,
-        "trigger_id": trigger_id,
-        "user": trigger.user_id if trigger is not None else None,
-        "opened_at": time.time(),
-        "view": obj,
-        "history": [],
-    }
+    state.put_view(
+        {
+            "id": view_id,
+            "trigger_id": trigger_id,
+            "user": trigger.user_id if trigger is not None else None,
+            "opened_at": time.time(),
+            "view": obj,
+            "history": [],
+        }
+    )
     return {"ok": True, "view": obj}
 
 
@@ -115,6 +117,7 @@ def views_update(state: SlackStandInState, params: JSONDict) -> JSONDict:
     view = parse_view(state, params)
     record["history"].append(record["view"])
     record["view"] = view_object(state.config, record["id"], view, new_hash())
+    state.put_view(record)
     return {"ok": True, "view": record["view"]}
 
 
