@@ -172,6 +172,10 @@ LEDGER_LOCALLY = "ledger-activities-locally"
 # Dataset shards go to a task queue of their own that each worker takes a few at
 # a time from, so a worker never holds shards that another could be running (0.3.0).
 SHARDS_PULLED = "dataset-shards-pulled"
+# A cancel that met the review loop's message refresh completing stops the round
+# before the loop waits again (0.3.0; before, the loop waited for its next
+# reminder, a day by default, and `round cancel` with it).
+CANCEL_BEFORE_REVIEW_WAIT = "cancel-before-review-wait"
 # Proposals are posted, and stale messages rewritten, several in one activity, and
 # their transitions written in one local activity (0.3.0).
 MESSAGES_TOGETHER = "slack-messages-together"
@@ -588,6 +592,8 @@ class TrainingRoundWorkflow:
                 self.status.runs += 1
                 workflow.continue_as_new(RoundInput(spec=spec, carried=self.status))
             await self._refresh_messages()
+            if workflow.patched(CANCEL_BEFORE_REVIEW_WAIT):
+                self._stop_if_cancelled()
             timeout = next_reminder - workflow.now()
             if spec.deadline is not None and self.status.review_started_at is not None:
                 left = self.status.review_started_at + spec.deadline - workflow.now()
