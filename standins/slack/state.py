@@ -118,7 +118,7 @@ class SlackStandInState:
     # note it for the journal.
 
     def put_message(self, record: JSONDict) -> None:
-        """A message posted, or changed in place (an edit, a reply's parent)."""
+        """A message posted, or changed in place (an edit)."""
         self.messages[(record["channel"], record["ts"])] = record
         self._note({"message": record})
 
@@ -146,7 +146,8 @@ class SlackStandInState:
         """Read the workspace back from `store` and its journal, if kept there before.
 
         A journal's last line cut short by a kill is the change of a call that
-        was never answered: it and anything after it are left out.
+        was never answered: it is left out, and the copy is rewritten at once,
+        so that the next change is not appended to the broken line.
         """
         if self.store is None:
             return
@@ -161,16 +162,21 @@ class SlackStandInState:
         journal = self.journal
         if journal is None or not journal.exists():
             return
-        for line in journal.read_text().splitlines():
+        text = journal.read_text()
+        cut_short = bool(text) and not text.endswith("\n")
+        for line in text.splitlines():
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:
+                cut_short = True
                 break
             self.journal_entries += 1
             if entry["seq"] <= self.journal_seq:
                 continue  # already in the copy (killed before the journal was emptied)
             self._replay(entry)
         self.changes.clear()
+        if cut_short:
+            self.compact()
 
     def _replay(self, entry: JSONDict) -> None:
         if "message" in entry:
@@ -189,9 +195,7 @@ class SlackStandInState:
         """Append the call's changes to the journal; rewrite the copy instead
         once the journal has outgrown the workspace."""
         journal = self.journal
-        if journal is None or self.store is None:
-            return
-        if not self.changes:
+        if journal is None or not self.changes:
             return
         live = len(self.messages) + len(self.ephemeral) + len(self.views)
         if self.journal_entries + len(self.changes) > max(JOURNAL_AT_LEAST, 2 * live):

@@ -104,7 +104,11 @@ async def test_a_kill_mid_write_loses_only_the_unanswered_change(tmp_path: Path)
     journal = tmp_path / "slack-stand-in.json.journal"
     with journal.open("a") as out:
         out.write('{"seq": 99, "message": {"channel": "C0AMENDREVIEW", "ts": "17')
-    assert workspace(create_app(CONFIG, store=store)) == workspace(app)
+    again = create_app(CONFIG, store=store)
+    assert workspace(again) == workspace(app)
+    # What the restarted stand-in keeps next is not lost behind the broken line.
+    await call(again, "chat.postMessage", channel=CHANNEL, text="after the kill")
+    assert workspace(create_app(CONFIG, store=store)) == workspace(again)
 
 
 async def test_a_kill_between_rewriting_the_copy_and_emptying_the_journal_keeps_each_change_once(
