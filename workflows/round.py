@@ -172,10 +172,10 @@ LEDGER_LOCALLY = "ledger-activities-locally"
 # Dataset shards go to a task queue of their own that each worker takes a few at
 # a time from, so a worker never holds shards that another could be running (0.3.0).
 SHARDS_PULLED = "dataset-shards-pulled"
-# A cancel that met the review loop's message refresh completing stops the round
-# before the loop waits again (0.3.0; before, the loop waited for its next
-# reminder, a day by default, and `round cancel` with it).
-CANCEL_BEFORE_REVIEW_WAIT = "cancel-before-review-wait"
+# A cancel that met an activity completing stops the round before it waits (0.3.0;
+# before, it waited out the wait first: the review loop until its next reminder,
+# a day by default, with `round cancel` waiting on it).
+CANCEL_BEFORE_WAITING = "cancel-before-waiting"
 # Proposals are posted, and stale messages rewritten, several in one activity, and
 # their transitions written in one local activity (0.3.0).
 MESSAGES_TOGETHER = "slack-messages-together"
@@ -346,6 +346,23 @@ class TrainingRoundWorkflow:
         ):
             raise asyncio.CancelledError("the round was cancelled by an operator")
 
+    async def _wait(self, condition: Callable[[], bool], at_most: timedelta) -> None:
+        """Wait for `condition`, at most `at_most` (then TimeoutError), if not cancelled.
+
+        Every wait of the lifecycle goes through here or `_sleep`: a wait would
+        hold a cancellation Temporal dropped for the activity result just before
+        it (`_stop_if_cancelled`) until the wait ended.
+        """
+        if workflow.patched(CANCEL_BEFORE_WAITING):
+            self._stop_if_cancelled()
+        await workflow.wait_condition(condition, timeout=at_most)
+
+    async def _sleep(self, duration: timedelta) -> None:
+        """Sleep, unless the round was cancelled (see `_wait`)."""
+        if workflow.patched(CANCEL_BEFORE_WAITING):
+            self._stop_if_cancelled()
+        await workflow.sleep(duration)
+
     async def _propose(self) -> None:
         spec = self.status.spec
         self.constitution = await self._ledger(
@@ -496,7 +513,7 @@ class TrainingRoundWorkflow:
                 await self._record(
                     on, "ok", "waiting", reason=waiting.describe(), data={"error_type": kind}
                 )
-            await workflow.sleep(pause)
+            await self._sleep(pause)
         finally:
             self._model_waits -= 1
 
@@ -517,7 +534,7 @@ class TrainingRoundWorkflow:
                 reason=waiting.describe(),
                 data={"until": waiting.until.isoformat(), **wait.model_dump()},
             )
-            await workflow.sleep(timedelta(seconds=wait.wait_s))
+            await self._sleep(timedelta(seconds=wait.wait_s))
         finally:
             self._model_waits -= 1
 
@@ -592,8 +609,6 @@ class TrainingRoundWorkflow:
                 self.status.runs += 1
                 workflow.continue_as_new(RoundInput(spec=spec, carried=self.status))
             await self._refresh_messages()
-            if workflow.patched(CANCEL_BEFORE_REVIEW_WAIT):
-                self._stop_if_cancelled()
             timeout = next_reminder - workflow.now()
             if spec.deadline is not None and self.status.review_started_at is not None:
                 left = self.status.review_started_at + spec.deadline - workflow.now()
@@ -603,9 +618,9 @@ class TrainingRoundWorkflow:
                 timeout = min(timeout, left)
             if timeout > timedelta(0):
                 try:
-                    await workflow.wait_condition(
+                    await self._wait(
                         lambda: not self.status.pending or bool(self._stale_messages()),
-                        timeout=timeout,
+                        timeout,
                     )
                     continue  # a decision: settled, or a message to bring up to date
                 except TimeoutError:
@@ -1227,9 +1242,8 @@ class TrainingRoundWorkflow:
                 await self._block(cause.message)
                 self._retry_slack_now = False
                 with contextlib.suppress(TimeoutError):
-                    await workflow.wait_condition(
-                        lambda: self._retry_slack_now,
-                        timeout=self.status.spec.slack_retry_interval,
+                    await self._wait(
+                        lambda: self._retry_slack_now, self.status.spec.slack_retry_interval
                     )
                 continue
             if self.status.blocked is not None:
