@@ -58,6 +58,7 @@ from bench.harness import (
     percentile,
     value_at_most,
 )
+from gateway.slack import button_click_key
 from ledger.pool import create_pool
 from ledger.store import Ledger
 from review.messages import parse_action_value
@@ -164,7 +165,7 @@ class Crowd:
         payload = person.block_actions_payload(message, "accept", channel_id=CHANNEL)
         body = person.encode(payload)
         _, proposal_id = parse_action_value(payload["actions"][0]["value"])
-        key = f"slack:{payload['actions'][0]['action_ts']}:{user}:{proposal_id}:accept"
+        key = button_click_key(payload["actions"][0]["action_ts"], user, proposal_id, "accept")
         stamp = int(time.time())
         head = (
             f"POST /slack/interactions HTTP/1.1\r\nHost: {urlsplit(self.gateway.url).netloc}\r\n"

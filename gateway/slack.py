@@ -97,6 +97,13 @@ LEDGER_AWAY = (
 )
 
 
+def button_click_key(action_ts: str | None, user: str, proposal_id: str, action_id: str) -> str:
+    """The key a button's click is kept under in the decision inbox and sent
+    to the round with as its update id: Slack's retries of one click carry the
+    same `action_ts`, so they share it."""
+    return f"slack:{action_ts}:{user}:{proposal_id}:{action_id}"
+
+
 class InteractionAnswer(BaseModel):
     """What the gateway makes of an interaction. Slack ignores the body of a
     block_actions answer (the reviewer reads the ephemeral message); of a
@@ -295,7 +302,7 @@ class SlackInteractions:
             action_id = action.action_id
             if action_id not in ("modify", "reject", "accept"):
                 continue
-            key = f"slack:{action.action_ts}:{user}:{proposal_id}:{action_id}"
+            key = button_click_key(action.action_ts, user, proposal_id, action_id)
             earlier = self._earlier(key)
             if earlier is not None:
                 answers.append(await self._again(earlier))
