@@ -7,9 +7,9 @@ same timeout) against the same model stand-in, at most the worker's
 `model_concurrency` at once across the worker, as `activities.model.Model`
 bounds them. Each is one of the rounds' own requests: the stand-in kept a
 uniform sample of the bodies the measured rounds sent (`sampling_stand_in`),
-and the floor posts them in turn as JSON with the client's `post` (as
-`Model.complete` posts the round's) and reads each answer back into a
-`ChatCompletion`. What the round does with an answer after (a structured
+and the floor sends them in turn through `Model.complete`, the call every
+model request of a round goes through (post, error mapping, the answer read
+into a `ChatCompletion`). What the round does with an answer after (a structured
 grade validated, a proposal checked) is the service's work, not the call's.
 """
 
@@ -19,12 +19,10 @@ import asyncio
 import itertools
 from typing import Any
 
-import httpx
 from fastapi import FastAPI
-from openai import AsyncOpenAI
-from openai.types.chat import ChatCompletion
 from temporalio import activity
 
+from activities.model import Model
 from bench.noop import MODEL_CALLS_ACTIVITY
 from standins.model.app import create_app
 from standins.model.config import ScriptedModelConfig
@@ -41,23 +39,19 @@ def sampling_stand_in() -> FastAPI:
 
 
 class ModelCalls:
-    """The floor's calls, one client and one concurrency bound for the worker."""
+    """The floor's calls, through one `Model` for the worker, as a worker's are."""
 
     def __init__(self, settings: Settings, bodies: list[dict[str, Any]]) -> None:
         if not bodies:
             raise ValueError("the floor needs the rounds' request bodies to replay")
-        self.client: AsyncOpenAI = model_client(settings)
+        self.model = Model(model_client(settings), settings.model_name, settings.model_concurrency)
         self.bodies = bodies
         self._turn = itertools.count()  # every floor round goes on through the sample
-        self._slots = asyncio.Semaphore(settings.model_concurrency)
 
     async def one(self) -> str:
-        body = self.bodies[next(self._turn) % len(self.bodies)]
-        async with self._slots:
-            response = await self.client.post(
-                "/chat/completions", body=body, cast_to=httpx.Response
-            )
-        completion = ChatCompletion.model_construct(**response.json())
+        completion, _call = await self.model.complete(
+            self.bodies[next(self._turn) % len(self.bodies)]
+        )
         return completion.choices[0].message.content or ""
 
     @activity.defn(name=MODEL_CALLS_ACTIVITY)
@@ -67,4 +61,4 @@ class ModelCalls:
         return len(answers)
 
     async def close(self) -> None:
-        await self.client.close()
+        await self.model.client.close()
