@@ -660,7 +660,13 @@ async def test_latency_set_while_serving_delays_the_completions_after_it() -> No
         openai.AsyncOpenAI(base_url=running.url + "/v1", api_key="any", max_retries=0) as api,
         httpx.AsyncClient(base_url=running.url) as control,
     ):
-        for refused in ({}, {"latency_s": "slow"}, {"latency_s": True}, {"latency_s": -1}):
+        for refused in (
+            {},
+            {"latency_s": "slow"},
+            {"latency_s": True},
+            {"latency_s": -1},
+            {"latency_s": 61},
+        ):
             answer = await control.post("/_standin/latency", json=refused)
             assert answer.status_code == 400, refused
             assert "latency_s" in answer.json()["error"]["message"]
