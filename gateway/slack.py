@@ -63,7 +63,7 @@ from review.messages import (
     parse_view_metadata,
     reject_view,
 )
-from workflows.client import CLOSED_ROUND, refusal_reason
+from workflows.client import CLOSED_ROUND, refusal_reason, refused_by_round
 from workflows.refusal import RecordRefusalWorkflow, refusal_workflow_id
 from workflows.round import TrainingRoundWorkflow
 
@@ -531,6 +531,9 @@ class SlackInteractions:
                 workflow_id
             ).execute_update(TrainingRoundWorkflow.decide, request, id=update_id)
         except WorkflowUpdateFailedError as error:
+            if not refused_by_round(error):
+                # Not an answer: the inbox sends the click again, to the run that follows.
+                raise
             reason = refusal_reason(error)
         except RPCError as error:
             if error.status not in CLOSED_ROUND:

@@ -68,6 +68,17 @@ def refusal_reason(error: WorkflowUpdateFailedError) -> str:
     return cause.message if isinstance(cause, ApplicationError) else str(cause or error)
 
 
+def refused_by_round(error: WorkflowUpdateFailedError) -> bool:
+    """Whether the round itself refused the update, not Temporal.
+
+    The round refuses with an ApplicationError (its validator or handler). The
+    server rejects an update that arrived as the run was continuing as new,
+    unseen by the round ("Workflow Update is rejected because it wasn't
+    processed by worker"); that one, sent again, reaches the run that follows.
+    """
+    return isinstance(error.cause, ApplicationError)
+
+
 def _first_search_attributes(
     spec: RoundSpec, state: RoundState = RoundState.created, version: int | None = None
 ) -> TypedSearchAttributes:
